@@ -1,0 +1,138 @@
+"""State on disk: atomic JSON files, file locks, and the global machine index.
+
+Every write goes to a temporary file in the same folder, is fsynced and renamed over the
+old one, so a killed process or a full disk leaves either the old or the new file, never
+half of one. Locks are fcntl locks on files under VMCTL_HOME/locks: the kernel drops them
+when a process dies, so a SIGKILL never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from vmctl import paths
+from vmctl.errors import MachineError, StateError, VmctlError
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, mode)
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as exc:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if exc.errno == errno.ENOSPC:
+            raise VmctlError(f"no space left on the device to write {path}",
+                             hint="free some disk space and run the command again") from exc
+        raise VmctlError(f"could not write {path}: {exc.strerror}") from exc
+
+
+def write_json(path: Path, data: Any, mode: int = 0o644) -> None:
+    write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), mode)
+
+
+def read_json(path: Path, default: Any = None, *, what: str = "state file") -> Any:
+    """The JSON in PATH, DEFAULT if it does not exist, StateError naming it if corrupt."""
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        return default
+    except OSError as exc:
+        raise StateError(f"could not read the {what} {path}: {exc.strerror}") from exc
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise StateError(
+            f"the {what} {path} is corrupt ({exc})",
+            hint=f"move it aside (mv {path} {path}.bad) and run the command again; "
+            "vmctl rebuilds what it can by asking libvirt",
+        ) from exc
+
+
+@contextmanager
+def file_lock(name: str, *, wait: bool = True, busy_message: str | None = None) -> Iterator[None]:
+    """Hold the lock VMCTL_HOME/locks/NAME.lock; without WAIT, raise MachineError if busy."""
+    lock_dir = paths.locks_dir()
+    lock_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        flags = fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB)
+        try:
+            fcntl.flock(fd, flags)
+        except BlockingIOError as exc:
+            raise MachineError(
+                busy_message or f"{name} is busy: another vmctl command is using it",
+                hint="wait for the other command to finish, then try again",
+            ) from exc
+        yield
+    finally:
+        os.close(fd)
+
+
+# --- the global machine index ------------------------------------------------------------
+
+@dataclass
+class IndexEntry:
+    """One vmctl machine on this host, whatever its project."""
+
+    id: str
+    name: str
+    project: str  # the folder holding the Vagrantfile
+    domain: str
+    uri: str
+    box_name: str | None = None
+    box_version: str | None = None
+    ports: list[int] = field(default_factory=list)  # host ports reserved for it
+    created: float = field(default_factory=time.time)
+
+
+def _index_path() -> Path:
+    return paths.vmctl_home() / "index.json"
+
+
+@contextmanager
+def index_lock() -> Iterator[None]:
+    with file_lock("index"):
+        yield
+
+
+def load_index() -> dict[str, IndexEntry]:
+    data = read_json(_index_path(), {"machines": {}}, what="machine index")
+    try:
+        return {k: IndexEntry(**v) for k, v in data.get("machines", {}).items()}
+    except (TypeError, AttributeError) as exc:
+        raise StateError(
+            f"the machine index {_index_path()} is not in the expected shape",
+            hint=f"move it aside (mv {_index_path()} {_index_path()}.bad) and run the command again",
+        ) from exc
+
+
+def save_index(entries: dict[str, IndexEntry]) -> None:
+    write_json(_index_path(), {"machines": {k: asdict(v) for k, v in sorted(entries.items())}})
+
+
+def machines_using_box(name: str, version: str | None = None) -> list[IndexEntry]:
+    """Machines created from box NAME (any version when VERSION is None)."""
+    return [
+        e
+        for e in load_index().values()
+        if e.box_name == name and (version is None or e.box_version == version)
+    ]

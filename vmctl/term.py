@@ -1,0 +1,179 @@
+"""The one place that owns the terminal.
+
+Results (and --json) go to stdout; progress, messages and errors go to stderr. Text that
+comes from users or guests is never read as markup. Spinners and bars appear only on an
+interactive terminal; elsewhere (CI) progress is a few plain lines. NO_COLOR is honoured.
+rich is imported lazily, so commands that print nothing fancy start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cache
+from typing import Any
+
+_lock = threading.Lock()
+
+
+def interactive() -> bool:
+    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+
+
+@cache
+def stdout_console():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(highlight=False, emoji=False, soft_wrap=True)
+
+
+@cache
+def stderr_console():  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
+
+
+def out(text: str = "") -> None:
+    """A line of result on stdout (plain text, no markup)."""
+    with _lock:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
+
+
+def out_json(data: Any) -> None:
+    out(json.dumps(data, indent=2, sort_keys=False))
+
+
+def info(text: str) -> None:
+    """A progress or status message on stderr."""
+    with _lock:
+        sys.stderr.write(text + "\n")
+        sys.stderr.flush()
+
+
+def warn(text: str) -> None:
+    info(f"warning: {text}")
+
+
+def error(message: str, hint: str | None = None) -> None:
+    info(f"error: {message}")
+    if hint:
+        info(f"hint: {hint}")
+
+
+def table(columns: list[str], rows: list[list[str]]) -> None:
+    """A table on stdout: rich on a terminal, aligned plain text otherwise."""
+    if sys.stdout.isatty():
+        from rich.table import Table
+
+        t = Table(box=None, header_style="bold", pad_edge=False)
+        for column in columns:
+            t.add_column(column)
+        for row in rows:
+            t.add_row(*row, style=None)
+        stdout_console().print(t, markup=False)
+        return
+    widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
+    out("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    for row in rows:
+        out("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+
+
+@contextmanager
+def spinner(text: str) -> Iterator[None]:
+    """A spinner with elapsed time on a terminal; one plain line otherwise."""
+    if not interactive():
+        info(text)
+        yield
+        return
+    from rich.status import Status
+
+    start = time.monotonic()
+    status = Status(text, console=stderr_console())
+    stop = threading.Event()
+
+    def tick() -> None:
+        while not stop.wait(0.5):
+            status.update(f"{text} ({time.monotonic() - start:.0f}s)")
+
+    thread = threading.Thread(target=tick, daemon=True)
+    with status:
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
+
+class Progress:
+    """Byte progress: a rich bar on a terminal, a few plain lines elsewhere.
+
+    Library code receives one of these (or None) and calls advance(); it never prints.
+    """
+
+    def __init__(self, description: str, total: int | None, already: int = 0) -> None:
+        self.description = description
+        self.total = total
+        self.done = already
+        self._bar = None
+        self._task = None
+        self._next_report = 0.25
+        self._start = time.monotonic()
+
+    def __enter__(self) -> Progress:
+        if interactive():
+            from rich.progress import (
+                BarColumn,
+                DownloadColumn,
+                TextColumn,
+                TimeRemainingColumn,
+                TransferSpeedColumn,
+            )
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+                console=stderr_console(),
+                transient=False,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task(self.description, total=self.total, completed=self.done)
+        else:
+            size = f" ({human_bytes(self.total)})" if self.total else ""
+            resumed = f", resuming at {human_bytes(self.done)}" if self.done else ""
+            info(f"{self.description}{size}{resumed}")
+        return self
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self._bar is not None:
+            self._bar.update(self._task, advance=n)
+        elif self.total and self.done / self.total >= self._next_report:
+            info(f"  {self.done * 100 // self.total}% of {human_bytes(self.total)}")
+            self._next_report += 0.25
+
+    def __exit__(self, *exc: object) -> None:
+        if self._bar is not None:
+            self._bar.stop()
+
+
+def human_bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} GiB"
