@@ -61,15 +61,16 @@ def _register() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turn VmctlError into `error:`/`hint:` and an exit status."""
-    import click
+    """Entry point: run the app, turn VmctlError into `error:`/`hint:` and an exit status.
 
+    Usage errors (exit status 2) and Ctrl-C are handled by typer's standalone mode.
+    """
     from vmctl.errors import VmctlError
     from vmctl.term import error
 
     _register()
     try:
-        result = app(args=argv, standalone_mode=False, prog_name="vmctl")
+        app(args=argv, prog_name="vmctl")
     except VmctlError as exc:
         if _debug:
             import traceback
@@ -77,14 +78,5 @@ def main(argv: list[str] | None = None) -> None:
             traceback.print_exc()
         error(str(exc), exc.hint)
         sys.exit(exc.exit_code)
-    except click.exceptions.UsageError as exc:
-        exc.show()
-        sys.exit(2)
-    except (click.exceptions.Abort, KeyboardInterrupt):
-        sys.stderr.write("\ninterrupted\n")
-        sys.exit(130)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(1)
-    sys.exit(result if isinstance(result, int) else 0)
