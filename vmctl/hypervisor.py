@@ -1,0 +1,360 @@
+"""libvirt: one connection per command, opened late, closed explicitly.
+
+The default is libvirt's embedded QEMU driver rooted in VMCTL_HOME/libvirt: nothing to
+install or start beyond the packages. Only one process may hold an embedded root at a
+time, so `connect()` holds a file lock for as long as the connection is open; callers
+open it around libvirt calls only, never while waiting for SSH or provisioning.
+
+libvirt errors are translated here into HypervisorError; nothing above this module sees
+a libvirt.libvirtError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vmctl import paths
+from vmctl.errors import HypervisorError, MissingToolError, VmctlError
+from vmctl.state import file_lock, read_json, write_json
+
+if TYPE_CHECKING:
+    import libvirt
+
+log = logging.getLogger("vmctl.hypervisor")
+
+_event_loop_started = False
+_event_loop_lock = threading.Lock()
+
+QEMU_CONF = """\
+# Written by vmctl for its embedded libvirt root.
+# QEMU writes its own stdio logs: there is no virtlogd without a daemon.
+stdio_handler = "file"
+# An embedded driver acts with the privileges of the process that embeds it: QEMU runs
+# as the user running vmctl, so it can read boxes and overlays under VMCTL_HOME.
+user = "+{uid}"
+group = "+{gid}"
+"""
+
+
+def resolve_uri(configured: str | None = None) -> str:
+    """VMCTL_LIBVIRT_URI, else the machine file's libvirt.uri, else the embedded driver."""
+    env = os.environ.get("VMCTL_LIBVIRT_URI")
+    if env:
+        return env
+    if configured:
+        return configured
+    return f"qemu:///embed?root={paths.libvirt_root()}"
+
+
+def is_embedded(uri: str) -> bool:
+    return uri.startswith("qemu:///embed")
+
+
+def _import_libvirt() -> Any:
+    try:
+        import libvirt
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise MissingToolError(
+            "the libvirt Python bindings are not installed",
+            hint="pip install libvirt-python (needs libvirt-dev and pkg-config to build)",
+        ) from exc
+    # libvirt prints every error to stderr by default; we translate them instead.
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)
+    return libvirt
+
+
+def _start_event_loop(libvirt: Any) -> None:
+    """The embedded driver needs an event loop running in this process."""
+    global _event_loop_started
+    with _event_loop_lock:
+        if _event_loop_started:
+            return
+        libvirt.virEventRegisterDefaultImpl()
+
+        def loop() -> None:
+            while True:
+                libvirt.virEventRunDefaultImpl()
+
+        threading.Thread(target=loop, name="libvirt-events", daemon=True).start()
+        _event_loop_started = True
+
+
+def _prepare_embedded_root(root: Path) -> None:
+    conf = root / "etc" / "qemu.conf"
+    text = QEMU_CONF.format(uid=os.getuid(), gid=os.getgid())
+    if not conf.exists() or conf.read_text() != text:
+        conf.parent.mkdir(parents=True, exist_ok=True)
+        conf.write_text(text)
+    # The embedded driver logs to stderr by default; keep its warnings in a file instead.
+    log_file = root / "log" / "libvirt.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    os.environ.setdefault("LIBVIRT_LOG_OUTPUTS", f"3:file:{log_file}")
+
+
+def _embedded_root(uri: str) -> Path:
+    from urllib.parse import parse_qs, urlparse
+
+    root = parse_qs(urlparse(uri).query).get("root", [""])[0]
+    if not root:
+        raise HypervisorError(f"the libvirt URI {uri} names no root folder")
+    return Path(root)
+
+
+@contextmanager
+def connect(uri: str) -> Iterator[Connection]:
+    """An open libvirt connection; for the embedded driver, held under its lock."""
+    if is_embedded(uri):
+        root = _embedded_root(uri)
+        _prepare_embedded_root(root)
+    libvirt = _import_libvirt()
+    if is_embedded(uri):
+        _start_event_loop(libvirt)
+        lock_name = "libvirt-" + hashlib.sha256(str(root).encode()).hexdigest()[:12]
+        with file_lock(lock_name):
+            conn = _open(libvirt, uri)
+            try:
+                yield Connection(libvirt, conn, uri)
+            finally:
+                _close(conn)
+    else:
+        conn = _open(libvirt, uri)
+        try:
+            yield Connection(libvirt, conn, uri)
+        finally:
+            _close(conn)
+
+
+def _open(libvirt: Any, uri: str) -> Any:
+    started = time.monotonic()
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        hint = "check that libvirt is installed and running"
+        if "system" in uri:
+            hint = "start the daemons (libvirtd -d; virtlogd -d) or use the default embedded driver"
+        raise HypervisorError(f"could not connect to libvirt at {uri}: {exc}", hint=hint) from exc
+    log.debug("libvirt: opened %s in %.0f ms", uri, (time.monotonic() - started) * 1000)
+    return conn
+
+
+def _close(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # noqa: BLE001 - closing must never mask the real error
+        log.debug("libvirt: close failed", exc_info=True)
+
+
+# Domain states, in DESIGN.md's words.
+NOT_CREATED = "not_created"
+RUNNING = "running"
+POWEROFF = "poweroff"
+PAUSED = "paused"
+SAVED = "saved"
+CRASHED = "crashed"
+
+
+class Connection:
+    """The few libvirt operations vmctl needs, with errors translated."""
+
+    def __init__(self, libvirt: Any, conn: libvirt.virConnect, uri: str) -> None:
+        self._lv = libvirt
+        self._conn = conn
+        self.uri = uri
+
+    def _domain(self, name: str) -> Any | None:
+        try:
+            return self._conn.lookupByName(name)
+        except self._lv.libvirtError as exc:
+            if exc.get_error_code() == self._lv.VIR_ERR_NO_DOMAIN:
+                return None
+            raise HypervisorError(f"libvirt could not look up {name}: {exc}") from exc
+
+    def exists(self, name: str) -> bool:
+        return self._domain(name) is not None
+
+    def state(self, name: str) -> str:
+        dom = self._domain(name)
+        if dom is None:
+            return NOT_CREATED
+        lv = self._lv
+        try:
+            state, reason = dom.state()
+            has_save = dom.hasManagedSaveImage() == 1
+        except lv.libvirtError as exc:
+            if exc.get_error_code() == lv.VIR_ERR_NO_DOMAIN:
+                return NOT_CREATED
+            raise HypervisorError(f"libvirt could not read the state of {name}: {exc}") from exc
+        if state in (lv.VIR_DOMAIN_RUNNING, lv.VIR_DOMAIN_BLOCKED):
+            return RUNNING
+        if state in (lv.VIR_DOMAIN_PAUSED, lv.VIR_DOMAIN_PMSUSPENDED):
+            return PAUSED
+        if state == lv.VIR_DOMAIN_CRASHED:
+            return CRASHED
+        if state == lv.VIR_DOMAIN_SHUTOFF:
+            if has_save:
+                return SAVED
+            if reason == lv.VIR_DOMAIN_SHUTOFF_CRASHED:
+                return CRASHED
+            return POWEROFF
+        if state == lv.VIR_DOMAIN_SHUTDOWN:
+            return RUNNING  # shutting down: still running until it stops
+        return POWEROFF
+
+    def define(self, xml: str) -> None:
+        try:
+            self._conn.defineXML(xml)
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt refused the domain definition: {exc}") from exc
+
+    def start(self, name: str) -> None:
+        dom = self._require(name)
+        try:
+            dom.create()
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"QEMU could not start {name}: {_first_line(exc)}") from exc
+
+    def shutdown(self, name: str) -> None:
+        """Ask the guest to power off (ACPI); it may ignore it."""
+        dom = self._domain(name)
+        if dom is None:
+            return
+        try:
+            dom.shutdown()
+        except self._lv.libvirtError as exc:
+            if not self._not_running(exc):
+                raise HypervisorError(f"libvirt could not shut down {name}: {exc}") from exc
+
+    def destroy(self, name: str) -> None:
+        """Stop at once (pull the plug). A domain that is not running is fine."""
+        dom = self._domain(name)
+        if dom is None:
+            return
+        try:
+            dom.destroy()
+        except self._lv.libvirtError as exc:
+            if not self._not_running(exc):
+                raise HypervisorError(f"libvirt could not stop {name}: {exc}") from exc
+
+    def undefine(self, name: str) -> None:
+        dom = self._domain(name)
+        if dom is None:
+            return
+        lv = self._lv
+        flags = lv.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | lv.VIR_DOMAIN_UNDEFINE_NVRAM
+        try:
+            dom.undefineFlags(flags)
+        except lv.libvirtError as exc:
+            if exc.get_error_code() != lv.VIR_ERR_NO_DOMAIN:
+                raise HypervisorError(f"libvirt could not remove {name}: {exc}") from exc
+
+    def suspend(self, name: str) -> None:
+        """Save the memory to disk and stop (Vagrant's suspend on libvirt is a pause;
+        managed save survives a host reboot and frees the memory)."""
+        dom = self._require(name)
+        try:
+            dom.managedSave(0)
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt could not suspend {name}: {exc}") from exc
+
+    def resume(self, name: str) -> None:
+        dom = self._require(name)
+        lv = self._lv
+        try:
+            if dom.hasManagedSaveImage() == 1 or not dom.isActive():
+                dom.create()
+            else:
+                dom.resume()
+        except lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt could not resume {name}: {exc}") from exc
+
+    def xml(self, name: str) -> str | None:
+        dom = self._domain(name)
+        return dom.XMLDesc(0) if dom is not None else None
+
+    def domain_names(self, prefix: str = "") -> list[str]:
+        try:
+            return sorted(
+                d.name() for d in self._conn.listAllDomains() if d.name().startswith(prefix)
+            )
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt could not list domains: {exc}") from exc
+
+    def _require(self, name: str) -> Any:
+        dom = self._domain(name)
+        if dom is None:
+            raise HypervisorError(f"libvirt has no domain named {name}")
+        return dom
+
+    def _not_running(self, exc: Any) -> bool:
+        # Right after a reopen of an embedded root the state can still be settling:
+        # "domain is not running" from destroy means the job is already done.
+        return exc.get_error_code() in (self._lv.VIR_ERR_OPERATION_INVALID, self._lv.VIR_ERR_NO_DOMAIN)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+# --- KVM or TCG ------------------------------------------------------------------------
+
+def kvm_works(kernel: Path | None) -> bool:
+    """Whether KVM can really boot a Linux kernel here, not merely whether /dev/kvm exists.
+
+    A nested PVM hypervisor exposes /dev/kvm but hangs ordinary guest kernels, so the
+    probe boots KERNEL with no root disk under KVM: a working KVM panics ("no root") and
+    QEMU exits within a second; a broken one hangs and the probe times out. The answer is
+    cached per host kernel and QEMU binary.
+    """
+    if os.environ.get("VMCTL_KVM") in ("0", "1"):
+        return os.environ["VMCTL_KVM"] == "1"
+    if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+        return False
+    qemu = _qemu_binary()
+    if qemu is None or kernel is None or not kernel.exists():
+        return False
+    key = f"{os.uname().release}:{qemu}:{os.stat(qemu).st_mtime_ns}"
+    cache_file = paths.vmctl_home() / "kvm-probe.json"
+    try:
+        cached = read_json(cache_file, {})
+    except VmctlError:
+        cached = {}
+    if isinstance(cached, dict) and cached.get("key") == key:
+        return bool(cached.get("works"))
+    works = _probe_kvm(qemu, kernel)
+    write_json(cache_file, {"key": key, "works": works})
+    log.debug("kvm probe: %s", "works" if works else "does not boot a kernel, using TCG")
+    return works
+
+
+def _qemu_binary() -> str | None:
+    import shutil
+
+    return shutil.which("qemu-system-x86_64")
+
+
+def _probe_kvm(qemu: str, kernel: Path, timeout: float = 4.0) -> bool:
+    argv = [
+        qemu, "-accel", "kvm", "-cpu", "host", "-m", "128", "-nodefaults", "-display", "none",
+        "-no-reboot", "-serial", "stdio", "-kernel", str(kernel),
+        "-append", "console=ttyS0 panic=-1 loglevel=1",
+    ]  # fmt: skip
+    try:
+        proc = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            timeout=timeout, check=False,
+        )  # fmt: skip
+    except subprocess.TimeoutExpired:
+        return False
+    except OSError:
+        return False
+    return proc.returncode == 0 and b"Kernel panic" in proc.stdout

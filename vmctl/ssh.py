@@ -1,0 +1,430 @@
+"""SSH: readiness, authentication, host key pinning, commands and key replacement.
+
+paramiko carries control traffic (readiness, commands, provisioning); OpenSSH carries
+interactive sessions and bulk copies (rsync), because it moves data faster. Both trust
+the same pinned host key: known_hosts lines are written under a per-machine alias
+(HostKeyAlias), so a machine's forwarded port may change without breaking the pin.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vmctl.errors import BootTimeoutError, HostKeyMismatchError, SSHError, VmctlError
+
+log = logging.getLogger("vmctl.ssh")
+
+INSECURE_COMMENT = "vagrant insecure public key"
+
+
+def insecure_key_dir() -> Path:
+    return Path(__file__).parent / "data" / "insecure-keys"
+
+
+def insecure_private_keys() -> list[Path]:
+    d = insecure_key_dir()
+    return [d / "vagrant.key.ed25519", d / "vagrant.key.rsa"]
+
+
+def insecure_public_blobs() -> set[str]:
+    """The base64 blobs of the insecure public keys (what identifies them in a file)."""
+    blobs = set()
+    for line in (insecure_key_dir() / "vagrant.pub").read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            blobs.add(parts[1])
+    return blobs
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    host: str
+    port: int
+    user: str
+    alias: str  # HostKeyAlias: the name the host key is pinned under
+    known_hosts: Path
+    keys: tuple[Path, ...]  # tried in order
+
+
+# --- keys ------------------------------------------------------------------------------
+
+def generate_key(private_path: Path, comment: str) -> str:
+    """Create an ed25519 key at PRIVATE_PATH (0600 from creation, never overwritten);
+    return its public line."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    private_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(private_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, private)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    line = f"{public.decode()} {comment}"
+    (private_path.parent / (private_path.name + ".pub")).write_text(line + "\n")
+    return line
+
+
+def public_line(private_path: Path) -> str:
+    pub = private_path.parent / (private_path.name + ".pub")
+    return pub.read_text().strip()
+
+
+def _load_pkey(path: Path) -> Any:
+    import paramiko
+
+    for cls in (paramiko.Ed25519Key, paramiko.RSAKey, paramiko.ECDSAKey):
+        try:
+            return cls.from_private_key_file(str(path))
+        except (paramiko.SSHException, ValueError):
+            continue
+        except OSError as exc:
+            raise SSHError(f"could not read the SSH key {path}: {exc.strerror}") from exc
+    raise SSHError(f"{path} is not a private key vmctl can use (ed25519, RSA or ECDSA)")
+
+
+# --- host key pinning ------------------------------------------------------------------
+
+def read_pin(known_hosts: Path, alias: str) -> tuple[str, str] | None:
+    """(key type, base64 blob) pinned for ALIAS, or None."""
+    try:
+        lines = known_hosts.read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 3 and parts[0] == alias:
+            return parts[1], parts[2]
+    return None
+
+
+def write_pin(known_hosts: Path, alias: str, key_type: str, blob: str) -> None:
+    from vmctl.state import write_atomic
+
+    write_atomic(known_hosts, f"{alias} {key_type} {blob}\n".encode(), mode=0o600)
+
+
+def _check_host_key(transport: Any, endpoint: Endpoint) -> None:
+    key = transport.get_remote_server_key()
+    key_type, blob = key.get_name(), key.get_base64()
+    pinned = read_pin(endpoint.known_hosts, endpoint.alias)
+    if pinned is None:
+        write_pin(endpoint.known_hosts, endpoint.alias, key_type, blob)
+        log.debug("ssh: pinned host key %s for %s", key_type, endpoint.alias)
+        return
+    if pinned != (key_type, blob):
+        raise HostKeyMismatchError(
+            f"the host key of {endpoint.alias} ({endpoint.host}:{endpoint.port}) has changed: "
+            "refusing to connect, as someone could be impersonating the machine",
+            hint=f"if you rebuilt the guest on purpose, remove {endpoint.known_hosts} "
+            "and try again; otherwise destroy the machine",
+        )
+
+
+# --- connections -----------------------------------------------------------------------
+
+class Session:
+    """An authenticated SSH transport; commands open cheap channels on it."""
+
+    def __init__(self, transport: Any, endpoint: Endpoint, key: Path) -> None:
+        self.transport = transport
+        self.endpoint = endpoint
+        self.key = key
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def run(
+        self,
+        command: str,
+        *,
+        stdin: bytes | None = None,
+        on_stdout: Callable[[bytes], None] | None = None,
+        on_stderr: Callable[[bytes], None] | None = None,
+        timeout: float | None = None,
+    ) -> tuple[int, bytes, bytes]:
+        """Run COMMAND; stream or collect its output; return (status, stdout, stderr)."""
+        import paramiko
+
+        try:
+            chan = self.transport.open_session()
+            chan.exec_command(command)
+            if stdin is not None:
+                view = memoryview(stdin)
+                while view:
+                    sent = chan.send(view[:32768])
+                    view = view[sent:]
+                chan.shutdown_write()
+            out, err = bytearray(), bytearray()
+            deadline = time.monotonic() + timeout if timeout else None
+            chan.settimeout(0.2)
+            while True:
+                got = False
+                while chan.recv_ready():
+                    data = chan.recv(65536)
+                    got = True
+                    (on_stdout(data) if on_stdout else out.extend(data))
+                while chan.recv_stderr_ready():
+                    data = chan.recv_stderr(65536)
+                    got = True
+                    (on_stderr(data) if on_stderr else err.extend(data))
+                if chan.exit_status_ready() and not chan.recv_ready() and not chan.recv_stderr_ready():
+                    break
+                if deadline and time.monotonic() > deadline:
+                    chan.close()
+                    raise SSHError(f"the command did not finish in {timeout:.0f} s: {command[:60]}")
+                if not got:
+                    chan.status_event.wait(0.05)
+            status = chan.recv_exit_status()
+            chan.close()
+            return status, bytes(out), bytes(err)
+        except (paramiko.SSHException, OSError, EOFError) as exc:
+            raise SSHError(f"the SSH connection to {self.endpoint.alias} failed: {exc}") from exc
+
+    def check(self, command: str, *, stdin: bytes | None = None, what: str) -> bytes:
+        status, out, err = self.run(command, stdin=stdin)
+        if status != 0:
+            detail = err.decode(errors="replace").strip().splitlines()
+            raise SSHError(
+                f"could not {what} in the guest (exit status {status})"
+                + (f": {detail[-1]}" if detail else "")
+            )
+        return out
+
+    def upload(self, data: bytes, path: str, *, mode: str = "0644", sudo: bool = False) -> None:
+        """Write DATA to PATH in the guest atomically (a temporary file, then mv)."""
+        q = shell_quote(path)
+        inner = f"umask 077; cat > {q}.vmctl-tmp && chmod {mode} {q}.vmctl-tmp && mv -f {q}.vmctl-tmp {q}"
+        self.check(f"{'sudo -n ' if sudo else ''}sh -c {shell_quote(inner)}", stdin=data, what=f"write {path}")
+
+
+def shell_quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def _socket(host: str, port: int, timeout: float) -> socket.socket:
+    sock = socket.create_connection((host, port), timeout=timeout)
+    # Without TCP_NODELAY every SSH round trip waits on Nagle: 80 ms -> 35 ms per login.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    return sock
+
+
+class _NotReady(Exception):
+    """The guest is not answering SSH yet (try again)."""
+
+
+class _Refused(Exception):
+    """Nothing listens on the forwarded port: QEMU itself is gone."""
+
+
+def _attempt(endpoint: Endpoint, banner_timeout: float, pinned_type: str | None) -> Session:
+    import paramiko
+
+    try:
+        sock = _socket(endpoint.host, endpoint.port, timeout=banner_timeout)
+    except ConnectionRefusedError as exc:
+        raise _Refused() from exc
+    except OSError as exc:
+        raise _NotReady(str(exc)) from exc
+    transport = paramiko.Transport(sock)
+    transport.banner_timeout = banner_timeout
+    transport.handshake_timeout = max(banner_timeout, 10)
+    if pinned_type:
+        transport.get_security_options().key_types = [pinned_type]
+    try:
+        transport.start_client(timeout=max(banner_timeout, 10))
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        transport.close()
+        raise _NotReady(str(exc)) from exc
+    try:
+        _check_host_key(transport, endpoint)
+    except VmctlError:
+        transport.close()
+        raise
+    for key_path in endpoint.keys:
+        if not key_path.exists():
+            continue
+        pkey = _load_pkey(key_path)
+        try:
+            transport.auth_publickey(endpoint.user, pkey)
+        except paramiko.AuthenticationException:
+            continue
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            transport.close()
+            raise _NotReady(str(exc)) from exc
+        if transport.is_authenticated():
+            return Session(transport, endpoint, key_path)
+    transport.close()
+    raise SSHError(
+        f"the guest refused every key vmctl tried for user {endpoint.user}",
+        hint="check config.ssh.username and config.ssh.private_key_path",
+    )
+
+
+def connect(endpoint: Endpoint, timeout: float = 10.0) -> Session:
+    """One SSH session to a machine that should already be up."""
+    pin = read_pin(endpoint.known_hosts, endpoint.alias)
+    deadline = time.monotonic() + timeout
+    last = ""
+    while True:
+        try:
+            return _attempt(endpoint, banner_timeout=min(5.0, timeout), pinned_type=pin[0] if pin else None)
+        except _Refused as exc:
+            raise SSHError(
+                f"nothing answers on {endpoint.host}:{endpoint.port}: the machine is not running",
+                hint="start it with vmctl up",
+            ) from exc
+        except _NotReady as exc:
+            last = str(exc)
+        if time.monotonic() > deadline:
+            raise SSHError(
+                f"could not log in to {endpoint.alias} on {endpoint.host}:{endpoint.port}: {last}",
+                hint="the guest may be overloaded or its SSH server stopped; try vmctl reload",
+            )
+        time.sleep(0.2)
+
+
+def wait_for_ssh(
+    endpoint: Endpoint,
+    *,
+    timeout: float,
+    alive: Callable[[], bool],
+    cancel: threading.Event | None = None,
+) -> Session:
+    """Wait until the guest answers SSH and accepts a key (banner and authentication:
+    QEMU's forward accepts TCP long before sshd exists). Fail fast if the domain stops.
+
+    Attempts overlap: a connection whose SYN went into a guest without a network can
+    hang for a while, so a new attempt starts every 0.5 s while earlier ones are
+    pending, and the first to log in wins.
+    """
+    pin = read_pin(endpoint.known_hosts, endpoint.alias)
+    pinned_type = pin[0] if pin else None
+    deadline = time.monotonic() + timeout
+    result: list[Session] = []
+    fatal: list[BaseException] = []
+    done = threading.Event()
+    lock = threading.Lock()
+    refused = threading.Event()
+    pending = [0]
+
+    def one() -> None:
+        try:
+            session = _attempt(endpoint, banner_timeout=3.0, pinned_type=pinned_type)
+        except _Refused:
+            refused.set()
+            return
+        except _NotReady as exc:
+            log.debug("ssh: not ready: %s", exc)
+            return
+        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+            with lock:
+                fatal.append(exc)
+            done.set()
+            return
+        finally:
+            with lock:
+                pending[0] -= 1
+        with lock:
+            if result:
+                session.close()
+                return
+            result.append(session)
+        done.set()
+
+    next_check = time.monotonic() + 2.0
+    while not done.is_set():
+        now = time.monotonic()
+        if now > deadline:
+            raise BootTimeoutError(f"the guest did not answer SSH within {timeout:.0f} s")
+        if cancel is not None and cancel.is_set():
+            raise KeyboardInterrupt
+        if refused.is_set() or now > next_check:
+            refused.clear()
+            next_check = now + 2.0
+            if not alive():
+                raise BootTimeoutError("the machine stopped while vmctl waited for SSH")
+        with lock:
+            start_new = pending[0] < 4
+            if start_new:
+                pending[0] += 1
+        if start_new:
+            threading.Thread(target=one, daemon=True).start()
+        done.wait(0.5)
+    if fatal:
+        raise fatal[0]
+    return result[0]
+
+
+@contextmanager
+def session(endpoint: Endpoint, timeout: float = 10.0) -> Iterator[Session]:
+    s = connect(endpoint, timeout)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+def replace_insecure_key(s: Session, new_public_line: str) -> None:
+    """Install NEW_PUBLIC_LINE and remove every insecure key from authorized_keys,
+    atomically (a temporary file renamed over the old one)."""
+    current = s.run("cat ~/.ssh/authorized_keys 2>/dev/null")[1].decode(errors="replace")
+    insecure = insecure_public_blobs()
+    kept = []
+    for line in current.splitlines():
+        parts = line.split()
+        if any(p in insecure for p in parts) or INSECURE_COMMENT in line:
+            continue
+        if line.strip() and line.strip() != new_public_line.strip():
+            kept.append(line)
+    kept.append(new_public_line.strip())
+    data = ("\n".join(kept) + "\n").encode()
+    s.check(
+        "umask 077; mkdir -p ~/.ssh && cat > ~/.ssh/authorized_keys.vmctl-tmp && "
+        "chmod 600 ~/.ssh/authorized_keys.vmctl-tmp && "
+        "mv -f ~/.ssh/authorized_keys.vmctl-tmp ~/.ssh/authorized_keys",
+        stdin=data,
+        what="replace the insecure key",
+    )
+
+
+def openssh_options(endpoint: Endpoint, key: Path) -> list[str]:
+    """OpenSSH options that log in with KEY and enforce the pinned host key."""
+    pin = read_pin(endpoint.known_hosts, endpoint.alias)
+    opts = [
+        "-o", f"HostKeyAlias={endpoint.alias}",
+        "-o", f"UserKnownHostsFile={endpoint.known_hosts}",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", "GlobalKnownHostsFile=/dev/null",
+        "-o", "IdentitiesOnly=yes",
+        "-o", "PasswordAuthentication=no",
+        "-o", "LogLevel=ERROR",
+        "-o", "ConnectTimeout=10",
+        "-i", str(key),
+        "-p", str(endpoint.port),
+        "-l", endpoint.user,
+    ]  # fmt: skip
+    if pin:
+        opts[0:0] = ["-o", f"HostKeyAlgorithms={pin[0]}"]
+    return opts
