@@ -1,9 +1,295 @@
-"""Commands: machines (being written)."""
+"""Commands for machines: up, ssh, ssh-config, status, global-status, halt, reload,
+suspend, resume, destroy, provision, port, rsync. Thin: parse, call the core, print."""
 
 from __future__ import annotations
 
+import os
+import sys
+from typing import TYPE_CHECKING
+
 import typer
+
+if TYPE_CHECKING:
+    from vmctl.project import Project
+
+NAMES = typer.Argument(None, help="Machine names (default: all machines of the project).")
+
+
+def _project(*words: str) -> Project:
+    from vmctl.project import Project
+
+    return Project.find(words)
+
+
+def _emitters() -> tuple:
+    from vmctl import term
+
+    return term.info, term.out
+
+
+def up(
+    names: list[str] | None = NAMES,
+    provision: bool | None = typer.Option(None, "--provision/--no-provision", help="Run provisioners (default: on first up only)."),
+    parallel: bool = typer.Option(True, "--parallel/--no-parallel", help="Bring several machines up at once."),
+) -> None:
+    """Create and start machines, wait for SSH, replace the insecure key, provision."""
+    from vmctl import term
+    from vmctl.errors import MachineError
+    from vmctl.project import up_machines
+
+    project = _project("up", *(names or []))
+    machines = project.machines(names or [], autostart_only=not names)
+    emit, emit_output = _emitters()
+    failures = up_machines(project, machines, provision=provision, parallel=parallel, emit=emit, emit_output=emit_output)
+    if len(failures) == 1 and len(machines) == 1:
+        raise failures[0][1]
+    for name, exc in failures:
+        term.error(f"{name}: {exc}", exc.hint)
+    if failures:
+        raise MachineError(f"{len(failures)} of {len(machines)} machines failed to come up")
+
+
+def ssh(
+    name: str | None = typer.Argument(None, help="Machine (default: the primary or only one)."),
+    command: str | None = typer.Option(None, "-c", "--command", help="Run CMD and exit with its status."),
+    ssh_args: list[str] | None = typer.Argument(None, help="Extra arguments for ssh, after --."),
+) -> None:
+    """Log in to a machine with OpenSSH (or run one command with -c)."""
+    from vmctl import ssh as sshmod
+    from vmctl.run import require_tool
+
+    project = _project("ssh", *([name] if name else []))
+    m = project.one_machine(name)
+    st = m.require_state()
+    del st
+    binary = require_tool("ssh", "log in to the machine")
+    argv = [binary, *sshmod.openssh_options(m.endpoint(), m.login_key())]
+    argv += list(ssh_args or [])
+    if command is None:
+        argv += ["-t", "127.0.0.1"] if sys.stdin.isatty() else ["127.0.0.1"]
+    else:
+        argv += ["127.0.0.1", command]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(binary, argv)
+
+
+def ssh_config(
+    names: list[str] | None = NAMES,
+    host: str | None = typer.Option(None, "--host", help="Name the Host entry (one machine only)."),
+) -> None:
+    """Print an OpenSSH config for the machines (ssh -F FILE NAME logs in)."""
+    from vmctl import term
+    from vmctl.ssh import read_pin
+
+    project = _project("ssh-config", *(names or []))
+    blocks = []
+    for m in project.machines(names or []):
+        if m.state is None:
+            continue
+        e = m.endpoint()
+        pin = read_pin(e.known_hosts, e.alias)
+        lines = [
+            f"Host {host or m.name}",
+            "  HostName 127.0.0.1",
+            f"  User {e.user}",
+            f"  Port {e.port}",
+            f"  UserKnownHostsFile {e.known_hosts}",
+            "  StrictHostKeyChecking yes",
+            f"  HostKeyAlias {e.alias}",
+            *([f"  HostKeyAlgorithms {pin[0]}"] if pin else []),
+            "  PasswordAuthentication no",
+            f"  IdentityFile {m.login_key()}",
+            "  IdentitiesOnly yes",
+            "  LogLevel ERROR",
+        ]
+        blocks.append("\n".join(lines))
+    if not blocks:
+        from vmctl.errors import MachineError
+
+        raise MachineError("no machine of this project is created", hint="create one with vmctl up")
+    term.out("\n\n".join(blocks))
+
+
+def status(
+    names: list[str] | None = NAMES,
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show the state of the project's machines (asks libvirt)."""
+    from vmctl import hypervisor, term
+
+    project = _project("status", *(names or []))
+    machines = project.machines(names or [])
+    states: dict[str, str] = {}
+    by_uri: dict[str, list] = {}
+    for m in machines:
+        if m.state is None:
+            states[m.name] = hypervisor.NOT_CREATED
+        else:
+            by_uri.setdefault(m.state.uri, []).append(m)
+    for uri, group in by_uri.items():
+        with hypervisor.connect(uri) as c:
+            for m in group:
+                states[m.name] = m.status(c)
+    if as_json:
+        term.out_json({"machines": [m.status_json(states[m.name]) for m in machines]})
+        return
+    rows = [[m.name, states[m.name], m.state.domain if m.state else "-"] for m in machines]
+    term.table(["name", "state", "domain"], rows)
+
+
+def global_status(
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    prune: bool = typer.Option(False, "--prune", help="Forget entries whose machine is gone."),
+) -> None:
+    """Show every vmctl machine on this host, whatever its project."""
+    from vmctl import hypervisor, term
+    from vmctl.state import index_lock, load_index, save_index
+
+    entries = load_index()
+    states: dict[str, str] = {}
+    by_uri: dict[str, list] = {}
+    for e in entries.values():
+        by_uri.setdefault(e.uri, []).append(e)
+    for uri, group in by_uri.items():
+        try:
+            with hypervisor.connect(uri) as c:
+                for e in group:
+                    states[e.id] = c.state(e.domain)
+        except Exception:  # noqa: BLE001 - an unreachable libvirt must not hide the others
+            for e in group:
+                states[e.id] = "unknown"
+    if prune:
+        gone = [
+            e.id for e in entries.values()
+            if states.get(e.id) == hypervisor.NOT_CREATED
+            or not (os.path.isdir(e.project))
+        ]  # fmt: skip
+        with index_lock():
+            current = load_index()
+            for i in gone:
+                current.pop(i, None)
+            save_index(current)
+        entries = {k: v for k, v in entries.items() if k not in gone}
+    items = sorted(entries.values(), key=lambda e: (e.project, e.name))
+    if as_json:
+        term.out_json({"machines": [
+            {"id": e.id, "name": e.name, "project": e.project, "state": states.get(e.id, "unknown"),
+             "domain": e.domain, "uri": e.uri, "ports": e.ports}
+            for e in items
+        ]})  # fmt: skip
+        return
+    if not items:
+        term.info("no vmctl machines on this host")
+        return
+    term.table(["id", "name", "state", "project"], [[e.id, e.name, states.get(e.id, "unknown"), e.project] for e in items])
+
+
+def halt(
+    names: list[str] | None = NAMES,
+    force: bool = typer.Option(False, "-f", "--force", help="Pull the plug instead of shutting down."),
+) -> None:
+    """Shut machines down (gracefully, forced after a timeout)."""
+    emit, _ = _emitters()
+    for m in _project("halt").machines(names or []):
+        m.halt(force=force, emit=emit)
+
+
+def reload(
+    names: list[str] | None = NAMES,
+    provision: bool | None = typer.Option(None, "--provision/--no-provision", help="Run provisioners after the restart."),
+) -> None:
+    """Halt and start machines again (picking up Vagrantfile changes)."""
+    emit, emit_output = _emitters()
+    for m in _project("reload").machines(names or []):
+        m.reload(provision=provision, emit=emit, emit_output=emit_output)
+
+
+def suspend(names: list[str] | None = NAMES) -> None:
+    """Save machines' memory to disk and stop them."""
+    emit, _ = _emitters()
+    for m in _project("suspend").machines(names or []):
+        m.suspend(emit=emit)
+
+
+def resume(names: list[str] | None = NAMES) -> None:
+    """Resume suspended machines."""
+    emit, emit_output = _emitters()
+    for m in _project("resume").machines(names or []):
+        m.resume(emit=emit, emit_output=emit_output)
+
+
+def destroy(
+    names: list[str] | None = NAMES,
+    force: bool = typer.Option(False, "-f", "--force", help="Do not ask for confirmation."),
+) -> None:
+    """Remove machines: domain, disk, keys and state. Running it twice is fine."""
+    from vmctl import term
+    from vmctl.errors import UsageError
+
+    machines = _project("destroy").machines(names or [])
+    if not force:
+        if not sys.stdin.isatty():
+            raise UsageError(
+                "destroy needs confirmation and there is no terminal to ask",
+                hint="pass -f to destroy without asking",
+            )
+        listed = ", ".join(m.name for m in machines)
+        if not typer.confirm(f"Destroy {listed}?", default=False):
+            term.info("nothing destroyed")
+            return
+    emit, _ = _emitters()
+    for m in machines:
+        if not m.destroy(emit=emit):
+            emit(f"==> {m.name}: not created.")
+
+
+def provision(
+    names: list[str] | None = NAMES,
+    provision_with: str | None = typer.Option(None, "--provision-with", help="Only these provisioners (names or types, comma-separated)."),
+) -> None:
+    """Run the provisioners of running machines."""
+    emit, emit_output = _emitters()
+    only = {p.strip() for p in provision_with.split(",") if p.strip()} if provision_with else None
+    for m in _project("provision").machines(names or []):
+        m.provision(only=only, emit=emit, emit_output=emit_output)
+
+
+def port(
+    name: str | None = typer.Argument(None, help="Machine (default: the primary or only one)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Show the forwarded ports of a machine."""
+    from vmctl import term
+
+    m = _project("port").one_machine(name)
+    ports = m.ports_json()
+    if as_json:
+        term.out_json({"name": m.name, "ports": ports})
+        return
+    for p in ports:
+        term.out(f"{p['guest']:>6} (guest) => {p['host']} (host {p['host_ip']}, {p['protocol']})")
+
+
+def rsync(names: list[str] | None = NAMES) -> None:
+    """Copy synced folders into running machines again."""
+    emit, _ = _emitters()
+    for m in _project("rsync").machines(names or []):
+        m.rsync(emit=emit)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    ctx = {"allow_interspersed_args": True}
+    app.command("up")(up)
+    app.command("ssh", context_settings={"allow_extra_args": True})(ssh)
+    app.command("ssh-config")(ssh_config)
+    app.command("status", context_settings=ctx)(status)
+    app.command("global-status")(global_status)
+    app.command("halt")(halt)
+    app.command("reload")(reload)
+    app.command("suspend")(suspend)
+    app.command("resume")(resume)
+    app.command("destroy")(destroy)
+    app.command("provision")(provision)
+    app.command("port")(port)
+    app.command("rsync")(rsync)

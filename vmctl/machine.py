@@ -1,0 +1,770 @@
+"""Machines: the lifecycle (up, halt, reload, suspend, resume, provision, destroy) of one
+machine of a project, on libvirt, with its state on disk.
+
+Where things are:
+  PROJECT/.vmctl/machines/NAME/state.json   id, domain, ports, what has been done
+  PROJECT/.vmctl/machines/NAME/private_key  the machine key (0600 from creation)
+  PROJECT/.vmctl/machines/NAME/known_hosts  the pinned host key
+  VMCTL_HOME/machines/ID/disk.qcow2         the overlay on the box image
+  VMCTL_HOME/machines/ID/console.log        the serial console
+  VMCTL_HOME/index.json                     every machine on this host, with its ports
+
+Crash safety: state.json and the index entry are written before the domain is defined,
+so a killed `up` leaves enough behind for the next `up` or `destroy` to finish the job;
+every destroy step is idempotent. A machine is locked (non-blocking) while a command
+changes it, so a second command says "busy" instead of racing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vmctl import domain, hypervisor, network, paths
+from vmctl.errors import (
+    BootTimeoutError,
+    HypervisorError,
+    MachineError,
+    SSHError,
+    StateError,
+    VmctlError,
+)
+from vmctl.state import (
+    IndexEntry,
+    file_lock,
+    index_lock,
+    load_index,
+    read_json,
+    save_index,
+    write_atomic,
+    write_json,
+)
+
+if TYPE_CHECKING:
+    from vmctl.ssh import Endpoint, Session
+    from vmctl.vagrantfile.model import MachineConfig
+
+log = logging.getLogger("vmctl.machine")
+
+Emit = Callable[[str], None]
+
+
+@dataclass
+class ForwardState:
+    id: str | None
+    guest: int
+    host: int
+    host_ip: str
+    protocol: str
+
+
+@dataclass
+class MachineState:
+    id: str
+    domain: str
+    uri: str
+    disk: str
+    console_log: str
+    ssh_port: int
+    ssh_user: str
+    box_name: str | None = None
+    box_version: str | None = None
+    forwards: list[ForwardState] = field(default_factory=list)
+    macs: list[str] = field(default_factory=list)  # private network NICs, in order
+    key_inserted: bool = False
+    provisioned: bool = False
+    phase: str = "creating"  # creating -> created
+    created: float = field(default_factory=time.time)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MachineState:
+        data = dict(data)
+        data["forwards"] = [ForwardState(**f) for f in data.get("forwards", [])]
+        known = {f for f in cls.__dataclass_fields__}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class Timer:
+    """Phase timings for --debug (define, start, wait for SSH, key swap, provision)."""
+
+    def __init__(self, machine: str) -> None:
+        self.machine = machine
+        self.start = time.monotonic()
+        self.last = self.start
+
+    def mark(self, phase: str) -> None:
+        now = time.monotonic()
+        log.debug("timing: %s: %s %.0f ms", self.machine, phase, (now - self.last) * 1000)
+        self.last = now
+
+    def total(self) -> None:
+        log.debug("timing: %s: total %.0f ms", self.machine, (time.monotonic() - self.start) * 1000)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:40] or "project"
+
+
+class Machine:
+    """One machine of a project: its settings (from the Vagrantfile) and its state."""
+
+    def __init__(self, project_root: Path, config: MachineConfig, argv_provider: Any = None) -> None:
+        self.project_root = project_root
+        self.config = config
+        self.name = config.name
+        self.dir = paths.project_state_dir(project_root / "Vagrantfile") / "machines" / self.name
+        self.state_file = self.dir / "state.json"
+        self.key_file = self.dir / "private_key"
+        self.known_hosts = self.dir / "known_hosts"
+        self._state: MachineState | None = None
+        self._state_loaded = False
+
+    # --- state ------------------------------------------------------------------------
+
+    @property
+    def state(self) -> MachineState | None:
+        if not self._state_loaded:
+            data = read_json(self.state_file, None, what="machine state")
+            if data is not None:
+                try:
+                    self._state = MachineState.from_json(data)
+                except (TypeError, KeyError) as exc:
+                    raise StateError(
+                        f"the machine state {self.state_file} is not in the expected shape",
+                        hint=f"move it aside (mv {self.state_file} {self.state_file}.bad), "
+                        "then run vmctl destroy or vmctl up again",
+                    ) from exc
+            self._state_loaded = True
+        return self._state
+
+    def save(self) -> None:
+        assert self._state is not None
+        self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        write_json(self.state_file, asdict(self._state), mode=0o600)
+
+    def lock_name(self) -> str:
+        key = f"{self.project_root}/{self.name}"
+        return "machine-" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+    @contextmanager
+    def locked(self) -> Iterator[None]:
+        with file_lock(
+            self.lock_name(),
+            wait=False,
+            busy_message=f"machine {self.name} is busy: another vmctl command is working on it",
+        ):
+            self._state_loaded = False  # another process may have changed it
+            yield
+
+    @property
+    def uri(self) -> str:
+        if self.state is not None:
+            return self.state.uri
+        return hypervisor.resolve_uri(self.config.libvirt.uri)
+
+    def status(self, conn: hypervisor.Connection | None = None) -> str:
+        st = self.state
+        if st is None:
+            return hypervisor.NOT_CREATED
+        if conn is not None:
+            return conn.state(st.domain)
+        with hypervisor.connect(st.uri) as c:
+            return c.state(st.domain)
+
+    # --- SSH --------------------------------------------------------------------------
+
+    def endpoint(self) -> Endpoint:
+        from vmctl.ssh import Endpoint, insecure_private_keys
+
+        st = self.require_state()
+        keys: list[Path] = []
+        if self.config.ssh.private_key_path:
+            keys += [self._project_path(p) for p in self.config.ssh.private_key_path]
+        if self.key_file.exists():
+            keys.append(self.key_file)
+        keys += insecure_private_keys()
+        return Endpoint(
+            host="127.0.0.1",
+            port=st.ssh_port,
+            user=st.ssh_user,
+            alias=f"vmctl-{st.id}",
+            known_hosts=self.known_hosts,
+            keys=tuple(keys),
+        )
+
+    def login_key(self) -> Path:
+        """The private key an OpenSSH client should use (0600, as ssh demands)."""
+        st = self.require_state()
+        if self.config.ssh.private_key_path:
+            return self._project_path(self.config.ssh.private_key_path[0])
+        if st.key_inserted and self.key_file.exists():
+            return self.key_file
+        # The insecure key, copied 0600: ssh refuses keys others can read.
+        from vmctl.ssh import insecure_private_keys
+
+        copy = self.dir / "insecure_private_key"
+        if not copy.exists():
+            write_atomic(copy, insecure_private_keys()[0].read_bytes(), mode=0o600)
+        return copy
+
+    def _project_path(self, p: str) -> Path:
+        path = Path(p).expanduser()
+        return path if path.is_absolute() else self.project_root / path
+
+    def require_state(self) -> MachineState:
+        st = self.state
+        if st is None:
+            raise MachineError(
+                f"machine {self.name} is not created",
+                hint=f"create it with vmctl up {self.name}",
+            )
+        return st
+
+    def require_running(self) -> MachineState:
+        st = self.require_state()
+        state = self.status()
+        if state != hypervisor.RUNNING:
+            raise MachineError(
+                f"machine {self.name} is not running (it is {state})",
+                hint=f"start it with vmctl up {self.name}",
+            )
+        return st
+
+    def session(self, timeout: float = 15.0) -> Session:
+        from vmctl import ssh
+
+        return ssh.connect(self.endpoint(), timeout=timeout)
+
+    # --- up ---------------------------------------------------------------------------
+
+    def up(
+        self,
+        *,
+        provision: bool | None,
+        emit: Emit,
+        emit_output: Emit,
+        cancel: threading.Event | None = None,
+        reload_config: Callable[[], MachineConfig] | None = None,
+    ) -> None:
+        with self.locked():
+            timer = Timer(self.name)
+            st = self.state
+            if st is not None and st.phase == "created":
+                self._up_existing(st, provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=cancel)
+            else:
+                self._up_new(provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=cancel, reload_config=reload_config)
+            timer.total()
+
+    def _up_existing(self, st: MachineState, *, provision: bool | None, emit: Emit, emit_output: Emit, timer: Timer, cancel: threading.Event | None) -> None:
+        state = self.status()
+        if state == hypervisor.RUNNING:
+            emit(f"==> {self.name}: machine already running.")
+            if provision:
+                with self._ssh_session() as s:
+                    self._provision(s, emit=emit, emit_output=emit_output, forced=True, only=None)
+            return
+        if state == hypervisor.NOT_CREATED:
+            # The domain vanished behind our back (someone ran virsh undefine): start over.
+            emit(f"==> {self.name}: its domain is gone; creating the machine again.")
+            self._cleanup(emit=None)
+            self._state = None
+            self._up_new(provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=cancel, reload_config=None)
+            return
+        emit(f"==> {self.name}: {'resuming' if state in (hypervisor.SAVED, hypervisor.PAUSED) else 'booting'} the machine...")
+        with hypervisor.connect(st.uri) as c:
+            if state in (hypervisor.SAVED, hypervisor.PAUSED):
+                c.resume(st.domain)
+            else:
+                self._start_with_port_retry(c, st, emit)
+        timer.mark("start")
+        session = self._wait_ssh(st, emit=emit, cancel=cancel)
+        timer.mark("wait for SSH")
+        try:
+            if state not in (hypervisor.SAVED, hypervisor.PAUSED):
+                self._configure_guest(session, emit=emit, first=False)
+            self._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=None, first_run=not st.provisioned, skip=provision is False)
+            timer.mark("provision")
+        finally:
+            session.close()
+
+    def _up_new(self, *, provision: bool | None, emit: Emit, emit_output: Emit, timer: Timer, cancel: threading.Event | None, reload_config: Callable[[], MachineConfig] | None) -> None:
+        box = self._ensure_box(emit)
+        if reload_config is not None and (self.config.libvirt.kernel is None and box.vagrantfile is not None):
+            # The box was just installed: its own Vagrantfile now supplies defaults.
+            self.config = reload_config()
+        cfg = self.config
+        old = self.state  # a creation that was interrupted (killed): clean it up first
+        if old is not None:
+            emit(f"==> {self.name}: cleaning up an interrupted creation...")
+            self._cleanup(emit=None)
+            self._state = None
+
+        machine_id = uuid.uuid4().hex[:12]
+        home_dir = paths.machines_dir() / machine_id
+        home_dir.mkdir(parents=True, exist_ok=True)
+        dom_name = f"vmctl-{_slug(self.project_root.name)}-{_slug(self.name)}-{machine_id[:6]}"
+        st = MachineState(
+            id=machine_id,
+            domain=dom_name,
+            uri=hypervisor.resolve_uri(cfg.libvirt.uri),
+            disk=str(home_dir / "disk.qcow2"),
+            console_log=str(home_dir / "console.log"),
+            ssh_port=0,
+            ssh_user=cfg.ssh.username,
+            box_name=box.name,
+            box_version=box.version,
+            macs=[network.mac_for(machine_id, i + 1) for i in range(len(cfg.private_networks))],
+        )
+        self._state = st
+        self._state_loaded = True
+        try:
+            self._reserve_ports(st, emit)
+            self.save()
+            emit(f"==> {self.name}: creating the machine from box {box.name} ({box.version})...")
+            self._create_disk(box, Path(st.disk))
+            timer.mark("disk")
+            with hypervisor.connect(st.uri) as c:
+                c.define(self._render(st))
+                timer.mark("define")
+                self._start_with_port_retry(c, st, emit)
+            timer.mark("start")
+            session = self._wait_ssh(st, emit=emit, cancel=cancel)
+            timer.mark("wait for SSH")
+        except BaseException as exc:
+            # Nothing half-made: a new machine that never answered is removed again.
+            emit(f"==> {self.name}: removing the machine that did not come up...")
+            tail = self._console_tail() if isinstance(exc, (BootTimeoutError, HypervisorError)) else ""
+            try:
+                self._cleanup(emit=None)
+            except VmctlError as cleanup_exc:
+                log.debug("cleanup failed: %s", cleanup_exc)
+            if tail and isinstance(exc, VmctlError):
+                exc.message += f"\nlast lines of the serial console ({st.console_log}):\n{tail}"
+            raise
+        try:
+            if cfg.ssh.insert_key and not st.key_inserted and not cfg.ssh.private_key_path:
+                session = self._insert_key(session, st, emit)
+                timer.mark("key swap")
+            st.phase = "created"
+            self.save()
+            self._configure_guest(session, emit=emit, first=True)
+            timer.mark("configure guest")
+            self._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=None, first_run=True, skip=provision is False)
+            timer.mark("provision")
+        finally:
+            session.close()
+
+    def _ensure_box(self, emit: Emit) -> Any:
+        from vmctl.boxes import store
+
+        cfg = self.config
+        if not cfg.box:
+            raise MachineError(
+                f"machine {self.name} names no box",
+                hint='set config.vm.box in the Vagrantfile, e.g. config.vm.box = "vmctl/tiny"',
+            )
+        box = store.find_box(cfg.box, cfg.box_version)
+        if box is not None:
+            return box
+        if cfg.box_url:
+            emit(f"==> {self.name}: box {cfg.box} is not installed; adding it from {cfg.box_url}")
+            from vmctl.term import Progress
+
+            return store.add_box(
+                cfg.box_url, name=cfg.box, version_constraint=cfg.box_version,
+                progress=Progress, notify=emit,
+            )  # fmt: skip
+        recipe = _shipped_recipe_for(cfg.box)
+        if recipe is not None:
+            emit(f"==> {self.name}: box {cfg.box} is not installed; building it from vmctl's recipe {recipe}")
+            from vmctl.boxes.build import build_recipe
+
+            result = build_recipe(recipe, None, notify=lambda line: emit(f"    {self.name}: {line}"))
+            return store.add_box(str(result.catalog_path), notify=emit)
+        raise MachineError(
+            f"box {cfg.box} is not installed",
+            hint=f"add it with vmctl box add {cfg.box} (a .box file or catalog URL), or set config.vm.box_url",
+        )
+
+    def _create_disk(self, box: Any, disk: Path) -> None:
+        from vmctl.run import run
+
+        fmt = box.metadata.get("format", "qcow2")
+        argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw" if fmt == "raw" else "qcow2", "-b", str(box.image), str(disk)]
+        size = self.config.libvirt.machine_virtual_size
+        if size:
+            argv.append(f"{int(size)}G")
+        run(argv, purpose="create the machine's disk overlay")
+        os.chmod(disk, 0o600)
+
+    def _render(self, st: MachineState) -> str:
+        cfg = self.config
+        kernel = Path(cfg.libvirt.kernel) if cfg.libvirt.kernel else None
+        accel = _choose_accel(cfg.libvirt.driver, kernel)
+        forwards = [domain.Forward("127.0.0.1", st.ssh_port, 22)]
+        forwards += [domain.Forward(f.host_ip, f.host, f.guest, f.protocol) for f in st.forwards if f.id != "ssh"]
+        nics = []
+        for net, mac in zip(cfg.private_networks, st.macs, strict=False):
+            group, port = network.mcast_group(self._segment(net))
+            nics.append(domain.McastNic(mac=mac, group=group, port=port))
+        spec = domain.DomainSpec(
+            name=st.domain,
+            uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"vmctl:{st.id}")),
+            memory_mib=cfg.memory,
+            cpus=cfg.cpus,
+            accel=accel,
+            disk=Path(st.disk),
+            console_log=Path(st.console_log),
+            mac=network.mac_for(st.id, 0),
+            forwards=tuple(forwards),
+            private_nics=tuple(nics),
+            kernel=kernel,
+            initrd=Path(cfg.libvirt.initrd) if cfg.libvirt.initrd else None,
+            cmdline=cfg.libvirt.cmd_line,
+            project=str(self.project_root),
+            machine=self.name,
+            machine_id=st.id,
+        )
+        return domain.render_domain(spec)
+
+    def _segment(self, net: Any) -> str:
+        if net.name:
+            return f"name:{net.name}"
+        import ipaddress
+
+        subnet = ipaddress.ip_interface(f"{net.ip}/{net.netmask}").network
+        return f"project:{self.project_root}:{subnet}"
+
+    # --- ports ------------------------------------------------------------------------
+
+    def _reserve_ports(self, st: MachineState, emit: Emit, exclude: set[int] | None = None) -> None:
+        """Choose host ports unique among every vmctl machine here, and record them."""
+        exclude = exclude or set()
+        with index_lock():
+            entries = load_index()
+            reserved = {p for e in entries.values() if e.id != st.id for p in e.ports} | exclude
+            ssh_fwd = next((f for f in self.config.forwarded_ports if f.id == "ssh" or f.guest == 22 and f.id in (None, "ssh") and f.host), None)
+            if ssh_fwd is not None and ssh_fwd.host and ssh_fwd.host not in reserved and network.port_is_free("127.0.0.1", ssh_fwd.host):
+                ssh_port = ssh_fwd.host
+            else:
+                picked = network.pick_port(network.SSH_PORT_RANGE, reserved)
+                if picked is None:
+                    raise MachineError(
+                        "no free port for SSH in 2200-2299",
+                        hint="destroy machines you no longer need (vmctl global-status --prune)",
+                    )
+                ssh_port = picked
+            reserved.add(ssh_port)
+            forwards: list[ForwardState] = []
+            for f in self.config.forwarded_ports:
+                if f is ssh_fwd:
+                    continue
+                host = f.host
+                if host is None or host in reserved or not network.port_is_free(f.host_ip, host):
+                    if host is not None and not f.auto_correct:
+                        raise MachineError(
+                            f"host port {host} (forwarded to guest port {f.guest}) is already in use",
+                            hint="choose another host port, or set auto_correct: true on the forwarded_port",
+                        )
+                    new = network.pick_port(network.AUTO_CORRECT_RANGE, reserved, f.host_ip)
+                    if new is None:
+                        raise MachineError(f"no free host port for guest port {f.guest}")
+                    if host is not None:
+                        emit(f"==> {self.name}: fixed port collision for {f.guest} => {host}: now on port {new}.")
+                    host = new
+                reserved.add(host)
+                forwards.append(ForwardState(id=f.id, guest=f.guest, host=host, host_ip=f.host_ip, protocol=f.protocol))
+            st.ssh_port = ssh_port
+            st.forwards = forwards
+            entries[st.id] = IndexEntry(
+                id=st.id, name=self.name, project=str(self.project_root), domain=st.domain,
+                uri=st.uri, box_name=st.box_name, box_version=st.box_version,
+                ports=[ssh_port, *(f.host for f in forwards)],
+            )  # fmt: skip
+            save_index(entries)
+
+    def _start_with_port_retry(self, c: hypervisor.Connection, st: MachineState, emit: Emit) -> None:
+        """Start the domain; if a port was taken between choice and start, choose again."""
+        for attempt in range(5):
+            try:
+                c.start(st.domain)
+                return
+            except HypervisorError as exc:
+                if "host forwarding" not in exc.message and "Address already in use" not in exc.message:
+                    raise
+                if attempt == 4:
+                    raise
+                taken = {st.ssh_port, *(f.host for f in st.forwards)}
+                busy = {p for p in taken if not network.port_is_free("127.0.0.1", p)}
+                log.debug("start: ports %s taken meanwhile, choosing again", busy or taken)
+                self._reserve_ports(st, emit, exclude=busy or taken)
+                self.save()
+                c.define(self._render(st))
+
+    # --- boot, keys, guest configuration ----------------------------------------------
+
+    def _wait_ssh(self, st: MachineState, *, emit: Emit, cancel: threading.Event | None) -> Session:
+        from vmctl import ssh, term
+
+        def alive() -> bool:
+            return self.status() in (hypervisor.RUNNING, hypervisor.PAUSED)
+
+        with term.spinner(f"==> {self.name}: waiting for SSH on 127.0.0.1:{st.ssh_port}..."):
+            return ssh.wait_for_ssh(
+                self.endpoint(), timeout=self.config.boot_timeout, alive=alive, cancel=cancel
+            )
+
+    @contextmanager
+    def _ssh_session(self) -> Iterator[Session]:
+        s = self.session()
+        try:
+            yield s
+        finally:
+            s.close()
+
+    def _insert_key(self, session: Session, st: MachineState, emit: Emit) -> Session:
+        from vmctl import ssh
+
+        emit(f"==> {self.name}: replacing the insecure key with a new machine key...")
+        if not self.key_file.exists():
+            ssh.generate_key(self.key_file, comment=f"vmctl-{st.id}")
+        ssh.replace_insecure_key(session, ssh.public_line(self.key_file))
+        session.close()
+        # Log in again with the new key only: proves it works before we rely on it.
+        endpoint = self.endpoint()
+        only_new = type(endpoint)(**{**endpoint.__dict__, "keys": (self.key_file,)})
+        new_session = ssh.connect(only_new, timeout=15)
+        st.key_inserted = True
+        self.save()
+        return new_session
+
+    def _configure_guest(self, session: Session, *, emit: Emit, first: bool) -> None:
+        from vmctl import guest
+
+        cfg = self.config
+        st = self.require_state()
+        if cfg.hostname:
+            guest.set_hostname(session, cfg.hostname)
+        if cfg.private_networks:
+            emit(f"==> {self.name}: configuring private networks...")
+            guest.configure_private_networks(session, list(zip(cfg.private_networks, st.macs, strict=False)))
+        self.sync_folders(emit=emit)
+
+    def sync_folders(self, *, emit: Emit) -> None:
+        from vmctl import guest
+
+        folders = [f for f in self.config.synced_folders if not f.disabled]
+        if not folders:
+            return
+        endpoint = self.endpoint()
+        key = self.login_key()
+        for f in folders:
+            emit(f"==> {self.name}: rsync: {f.host} => {f.guest}")
+            guest.rsync_folder(endpoint, key, f, self.project_root)
+
+    def _provision(self, session: Session, *, emit: Emit, emit_output: Emit, forced: bool, only: set[str] | None, first_run: bool = False, skip: bool = False) -> None:
+        from vmctl import provision as prov
+
+        st = self.require_state()
+        if skip:
+            return
+        chosen = prov.select(self.config.provisioners, first_run=first_run, forced=forced, only=only)
+        for index, p in chosen:
+            emit(f"==> {self.name}: running provisioner: {prov.label(p, index)}...")
+            prov.run_provisioner(session, p, index, machine=self.name, project_root=self.project_root, emit=emit_output)
+        if (first_run or forced) and only is None and not st.provisioned:
+            st.provisioned = True
+            self.save()
+
+    def provision(self, *, only: set[str] | None, emit: Emit, emit_output: Emit) -> None:
+        with self.locked():
+            self.require_running()
+            with self._ssh_session() as s:
+                self._provision(s, emit=emit, emit_output=emit_output, forced=True, only=only)
+
+    # --- halt, suspend, resume, reload ------------------------------------------------
+
+    def halt(self, *, force: bool, emit: Emit, timeout: float = 60.0) -> None:
+        with self.locked():
+            self._halt(force=force, emit=emit, timeout=timeout)
+
+    def _halt(self, *, force: bool, emit: Emit, timeout: float) -> None:
+        from vmctl import guest
+
+        st = self.state
+        if st is None:
+            emit(f"==> {self.name}: not created.")
+            return
+        state = self.status()
+        if state not in (hypervisor.RUNNING, hypervisor.PAUSED):
+            emit(f"==> {self.name}: already stopped ({state}).")
+            return
+        if not force and state == hypervisor.RUNNING:
+            emit(f"==> {self.name}: shutting down gracefully...")
+            try:
+                with self._ssh_session() as s:
+                    guest.request_poweroff(s)
+            except SSHError as exc:
+                log.debug("halt over SSH failed: %s; trying ACPI", exc)
+                with hypervisor.connect(st.uri) as c:
+                    c.shutdown(st.domain)
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                if self.status() not in (hypervisor.RUNNING, hypervisor.PAUSED):
+                    return
+                time.sleep(0.25)
+            emit(f"==> {self.name}: the guest did not stop within {timeout:.0f} s; forcing it off.")
+        else:
+            emit(f"==> {self.name}: forcing shutdown...")
+        with hypervisor.connect(st.uri) as c:
+            c.destroy(st.domain)
+
+    def suspend(self, *, emit: Emit) -> None:
+        with self.locked():
+            st = self.require_running()
+            emit(f"==> {self.name}: saving the machine's memory and stopping it...")
+            with hypervisor.connect(st.uri) as c:
+                c.suspend(st.domain)
+
+    def resume(self, *, emit: Emit, emit_output: Emit) -> None:
+        with self.locked():
+            st = self.require_state()
+            state = self.status()
+            if state not in (hypervisor.SAVED, hypervisor.PAUSED):
+                raise MachineError(
+                    f"machine {self.name} is not suspended (it is {state})",
+                    hint="vmctl up starts a stopped machine",
+                )
+            emit(f"==> {self.name}: resuming...")
+            with hypervisor.connect(st.uri) as c:
+                c.resume(st.domain)
+            self._wait_ssh(st, emit=emit, cancel=None).close()
+
+    def reload(self, *, provision: bool | None, emit: Emit, emit_output: Emit) -> None:
+        with self.locked():
+            self._halt(force=False, emit=emit, timeout=60.0)
+            st = self.require_state()
+            timer = Timer(self.name)
+            self._up_existing(st, provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=None)
+
+    def rsync(self, *, emit: Emit) -> None:
+        self.require_running()
+        self.sync_folders(emit=emit)
+
+    # --- destroy ----------------------------------------------------------------------
+
+    def destroy(self, *, emit: Emit) -> bool:
+        """Remove the domain, the disk, the index entry and the project state.
+        Running it again (or after a killed destroy) finishes what is left."""
+        with self.locked():
+            if self.state is None and not self._index_entries():
+                return False
+            emit(f"==> {self.name}: destroying...")
+            self._cleanup(emit=emit)
+            return True
+
+    def _index_entries(self) -> list[IndexEntry]:
+        return [
+            e for e in load_index().values()
+            if e.project == str(self.project_root) and e.name == self.name
+        ]  # fmt: skip
+
+    def _cleanup(self, *, emit: Emit | None) -> None:
+        st = self.state
+        targets: list[tuple[str, str, str]] = []  # (id, domain, uri)
+        if st is not None:
+            targets.append((st.id, st.domain, st.uri))
+        for e in self._index_entries():
+            if st is None or e.id != st.id:
+                targets.append((e.id, e.domain, e.uri))
+        for machine_id, dom, uri in targets:
+            with hypervisor.connect(uri) as c:
+                c.destroy(dom)
+                c.undefine(dom)
+            shutil.rmtree(paths.machines_dir() / machine_id, ignore_errors=True)
+            with index_lock():
+                entries = load_index()
+                if entries.pop(machine_id, None) is not None:
+                    save_index(entries)
+        if st is not None and st.disk and Path(st.disk).exists():
+            Path(st.disk).unlink(missing_ok=True)
+        shutil.rmtree(self.dir, ignore_errors=True)
+        self._state = None
+        self._state_loaded = True
+
+    def _console_tail(self, lines: int = 15) -> str:
+        st = self.state
+        if st is None:
+            return ""
+        try:
+            text = Path(st.console_log).read_bytes().decode(errors="replace")
+        except OSError:
+            return ""
+        tail = [line for line in text.replace("\r", "").splitlines() if line.strip()][-lines:]
+        return "\n".join("    " + line for line in tail)
+
+    # --- reporting --------------------------------------------------------------------
+
+    def status_json(self, state: str) -> dict[str, Any]:
+        st = self.state
+        if st is None:
+            return {"name": self.name, "state": state, "domain": None, "ssh": None, "forwarded_ports": []}
+        key = st.key_inserted and self.key_file.exists()
+        return {
+            "name": self.name,
+            "state": state,
+            "domain": st.domain,
+            "ssh": {
+                "host": "127.0.0.1",
+                "port": st.ssh_port,
+                "user": st.ssh_user,
+                "private_key": str(self.key_file if key else self.dir / "insecure_private_key"),
+            },
+            "forwarded_ports": self.ports_json(),
+        }
+
+    def ports_json(self) -> list[dict[str, Any]]:
+        st = self.require_state()
+        ports = [{"id": "ssh", "guest": 22, "host": st.ssh_port, "host_ip": "127.0.0.1", "protocol": "tcp"}]
+        ports += [asdict(f) for f in st.forwards]
+        return ports
+
+
+def _choose_accel(driver: str | None, kernel: Path | None) -> str:
+    if driver == "qemu":
+        return "tcg"
+    if driver == "kvm":
+        if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+            raise HypervisorError(
+                "libvirt.driver = \"kvm\" but /dev/kvm is not usable here",
+                hint='remove the driver setting (vmctl picks KVM or TCG) or set libvirt.driver = "qemu"',
+            )
+        return "kvm"
+    probe_kernel = kernel
+    if probe_kernel is None:
+        boot = sorted(Path("/boot").glob("vmlinuz-*"))
+        probe_kernel = boot[-1] if boot else None
+    return "kvm" if hypervisor.kvm_works(probe_kernel) else "tcg"
+
+
+def _shipped_recipe_for(box: str) -> str | None:
+    """The recipe shipped with vmctl that builds BOX (vmctl/NAME -> NAME), if any."""
+    if not box.startswith("vmctl/"):
+        return None
+    name = box.split("/", 1)[1]
+    here = Path(__file__).parent
+    for folder in (here / "recipes" / name, here.parent / "boxes" / name):
+        if folder.is_dir():
+            return name
+    return None

@@ -1,0 +1,121 @@
+"""A project: its Vagrantfile, its machines, and the commands that act on several at once."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from vmctl import paths
+from vmctl.errors import MachineError, VmctlError
+from vmctl.machine import Emit, Machine
+
+if TYPE_CHECKING:
+    from vmctl.vagrantfile.model import MachineConfig, ProjectConfig
+
+
+class Project:
+    def __init__(self, vagrantfile: Path, words: Sequence[str] = ()) -> None:
+        self.vagrantfile = vagrantfile
+        self.root = vagrantfile.parent
+        self.words = tuple(words)
+
+    @classmethod
+    def find(cls, words: Sequence[str] = ()) -> Project:
+        return cls(paths.require_vagrantfile(), words)
+
+    def load(self) -> ProjectConfig:
+        from vmctl.vagrantfile import load_project
+
+        def box_vagrantfile(name: str, constraint: str | None) -> Path | None:
+            from vmctl.boxes.store import find_box_vagrantfile
+
+            return find_box_vagrantfile(name, constraint)
+
+        return load_project(self.vagrantfile, box_vagrantfile=box_vagrantfile, argv=self.words)
+
+    @cached_property
+    def config(self) -> ProjectConfig:
+        return self.load()
+
+    def reload_machine_config(self, name: str) -> Callable[[], MachineConfig]:
+        def reload() -> MachineConfig:
+            fresh = self.load()
+            m = fresh.machine(name)
+            assert m is not None
+            return m
+
+        return reload
+
+    def machines(self, names: Sequence[str] = (), *, autostart_only: bool = False) -> list[Machine]:
+        """The named machines, or all of them; an unknown name is an error listing the known."""
+        cfg = self.config
+        if not names:
+            chosen = [m for m in cfg.machines if m.autostart or not autostart_only]
+            return [Machine(self.root, m) for m in chosen]
+        result = []
+        for name in names:
+            m = cfg.machine(name)
+            if m is None:
+                known = ", ".join(x.name for x in cfg.machines)
+                raise MachineError(
+                    f"no machine named {name!r} in {self.vagrantfile}",
+                    hint=f"machines defined there: {known}",
+                )
+            result.append(Machine(self.root, m))
+        return result
+
+    def one_machine(self, name: str | None) -> Machine:
+        """The named machine, else the primary or only one (what `ssh` acts on)."""
+        if name:
+            return self.machines([name])[0]
+        cfg = self.config
+        if len(cfg.machines) > 1 and not any(m.primary for m in cfg.machines):
+            names = ", ".join(m.name for m in cfg.machines)
+            raise MachineError(
+                "this project defines several machines and none is primary",
+                hint=f"name one: {names}",
+            )
+        return Machine(self.root, cfg.primary())
+
+
+def up_machines(
+    project: Project,
+    machines: list[Machine],
+    *,
+    provision: bool | None,
+    parallel: bool,
+    emit: Emit,
+    emit_output: Emit,
+) -> list[tuple[str, VmctlError]]:
+    """Bring MACHINES up, in parallel by default; return the failures (name, error)."""
+    cancel = threading.Event()
+    failures: list[tuple[str, VmctlError]] = []
+
+    def one(m: Machine) -> None:
+        try:
+            m.up(
+                provision=provision, emit=emit, emit_output=emit_output, cancel=cancel,
+                reload_config=project.reload_machine_config(m.name),
+            )  # fmt: skip
+        except VmctlError as exc:
+            failures.append((m.name, exc))
+
+    if not parallel or len(machines) == 1:
+        for m in machines:
+            one(m)
+        return failures
+    with ThreadPoolExecutor(max_workers=min(8, len(machines))) as pool:
+        futures = [pool.submit(one, m) for m in machines]
+        try:
+            for f in futures:
+                f.result()
+        except KeyboardInterrupt:
+            cancel.set()
+            for f in futures:
+                f.result()
+            raise
+    return failures
