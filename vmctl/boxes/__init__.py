@@ -1,0 +1,34 @@
+"""Boxes: the store of installed boxes, Vagrant catalogs, verified resumable downloads.
+
+The machine layer uses this API; the CLI (`vmctl box ...`) is a thin layer over it.
+
+    find_box(name, constraint)        the newest installed version satisfying a constraint
+    find_box_vagrantfile(name, ...)   the Vagrantfile that box carries, if any
+    add_box(source, ...)              install from a .box (path or URL) or a catalog JSON
+    remove_box(name, ...)             uninstall, refusing while machines use it
+    list_boxes()                      every installed box
+"""
+
+from __future__ import annotations
+
+from vmctl.boxes.store import (
+    InstalledBox,
+    add_box,
+    check_outdated,
+    find_box,
+    find_box_vagrantfile,
+    list_boxes,
+    prune_boxes,
+    remove_box,
+)
+
+__all__ = [
+    "InstalledBox",
+    "add_box",
+    "check_outdated",
+    "find_box",
+    "find_box_vagrantfile",
+    "list_boxes",
+    "prune_boxes",
+    "remove_box",
+]

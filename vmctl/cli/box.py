@@ -1,9 +1,175 @@
-"""Commands: box (being written)."""
+"""Commands: vmctl box add | list | remove | build | outdated | prune.
+
+Thin: parse, call vmctl.boxes, print. Results go to stdout; progress and messages to stderr.
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+box_app = typer.Typer(
+    name="box",
+    help="Manage boxes: add, list, remove, build.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+
+@box_app.command("add")
+def add(
+    source: Annotated[str, typer.Argument(help="A .box file or a box catalog JSON: a path, file://, http:// or https:// URL.")],
+    name: Annotated[str | None, typer.Option("--name", help="The box's name (required for a .box file).")] = None,
+    box_version: Annotated[
+        str | None,
+        typer.Option("--box-version", help='Version constraint for a catalog, e.g. ">= 1.2, < 2".'),
+    ] = None,
+    checksum: Annotated[str | None, typer.Option("--checksum", help="Expected checksum of the box file (hex).")] = None,
+    checksum_type: Annotated[
+        str | None,
+        typer.Option("--checksum-type", help="sha256, sha512, sha384, sha1 or md5 (inferred from the length if omitted)."),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Replace the box if that version is installed.")] = False,
+) -> None:
+    """Download, verify and install a box."""
+    from vmctl import term
+    from vmctl.boxes import add_box
+
+    box = add_box(
+        source,
+        name=name,
+        version_constraint=box_version,
+        checksum=checksum,
+        checksum_type=checksum_type,
+        force=force,
+        progress=term.Progress,
+        notify=term.info,
+    )
+    term.out(f"added box {box.name} {box.version} ({box.provider})")
+
+
+@box_app.command("list")
+def list_(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List installed boxes."""
+    from vmctl import term
+    from vmctl.boxes import list_boxes
+
+    boxes = list_boxes()
+    if as_json:
+        term.out_json(
+            {
+                "boxes": [
+                    {"name": b.name, "version": b.version, "provider": b.provider, "size_bytes": b.size_bytes}
+                    for b in boxes
+                ]
+            }
+        )
+        return
+    if not boxes:
+        term.info("no boxes installed")
+        term.info("hint: add one with `vmctl box add SOURCE`, or build one with `vmctl box build tiny --add`")
+        return
+    term.table(
+        ["name", "version", "provider", "size"],
+        [[b.name, b.version, b.provider, term.human_bytes(b.size_bytes)] for b in boxes],
+    )
+
+
+@box_app.command("remove")
+def remove(
+    name: Annotated[str, typer.Argument(help="The box's name.")],
+    box_version: Annotated[str | None, typer.Option("--box-version", help="The version to remove.")] = None,
+    all_versions: Annotated[bool, typer.Option("--all", help="Remove every installed version.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="Remove even while machines use it.")] = False,
+) -> None:
+    """Remove an installed box."""
+    from vmctl import term
+    from vmctl.boxes import remove_box
+    from vmctl.errors import UsageError
+
+    if box_version is not None and all_versions:
+        raise UsageError("--box-version and --all cannot be used together")
+    for box in remove_box(name, version=box_version, all_versions=all_versions, force=force):
+        term.out(f"removed box {box.name} {box.version} ({box.provider})")
+
+
+@box_app.command("build")
+def build(
+    recipe: Annotated[str, typer.Argument(help="A recipe folder (e.g. boxes/tiny) or a recipe shipped with vmctl (e.g. tiny).")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Where to write NAME-VERSION.box and NAME.json.")] = None,
+    add_it: Annotated[bool, typer.Option("--add", help="Install the built box.")] = False,
+    force: Annotated[bool, typer.Option("--force", "-f", help="With --add: replace a different build of that version.")] = False,
+) -> None:
+    """Build a box from a recipe (mmdebstrap and Debian's packages)."""
+    from vmctl import term
+    from vmctl.boxes.build import build_recipe
+
+    result = build_recipe(recipe, output, notify=term.info)
+    term.out(f"built box {result.name} {result.version}")
+    term.out(f"  box:     {result.box_path}")
+    term.out(f"  catalog: {result.catalog_path}")
+    if add_it:
+        from vmctl.boxes import add_box
+        from vmctl.boxes.store import installed_same_build
+
+        if not force and installed_same_build(Path(result.catalog_path)):
+            term.out(f"box {result.name} {result.version} is already installed (same build)")
+            return
+        box = add_box(str(result.catalog_path), force=force, progress=term.Progress, notify=term.info)
+        term.out(f"added box {box.name} {box.version} ({box.provider})")
+
+
+@box_app.command("outdated")
+def outdated(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """Check installed boxes against their catalogs for newer versions."""
+    from vmctl import term
+    from vmctl.boxes import check_outdated
+
+    results = check_outdated()
+    if as_json:
+        term.out_json(
+            {
+                "boxes": [
+                    {"name": r.box.name, "version": r.box.version, "latest": r.latest,
+                     "outdated": r.outdated, "error": r.error}
+                    for r in results
+                ]
+            }
+        )
+        return
+    if not results:
+        term.info("no boxes installed")
+        return
+    rows = []
+    for r in results:
+        status = r.error or ("newer version available" if r.outdated else "up to date")
+        rows.append([r.box.name, r.box.version, r.latest or "-", status])
+    term.table(["name", "installed", "latest", "status"], rows)
+
+
+@box_app.command("prune")
+def prune(
+    dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only say what would be removed.")] = False,
+) -> None:
+    """Remove old versions of boxes (keeping the newest and any a machine uses)."""
+    from vmctl import term
+    from vmctl.boxes import prune_boxes
+
+    removed = prune_boxes(dry_run=dry_run)
+    verb = "would remove" if dry_run else "removed"
+    for box in removed:
+        term.out(f"{verb} box {box.name} {box.version} ({box.provider})")
+    if not removed:
+        term.info("nothing to prune")
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.add_typer(box_app, name="box")

@@ -1,0 +1,601 @@
+"""The box store: installed boxes under VMCTL_HOME, adding and removing them.
+
+    VMCTL_HOME/boxes/
+      vmctl-VAGRANTSLASH-tiny/          the box name, "/" escaped as Vagrant does
+        1.0.0/libvirt/
+          metadata.json  box.img  Vagrantfile  vmlinuz  initrd.img ...   what the box carries
+          vmctl-box.json                 vmctl's record: source, checksums, date added
+      .staging-XXXX/                     a box being installed (removed on any failure)
+
+A box is installed atomically: it is unpacked into a staging folder on the same filesystem,
+checked (members, metadata.json, ``qemu-img info`` of box.img), and renamed into place; on any
+failure or Ctrl-C the staging folder is deleted and nothing remains. Installs and removals
+hold the ``boxes`` lock; stale staging folders (a killed process) are cleaned under it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from vmctl import paths
+from vmctl.boxes import archive, download
+from vmctl.boxes.catalog import PROVIDER, Catalog, newest_version, parse_catalog, select_version
+from vmctl.boxes.download import Checksum, Fetched, Notify, ProgressFactory, parse_checksum
+from vmctl.boxes.version import Version, parse_constraint, parse_version
+from vmctl.errors import BoxError
+
+SLASH = "-VAGRANTSLASH-"
+RECORD = "vmctl-box.json"
+DIRECT_VERSION = "0"
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+@-]*(/[A-Za-z0-9_][A-Za-z0-9._+@-]*)*$")
+
+
+@dataclass(frozen=True)
+class InstalledBox:
+    """One installed box: NAME at VERSION for PROVIDER, unpacked in DIR."""
+
+    name: str
+    version: str
+    provider: str
+    dir: Path
+    metadata: dict[str, Any]
+    source: str | None  # the catalog URL, or the box's URL or path
+
+    @property
+    def image(self) -> Path:
+        return self.dir / "box.img"
+
+    @property
+    def vagrantfile(self) -> Path | None:
+        path = self.dir / "Vagrantfile"
+        return path if path.is_file() else None
+
+    @property
+    def size_bytes(self) -> int:
+        total = 0
+        for root, _dirs, files in os.walk(self.dir):
+            for f in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(root, f)).st_size
+        return total
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """vmctl's record of where the box came from (empty for boxes vmctl did not add)."""
+        try:
+            data = json.loads((self.dir / RECORD).read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    @property
+    def image_format(self) -> str:
+        """The format qemu-img found for box.img ("qcow2" or "raw")."""
+        return str(self.record.get("image_format") or "qcow2")
+
+    @property
+    def catalog_url(self) -> str | None:
+        value = self.record.get("catalog_url")
+        return value if isinstance(value, str) else None
+
+
+# --- names and places ----------------------------------------------------------------------
+
+def parse_box_name(name: str) -> str:
+    """NAME checked as a box name ("vmctl/tiny"), or BoxError quoting it."""
+    text = (name or "").strip()
+    if not _NAME_RE.match(text) or ".." in text.split("/") or SLASH in text:
+        raise BoxError(
+            f"invalid box name {name!r}",
+            hint='box names are like "vmctl/tiny": letters, digits, ".", "_", "-", separated by "/"',
+        )
+    return text
+
+
+def escape_name(name: str) -> str:
+    return name.replace("/", SLASH)
+
+
+def unescape_name(folder: str) -> str:
+    return folder.replace(SLASH, "/")
+
+
+def box_dir(name: str, version: str, provider: str = PROVIDER) -> Path:
+    return paths.boxes_dir() / escape_name(name) / version / provider
+
+
+# --- reading the store ---------------------------------------------------------------------
+
+def _load(folder: Path, name: str, version: str, provider: str) -> InstalledBox | None:
+    try:
+        metadata = json.loads((folder / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(metadata, dict):
+        return None
+    source = None
+    try:
+        record = json.loads((folder / RECORD).read_text())
+        if isinstance(record, dict) and isinstance(record.get("source"), str):
+            source = record["source"]
+    except (OSError, ValueError):
+        pass
+    return InstalledBox(name=name, version=version, provider=provider, dir=folder,
+                        metadata=metadata, source=source)
+
+
+def _version_key(box: InstalledBox) -> tuple[str, Any]:
+    try:
+        return box.name, parse_version(box.version)
+    except BoxError:
+        return box.name, parse_version("0")
+
+
+def list_boxes() -> list[InstalledBox]:
+    """Every installed libvirt box, sorted by name and then version."""
+    root = paths.boxes_dir()
+    found: list[InstalledBox] = []
+    if not root.is_dir():
+        return found
+    for name_dir in root.iterdir():
+        if name_dir.name.startswith(".") or not name_dir.is_dir():
+            continue
+        for version_dir in name_dir.iterdir():
+            folder = version_dir / PROVIDER
+            if version_dir.name.startswith(".") or not folder.is_dir():
+                continue
+            box = _load(folder, unescape_name(name_dir.name), version_dir.name, PROVIDER)
+            if box is not None:
+                found.append(box)
+    return sorted(found, key=_version_key)
+
+
+def _installed(name: str) -> list[InstalledBox]:
+    return [b for b in list_boxes() if b.name == name]
+
+
+def find_box(name: str, constraint: str | None = None) -> InstalledBox | None:
+    """The newest installed version of box NAME that satisfies CONSTRAINT, or None."""
+    allowed = parse_constraint(constraint)
+    best: tuple[Version, InstalledBox] | None = None
+    for box in _installed(name):
+        try:
+            version = parse_version(box.version)
+        except BoxError:
+            continue
+        if allowed.allows(version) and (best is None or version > best[0]):
+            best = (version, box)
+    return best[1] if best else None
+
+
+def find_box_vagrantfile(name: str, constraint: str | None = None) -> Path | None:
+    """The Vagrantfile the newest matching installed box carries, or None."""
+    box = find_box(name, constraint)
+    return box.vagrantfile if box is not None else None
+
+
+# --- adding --------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class _Plan:
+    name: str
+    version: str
+    box_url: str  # URL or local path of the .box
+    checksum: Checksum | None
+    source: str  # what to record: the catalog URL, or the box URL/path
+    catalog_url: str | None = None
+
+
+def _local_path(source: str) -> Path | None:
+    """The local file SOURCE names (a path or file:// URL), or None for http(s)."""
+    if download.is_http(source):
+        return None
+    if download.is_url(source):
+        return download.file_url_path(source)
+    return Path(source).expanduser().absolute()
+
+
+def _looks_like_json(path: Path) -> bool:
+    try:
+        with path.open("rb") as f:
+            head = f.read(64)
+    except OSError:
+        return False
+    return head.lstrip().startswith(b"{")
+
+
+def _decode_json(data: bytes, where: str) -> Any:
+    try:
+        return json.loads(data)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BoxError(f"{where} is not valid JSON ({exc})",
+                       hint="a box catalog is Vagrant's box metadata JSON") from exc
+
+
+def _read_catalog(source: str) -> Catalog | None:
+    """The catalog SOURCE names, or None when SOURCE is a box file."""
+    local = _local_path(source)
+    if local is not None:
+        if not local.exists():
+            raise BoxError(
+                f"no such file: {local}",
+                hint="vmctl cannot look boxes up by name on Vagrant Cloud; give a .box file or a "
+                "catalog URL, or build one with: vmctl box build tiny --add"
+                if not download.is_url(source) and "/" in source and not source.startswith((".", "/", "~"))
+                else "check the path",
+            )
+        if local.is_dir():
+            raise BoxError(f"{local} is a folder; give a .box file or a box catalog JSON")
+        if local.suffix.lower() != ".json" and not _looks_like_json(local):
+            return None
+        try:
+            if local.stat().st_size > download.CATALOG_LIMIT:
+                return None
+            raw = local.read_bytes()
+        except OSError as exc:
+            raise BoxError(f"could not read {local}: {exc.strerror}") from exc
+        url = local.as_uri()
+        data = _decode_json(raw, str(local))
+    else:
+        path = source.split("?", 1)[0].lower()
+        if path.endswith(".json"):
+            raw = download.fetch_small(source)
+        elif path.endswith(".box"):
+            return None
+        else:
+            probed = download.probe_catalog(source)
+            if probed is None:
+                return None
+            raw = probed
+        url = source
+        data = _decode_json(raw, source)
+    if not isinstance(data, dict) or "versions" not in data:
+        raise BoxError(
+            f"{source} is JSON but not a box catalog (it has no \"versions\")",
+            hint="give a .box file, or Vagrant's box catalog JSON (name, versions, providers)",
+        )
+    return parse_catalog(data, url)
+
+
+def _plan(source: str, name: str | None, constraint: str | None, checksum: Checksum | None) -> _Plan:
+    catalog = _read_catalog(source)
+    if catalog is None:
+        if name is None:
+            raise BoxError(
+                f"{source} is a box file, so vmctl needs a name for it",
+                hint="give one with --name, e.g. vmctl box add --name my/box " + source,
+            )
+        if constraint and constraint.strip():
+            raise BoxError(
+                "a version constraint can only be used with a box catalog; "
+                f"{source} is a box file (installed as version {DIRECT_VERSION})",
+                hint="drop --box-version, or add the box through its catalog JSON",
+            )
+        local = _local_path(source)
+        box_url = str(local) if local is not None else source
+        return _Plan(parse_box_name(name), DIRECT_VERSION, box_url, checksum, source=box_url)
+    if name is not None and parse_box_name(name) != catalog.name:
+        raise BoxError(
+            f"the catalog {source} describes box {catalog.name!r}, not {name!r}",
+            hint=f"drop --name, or use the name {catalog.name}",
+        )
+    box_name = parse_box_name(catalog.name)
+    version, provider = select_version(catalog, parse_constraint(constraint))
+    if checksum is None and provider.checksum is not None:
+        checksum = Checksum(provider.checksum_type or "sha256", provider.checksum)
+    record_source = catalog.url if download.is_http(catalog.url) else str(_local_path(catalog.url))
+    return _Plan(box_name, str(version.version), provider.url, checksum,
+                 source=record_source, catalog_url=record_source)
+
+
+@contextlib.contextmanager
+def _boxes_lock() -> Iterator[None]:
+    from vmctl.state import file_lock
+
+    with file_lock("boxes"):
+        yield
+
+
+def _clean_stale_staging() -> None:
+    root = paths.boxes_dir()
+    for entry in root.glob(".staging-*"):
+        shutil.rmtree(entry, ignore_errors=True)
+
+
+def add_box(
+    source: str,
+    *,
+    name: str | None = None,
+    version_constraint: str | None = None,
+    checksum: str | None = None,
+    checksum_type: str | None = None,
+    force: bool = False,
+    progress: ProgressFactory | None = None,
+    notify: Notify | None = None,
+) -> InstalledBox:
+    """Install the box SOURCE names (a .box or a catalog; a path, file://, http:// or https://).
+
+    From a catalog: the newest version satisfying VERSION_CONSTRAINT with a libvirt provider,
+    verified against the catalog's checksum (a CHECKSUM given here takes precedence). A box
+    file needs NAME and is installed as version "0". Raises BoxError (DownloadError,
+    ChecksumError) and leaves nothing behind on failure.
+    """
+    say = notify or (lambda _msg: None)
+    if name is not None:
+        name = parse_box_name(name)
+    expected = parse_checksum(checksum, checksum_type)
+    plan = _plan(source, name, version_constraint, expected)
+    final = box_dir(plan.name, plan.version)
+    if final.exists() and not force:
+        raise BoxError(
+            f"box {plan.name} version {plan.version} is already installed",
+            hint="add --force to replace it",
+        )
+    say(f"box: adding {plan.name} {plan.version} from {plan.box_url}")
+    fetched = _fetch(plan, progress, say)
+    try:
+        box = _install(plan, fetched, final, progress)
+    except BoxError:
+        fetched.cleanup()  # complete and verified, but not a box: fetching it again cannot help
+        raise
+    fetched.cleanup()
+    say(f"box: installed {box.name} {box.version} in {box.dir}")
+    return box
+
+
+def _fetch(plan: _Plan, progress: ProgressFactory | None, say: Notify) -> Fetched:
+    description = f"{plan.name} {plan.version}"
+    if download.is_http(plan.box_url):
+        fetched = download.download(plan.box_url, expected=plan.checksum,
+                                    description=f"downloading {description}",
+                                    progress=progress, notify=say)
+    else:
+        local = _local_path(plan.box_url)
+        assert local is not None
+        fetched = download.hash_local(local, expected=plan.checksum,
+                                      description=f"reading {local.name}", progress=progress)
+    if plan.checksum is not None:
+        say(f"box: {plan.checksum.type} checksum verified")
+    return fetched
+
+
+def _install(plan: _Plan, fetched: Fetched, final: Path, progress: ProgressFactory | None) -> InstalledBox:
+    root = paths.boxes_dir()
+    root.mkdir(parents=True, exist_ok=True)
+    label = f"{plan.name} {plan.version} ({plan.box_url})"
+    with _boxes_lock():
+        _clean_stale_staging()
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
+        try:
+            new = staging / PROVIDER
+            bar_factory = progress or (lambda d, t, a: download._NoProgress())
+            with bar_factory(f"unpacking {plan.name} {plan.version}", fetched.size, 0) as bar:
+                files = archive.unpack(fetched.path, new, scratch=staging, label=label,
+                                       advance=bar.advance)
+            archive.check_metadata(new, label)
+            info = archive.inspect_image(new / "box.img", label)
+            checksum = plan.checksum or Checksum("sha256", fetched.digests["sha256"])
+            record = {
+                "name": plan.name,
+                "version": plan.version,
+                "provider": PROVIDER,
+                "source": plan.source,
+                "catalog_url": plan.catalog_url,
+                "box_url": plan.box_url,
+                "checksum_type": checksum.type,
+                "checksum": checksum.hex,
+                "sha256": fetched.digests["sha256"],
+                "size": fetched.size,
+                "image_format": info.get("format"),
+                "files": sorted(files),
+                "added": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            }
+            (new / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+            _os_sync_dir(new)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists():
+                os.rename(final, staging / "replaced")
+            try:
+                os.rename(new, final)
+            except OSError:
+                if (staging / "replaced").exists():
+                    os.rename(staging / "replaced", final)
+                raise
+        except OSError as exc:
+            raise BoxError(f"could not install box {plan.name} {plan.version}: {exc.strerror or exc}",
+                           hint=f"check the free space and permissions under {root}") from exc
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+            _remove_empty_parents(final)
+    box = _load(final, plan.name, plan.version, PROVIDER)
+    if box is None:  # pragma: no cover - we just wrote it
+        raise BoxError(f"box {plan.name} {plan.version} vanished while being installed")
+    return box
+
+
+def _os_sync_dir(folder: Path) -> None:
+    for entry in folder.iterdir():
+        if entry.is_file():
+            fd = os.open(entry, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+
+def _remove_empty_parents(folder: Path) -> None:
+    """Drop FOLDER's version and name folders when a failure or removal left them empty."""
+    root = paths.boxes_dir()
+    for parent in (folder.parent, folder.parent.parent):
+        if parent == root or root not in parent.parents:
+            break
+        try:
+            parent.rmdir()
+        except OSError:
+            break
+
+
+def installed_same_build(catalog_path: Path) -> bool:
+    """Whether the newest libvirt version in the local catalog CATALOG_PATH is installed with
+    the very checksum the catalog gives (so `box build --add` can skip re-installing it)."""
+    catalog = _read_catalog(str(catalog_path))
+    if catalog is None:
+        return False
+    version, provider = select_version(catalog)
+    box = find_box(catalog.name, f"= {version.version}")
+    if box is None or provider.checksum is None:
+        return False
+    record = box.record
+    return record.get("checksum") == provider.checksum or (
+        provider.checksum_type == "sha256" and record.get("sha256") == provider.checksum
+    )
+
+
+# --- removing ------------------------------------------------------------------------------
+
+def remove_box(
+    name: str,
+    *,
+    version: str | None = None,
+    all_versions: bool = False,
+    force: bool = False,
+) -> list[InstalledBox]:
+    """Remove box NAME: VERSION, every version (ALL_VERSIONS), or the only one installed.
+
+    Refuses while a machine created from it exists (vmctl.state.machines_using_box) unless
+    FORCE. Returns the boxes removed.
+    """
+    from vmctl.state import machines_using_box
+
+    if version is not None and all_versions:
+        raise BoxError("give either a version or --all, not both")
+    installed = _installed(name)
+    if not installed:
+        raise BoxError(f"box {name} is not installed", hint="see the installed boxes with: vmctl box list")
+    versions = ", ".join(b.version for b in installed)
+    if all_versions:
+        targets = installed
+    elif version is not None:
+        wanted = _same_version(version)
+        targets = [b for b in installed if wanted(b.version)]
+        if not targets:
+            raise BoxError(f"box {name} version {version} is not installed (installed: {versions})")
+    elif len(installed) == 1:
+        targets = installed
+    else:
+        raise BoxError(
+            f"box {name} has several versions installed: {versions}",
+            hint="say which with --box-version VERSION, or remove them all with --all",
+        )
+    if not force:
+        users = machines_using_box(name)
+        for box in targets:
+            using = [m for m in users if m.box_version in (None, box.version)]
+            if using:
+                who = ", ".join(f"{m.name} in {m.project}" for m in using)
+                raise BoxError(
+                    f"box {name} version {box.version} is used by {len(using)} "
+                    f"machine{'s' if len(using) != 1 else ''}: {who}",
+                    hint="destroy those machines first (vmctl destroy), or add --force",
+                )
+    root = paths.boxes_dir()
+    with _boxes_lock():
+        _clean_stale_staging()
+        for box in targets:
+            trash = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
+            try:
+                os.rename(box.dir, trash / "removed")
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise BoxError(f"could not remove {box.dir}: {exc.strerror}") from exc
+            finally:
+                shutil.rmtree(trash, ignore_errors=True)
+                _remove_empty_parents(box.dir)
+    return targets
+
+
+def _same_version(text: str) -> Callable[[str], bool]:
+    try:
+        wanted = parse_version(text)
+    except BoxError:
+        return lambda v: v == text
+
+    def match(v: str) -> bool:
+        try:
+            return parse_version(v) == wanted
+        except BoxError:
+            return v == text
+
+    return match
+
+
+# --- outdated and prune --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OutdatedStatus:
+    box: InstalledBox
+    latest: str | None  # the newest libvirt version in the catalog
+    error: str | None = None
+
+    @property
+    def outdated(self) -> bool:
+        if self.latest is None:
+            return False
+        try:
+            return parse_version(self.latest) > parse_version(self.box.version)
+        except BoxError:
+            return False
+
+
+def check_outdated(names: list[str] | None = None) -> list[OutdatedStatus]:
+    """For the newest installed version of each box added from a catalog: the catalog's newest."""
+    newest_installed: dict[str, InstalledBox] = {}
+    for box in list_boxes():
+        if names and box.name not in names:
+            continue
+        newest_installed[box.name] = box  # list_boxes sorts by version: the last one wins
+    results: list[OutdatedStatus] = []
+    for box in newest_installed.values():
+        url = box.catalog_url
+        if url is None:
+            results.append(OutdatedStatus(box, None, "not added from a catalog"))
+            continue
+        try:
+            catalog = _read_catalog(url)
+            latest = newest_version(catalog) if catalog is not None else None
+        except BoxError as exc:
+            results.append(OutdatedStatus(box, None, exc.message))
+            continue
+        results.append(OutdatedStatus(box, str(latest) if latest else None))
+    return results
+
+
+def prune_boxes(*, dry_run: bool = False) -> list[InstalledBox]:
+    """Remove every version but the newest of each box, keeping versions machines use."""
+    from vmctl.state import machines_using_box
+
+    by_name: dict[str, list[InstalledBox]] = {}
+    for box in list_boxes():
+        by_name.setdefault(box.name, []).append(box)
+    removed: list[InstalledBox] = []
+    for name, boxes in by_name.items():
+        users = machines_using_box(name)
+        for box in boxes[:-1]:
+            if any(m.box_version in (None, box.version) for m in users):
+                continue
+            if not dry_run:
+                remove_box(name, version=box.version)
+            removed.append(box)
+    return removed
