@@ -1,0 +1,941 @@
+"""Build boxes from recipes: Debian packages in, a vagrant-libvirt box and its catalog out.
+
+A recipe is a folder holding ``recipe.toml`` (see docs/recipes.md) and the files it names.
+``build_recipe`` turns it into ``DIR/NAME-VERSION.box`` and the Vagrant catalog ``DIR/NAME.json``:
+
+    mmdebstrap   a root directory from Debian's packages, plus the recipe's overlay and hooks
+    kernel       the kernel of the host's installed kernel package (vmlinuz and its modules)
+    initramfs    busybox and the recipe's modules (with their dependencies) and /init
+    filesystem   mkfs.ext4 -d: the root directory becomes an ext4 image, nothing is mounted
+    qcow2        qemu-img convert: a compressed, self-contained qcow2 (no backing file)
+    archive      a plain tar: metadata.json, Vagrantfile, box.img, vmlinuz, initrd.img
+    sha256       the box's checksum, for the catalog
+
+Built boxes are cached in ``cache_home()/builds/KEY/``, where KEY hashes the recipe's files, this
+module's source and the insecure public keys, and the kernel package's version: a rebuild with the
+same inputs links (or copies) the cached box to the output. Everything is built in a temporary
+folder and renamed into place, so a failed or interrupted build leaves no partial box behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import gzip
+import hashlib
+import io
+import json
+import os
+import re
+import shlex
+import shutil
+import stat
+import tarfile
+import time
+import tomllib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vmctl import paths, run
+from vmctl.errors import BuildError, MissingToolError, VmctlError
+
+__all__ = [
+    "BuildResult",
+    "Recipe",
+    "KernelSpec",
+    "build_recipe",
+    "find_recipe",
+    "parse_recipe",
+    "cache_key",
+    "render_catalog",
+    "render_vagrantfile",
+    "render_metadata",
+]
+
+RECIPE_FILE = "recipe.toml"
+# Files of a recipe folder that do not change the box (and so do not change the cache key).
+UNHASHED = frozenset({"README.md"})
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
+INSECURE_KEYS = Path(__file__).resolve().parent.parent / "data" / "insecure-keys" / "vagrant.pub"
+# Fixed timestamp for archive members and the initramfs, so equal inputs give equal bytes.
+EPOCH = 1_700_000_000
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
+VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+)*([.-][A-Za-z0-9.]+)?$")
+VARIANTS = (
+    "extract",
+    "custom",
+    "essential",
+    "apt",
+    "minbase",
+    "buildd",
+    "required",
+    "important",
+    "standard",
+)
+
+
+@dataclass(frozen=True)
+class KernelSpec:
+    """Which kernel the box boots directly, and how the initramfs is made."""
+
+    package: str = "linux-image-cloud-amd64"
+    modules: tuple[str, ...] = ()
+    cmdline: str = "root=/dev/vda rw console=ttyS0"
+    initramfs_init: str = "initramfs/init"
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A parsed recipe.toml; paths are relative to ``folder``."""
+
+    folder: Path
+    name: str
+    version: str
+    description: str = ""
+    suite: str = "bookworm"
+    variant: str = "essential"
+    mirror: str = DEFAULT_MIRROR
+    security_mirror: str = DEFAULT_SECURITY_MIRROR
+    components: tuple[str, ...] = ("main",)
+    packages: tuple[str, ...] = ()
+    dpkg_exclude: tuple[str, ...] = ()
+    dpkg_include: tuple[str, ...] = ()
+    overlay: str | None = None
+    customize: tuple[str, ...] = ()
+    disk_size_gb: int = 4
+    kernel: KernelSpec = field(default_factory=KernelSpec)
+
+    @property
+    def file_stem(self) -> str:
+        """NAME-VERSION with "/" replaced: vmctl/tiny 1.0.0 -> vmctl-tiny-1.0.0."""
+        return f"{self.name.replace('/', '-')}-{self.version}"
+
+    @property
+    def box_filename(self) -> str:
+        return f"{self.file_stem}.box"
+
+    @property
+    def catalog_filename(self) -> str:
+        return f"{self.name.replace('/', '-')}.json"
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    name: str
+    version: str
+    box_path: Path
+    catalog_path: Path
+    sha256: str
+    cached: bool
+
+
+@dataclass(frozen=True)
+class HostKernel:
+    """The kernel of an installed package: its files and the versions that key the cache."""
+
+    package: str  # the versioned package, e.g. linux-image-6.1.0-56-cloud-amd64
+    version: str  # its Debian version, e.g. 6.1.192-2
+    release: str  # uname -r of that kernel, e.g. 6.1.0-56-cloud-amd64
+    vmlinuz: Path
+    modules_dir: Path
+
+
+# --------------------------------------------------------------------------------------------
+# Recipes: finding and parsing
+
+
+def find_recipe(recipe: str | Path) -> Path:
+    """The folder of RECIPE: a path to a folder, or the name of a recipe shipped with vmctl."""
+    text = str(recipe)
+    candidate = Path(text).expanduser()
+    if (candidate / RECIPE_FILE).is_file():
+        return candidate.absolute()
+    package_dir = Path(__file__).resolve().parent.parent
+    if "/" not in text and text not in ("", ".", ".."):
+        for folder in (package_dir / "recipes" / text, package_dir.parent / "boxes" / text):
+            if (folder / RECIPE_FILE).is_file():
+                return folder
+    if candidate.is_dir():
+        raise BuildError(
+            f"{candidate} has no {RECIPE_FILE}",
+            hint="a recipe folder holds recipe.toml; see docs/recipes.md",
+        )
+    raise BuildError(
+        f"no recipe named {text!r}",
+        hint=f"give a folder holding {RECIPE_FILE}, or one of: {', '.join(list_recipes()) or '(none shipped)'}",
+    )
+
+
+def list_recipes() -> list[str]:
+    """Names of the recipes shipped with vmctl (or next to it, in a source checkout)."""
+    package_dir = Path(__file__).resolve().parent.parent
+    names: set[str] = set()
+    for base in (package_dir / "recipes", package_dir.parent / "boxes"):
+        if base.is_dir():
+            names.update(p.parent.name for p in base.glob(f"*/{RECIPE_FILE}"))
+    return sorted(names)
+
+
+def parse_recipe(folder: Path) -> Recipe:
+    """Read FOLDER/recipe.toml into a Recipe; errors name the file and quote the bad value."""
+    folder = Path(folder)
+    path = folder / RECIPE_FILE
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise BuildError(f"{path} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise BuildError(f"{path} is not valid TOML: {exc}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BuildError(f"could not read {path}: {exc}") from None
+
+    def bad(key: str, value: object, expected: str) -> BuildError:
+        return BuildError(f"{path}: {key} = {value!r} is not valid: expected {expected}")
+
+    def text(table: dict, key: str, default: str | None = None, prefix: str = "") -> str:
+        if key not in table:
+            if default is None:
+                raise BuildError(f"{path}: {prefix}{key} is missing")
+            return default
+        value = table[key]
+        if not isinstance(value, str):
+            raise bad(prefix + key, value, "a string")
+        return value
+
+    def strings(table: dict, key: str, prefix: str = "") -> tuple[str, ...]:
+        value = table.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise bad(prefix + key, value, "a list of strings")
+        return tuple(value)
+
+    def relative_file(key: str, value: str, *, directory: bool = False) -> str:
+        target = (folder / value).resolve()
+        if Path(value).is_absolute() or ".." in Path(value).parts:
+            raise bad(key, value, "a path inside the recipe folder")
+        if not (target.is_dir() if directory else target.is_file()):
+            kind = "folder" if directory else "file"
+            raise BuildError(f"{path}: {key} = {value!r}: no such {kind} in {folder}")
+        return value
+
+    known = {
+        "name", "version", "description", "suite", "variant", "mirror", "security_mirror",
+        "components", "packages", "dpkg_exclude", "dpkg_include", "overlay", "customize",
+        "disk_size_gb", "kernel",
+    }  # fmt: skip
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise BuildError(
+            f"{path}: unknown key {unknown[0]!r}", hint=f"known keys: {', '.join(sorted(known))}"
+        )
+
+    name = text(data, "name")
+    if not NAME_RE.match(name):
+        raise bad("name", name, 'a box name such as "vmctl/tiny"')
+    version = text(data, "version")
+    if not VERSION_RE.match(version):
+        raise bad("version", version, 'a version such as "1.0.0"')
+    variant = text(data, "variant", "essential")
+    if variant not in VARIANTS:
+        raise bad("variant", variant, f"one of {', '.join(VARIANTS)}")
+    disk = data.get("disk_size_gb", 4)
+    if not isinstance(disk, int) or isinstance(disk, bool) or not 1 <= disk <= 2048:
+        raise bad("disk_size_gb", disk, "a whole number of GB between 1 and 2048")
+    overlay = data.get("overlay")
+    if overlay is not None:
+        if not isinstance(overlay, str):
+            raise bad("overlay", overlay, "a folder name")
+        relative_file("overlay", overlay, directory=True)
+    customize = strings(data, "customize")
+    for script in customize:
+        relative_file("customize", script)
+
+    kernel_table = data.get("kernel", {})
+    if not isinstance(kernel_table, dict):
+        raise bad("kernel", kernel_table, "a table ([kernel])")
+    unknown = sorted(set(kernel_table) - {"package", "modules", "cmdline", "initramfs_init"})
+    if unknown:
+        raise BuildError(f"{path}: unknown key kernel.{unknown[0]}")
+    kernel = KernelSpec(
+        package=text(kernel_table, "package", KernelSpec.package, "kernel."),
+        modules=strings(kernel_table, "modules", "kernel."),
+        cmdline=text(kernel_table, "cmdline", KernelSpec.cmdline, "kernel."),
+        initramfs_init=text(kernel_table, "initramfs_init", KernelSpec.initramfs_init, "kernel."),
+    )
+    relative_file("kernel.initramfs_init", kernel.initramfs_init)
+    if '"' in kernel.cmdline or "\\" in kernel.cmdline:
+        raise bad("kernel.cmdline", kernel.cmdline, "a command line without quotes or backslashes")
+
+    return Recipe(
+        folder=folder.absolute(),
+        name=name,
+        version=version,
+        description=text(data, "description", ""),
+        suite=text(data, "suite", "bookworm"),
+        variant=variant,
+        mirror=text(data, "mirror", DEFAULT_MIRROR),
+        security_mirror=text(data, "security_mirror", DEFAULT_SECURITY_MIRROR),
+        components=strings(data, "components") or ("main",),
+        packages=strings(data, "packages"),
+        dpkg_exclude=strings(data, "dpkg_exclude"),
+        dpkg_include=strings(data, "dpkg_include"),
+        overlay=overlay,
+        customize=customize,
+        disk_size_gb=disk,
+        kernel=kernel,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# The cache key
+
+
+def recipe_files(folder: Path) -> list[Path]:
+    """The recipe's files that make the box, sorted: everything but README.md and dotfiles."""
+    found = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if any(part.startswith(".") or part == "__pycache__" for part in rel.parts):
+            continue
+        if rel.as_posix() in UNHASHED or not (path.is_file() or path.is_symlink()):
+            continue
+        found.append(path)
+    return found
+
+
+def cache_key(folder: Path, kernel_version: str, builder: bytes | None = None) -> str:
+    """sha256 over the recipe's file names, modes and contents, the builder and the kernel."""
+    digest = hashlib.sha256()
+
+    def add(label: str, data: bytes) -> None:
+        digest.update(f"{label}\0{len(data)}\0".encode())
+        digest.update(data)
+
+    add("builder", builder if builder is not None else builder_fingerprint())
+    add("kernel", kernel_version.encode())
+    for path in recipe_files(folder):
+        rel = path.relative_to(folder).as_posix()
+        if path.is_symlink():
+            add(f"link:{rel}", os.readlink(path).encode())
+        else:
+            executable = os.access(path, os.X_OK)
+            add(f"file:{rel}:{'x' if executable else '-'}", path.read_bytes())
+    return digest.hexdigest()
+
+
+def builder_fingerprint() -> bytes:
+    """What else shapes the box: this module's code and the insecure public keys."""
+    return hashlib.sha256(Path(__file__).read_bytes() + INSECURE_KEYS.read_bytes()).digest()
+
+
+# --------------------------------------------------------------------------------------------
+# Small renderers (pure functions)
+
+
+def render_vagrantfile(cmdline: str) -> str:
+    """The box's own Vagrantfile: direct kernel boot, paths relative to the box."""
+    return (
+        'Vagrant.configure("2") do |config|\n'
+        "  config.vm.provider :libvirt do |libvirt|\n"
+        '    libvirt.kernel = File.join(File.dirname(__FILE__), "vmlinuz")\n'
+        '    libvirt.initrd = File.join(File.dirname(__FILE__), "initrd.img")\n'
+        f'    libvirt.cmd_line = "{cmdline}"\n'
+        "  end\n"
+        "end\n"
+    )
+
+
+def render_metadata(disk_size_gb: int) -> str:
+    return (
+        json.dumps(
+            {"provider": "libvirt", "format": "qcow2", "virtual_size": disk_size_gb}, indent=2
+        )
+        + "\n"
+    )
+
+
+def render_catalog(
+    name: str, version: str, box_filename: str, sha256: str, existing: dict | None = None
+) -> dict:
+    """The Vagrant catalog for NAME with VERSION; other versions of EXISTING are kept."""
+    entry = {
+        "version": version,
+        "providers": [
+            {"name": "libvirt", "url": box_filename, "checksum_type": "sha256", "checksum": sha256}
+        ],
+    }
+    versions = []
+    if existing and existing.get("name") == name and isinstance(existing.get("versions"), list):
+        versions = [
+            v for v in existing["versions"] if isinstance(v, dict) and v.get("version") != version
+        ]
+    versions.append(entry)
+    versions.sort(key=lambda v: version_sort_key(str(v.get("version", ""))))
+    return {"name": name, "versions": versions}
+
+
+def version_sort_key(version: str) -> tuple:
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in re.split(r"[.-]", version))
+
+
+def sources_lines(recipe: Recipe) -> list[str]:
+    """The apt sources mmdebstrap uses: the suite, and its updates and security for releases."""
+    components = " ".join(recipe.components)
+    mirror = os.environ.get("VMCTL_DEBIAN_MIRROR") or recipe.mirror
+    lines = [f"deb {mirror} {recipe.suite} {components}"]
+    if recipe.suite not in ("sid", "unstable", "experimental", "rc-buggy"):
+        lines.append(f"deb {mirror} {recipe.suite}-updates {components}")
+        if recipe.security_mirror:
+            lines.append(f"deb {recipe.security_mirror} {recipe.suite}-security {components}")
+    return lines
+
+
+# --------------------------------------------------------------------------------------------
+# Building
+
+
+def build_recipe(
+    recipe: str,
+    output: Path | None = None,
+    *,
+    notify: Callable[[str], None] = lambda s: None,
+) -> BuildResult:
+    """Build RECIPE (a folder or a shipped recipe's name) into OUTPUT (default ./build).
+
+    Returns where the box and its catalog are, the box's sha256, and whether it came from the
+    cache. Raises BuildError (including disk full) or MissingToolError.
+    """
+    folder = find_recipe(recipe)
+    parsed = parse_recipe(folder)
+    out_dir = Path(output) if output is not None else Path.cwd() / "build"
+    kernel = find_host_kernel(parsed.kernel.package)
+    key = cache_key(folder, f"{kernel.package}={kernel.version}")
+    builds = paths.cache_home() / "builds"
+    cached_dir = builds / key
+
+    try:
+        builds.mkdir(parents=True, exist_ok=True)
+        with lock(builds / f".{key}.lock"):
+            info = read_cached(cached_dir, parsed)
+            cached = info is not None
+            if info is None:
+                info = build_into_cache(parsed, kernel, builds, key, notify)
+            else:
+                notify(f"cached: {parsed.box_filename} ({key[:12]})")
+            box_path = publish(cached_dir / parsed.box_filename, out_dir / parsed.box_filename)
+            catalog_path = write_catalog(out_dir, parsed, info["sha256"])
+    except OSError as exc:
+        raise translate_os_error(exc, "build the box") from exc
+    return BuildResult(
+        name=parsed.name,
+        version=parsed.version,
+        box_path=box_path,
+        catalog_path=catalog_path,
+        sha256=info["sha256"],
+        cached=cached,
+    )
+
+
+def read_cached(cached_dir: Path, recipe: Recipe) -> dict | None:
+    """The build record of a complete cached build, or None."""
+    try:
+        info = json.loads((cached_dir / "build.json").read_text())
+        box = cached_dir / recipe.box_filename
+        if box.stat().st_size == info["size"] and re.fullmatch(r"[0-9a-f]{64}", info["sha256"]):
+            return info
+    except (OSError, ValueError, KeyError, TypeError):
+        pass
+    return None
+
+
+def build_into_cache(
+    recipe: Recipe, kernel: HostKernel, builds: Path, key: str, notify: Callable[[str], None]
+) -> dict:
+    tools = {
+        "mmdebstrap": "build the root filesystem from Debian packages",
+        "mkfs.ext4": "turn the root filesystem into a disk image",
+        "qemu-img": "convert the disk image to qcow2",
+    }
+    for tool, purpose in tools.items():
+        run.require_tool(tool, purpose)
+    check_free_space(builds, recipe)
+    for stale in builds.glob(f".tmp-{key}-*"):
+        remove_tree(stale)  # left by a build that was killed; we hold the key's lock
+    work = builds / f".tmp-{key}-{os.getpid()}"
+    work.mkdir()
+    started = time.monotonic()
+    try:
+        root = work / "root"
+        notify(
+            f"mmdebstrap: {recipe.suite} {recipe.variant} + {', '.join(recipe.packages) or 'nothing'}"
+        )
+        make_root(recipe, root)
+        notify(f"kernel: {kernel.package} {kernel.version}")
+        shutil.copyfile(kernel.vmlinuz, work / "vmlinuz")
+        notify(f"initramfs: busybox + {', '.join(recipe.kernel.modules) or 'no modules'}")
+        (work / "initrd.img").write_bytes(make_initramfs(recipe, root, kernel))
+        notify(f"filesystem: ext4, {recipe.disk_size_gb} GB")
+        raw = work / "disk.raw"
+        make_filesystem(root, raw, recipe.disk_size_gb)
+        remove_tree(root)
+        notify("qcow2: compressing the disk image")
+        make_qcow2(raw, work / "box.img")
+        raw.unlink()
+        notify(f"archive: {recipe.box_filename}")
+        box = work / recipe.box_filename
+        write_box(box, work, recipe)
+        for name in ("box.img", "vmlinuz", "initrd.img"):
+            (work / name).unlink()
+        notify("sha256: checksumming the box")
+        digest = sha256_file(box)
+        info = {
+            "name": recipe.name,
+            "version": recipe.version,
+            "sha256": digest,
+            "size": box.stat().st_size,
+            "kernel": f"{kernel.package}={kernel.version}",
+            "key": key,
+            "build_seconds": round(time.monotonic() - started, 1),
+        }
+        (work / "build.json").write_text(json.dumps(info, indent=2) + "\n")
+        fsync_dir_files(work)
+        final = builds / key
+        if final.exists():
+            remove_tree(final)  # an incomplete record: replace it
+        os.rename(work, final)
+        return info
+    except BaseException:
+        remove_tree(work)
+        raise
+
+
+def make_root(recipe: Recipe, root: Path) -> None:
+    """mmdebstrap the root directory, copy the overlay in, run the customize scripts."""
+    argv: list[str | Path] = [
+        "mmdebstrap",
+        "--mode=root",
+        f"--variant={recipe.variant}",
+        "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
+    ]
+    if recipe.packages:
+        argv.append("--include=" + ",".join(recipe.packages))
+    argv += [f"--dpkgopt=path-exclude={p}" for p in recipe.dpkg_exclude]
+    argv += [f"--dpkgopt=path-include={p}" for p in recipe.dpkg_include]
+    if recipe.overlay:
+        overlay = recipe.folder / recipe.overlay
+        # tar as a pipe: owner root, no group/other write bits, directory symlinks kept.
+        argv.append(
+            "--customize-hook="
+            f"tar -C {shlex.quote(str(overlay))} -c --owner=0 --group=0 --numeric-owner --mode=go-w . "
+            '| tar -C "$1" -x --keep-directory-symlink --no-overwrite-dir'
+        )
+    for script in recipe.customize:
+        argv.append(f'--customize-hook=sh {shlex.quote(str(recipe.folder / script))} "$1"')
+    argv += [recipe.suite, root, *sources_lines(recipe)]
+    env = dict(os.environ)
+    env.update(
+        {
+            "VMCTL_AUTHORIZED_KEYS": str(INSECURE_KEYS),
+            "VMCTL_RECIPE_DIR": str(recipe.folder),
+            "VMCTL_BOX_NAME": recipe.name,
+            "VMCTL_BOX_VERSION": recipe.version,
+            "LC_ALL": "C.UTF-8",
+        }
+    )
+    env.pop("TMPDIR", None)
+    proc = run.run(
+        argv, purpose="build the root filesystem from Debian packages", check=False, env=env
+    )
+    if proc.returncode != 0:
+        raise step_error("mmdebstrap", proc.stderr, proc.returncode)
+
+
+def find_host_kernel(package: str) -> HostKernel:
+    """The installed kernel that PACKAGE (a metapackage such as linux-image-cloud-amd64) names."""
+    run.require_tool("dpkg-query", "find the installed kernel package")
+    proc = run.run(
+        ["dpkg-query", "-W", "-f=${Status}\t${Version}\t${Depends}\n", package],
+        purpose="find the installed kernel package",
+        check=False,
+    )
+    fields = (
+        proc.stdout.decode(errors="replace").strip().split("\t") if proc.returncode == 0 else []
+    )
+    if len(fields) != 3 or "installed" not in fields[0].split():
+        raise MissingToolError(
+            f"the kernel package {package} is not installed, which is required to build this box",
+            hint=f"install it: sudo apt-get install {package}",
+        )
+    versioned = package
+    if (
+        not package.startswith("linux-image-")
+        or not (Path("/boot") / f"vmlinuz-{package[12:]}").exists()
+    ):
+        match = re.search(r"\b(linux-image-[0-9][^\s,(|]*)", fields[2])
+        if match is None:
+            raise BuildError(
+                f"could not tell which kernel {package} installs (depends: {fields[2]})"
+            )
+        versioned = match.group(1).removesuffix("-unsigned")
+    release = versioned.removeprefix("linux-image-")
+    proc = run.run(
+        ["dpkg-query", "-W", "-f=${Version}", versioned],
+        purpose="find the installed kernel package",
+        check=False,
+    )
+    version = proc.stdout.decode().strip() if proc.returncode == 0 else fields[1]
+    vmlinuz = Path("/boot") / f"vmlinuz-{release}"
+    modules_dir = Path("/lib/modules") / release
+    for needed in (vmlinuz, modules_dir / "modules.dep"):
+        if not needed.exists():
+            raise BuildError(
+                f"{needed} is missing although {versioned} is installed",
+                hint=f"reinstall it: sudo apt-get install --reinstall {versioned}",
+            )
+    return HostKernel(
+        package=versioned,
+        version=version,
+        release=release,
+        vmlinuz=vmlinuz,
+        modules_dir=modules_dir,
+    )
+
+
+def resolve_modules(modules_dir: Path, wanted: tuple[str, ...]) -> list[Path]:
+    """The .ko files of WANTED and their dependencies, in load order; built-in ones skipped."""
+    deps: dict[str, list[str]] = {}
+    by_name: dict[str, str] = {}
+    for line in (modules_dir / "modules.dep").read_text().splitlines():
+        if ":" not in line:
+            continue
+        target, _, rest = line.partition(":")
+        deps[target] = rest.split()
+        by_name[module_name(target)] = target
+    builtin: set[str] = set()
+    with contextlib.suppress(FileNotFoundError):
+        builtin = {module_name(p) for p in (modules_dir / "modules.builtin").read_text().split()}
+    order: list[str] = []
+
+    def visit(path: str, chain: tuple[str, ...]) -> None:
+        if path in order or path in chain:
+            return
+        for dep in reversed(deps.get(path, [])):
+            visit(dep, (*chain, path))
+        order.append(path)
+
+    for name in wanted:
+        key = name.replace("-", "_")
+        if key in builtin:
+            continue
+        if key not in by_name:
+            raise BuildError(
+                f"the kernel has no module named {name!r} (looked in {modules_dir}/modules.dep)"
+            )
+        visit(by_name[key], ())
+    return [modules_dir / p for p in order]
+
+
+def module_name(path: str) -> str:
+    base = path.rsplit("/", 1)[-1]
+    for suffix in (".ko.xz", ".ko.zst", ".ko.gz", ".ko"):
+        if base.endswith(suffix):
+            base = base[: -len(suffix)]
+            break
+    return base.replace("-", "_")
+
+
+def make_initramfs(recipe: Recipe, root: Path, kernel: HostKernel) -> bytes:
+    """A gzip'd newc cpio: busybox from the root, the modules, /etc/modules and /init."""
+    busybox = root / "usr/bin/busybox"
+    if not busybox.is_file():
+        busybox = root / "bin/busybox"
+    if not busybox.is_file():
+        raise BuildError(
+            "the root filesystem has no /bin/busybox", hint='add "busybox-static" to packages'
+        )
+    modules = resolve_modules(kernel.modules_dir, recipe.kernel.modules)
+    applets = run.run([busybox, "--list"], purpose="list busybox applets").stdout.decode().split()
+    archive = Cpio()
+    for folder in (
+        "bin",
+        "dev",
+        "etc",
+        "lib",
+        "lib/modules",
+        "newroot",
+        "proc",
+        "run",
+        "sys",
+        "tmp",
+    ):
+        archive.directory(folder)
+    archive.device("dev/console", 0o600, 5, 1)
+    archive.device("dev/null", 0o666, 1, 3)
+    archive.file("bin/busybox", busybox.read_bytes(), 0o755)
+    for applet in applets:
+        if applet != "busybox" and "/" not in applet:
+            archive.symlink(f"bin/{applet}", "busybox")
+    names = []
+    for module in modules:
+        data = module.read_bytes()
+        name = module_name(module.name)
+        if module.name.endswith(".xz"):
+            import lzma
+
+            data = lzma.decompress(data)
+        elif module.name.endswith(".gz"):
+            data = gzip.decompress(data)
+        elif module.name.endswith(".zst"):
+            data = run.run(["zstd", "-dc", module], purpose="decompress kernel modules").stdout
+        archive.file(f"lib/modules/{name}.ko", data, 0o644)
+        names.append(name)
+    archive.file("etc/modules", "".join(f"{n}\n" for n in names).encode(), 0o644)
+    archive.file("init", (recipe.folder / recipe.kernel.initramfs_init).read_bytes(), 0o755)
+    return gzip.compress(archive.finish(), compresslevel=6, mtime=EPOCH)
+
+
+class Cpio:
+    """A newc ("070701") cpio archive written in memory: enough for an initramfs."""
+
+    def __init__(self) -> None:
+        self.buffer = io.BytesIO()
+        self.inode = 1
+
+    def entry(
+        self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)
+    ) -> None:
+        encoded = name.encode() + b"\0"
+        fields = (
+            self.inode, mode, 0, 0, 2 if stat.S_ISDIR(mode) else 1, EPOCH, len(data),
+            0, 0, rdev[0], rdev[1], len(encoded), 0,
+        )  # fmt: skip
+        self.inode += 1
+        header = b"070701" + b"".join(f"{f:08x}".encode() for f in fields)
+        self.buffer.write(header + encoded)
+        self.buffer.write(b"\0" * (-(len(header) + len(encoded)) % 4))
+        self.buffer.write(data)
+        self.buffer.write(b"\0" * (-len(data) % 4))
+
+    def directory(self, name: str, mode: int = 0o755) -> None:
+        self.entry(name, stat.S_IFDIR | mode)
+
+    def file(self, name: str, data: bytes, mode: int) -> None:
+        self.entry(name, stat.S_IFREG | mode, data)
+
+    def symlink(self, name: str, target: str) -> None:
+        self.entry(name, stat.S_IFLNK | 0o777, target.encode())
+
+    def device(self, name: str, mode: int, major: int, minor: int) -> None:
+        self.entry(name, stat.S_IFCHR | mode, rdev=(major, minor))
+
+    def finish(self) -> bytes:
+        self.inode = 0
+        self.entry("TRAILER!!!", 0)
+        return self.buffer.getvalue()
+
+
+def make_filesystem(root: Path, image: Path, size_gb: int) -> None:
+    with open(image, "wb") as handle:
+        handle.truncate(size_gb * 1024**3)
+    proc = run.run(
+        [
+            "mkfs.ext4",
+            "-q",
+            "-F",
+            "-L",
+            "root",
+            "-m",
+            "1",
+            "-E",
+            "lazy_itable_init=0,lazy_journal_init=0",
+            "-d",
+            root,
+            image,
+        ],  # fmt: skip
+        purpose="turn the root filesystem into a disk image",
+        check=False,
+        env={
+            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
+            "E2FSPROGS_FAKE_TIME": str(EPOCH),
+        },
+    )
+    if proc.returncode != 0:
+        raise step_error("mkfs.ext4", proc.stderr, proc.returncode)
+
+
+def make_qcow2(raw: Path, qcow2: Path) -> None:
+    proc = run.run(
+        ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-c", raw, qcow2],
+        purpose="convert the disk image to qcow2",
+        check=False,
+    )
+    if proc.returncode != 0:
+        raise step_error("qemu-img convert", proc.stderr, proc.returncode)
+
+
+def write_box(box: Path, work: Path, recipe: Recipe) -> None:
+    """A plain tar (its big members are compressed already), members owned by root."""
+    members = {
+        "metadata.json": render_metadata(recipe.disk_size_gb).encode(),
+        "Vagrantfile": render_vagrantfile(recipe.kernel.cmdline).encode(),
+    }
+    with tarfile.open(box, "w", format=tarfile.GNU_FORMAT) as tar:
+        for name, data in members.items():
+            tar.addfile(tar_info(name, len(data)), io.BytesIO(data))
+        for name in ("box.img", "vmlinuz", "initrd.img"):
+            with open(work / name, "rb") as handle:
+                tar.addfile(tar_info(name, os.fstat(handle.fileno()).st_size), handle)
+
+
+def tar_info(name: str, size: int) -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.size = size
+    info.mode = 0o644
+    info.mtime = EPOCH
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    return info
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------------------------
+# Publishing to the output folder
+
+
+def publish(source: Path, target: Path) -> Path:
+    """Hardlink (or copy) SOURCE to TARGET atomically; an equal file already there is kept."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with contextlib.suppress(OSError):
+        if os.path.samefile(source, target):
+            return target
+    temp = target.with_name(f".{target.name}.tmp-{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        temp.unlink()
+    try:
+        try:
+            os.link(source, temp)
+        except OSError:
+            shutil.copyfile(source, temp)
+        os.replace(temp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+    return target
+
+
+def write_catalog(out_dir: Path, recipe: Recipe, sha256: str) -> Path:
+    path = out_dir / recipe.catalog_filename
+    existing = None
+    with contextlib.suppress(OSError, ValueError):
+        existing = json.loads(path.read_text())
+        if isinstance(existing, dict) and isinstance(existing.get("versions"), list):
+            # Keep only versions whose box file is still beside the catalog.
+            existing["versions"] = [
+                v
+                for v in existing["versions"]
+                if isinstance(v, dict)
+                and all(
+                    isinstance(p, dict) and (out_dir / str(p.get("url", ""))).is_file()
+                    for p in v.get("providers", [])
+                )
+            ]
+    catalog = render_catalog(recipe.name, recipe.version, recipe.box_filename, sha256, existing)
+    temp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    temp.write_text(json.dumps(catalog, indent=2) + "\n")
+    os.replace(temp, path)
+    return path
+
+
+# --------------------------------------------------------------------------------------------
+# Plumbing: locks, space, errors, safe removal
+
+
+@contextlib.contextmanager
+def lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on PATH, so two builds of one recipe do not race."""
+    with open(path, "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def check_free_space(folder: Path, recipe: Recipe) -> None:
+    need = 1024**3  # the root directory, the ext4 image and the box, with room to spare
+    free = shutil.disk_usage(folder).free
+    if free < need:
+        raise BuildError(
+            f"not enough free disk space in {folder}: {free // 1024**2} MB free, about {need // 1024**2} MB needed",
+            hint="free some space, or point VMCTL_CACHE at a bigger disk",
+        )
+
+
+def step_error(step: str, stderr: bytes | None, status: int) -> BuildError:
+    text = (stderr or b"").decode(errors="replace")
+    if "No space left on device" in text:
+        return disk_full_error(step)
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(("E:", "error", "Error"))] or lines
+    detail = "; ".join(errors[-3:])
+    return BuildError(
+        f"{step} failed with exit status {status}" + (f": {detail}" if detail else ""),
+        hint="run again with --debug to see the command",
+    )
+
+
+def disk_full_error(step: str) -> BuildError:
+    return BuildError(
+        f"the disk is full: {step} ran out of space while building the box",
+        hint=f"free some space in {paths.cache_home()} and the output folder, then build again",
+    )
+
+
+def translate_os_error(exc: OSError, what: str) -> VmctlError:
+    if exc.errno == errno.ENOSPC:
+        return disk_full_error(what)
+    where = f" ({exc.filename})" if exc.filename else ""
+    return BuildError(f"could not {what}: {exc.strerror or exc}{where}")
+
+
+def fsync_dir_files(folder: Path) -> None:
+    for path in folder.iterdir():
+        if path.is_file():
+            with open(path, "rb") as handle:
+                os.fsync(handle.fileno())
+
+
+def mounts_under(folder: Path) -> list[str]:
+    """Mount points at or below FOLDER (deepest first), from /proc/self/mountinfo."""
+    prefix = str(folder.resolve())
+    found = []
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/self/mountinfo").read_text().splitlines():
+            point = line.split()[4].encode().decode("unicode_escape")
+            if point == prefix or point.startswith(prefix + "/"):
+                found.append(point)
+    return sorted(found, key=len, reverse=True)
+
+
+def remove_tree(folder: Path) -> None:
+    """Remove FOLDER; first unmount anything a killed mmdebstrap left mounted inside it."""
+    if not folder.exists() and not folder.is_symlink():
+        return
+    for point in mounts_under(folder):
+        run.run(["umount", "-l", point], purpose="unmount what a build left mounted", check=False)
+    if mounts_under(folder):
+        raise BuildError(f"{folder} still has file systems mounted inside; not removing it")
+    if folder.is_dir() and not folder.is_symlink():
+        shutil.rmtree(folder, ignore_errors=True)
+    else:
+        folder.unlink()
