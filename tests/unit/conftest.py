@@ -132,6 +132,7 @@ class BoxServer:
     stall: float = 0.0
     requests: list[dict] = field(default_factory=list)
     port: int = 0
+    handler: type[BaseHTTPRequestHandler] | None = None  # to serve the same files elsewhere (TLS)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}/{path.lstrip('/')}"
@@ -204,17 +205,52 @@ def _make_handler(server: BoxServer) -> type[BaseHTTPRequestHandler]:
     return Handler
 
 
+class BoxQuietServer(ThreadingHTTPServer):
+    """A threaded HTTP server that does not print clients hanging up (cut-off tests do)."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass
+
+
 @pytest.fixture
 def box_server() -> Iterator[BoxServer]:
     """A threaded HTTP server on 127.0.0.1 (ephemeral port) for download tests."""
     state = BoxServer()
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(state))
-    httpd.daemon_threads = True
+    state.handler = _make_handler(state)
+    httpd = BoxQuietServer(("127.0.0.1", 0), state.handler)
     state.port = httpd.server_address[1]
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()
     try:
         yield state
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def box_https_server(tmp_path: Path, box_server: BoxServer) -> Iterator[tuple[str, Path]]:
+    """(base URL, certificate): box_server's files over HTTPS, self-signed for 127.0.0.1."""
+    import ssl
+
+    cert, key = tmp_path / "box-cert.pem", tmp_path / "box-key.pem"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+         "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True,
+    )
+    assert box_server.handler is not None
+    httpd = BoxQuietServer(("127.0.0.1", 0), box_server.handler)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(cert, key)
+    httpd.socket = ctx.wrap_socket(httpd.socket, server_side=True)
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{httpd.server_address[1]}", cert
     finally:
         httpd.shutdown()
         httpd.server_close()

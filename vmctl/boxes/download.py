@@ -234,10 +234,14 @@ def translate_request_error(exc: Exception, url: str, *, partial: Path | None = 
         else "check the network and the URL, then run the command again"
     )
     if isinstance(exc, requests.exceptions.SSLError):
-        return DownloadError(
-            f"could not verify the TLS certificate of {host} ({url})",
-            hint="if the server uses a private certificate authority, point REQUESTS_CA_BUNDLE at its certificate",
-        )
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc) or "certificate" in str(exc).lower():
+            return DownloadError(
+                f"could not verify the TLS certificate of {host} ({url})",
+                hint="if the server uses a private certificate authority, point REQUESTS_CA_BUNDLE "
+                "at its certificate",
+            )
+        return DownloadError(f"the TLS handshake with {host} failed ({url})",
+                             hint="check that the server speaks HTTPS on that port")
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return DownloadError(f"timed out connecting to {host} ({url})", hint=keep)
     if isinstance(exc, requests.exceptions.ReadTimeout) or "Read timed out" in str(exc):
