@@ -228,12 +228,13 @@ def _read_catalog(source: str) -> Catalog | None:
     local = _local_path(source)
     if local is not None:
         if not local.exists():
+            looks_like_a_name = not download.is_url(source) and _NAME_RE.match(source) is not None \
+                and source.count("/") == 1 and "." not in source
             raise BoxError(
                 f"no such file: {local}",
                 hint="vmctl cannot look boxes up by name on Vagrant Cloud; give a .box file or a "
                 "catalog URL, or build one with: vmctl box build tiny --add"
-                if not download.is_url(source) and "/" in source and not source.startswith((".", "/", "~"))
-                else "check the path",
+                if looks_like_a_name else "check the path",
             )
         if local.is_dir():
             raise BoxError(f"{local} is a folder; give a .box file or a box catalog JSON")
@@ -295,7 +296,8 @@ def _plan(source: str, name: str | None, constraint: str | None, checksum: Check
     if checksum is None and provider.checksum is not None:
         checksum = Checksum(provider.checksum_type or "sha256", provider.checksum)
     record_source = catalog.url if download.is_http(catalog.url) else str(_local_path(catalog.url))
-    return _Plan(box_name, str(version.version), provider.url, checksum,
+    box_url = provider.url if download.is_http(provider.url) else str(_local_path(provider.url))
+    return _Plan(box_name, str(version.version), box_url, checksum,
                  source=record_source, catalog_url=record_source)
 
 
@@ -345,7 +347,7 @@ def add_box(
     say(f"box: adding {plan.name} {plan.version} from {plan.box_url}")
     fetched = _fetch(plan, progress, say)
     try:
-        box = _install(plan, fetched, final, progress)
+        box = _install(plan, fetched, final, progress, force=force)
     except BoxError:
         fetched.cleanup()  # complete and verified, but not a box: fetching it again cannot help
         raise
@@ -370,7 +372,8 @@ def _fetch(plan: _Plan, progress: ProgressFactory | None, say: Notify) -> Fetche
     return fetched
 
 
-def _install(plan: _Plan, fetched: Fetched, final: Path, progress: ProgressFactory | None) -> InstalledBox:
+def _install(plan: _Plan, fetched: Fetched, final: Path, progress: ProgressFactory | None, *,
+             force: bool) -> InstalledBox:
     root = paths.boxes_dir()
     root.mkdir(parents=True, exist_ok=True)
     label = f"{plan.name} {plan.version} ({plan.box_url})"
@@ -404,6 +407,9 @@ def _install(plan: _Plan, fetched: Fetched, final: Path, progress: ProgressFacto
             (new / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
             _os_sync_dir(new)
             final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists() and not force:  # another vmctl installed it meanwhile
+                raise BoxError(f"box {plan.name} version {plan.version} is already installed",
+                               hint="add --force to replace it")
             if final.exists():
                 os.rename(final, staging / "replaced")
             try:
