@@ -258,7 +258,7 @@ def translate_request_error(exc: Exception, url: str, *, partial: Path | None = 
 
 def _root_reason(exc: BaseException) -> str:
     seen = exc
-    while seen.__context__ is not None or getattr(seen, "reason", None) is not None:
+    for _ in range(10):  # requests -> urllib3 -> socket: a short chain
         nxt = getattr(seen, "reason", None) or seen.__context__
         if not isinstance(nxt, BaseException) or nxt is seen:
             break
