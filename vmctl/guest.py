@@ -87,7 +87,9 @@ def request_poweroff(s: Session) -> None:
         )
 
 
-def rsync_folder(endpoint: Endpoint, key: Path, folder: SyncedFolder, project_root: Path) -> None:
+def rsync_folder(
+    s: Session, endpoint: Endpoint, key: Path, folder: SyncedFolder, project_root: Path
+) -> None:
     """Copy a synced folder into the guest with rsync over OpenSSH."""
     rsync = require_tool("rsync", "copy synced folders into the guest")
     ssh = require_tool("ssh", "copy synced folders into the guest")
@@ -102,19 +104,12 @@ def rsync_folder(endpoint: Endpoint, key: Path, folder: SyncedFolder, project_ro
     guest = folder.guest
     owner = folder.owner or endpoint.user
     group = folder.group or owner
-    prepare = (
+    s.check(
         f"sudo -n mkdir -p {shlex.quote(guest)} && "
-        f"sudo -n chown {shlex.quote(owner)}:{shlex.quote(group)} {shlex.quote(guest)}"
+        f"sudo -n chown {shlex.quote(owner)}:{shlex.quote(group)} {shlex.quote(guest)}",
+        what=f"prepare {guest}",
     )
     ssh_cmd = shlex.join([ssh, *openssh_options(endpoint, key)])
-    base = subprocess.run(
-        [ssh, *openssh_options(endpoint, key), "127.0.0.1", prepare],
-        stdin=subprocess.DEVNULL, capture_output=True, check=False,
-    )  # fmt: skip
-    if base.returncode != 0:
-        raise SSHError(
-            f"could not prepare {guest} in the guest: {base.stderr.decode(errors='replace').strip()}"
-        )
     args = list(folder.rsync_args) if folder.rsync_args is not None else [
         "--archive", "--delete", "--compress", "--copy-links",
     ]  # fmt: skip

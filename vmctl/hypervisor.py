@@ -109,28 +109,77 @@ def _embedded_root(uri: str) -> Path:
     return Path(root)
 
 
+class _Shared:
+    """One open connection per URI in this process, shared by threads while in use."""
+
+    def __init__(self, connection: Connection, release: Any) -> None:
+        self.connection = connection
+        self.release = release
+        self.refs = 0
+
+
+_shared: dict[str, _Shared] = {}
+_shared_lock = threading.RLock()
+
+
 @contextmanager
 def connect(uri: str) -> Iterator[Connection]:
-    """An open libvirt connection; for the embedded driver, held under its lock."""
+    """An open libvirt connection; for the embedded driver, held under its lock.
+
+    Threads of one process share the connection while any of them uses it, and it is
+    closed when the last one is done. That matters for the embedded driver: every open
+    registers a new driver instance in this process (libvirt allows about 16), and
+    closing it releases the root for other vmctl processes.
+    """
+    with _shared_lock:
+        entry = _shared.get(uri)
+        if entry is None:
+            entry = _open_shared(uri)
+            _shared[uri] = entry
+        entry.refs += 1
+    try:
+        yield entry.connection
+    finally:
+        with _shared_lock:
+            entry.refs -= 1
+            if entry.refs == 0:
+                del _shared[uri]
+                entry.release()
+
+
+def _open_shared(uri: str) -> _Shared:
+    from contextlib import ExitStack
+
+    stack = ExitStack()
     if is_embedded(uri):
         root = _embedded_root(uri)
         _prepare_embedded_root(root)
     libvirt = _import_libvirt()
-    if is_embedded(uri):
-        _start_event_loop(libvirt)
-        lock_name = "libvirt-" + hashlib.sha256(str(root).encode()).hexdigest()[:12]
-        with file_lock(lock_name):
-            conn = _open(libvirt, uri)
-            try:
-                yield Connection(libvirt, conn, uri)
-            finally:
-                _close(conn)
-    else:
+    try:
+        if is_embedded(uri):
+            _start_event_loop(libvirt)
+            lock_name = "libvirt-" + hashlib.sha256(str(root).encode()).hexdigest()[:12]
+            stack.enter_context(file_lock(lock_name))
         conn = _open(libvirt, uri)
-        try:
-            yield Connection(libvirt, conn, uri)
-        finally:
-            _close(conn)
+    except BaseException:
+        stack.close()
+        raise
+    stack.callback(_close, conn)
+    return _Shared(Connection(libvirt, conn, uri), stack.close)
+
+
+def qemu_alive(uri: str, domain_name: str) -> bool | None:
+    """Whether the QEMU process of an embedded-driver domain runs, without opening the
+    driver (cheap enough to poll); None for other URIs, where libvirt must be asked."""
+    if not is_embedded(uri):
+        return None
+    pid_file = _embedded_root(uri) / "run" / "qemu" / f"{domain_name}.pid"
+    try:
+        pid = int(pid_file.read_text().strip())
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (OSError, ValueError):
+        return False
+    return f"guest={domain_name},".encode() in cmdline or f"guest={domain_name}\0".encode() in cmdline
 
 
 def _open(libvirt: Any, uri: str) -> Any:
@@ -188,6 +237,14 @@ class Connection:
         lv = self._lv
         try:
             state, reason = dom.state()
+            busy = (lv.VIR_DOMAIN_RUNNING, lv.VIR_DOMAIN_SHUTDOWN)
+            if state in busy and qemu_alive(self.uri, name) is False:
+                # Right after a reopen, the embedded driver still believes a domain whose
+                # QEMU has exited is running, until its reconnect thread notices: wait.
+                deadline = time.monotonic() + 5
+                while state in busy and time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    state, reason = dom.state()
             has_save = dom.hasManagedSaveImage() == 1
         except lv.libvirtError as exc:
             if exc.get_error_code() == lv.VIR_ERR_NO_DOMAIN:
@@ -206,7 +263,8 @@ class Connection:
                 return CRASHED
             return POWEROFF
         if state == lv.VIR_DOMAIN_SHUTDOWN:
-            return RUNNING  # shutting down: still running until it stops
+            # Shutting down: still running until QEMU exits (or has it already?).
+            return POWEROFF if qemu_alive(self.uri, name) is False else RUNNING
         return POWEROFF
 
     def define(self, xml: str) -> None:

@@ -182,6 +182,14 @@ class Machine:
         with hypervisor.connect(st.uri) as c:
             return c.state(st.domain)
 
+    def _qemu_running(self) -> bool:
+        """Cheap liveness for polling loops: the QEMU process, else libvirt's state."""
+        st = self.require_state()
+        alive = hypervisor.qemu_alive(st.uri, st.domain)
+        if alive is not None:
+            return alive
+        return self.status() in (hypervisor.RUNNING, hypervisor.PAUSED)
+
     # --- SSH --------------------------------------------------------------------------
 
     def endpoint(self) -> Endpoint:
@@ -267,7 +275,14 @@ class Machine:
             timer.total()
 
     def _up_existing(self, st: MachineState, *, provision: bool | None, emit: Emit, emit_output: Emit, timer: Timer, cancel: threading.Event | None) -> None:
-        state = self.status()
+        with hypervisor.connect(st.uri) as c:
+            state = self.status(c)
+            if state in (hypervisor.POWEROFF, hypervisor.CRASHED, hypervisor.SAVED, hypervisor.PAUSED):
+                emit(f"==> {self.name}: {'resuming' if state in (hypervisor.SAVED, hypervisor.PAUSED) else 'booting'} the machine...")
+                if state in (hypervisor.SAVED, hypervisor.PAUSED):
+                    c.resume(st.domain)
+                else:
+                    self._start_with_port_retry(c, st, emit)
         if state == hypervisor.RUNNING:
             emit(f"==> {self.name}: machine already running.")
             if provision:
@@ -281,12 +296,6 @@ class Machine:
             self._state = None
             self._up_new(provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=cancel, reload_config=None)
             return
-        emit(f"==> {self.name}: {'resuming' if state in (hypervisor.SAVED, hypervisor.PAUSED) else 'booting'} the machine...")
-        with hypervisor.connect(st.uri) as c:
-            if state in (hypervisor.SAVED, hypervisor.PAUSED):
-                c.resume(st.domain)
-            else:
-                self._start_with_port_retry(c, st, emit)
         timer.mark("start")
         session = self._wait_ssh(st, emit=emit, cancel=cancel)
         timer.mark("wait for SSH")
@@ -400,7 +409,7 @@ class Machine:
     def _create_disk(self, box: Any, disk: Path) -> None:
         from vmctl.run import run
 
-        fmt = box.metadata.get("format", "qcow2")
+        fmt = box.image_format
         argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw" if fmt == "raw" else "qcow2", "-b", str(box.image), str(disk)]
         size = self.config.libvirt.machine_virtual_size
         if size:
@@ -518,7 +527,7 @@ class Machine:
         from vmctl import ssh, term
 
         def alive() -> bool:
-            return self.status() in (hypervisor.RUNNING, hypervisor.PAUSED)
+            return self._qemu_running()
 
         with term.spinner(f"==> {self.name}: waiting for SSH on 127.0.0.1:{st.ssh_port}..."):
             return ssh.wait_for_ssh(
@@ -559,9 +568,9 @@ class Machine:
         if cfg.private_networks:
             emit(f"==> {self.name}: configuring private networks...")
             guest.configure_private_networks(session, list(zip(cfg.private_networks, st.macs, strict=False)))
-        self.sync_folders(emit=emit)
+        self.sync_folders(session, emit=emit)
 
-    def sync_folders(self, *, emit: Emit) -> None:
+    def sync_folders(self, session: Session, *, emit: Emit) -> None:
         from vmctl import guest
 
         folders = [f for f in self.config.synced_folders if not f.disabled]
@@ -571,7 +580,7 @@ class Machine:
         key = self.login_key()
         for f in folders:
             emit(f"==> {self.name}: rsync: {f.host} => {f.guest}")
-            guest.rsync_folder(endpoint, key, f, self.project_root)
+            guest.rsync_folder(session, endpoint, key, f, self.project_root)
 
     def _provision(self, session: Session, *, emit: Emit, emit_output: Emit, forced: bool, only: set[str] | None, first_run: bool = False, skip: bool = False) -> None:
         from vmctl import provision as prov
@@ -621,9 +630,9 @@ class Machine:
                     c.shutdown(st.domain)
             deadline = time.monotonic() + timeout
             while time.monotonic() < deadline:
-                if self.status() not in (hypervisor.RUNNING, hypervisor.PAUSED):
+                if not self._qemu_running():
                     return
-                time.sleep(0.25)
+                time.sleep(0.2)
             emit(f"==> {self.name}: the guest did not stop within {timeout:.0f} s; forcing it off.")
         else:
             emit(f"==> {self.name}: forcing shutdown...")
@@ -660,7 +669,8 @@ class Machine:
 
     def rsync(self, *, emit: Emit) -> None:
         self.require_running()
-        self.sync_folders(emit=emit)
+        with self._ssh_session() as s:
+            self.sync_folders(s, emit=emit)
 
     # --- destroy ----------------------------------------------------------------------
 
