@@ -397,10 +397,14 @@ class Machine:
         recipe = _shipped_recipe_for(cfg.box)
         if recipe is not None:
             emit(f"==> {self.name}: box {cfg.box} is not installed; building it from vmctl's recipe {recipe}")
+            import tempfile
+
             from vmctl.boxes.build import build_recipe
 
-            result = build_recipe(recipe, None, notify=lambda line: emit(f"    {self.name}: {line}"))
-            return store.add_box(str(result.catalog_path), notify=emit)
+            paths.vmctl_home().mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=paths.vmctl_home(), prefix=".build-") as out:
+                result = build_recipe(recipe, Path(out), notify=lambda line: emit(f"    {self.name}: {line}"))
+                return store.add_box(str(result.catalog_path), notify=emit)
         raise MachineError(
             f"box {cfg.box} is not installed",
             hint=f"add it with vmctl box add {cfg.box} (a .box file or catalog URL), or set config.vm.box_url",
