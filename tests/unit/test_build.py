@@ -1,0 +1,485 @@
+"""Box recipes without mmdebstrap: parsing, the cache key, the catalog, the cache and errors."""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import json
+import os
+import shutil
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from vmctl.boxes import build
+from vmctl.boxes.build import (
+    BuildResult,
+    Cpio,
+    HostKernel,
+    Recipe,
+    build_recipe,
+    cache_key,
+    find_recipe,
+    parse_recipe,
+    render_catalog,
+    render_metadata,
+    render_vagrantfile,
+    resolve_modules,
+    sources_lines,
+)
+from vmctl.errors import BuildError, MissingToolError
+
+TINY = Path(__file__).resolve().parents[2] / "boxes" / "tiny"
+KERNEL = "linux-image-6.1.0-99-cloud-amd64=6.1.999-1"
+
+
+def write_recipe(folder: Path, text: str, files: dict[str, str] | None = None) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "recipe.toml").write_text(text)
+    for name, content in (files or {"initramfs/init": "#!/bin/sh\n"}).items():
+        path = folder / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+    return folder
+
+
+MINIMAL = 'name = "test/box"\nversion = "0.1.0"\n'
+
+
+# --- recipes ---------------------------------------------------------------------------------
+
+
+def test_tiny_recipe_parses() -> None:
+    recipe = parse_recipe(TINY)
+    assert recipe.name == "vmctl/tiny"
+    assert recipe.suite == "bookworm"
+    assert {"busybox-static", "dropbear-bin", "sudo", "rsync"} <= set(recipe.packages)
+    assert recipe.kernel.package == "linux-image-cloud-amd64"
+    assert {"virtio_pci", "virtio_blk", "virtio_net"} <= set(recipe.kernel.modules)
+    assert recipe.kernel.cmdline.startswith("root=/dev/vda rw console=ttyS0")
+    assert recipe.box_filename == f"vmctl-tiny-{recipe.version}.box"
+    assert recipe.catalog_filename == "vmctl-tiny.json"
+    assert (TINY / recipe.overlay / "etc" / "inittab").is_file()
+
+
+def test_defaults_of_a_minimal_recipe(tmp_path: Path) -> None:
+    recipe = parse_recipe(write_recipe(tmp_path / "r", MINIMAL))
+    assert recipe == Recipe(folder=(tmp_path / "r").absolute(), name="test/box", version="0.1.0")
+    assert recipe.disk_size_gb == 4
+    assert recipe.variant == "essential"
+
+
+@pytest.mark.parametrize(
+    ("text", "quoted"),
+    [
+        ('version = "1"\n', "name is missing"),
+        ('name = "a b"\nversion = "1"\n', "'a b'"),
+        ('name = "x"\nversion = "one"\n', "'one'"),
+        (MINIMAL + 'variant = "huge"\n', "'huge'"),
+        (MINIMAL + "disk_size_gb = 0\n", "disk_size_gb = 0"),
+        (MINIMAL + 'disk_size_gb = "4"\n', "'4'"),
+        (MINIMAL + 'packages = "sudo"\n', "'sudo'"),
+        (MINIMAL + "colour = 1\n", "unknown key 'colour'"),
+        (MINIMAL + '[kernel]\nmodule = ["x"]\n', "kernel.module"),
+        (MINIMAL + 'customize = ["../escape.sh"]\n', "'../escape.sh'"),
+        (MINIMAL + 'customize = ["missing.sh"]\n', "no such file"),
+        (MINIMAL + 'overlay = "files"\n', "no such folder"),
+        (MINIMAL + '[kernel]\ncmdline = "a=\\"b\\""\n', "kernel.cmdline"),
+        ('name = "x"\nversion = \n', "not valid TOML"),
+    ],
+)
+def test_bad_recipes_are_refused_naming_the_value(tmp_path: Path, text: str, quoted: str) -> None:
+    folder = write_recipe(tmp_path / "r", text)
+    with pytest.raises(BuildError) as info:
+        parse_recipe(folder)
+    assert quoted in str(info.value)
+    assert "recipe.toml" in str(info.value)
+
+
+def test_find_recipe_by_name_and_by_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert find_recipe("tiny") == TINY
+    assert find_recipe(str(TINY)) == TINY
+    monkeypatch.chdir(TINY.parent)
+    assert find_recipe("tiny") == TINY  # a folder in the current directory works too
+    with pytest.raises(BuildError, match="no recipe named 'nope'") as info:
+        find_recipe("nope")
+    assert "tiny" in (info.value.hint or "")
+    with pytest.raises(BuildError, match="has no recipe.toml"):
+        find_recipe(str(tmp_path))
+
+
+def test_sources_include_updates_and_security_for_releases(tmp_path: Path) -> None:
+    recipe = parse_recipe(write_recipe(tmp_path / "r", MINIMAL))
+    assert sources_lines(recipe) == [
+        "deb http://deb.debian.org/debian bookworm main",
+        "deb http://deb.debian.org/debian bookworm-updates main",
+        "deb http://deb.debian.org/debian-security bookworm-security main",
+    ]
+    sid = parse_recipe(write_recipe(tmp_path / "s", MINIMAL + 'suite = "sid"\n'))
+    assert sources_lines(sid) == ["deb http://deb.debian.org/debian sid main"]
+
+
+# --- the cache key ---------------------------------------------------------------------------
+
+
+def test_cache_key_is_stable_and_independent_of_location(tmp_path: Path) -> None:
+    copy = tmp_path / "tiny"
+    shutil.copytree(TINY, copy)
+    assert cache_key(TINY, KERNEL) == cache_key(TINY, KERNEL)
+    assert cache_key(copy, KERNEL) == cache_key(TINY, KERNEL)
+    assert len(cache_key(TINY, KERNEL)) == 64
+
+
+def test_cache_key_follows_every_input(tmp_path: Path) -> None:
+    folder = tmp_path / "tiny"
+    shutil.copytree(TINY, folder)
+    base = cache_key(folder, KERNEL)
+    assert cache_key(folder, "linux-image-6.1.0-99-cloud-amd64=6.1.999-2") != base
+    assert cache_key(folder, KERNEL, builder=b"another builder") != base
+
+    inittab = folder / "files" / "etc" / "inittab"
+    original = inittab.read_text()
+    inittab.write_text(original + "# changed\n")
+    assert cache_key(folder, KERNEL) != base
+    inittab.write_text(original)
+    assert cache_key(folder, KERNEL) == base
+
+    extra = folder / "files" / "etc" / "motd"
+    extra.write_text("hello\n")
+    assert cache_key(folder, KERNEL) != base
+    extra.unlink()
+
+    inittab.chmod(0o755)  # the executable bit reaches the box
+    assert cache_key(folder, KERNEL) != base
+    inittab.chmod(0o644)
+
+    renamed = folder / "files" / "etc" / "inittab2"
+    inittab.rename(renamed)
+    assert cache_key(folder, KERNEL) != base
+    renamed.rename(inittab)
+    assert cache_key(folder, KERNEL) == base
+
+
+def test_readme_does_not_change_the_key(tmp_path: Path) -> None:
+    folder = tmp_path / "tiny"
+    shutil.copytree(TINY, folder)
+    base = cache_key(folder, KERNEL)
+    (folder / "README.md").write_text("measured again\n")
+    assert cache_key(folder, KERNEL) == base
+
+
+# --- renderers -------------------------------------------------------------------------------
+
+
+def test_catalog_content() -> None:
+    catalog = render_catalog("vmctl/tiny", "1.0.0", "vmctl-tiny-1.0.0.box", "ab" * 32)
+    assert catalog == {
+        "name": "vmctl/tiny",
+        "versions": [
+            {
+                "version": "1.0.0",
+                "providers": [
+                    {
+                        "name": "libvirt",
+                        "url": "vmctl-tiny-1.0.0.box",
+                        "checksum_type": "sha256",
+                        "checksum": "ab" * 32,
+                    }
+                ],
+            }
+        ],
+    }
+
+
+def test_catalog_keeps_other_versions_and_replaces_the_same_one() -> None:
+    first = render_catalog("vmctl/tiny", "1.0.0", "vmctl-tiny-1.0.0.box", "aa" * 32)
+    second = render_catalog("vmctl/tiny", "1.10.0", "vmctl-tiny-1.10.0.box", "bb" * 32, first)
+    third = render_catalog("vmctl/tiny", "1.2.0", "vmctl-tiny-1.2.0.box", "cc" * 32, second)
+    again = render_catalog("vmctl/tiny", "1.0.0", "vmctl-tiny-1.0.0.box", "dd" * 32, third)
+    assert [v["version"] for v in again["versions"]] == ["1.0.0", "1.2.0", "1.10.0"]
+    assert again["versions"][0]["providers"][0]["checksum"] == "dd" * 32
+    other = render_catalog("other/box", "2.0", "other-box-2.0.box", "ee" * 32, third)
+    assert [v["version"] for v in other["versions"]] == ["2.0"]
+
+
+def test_metadata_and_vagrantfile() -> None:
+    assert json.loads(render_metadata(4)) == {
+        "provider": "libvirt",
+        "format": "qcow2",
+        "virtual_size": 4,
+    }
+    text = render_vagrantfile("root=/dev/vda rw console=ttyS0")
+    assert text.splitlines() == [
+        'Vagrant.configure("2") do |config|',
+        "  config.vm.provider :libvirt do |libvirt|",
+        '    libvirt.kernel = File.join(File.dirname(__FILE__), "vmlinuz")',
+        '    libvirt.initrd = File.join(File.dirname(__FILE__), "initrd.img")',
+        '    libvirt.cmd_line = "root=/dev/vda rw console=ttyS0"',
+        "  end",
+        "end",
+    ]
+
+
+# --- the initramfs parts ---------------------------------------------------------------------
+
+
+def fake_modules(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    (folder / "modules.dep").write_text(
+        "kernel/drivers/virtio/virtio_ring.ko:\n"
+        "kernel/drivers/virtio/virtio.ko: kernel/drivers/virtio/virtio_ring.ko\n"
+        "kernel/drivers/virtio/virtio_pci.ko: kernel/drivers/virtio/virtio_pci_legacy_dev.ko "
+        "kernel/drivers/virtio/virtio.ko kernel/drivers/virtio/virtio_ring.ko\n"
+        "kernel/drivers/virtio/virtio_pci_legacy_dev.ko:\n"
+        "kernel/drivers/block/virtio_blk.ko: kernel/drivers/virtio/virtio.ko "
+        "kernel/drivers/virtio/virtio_ring.ko\n"
+    )
+    (folder / "modules.builtin").write_text("kernel/fs/ext4/ext4.ko\n")
+    return folder
+
+
+def test_modules_come_after_their_dependencies_once(tmp_path: Path) -> None:
+    folder = fake_modules(tmp_path / "modules")
+    order = [p.name for p in resolve_modules(folder, ("virtio_pci", "virtio-blk", "ext4"))]
+    assert order == [
+        "virtio_ring.ko",
+        "virtio.ko",
+        "virtio_pci_legacy_dev.ko",
+        "virtio_pci.ko",
+        "virtio_blk.ko",
+    ]
+    with pytest.raises(BuildError, match="no module named 'virtio_gpu'"):
+        resolve_modules(folder, ("virtio_gpu",))
+
+
+def read_cpio(data: bytes) -> dict[str, tuple[int, bytes, tuple[int, int]]]:
+    """name -> (mode, data, (rdevmajor, rdevminor)) of a newc archive."""
+    entries = {}
+    offset = 0
+    while True:
+        assert data[offset : offset + 6] == b"070701"
+        fields = [int(data[offset + 6 + 8 * i : offset + 14 + 8 * i], 16) for i in range(13)]
+        namesize, filesize = fields[11], fields[6]
+        start = offset + 110
+        name = data[start : start + namesize - 1].decode()
+        body = start + namesize + (-(110 + namesize) % 4)
+        if name == "TRAILER!!!":
+            return entries
+        entries[name] = (fields[1], data[body : body + filesize], (fields[9], fields[10]))
+        offset = body + filesize + (-filesize % 4)
+
+
+def test_cpio_archive_round_trips() -> None:
+    archive = Cpio()
+    archive.directory("dev")
+    archive.device("dev/console", 0o600, 5, 1)
+    archive.file("init", b"#!/bin/sh\necho hi\n", 0o755)
+    archive.symlink("bin/sh", "busybox")
+    entries = read_cpio(archive.finish())
+    assert stat.S_ISDIR(entries["dev"][0])
+    assert stat.S_ISCHR(entries["dev/console"][0]) and entries["dev/console"][2] == (5, 1)
+    assert entries["init"][1] == b"#!/bin/sh\necho hi\n" and entries["init"][0] & 0o777 == 0o755
+    assert stat.S_ISLNK(entries["bin/sh"][0]) and entries["bin/sh"][1] == b"busybox"
+
+
+def test_initramfs_holds_busybox_modules_and_init(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "usr" / "bin").mkdir(parents=True)
+    busybox = root / "usr" / "bin" / "busybox"
+    busybox.write_text("#!/bin/sh\necho sh mount switch_root\n")
+    busybox.chmod(0o755)
+    modules = fake_modules(tmp_path / "modules")
+    for name in ("virtio_ring", "virtio", "virtio_blk"):
+        path = modules / "kernel" / "drivers" / ("block" if name == "virtio_blk" else "virtio")
+        path.mkdir(parents=True, exist_ok=True)
+        (path / f"{name}.ko").write_bytes(name.encode())
+    recipe_dir = write_recipe(
+        tmp_path / "r",
+        MINIMAL + '[kernel]\nmodules = ["virtio_blk"]\n',
+        {"initramfs/init": "#!/bin/sh\n# init\n"},
+    )
+    kernel = HostKernel("linux-image-x", "1", "x", tmp_path / "vmlinuz", modules)
+    entries = read_cpio(
+        gzip.decompress(build.make_initramfs(parse_recipe(recipe_dir), root, kernel))
+    )
+    assert entries["init"][1] == b"#!/bin/sh\n# init\n"
+    assert entries["etc/modules"][1] == b"virtio_ring\nvirtio\nvirtio_blk\n"
+    assert entries["lib/modules/virtio_blk.ko"][1] == b"virtio_blk"
+    assert entries["bin/mount"][1] == b"busybox"
+    assert stat.S_ISCHR(entries["dev/console"][0])
+
+
+# --- building, with the heavy steps replaced -------------------------------------------------
+
+
+@pytest.fixture
+def fake_kernel(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> HostKernel:
+    kernel = HostKernel(
+        "linux-image-6.1.0-99-cloud-amd64",
+        "6.1.999-1",
+        "6.1.0-99-cloud-amd64",
+        tmp_path / "vmlinuz",
+        tmp_path / "modules",
+    )
+    monkeypatch.setattr(build, "find_host_kernel", lambda package: kernel)
+    monkeypatch.setenv("VMCTL_CACHE", str(tmp_path / "cache"))
+    return kernel
+
+
+def seed_cache(kernel: HostKernel, content: bytes = b"a box") -> tuple[Path, str]:
+    """A finished build of boxes/tiny in the cache, as build_into_cache leaves it."""
+    import hashlib
+
+    recipe = parse_recipe(TINY)
+    key = cache_key(TINY, f"{kernel.package}={kernel.version}")
+    folder = build.paths.cache_home() / "builds" / key
+    folder.mkdir(parents=True)
+    (folder / recipe.box_filename).write_bytes(content)
+    digest = hashlib.sha256(content).hexdigest()
+    (folder / "build.json").write_text(json.dumps({"sha256": digest, "size": len(content)}))
+    return folder, digest
+
+
+def test_a_cached_build_is_published_quickly(tmp_path: Path, fake_kernel: HostKernel) -> None:
+    _, digest = seed_cache(fake_kernel)
+    lines: list[str] = []
+    start = time.monotonic()
+    result = build_recipe(str(TINY), tmp_path / "out", notify=lines.append)
+    assert time.monotonic() - start < 1.0
+    version = parse_recipe(TINY).version
+    assert result == BuildResult(
+        name="vmctl/tiny",
+        version=version,
+        box_path=tmp_path / "out" / f"vmctl-tiny-{version}.box",
+        catalog_path=tmp_path / "out" / "vmctl-tiny.json",
+        sha256=digest,
+        cached=True,
+    )
+    assert result.box_path.read_bytes() == b"a box"
+    catalog = json.loads(result.catalog_path.read_text())
+    assert catalog["name"] == "vmctl/tiny"
+    assert catalog["versions"][0]["providers"][0] == {
+        "name": "libvirt",
+        "url": f"vmctl-tiny-{version}.box",
+        "checksum_type": "sha256",
+        "checksum": digest,
+    }
+    assert lines and lines[0].startswith("cached:")
+    # Again, into the same folder: nothing changes, nothing is left behind.
+    build_recipe("tiny", tmp_path / "out")
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        f"vmctl-tiny-{version}.box",
+        "vmctl-tiny.json",
+    ]
+
+
+def test_default_output_is_build_in_the_current_folder(
+    tmp_path: Path, fake_kernel: HostKernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_cache(fake_kernel)
+    monkeypatch.chdir(tmp_path)
+    result = build_recipe("tiny")
+    assert result.box_path.parent == tmp_path / "build"
+
+
+def test_missing_tool_is_named(
+    tmp_path: Path, fake_kernel: HostKernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_which = shutil.which
+    monkeypatch.setattr(
+        build.run.shutil,
+        "which",
+        lambda name, path=None: None if name == "mmdebstrap" else real_which(name, path=path),
+    )
+    with pytest.raises(MissingToolError, match="'mmdebstrap'") as info:
+        build_recipe("tiny", tmp_path / "out")
+    assert "apt-get install mmdebstrap" in (info.value.hint or "")
+    assert not (tmp_path / "out").exists()
+
+
+def test_missing_kernel_package_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(
+        build.run,
+        "run",
+        lambda argv, **kw: type("P", (), {"returncode": 1, "stdout": b"", "stderr": b""})(),
+    )
+    monkeypatch.setattr(build.run, "require_tool", lambda name, purpose: name)
+    with pytest.raises(MissingToolError, match="linux-image-cloud-amd64"):
+        build.find_host_kernel("linux-image-cloud-amd64")
+
+
+def tools_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(build.run, "require_tool", lambda name, purpose: name)
+
+
+def test_a_failed_build_leaves_nothing(
+    tmp_path: Path, fake_kernel: HostKernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools_present(monkeypatch)
+
+    def broken(recipe: Recipe, root: Path) -> None:
+        (root / "etc").mkdir(parents=True)
+        (root / "etc" / "half").write_text("x")
+        raise BuildError("mmdebstrap failed with exit status 1: E: boom")
+
+    monkeypatch.setattr(build, "make_root", broken)
+    with pytest.raises(BuildError, match="boom"):
+        build_recipe("tiny", tmp_path / "out")
+    builds = build.paths.cache_home() / "builds"
+    assert [p.name for p in builds.iterdir() if not p.name.endswith(".lock")] == []
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_interrupted_build_leaves_nothing(
+    tmp_path: Path, fake_kernel: HostKernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools_present(monkeypatch)
+
+    def interrupted(recipe: Recipe, root: Path) -> None:
+        root.mkdir(parents=True)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(build, "make_root", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_recipe("tiny", tmp_path / "out")
+    builds = build.paths.cache_home() / "builds"
+    assert [p.name for p in builds.iterdir() if not p.name.endswith(".lock")] == []
+
+
+def test_stale_temporary_folders_are_cleaned(
+    tmp_path: Path, fake_kernel: HostKernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools_present(monkeypatch)
+    key = cache_key(TINY, f"{fake_kernel.package}={fake_kernel.version}")
+    stale = build.paths.cache_home() / "builds" / f".tmp-{key}-12345"
+    (stale / "root").mkdir(parents=True)
+    monkeypatch.setattr(
+        build, "make_root", lambda recipe, root: (_ for _ in ()).throw(BuildError("stop"))
+    )
+    with pytest.raises(BuildError):
+        build_recipe("tiny", tmp_path / "out")
+    assert not stale.exists()
+
+
+def test_disk_full_is_a_clear_build_error(
+    tmp_path: Path, fake_kernel: HostKernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools_present(monkeypatch)
+
+    def full(recipe: Recipe, root: Path) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(root))
+
+    monkeypatch.setattr(build, "make_root", full)
+    with pytest.raises(BuildError, match="disk is full"):
+        build_recipe("tiny", tmp_path / "out")
+    error = build.step_error("mkfs.ext4", b"mkfs.ext4: No space left on device while writing", 1)
+    assert "disk is full" in str(error) and "mkfs.ext4" in str(error)
+
+
+def test_step_errors_quote_the_tool_and_its_error() -> None:
+    error = build.step_error(
+        "mmdebstrap", b"I: chroot\nE: Unable to locate package nope\nI: x\n", 100
+    )
+    assert str(error) == "mmdebstrap failed with exit status 100: E: Unable to locate package nope"
