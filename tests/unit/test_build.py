@@ -483,3 +483,20 @@ def test_step_errors_quote_the_tool_and_its_error() -> None:
         "mmdebstrap", b"I: chroot\nE: Unable to locate package nope\nI: x\n", 100
     )
     assert str(error) == "mmdebstrap failed with exit status 100: E: Unable to locate package nope"
+
+
+def test_old_builds_of_the_same_box_are_pruned(tmp_path: Path) -> None:
+    builds = tmp_path / "builds"
+    for index, name in enumerate(["a", "a", "a", "a", "b"]):
+        folder = builds / f"key{index}"
+        folder.mkdir(parents=True)
+        (folder / "build.json").write_text(json.dumps({"name": name}))
+        os.utime(folder / "build.json", (1000 + index, 1000 + index))
+    (builds / "current").mkdir()
+    build.prune_cache(builds, "a", keep=3, current="current")
+    assert sorted(p.name for p in builds.iterdir() if not p.name.startswith(".")) == [
+        "current",
+        "key2",
+        "key3",
+        "key4",
+    ]

@@ -60,6 +60,8 @@ UNHASHED = frozenset({"README.md"})
 DEFAULT_MIRROR = "http://deb.debian.org/debian"
 DEFAULT_SECURITY_MIRROR = "http://deb.debian.org/debian-security"
 INSECURE_KEYS = Path(__file__).resolve().parent.parent / "data" / "insecure-keys" / "vagrant.pub"
+# Builds of one box name kept in the cache (the newest ones); older ones are removed.
+KEEP_BUILDS = 3
 # Fixed timestamp for archive members and the initramfs, so equal inputs give equal bytes.
 EPOCH = 1_700_000_000
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
@@ -505,6 +507,7 @@ def build_into_cache(
         if final.exists():
             remove_tree(final)  # an incomplete record: replace it
         os.rename(work, final)
+        prune_cache(builds, recipe.name, keep=KEEP_BUILDS, current=key)
         return info
     except BaseException:
         remove_tree(work)
@@ -869,6 +872,28 @@ def lock(path: Path) -> Iterator[None]:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def prune_cache(builds: Path, name: str, *, keep: int, current: str) -> None:
+    """Remove all but the KEEP newest cached builds of box NAME (never CURRENT, never one in use)."""
+    found = []
+    for folder in builds.iterdir():
+        if folder.name.startswith(".") or folder.name == current:
+            continue
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            record = folder / "build.json"
+            if json.loads(record.read_text()).get("name") == name:
+                found.append((record.stat().st_mtime, folder))
+    found.sort(reverse=True)
+    for _, folder in found[max(keep - 1, 0) :]:
+        lock_path = builds / f".{folder.name}.lock"
+        with open(lock_path, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue  # another build is using it
+            remove_tree(folder)
+            lock_path.unlink(missing_ok=True)
 
 
 def check_free_space(folder: Path, recipe: Recipe) -> None:
