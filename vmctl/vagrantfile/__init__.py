@@ -1,0 +1,49 @@
+"""The machine file: read a Vagrantfile without executing Ruby.
+
+    load_project(path) -> ProjectConfig   the resolved settings of every machine
+
+The file is parsed with tree-sitter's Ruby grammar and a safe subset of Ruby is evaluated
+in Python (see docs/vagrantfile.md). Every problem is a ConfigError (or its subclass
+UnsupportedConstruct) naming the file and line; nothing else escapes.
+
+    syntax       tree-sitter -> a small tree of Nodes
+    values       Ruby values (Symbol, Range, Proc, ...) and Ruby-level errors
+    interpreter  evaluates the tree, with bounds on steps, depth, size and time
+    builtins     methods of String, Integer, Array, Hash, Range, ...
+    host         Kernel, File, Dir, ENV, YAML, JSON, Vagrant, ...; what is refused
+    config       the objects the Vagrantfile configures (config.vm, libvirt, ...)
+    loader       the evaluation order and the merging of layers, as in Vagrant
+    resolve      merged settings -> the model's dataclasses
+    model        the frozen dataclasses the rest of vmctl reads
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from vmctl.vagrantfile.model import MachineConfig, ProjectConfig, machine_json
+
+__all__ = ["MachineConfig", "ProjectConfig", "load_project", "machine_json"]
+
+
+def load_project(
+    vagrantfile: Path,
+    *,
+    box_vagrantfile: Callable[[str, str | None], Path | None] | None = None,
+    env: Mapping[str, str] | None = None,
+    argv: Sequence[str] = (),
+    has_plugin: bool = True,
+) -> ProjectConfig:
+    """Evaluate VAGRANTFILE (and the Vagrantfiles of the boxes it names) into settings.
+
+    box_vagrantfile(name, version_constraint) returns the installed box's Vagrantfile or
+    None; env defaults to os.environ (`ENV[...] =` writes go to an overlay only); argv
+    is what the Vagrantfile sees as ARGV, in Vagrant's words, e.g. ("up",) or
+    ("ssh", "core-01"); has_plugin is what `Vagrant.has_plugin?` answers.
+    """
+    from vmctl.vagrantfile.loader import evaluate_project
+
+    return evaluate_project(
+        vagrantfile, box_vagrantfile=box_vagrantfile, env=env, argv=argv, has_plugin=has_plugin
+    )

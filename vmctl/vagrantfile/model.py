@@ -55,6 +55,10 @@ class Provisioner:
     run: str = "once"  # once | always | never
     source: str | None = None
     destination: str | None = None
+    # True when `args:` was a String: Vagrant appends it to the command line verbatim
+    # (the guest's shell splits it), so args is then one already-quoted string.
+    # From an Array, each element is one argument, to be quoted by whoever runs it.
+    args_verbatim: bool = False
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,24 @@ class Trigger:
     info: str | None = None
     run_inline: str | None = None  # on the host, via sh -c: refused unless allowed
     run_remote_inline: str | None = None  # in the guest
+    warn: str | None = None
+    on_error: str = "halt"  # halt | continue
+    exit_codes: tuple[int, ...] = (0,)
+    run_path: str | None = None  # absolute host path of a script run on the host
+    run_args: tuple[str, ...] = ()
+    run_remote_path: str | None = None  # absolute host path of a script uploaded and run in the guest
+    run_remote_args: tuple[str, ...] = ()
+    ignore: tuple[str, ...] = ()  # commands excluded (with commands like "all")
+
+
+@dataclass(frozen=True)
+class IgnoredSetting:
+    """A setting the Vagrantfile makes that vmctl records but does not apply."""
+
+    setting: str  # e.g. "vm.box_check_update", "virtualbox.memory", "vbguest.auto_update"
+    value: Any  # plain JSON data
+    file: str | None = None
+    line: int | None = None
 
 
 @dataclass(frozen=True)
@@ -103,6 +125,7 @@ class MachineConfig:
     provisioners: tuple[Provisioner, ...] = ()
     triggers: tuple[Trigger, ...] = ()
     ssh: SshSettings = field(default_factory=SshSettings)
+    ignored: tuple[IgnoredSetting, ...] = ()
 
     @property
     def cpus(self) -> int:
@@ -118,6 +141,7 @@ class ProjectConfig:
     vagrantfile: Path
     machines: tuple[MachineConfig, ...]
     warnings: tuple[str, ...] = ()
+    messages: tuple[str, ...] = ()  # what `puts`/`warn` printed, for stderr
 
     @property
     def root(self) -> Path:
@@ -165,10 +189,21 @@ def machine_json(m: MachineConfig) -> dict[str, Any]:
         "provisioners": [
             {**asdict(p), "args": list(p.args), "env": dict(p.env)} for p in m.provisioners
         ],
-        "triggers": [{**asdict(t), "commands": list(t.commands)} for t in m.triggers],
+        "triggers": [
+            {
+                **asdict(t),
+                "commands": list(t.commands),
+                "exit_codes": list(t.exit_codes),
+                "run_args": list(t.run_args),
+                "run_remote_args": list(t.run_remote_args),
+                "ignore": list(t.ignore),
+            }
+            for t in m.triggers
+        ],
         "ssh": {
             "username": m.ssh.username,
             "insert_key": m.ssh.insert_key,
             "private_key_path": list(m.ssh.private_key_path) if m.ssh.private_key_path else None,
         },
+        "ignored_settings": [asdict(i) for i in m.ignored],
     }

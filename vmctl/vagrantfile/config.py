@@ -1,0 +1,698 @@
+"""The objects a Vagrantfile's blocks receive (`config`, `config.vm`, the libvirt provider,
+triggers, ...), which record settings with the line that made them.
+
+One `ConfigRoot` is one layer, as in Vagrant: the box's Vagrantfile, the project's
+top level, a `define` block, a provider `override`. The loader merges layers with
+Vagrant's rules (scalars: the later layer wins; lists concatenate; networks, synced folders
+and named provisioners merge by their id).
+
+Known settings that vmctl does not use are accepted with a warning; unknown settings in a
+namespace vmctl knows are errors with a "did you mean"; namespaces of plugins are recorded
+and warned about.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from vmctl.errors import ConfigError
+from vmctl.vagrantfile import builtins
+from vmctl.vagrantfile.host import RObject
+from vmctl.vagrantfile.values import Proc, Symbol, inspect, to_json_value, to_s
+
+if TYPE_CHECKING:
+    from vmctl.vagrantfile.interpreter import Interpreter
+    from vmctl.vagrantfile.syntax import Node
+
+
+@dataclass
+class Ignored:
+    setting: str  # e.g. "vm.box_check_update", "virtualbox.memory", "vbguest.auto_update"
+    value: Any
+    node: Node | None
+
+
+@dataclass
+class NetworkRec:
+    type: str
+    options: dict[str, Any]
+    node: Node
+
+
+@dataclass
+class FolderRec:
+    options: dict[str, Any]  # includes "hostpath" and "guestpath"
+    node: Node
+
+
+@dataclass
+class ProvisionerRec:
+    name: str | None
+    type: str
+    options: dict[str, Any]
+    node: Node
+    preserve_order: bool = False
+
+
+@dataclass
+class DefineRec:
+    name: str
+    options: dict[str, Any]
+    blocks: list[Proc]
+    node: Node
+
+
+@dataclass
+class TriggerRec:
+    when: str
+    commands: list[str]
+    options: dict[str, Any]
+    node: Node
+
+
+@dataclass
+class ProviderRec:
+    name: str
+    block: Proc | None
+    node: Node
+
+
+_unique = itertools.count()
+
+
+def opts_of(value: Any) -> dict[str, Any]:
+    """Ruby keyword options ({:ip => "..", "ip" => ..}) as a dict keyed by plain names."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise builtins.err("TypeError", f"expected options (a Hash), got {inspect(value)[:60]}")
+    return {(k.name if isinstance(k, Symbol) else to_s(k)): v for k, v in value.items()}
+
+
+def split_options(args: list[Any]) -> tuple[list[Any], dict[str, Any]]:
+    if args and isinstance(args[-1], dict):
+        return list(args[:-1]), opts_of(args[-1])
+    return list(args), {}
+
+
+def did_you_mean(name: str, candidates: list[str]) -> str | None:
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return close[0] if close else None
+
+
+def config_error(ip: Interpreter, node: Node | None, message: str, hint: str | None = None) -> ConfigError:
+    return ConfigError(message, hint=hint, **ip.location(node))
+
+
+class Namespace(RObject):
+    """A group of settings (`config.vm`, `config.ssh`, the libvirt provider, ...)."""
+
+    prefix = "config"
+    ruby_class = "Object"
+    settings: frozenset[str] = frozenset()  # implemented: kept in self.values
+    ignored_settings: frozenset[str] = frozenset()  # real, unused by vmctl: a warning
+    silent_settings: frozenset[str] = frozenset()  # real, unused, common: accepted quietly
+    methods: frozenset[str] = frozenset()  # handled by call_<name>
+
+    def __init__(self, root: ConfigRoot) -> None:
+        self.root = root
+        self.values: dict[str, tuple[Any, Node | None]] = {}
+
+    @property
+    def ruby_describe(self) -> str:
+        return self.prefix
+
+    def ruby_to_s(self) -> str:
+        return f"#<{self.prefix}>"
+
+    def known(self) -> list[str]:
+        return sorted(self.settings | self.ignored_settings | self.silent_settings | self.methods)
+
+    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        if name in self.methods:
+            return getattr(self, "call_" + name.rstrip("?!"))(ip, args, block, node)
+        attr = name[:-1] if name.endswith("=") else name
+        setter = name.endswith("=")
+        if attr in self.settings:
+            if setter:
+                builtins.arity(args, 1)
+                self.set(ip, attr, args[0], node)
+                return args[0]
+            if not args:
+                return self.get(attr)
+        if attr in self.ignored_settings or attr in self.silent_settings:
+            if setter or args or block is not None:
+                value = args[0] if setter and args else list(args)
+                self.ignore(ip, attr, value, node, warn=attr not in self.silent_settings)
+                return value
+            return None
+        if name in builtins.OBJECT and name not in ("==",):
+            return super().rb_send(ip, name, args, block, node)
+        if name == "==":
+            return bool(args) and args[0] is self
+        return self.unknown(ip, attr, args, node)
+
+    def unknown(self, ip: Interpreter, attr: str, args: list[Any], node: Node | None) -> Any:
+        if ip.inert:
+            self.root.ignored.append(Ignored(f"{self.prefix_short}.{attr}", _plain(args), node))
+            return None
+        guess = did_you_mean(attr, self.known())
+        raise config_error(
+            ip, node, f"unknown setting `{self.prefix}.{attr}`",
+            hint=f"did you mean `{self.prefix}.{guess}`?" if guess else
+            "see docs/vagrantfile.md for the settings vmctl supports",
+        )
+
+    @property
+    def prefix_short(self) -> str:
+        return self.prefix.removeprefix("config.")
+
+    def set(self, ip: Interpreter, attr: str, value: Any, node: Node | None) -> None:
+        if ip.inert:
+            self.root.ignored.append(Ignored(f"{self.prefix_short}.{attr}", _plain(value), node))
+            return
+        self.values[attr] = (self.check(ip, attr, value, node), node)
+
+    def check(self, ip: Interpreter, attr: str, value: Any, node: Node | None) -> Any:
+        return value
+
+    def get(self, attr: str) -> Any:
+        entry = self.values.get(attr)
+        return entry[0] if entry else None
+
+    def ignore(self, ip: Interpreter, attr: str, value: Any, node: Node | None, *, warn: bool = True) -> None:
+        self.root.ignored.append(Ignored(f"{self.prefix_short}.{attr}", _plain(value), node))
+        if warn and not ip.inert:
+            ip.warn(f"{self.prefix}.{attr} is not used by vmctl (ignored)", node)
+
+
+def _plain(value: Any) -> Any:
+    return to_json_value(value)
+
+
+# -- value checks ---------------------------------------------------------------------------
+
+
+def want_str(ip: Interpreter, setting: str, value: Any, node: Node | None, *, allow_nil: bool = True) -> str | None:
+    if value is None and allow_nil:
+        return None
+    if isinstance(value, Symbol):
+        return value.name
+    if not isinstance(value, str):
+        raise config_error(ip, node, f"{setting} must be a string, not {inspect(value)[:60]}")
+    return value
+
+
+def want_int(ip: Interpreter, setting: str, value: Any, node: Node | None, *, allow_nil: bool = True) -> int | None:
+    if value is None and allow_nil:
+        return None
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise config_error(ip, node, f"{setting} must be an integer, not {inspect(value)[:60]}")
+    return value
+
+
+def want_bool(ip: Interpreter, setting: str, value: Any, node: Node | None) -> bool:
+    if value is True or value is False:
+        return value
+    if value in ("true", "false"):
+        return value == "true"
+    raise config_error(ip, node, f"{setting} must be true or false, not {inspect(value)[:60]}")
+
+
+def want_str_list(ip: Interpreter, setting: str, value: Any, node: Node | None) -> list[str] | None:
+    if value is None:
+        return None
+    items = value if isinstance(value, list) else [value]
+    out = []
+    for item in items:
+        s = want_str(ip, setting, item, node, allow_nil=False)
+        assert s is not None
+        out.append(s)
+    return out
+
+
+# -- config (the root) ------------------------------------------------------------------
+
+CORE_UNUSED_NAMESPACES = frozenset({"vagrant", "winrm", "winssh", "nfs", "push", "package", "cloud", "smb"})
+KNOWN_PLUGIN_NAMESPACES = frozenset({
+    "vbguest", "hostmanager", "proxy", "ignition", "cache", "disksize", "persistent_storage", "env",
+    "landrush", "dns", "hostsupdater", "berkshelf", "omnibus", "librarian_chef", "registration",
+    "timezone", "vagrant_dns", "notify_forwarder", "winnfsd", "docker_compose", "reload", "scp",
+    "sshfs", "bindfs", "triggers", "gatling", "cachier", "auto_network", "ca_certificates",
+    "nfs_guest", "polipo", "vagrant_goodhosts", "goodhosts", "host_shell", "git", "secret",
+})
+
+
+class ConfigRoot(RObject):
+    """The `config` object of one layer."""
+
+    ruby_class = "Object"
+    ruby_describe = "config"
+
+    def __init__(self, *, allow_define: bool = True) -> None:
+        self.ignored: list[Ignored] = []
+        self.vm = VmConfig(self, allow_define=allow_define)
+        self.ssh = SshConfig(self)
+        self.trigger = TriggerConfig(self)
+        self.others: dict[str, AnyNamespace] = {}
+
+    def ruby_to_s(self) -> str:
+        return "#<Vagrant::Config::V2::Root>"
+
+    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        if name == "vm" and not args:
+            return self.vm
+        if name == "ssh" and not args:
+            return self.ssh
+        if name == "trigger" and not args:
+            return self.trigger
+        if name in builtins.OBJECT and name not in ("to_s", "inspect"):
+            return super().rb_send(ip, name, args, block, node)
+        if name.endswith("=") or args:
+            guess = did_you_mean(name.rstrip("="), ["vm", "ssh", "trigger", "vagrant"])
+            raise config_error(ip, node, f"unknown setting `config.{name.rstrip('=')}`",
+                               hint=f"did you mean `config.{guess}`?" if guess else None)
+        ns = self.others.get(name)
+        if ns is None:
+            plugin = name not in CORE_UNUSED_NAMESPACES
+            ns = AnyNamespace(self, f"config.{name}", plugin=plugin)
+            self.others[name] = ns
+        return ns
+
+
+class AnyNamespace(RObject):
+    """A namespace vmctl does not implement (a plugin's, or winrm/nfs/...): everything is
+    accepted, recorded and warned about."""
+
+    ruby_class = "Object"
+
+    def __init__(self, root: ConfigRoot | None, prefix: str, *, plugin: bool, warn: bool = True) -> None:
+        self.root = root
+        self.prefix = prefix
+        self.plugin = plugin
+        self.warn = warn
+        self.values: dict[str, Any] = {}
+
+    @property
+    def ruby_describe(self) -> str:
+        return self.prefix
+
+    def ruby_to_s(self) -> str:
+        return f"#<{self.prefix}>"
+
+    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        if name in ("to_s", "inspect"):
+            return self.ruby_to_s()
+        if name in builtins.OBJECT and name not in ("==", "!"):
+            return builtins.OBJECT[name](ip, self, args, block, node)
+        if name == "[]" and args:
+            return self.values.get(to_s(args[0]))
+        if name == "[]=" and len(args) == 2:
+            self.record(ip, f"[{inspect(args[0])}]", args[1], node)
+            self.values[to_s(args[0])] = args[1]
+            return args[1]
+        attr = name[:-1] if name.endswith("=") else name
+        if name.endswith("=") or args or block is not None:
+            value = args[0] if (name.endswith("=") and args) else list(args)
+            self.values[attr] = value
+            self.record(ip, attr, value, node)
+            return value
+        if attr not in self.values:
+            # `v.vmx["memsize"] = ...` reads a hash it then writes into
+            self.values[attr] = AnyNamespace(self.root, f"{self.prefix}.{attr}", plugin=self.plugin, warn=False)
+        return self.values[attr]
+
+    def record(self, ip: Interpreter, attr: str, value: Any, node: Node | None) -> None:
+        setting = f"{self.prefix.removeprefix('config.')}.{attr}" if not attr.startswith("[") else f"{self.prefix.removeprefix('config.')}{attr}"
+        if self.root is not None:
+            self.root.ignored.append(Ignored(setting, _plain(value), node))
+        if self.warn and not ip.inert and self.root is not None:
+            top = self.prefix.split(".")[1] if self.prefix.startswith("config.") else self.prefix
+            if self.plugin:
+                ip.warn(f"{self.prefix}.{attr} is a setting of a plugin ({top}) that vmctl does not use (ignored)", node)
+            else:
+                ip.warn(f"{self.prefix}.{attr} is not used by vmctl (ignored)", node)
+
+
+# -- config.vm --------------------------------------------------------------------------
+
+PROVISIONER_TYPES = frozenset({"shell", "file"})
+OTHER_PROVISIONERS = frozenset({
+    "ansible", "ansible_local", "chef_solo", "chef_zero", "chef_client", "chef_apply", "puppet",
+    "puppet_server", "salt", "docker", "podman", "cfengine", "container",
+})
+
+
+class VmConfig(Namespace):
+    prefix = "config.vm"
+    settings = frozenset({"box", "box_version", "box_url", "hostname", "boot_timeout", "ignore_box_vagrantfile",
+                          "communicator"})
+    silent_settings = frozenset({"box_check_update"})
+    ignored_settings = frozenset({
+        "allowed_synced_folder_types", "allow_fstab_modification", "allow_hosts_modification", "base_mac",
+        "base_address", "box_server_url", "box_download_ca_cert", "box_download_ca_path",
+        "box_download_checksum", "box_download_checksum_type", "box_download_client_cert",
+        "box_download_insecure", "box_download_location_trusted", "box_download_options",
+        "box_extra_download_options", "box_architecture", "cloud_init_first_boot_only",
+        "graceful_halt_timeout", "guest", "post_up_message", "usable_port_range",
+    })
+    methods = frozenset({"define", "provider", "network", "synced_folder", "provision", "disk", "cloud_init",
+                         "networks", "synced_folders", "provisioners", "defined_vm_keys"})
+
+    def __init__(self, root: ConfigRoot, *, allow_define: bool = True) -> None:
+        super().__init__(root)
+        self.allow_define = allow_define
+        self.networks: dict[str, NetworkRec] = {}
+        self.folders: dict[str, FolderRec] = {}
+        self.provisioners: list[ProvisionerRec] = []
+        self.providers: list[ProviderRec] = []
+        self.defines: dict[str, DefineRec] = {}
+
+    def check(self, ip: Interpreter, attr: str, value: Any, node: Node | None) -> Any:
+        setting = f"config.vm.{attr}"
+        if attr in ("box", "hostname"):
+            if attr == "hostname" and value is False:
+                return None
+            return want_str(ip, setting, value, node)
+        if attr == "box_version":
+            if value is None:
+                return None
+            return want_str(ip, setting, value if not hasattr(value, "text") else value.text, node)
+        if attr == "box_url":
+            urls = want_str_list(ip, setting, value, node)
+            return urls
+        if attr == "boot_timeout":
+            timeout = want_int(ip, setting, value, node)
+            if timeout is not None and timeout <= 0:
+                raise config_error(ip, node, f"{setting} must be a positive number of seconds")
+            return timeout
+        if attr == "ignore_box_vagrantfile":
+            return want_bool(ip, setting, value, node)
+        if attr == "communicator":
+            name = want_str(ip, setting, value, node)
+            if name not in (None, "ssh"):
+                raise config_error(ip, node, f"config.vm.communicator {name!r} is not supported: vmctl talks SSH only")
+            return name
+        return value
+
+    # config.vm.define "name", primary: true, autostart: false do |m| ... end
+    def call_define(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        assert node is not None
+        positional, options = split_options(args)
+        if len(positional) != 1:
+            raise config_error(ip, node, "config.vm.define needs a machine name")
+        name = to_s(positional[0])
+        if not name or len(name) > 200:
+            raise config_error(ip, node, f"invalid machine name {inspect(positional[0])[:60]}")
+        if ip.inert:
+            return None
+        if not self.allow_define:
+            ip.warn("config.vm.define inside a define, box or override block is ignored", node)
+            return None
+        for key in options:
+            if key not in ("primary", "autostart"):
+                raise config_error(ip, node, f"unknown option `{key}` for config.vm.define",
+                                   hint="config.vm.define takes primary: and autostart:")
+        record = self.defines.get(name)
+        if record is None:
+            if len(self.defines) >= 1000:
+                raise ip.limit(node, "more than 1000 machines defined")
+            record = DefineRec(name, {}, [], node)
+            self.defines[name] = record
+        record.options.update(options)
+        if block is not None:
+            record.blocks.append(block)
+        return None
+
+    def call_defined_vm_keys(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        return [Symbol(n) for n in self.defines]
+
+    # config.vm.provider :libvirt do |libvirt, override| ... end
+    def call_provider(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        assert node is not None
+        builtins.arity(args, 1)
+        name = to_s(args[0])
+        if not ip.inert:
+            self.providers.append(ProviderRec(name, block, node))
+        return None
+
+    # config.vm.network "forwarded_port", guest: 80, host: 8080
+    def call_network(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        assert node is not None
+        positional, options = split_options(args)
+        if len(positional) != 1:
+            raise config_error(ip, node, "config.vm.network needs a network type, e.g. \"private_network\"")
+        kind = to_s(positional[0])
+        if ip.inert:
+            self.root.ignored.append(Ignored(f"vm.network.{kind}", _plain(options), node))
+            return None
+        options.setdefault("protocol", "tcp") if kind == "forwarded_port" else None
+        if "id" in options:
+            key = f"{kind}-{to_s(options['id'])}"
+        elif kind == "forwarded_port":
+            host = options.get("host")
+            suffix = to_s(host) if host is not None else f"guest{to_s(options.get('guest'))}"
+            key = f"{kind}-{to_s(options.get('host_ip'))}{to_s(options.get('protocol'))}{suffix}"
+        else:
+            key = f"{kind}-{next(_unique)}"
+        previous = self.networks.get(key)
+        if previous is not None:
+            options = {**previous.options, **options}
+        self.networks[key] = NetworkRec(kind, options, node)
+        return None
+
+    def call_networks(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        return [[Symbol(n.type), {Symbol(k): v for k, v in n.options.items()}] for n in self.networks.values()]
+
+    # config.vm.synced_folder ".", "/vagrant", type: "rsync"
+    def call_synced_folder(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        assert node is not None
+        positional, options = split_options(args)
+        if len(positional) != 2:
+            raise config_error(ip, node, "config.vm.synced_folder needs a host path and a guest path")
+        host, guest = positional
+        if ip.inert:
+            self.root.ignored.append(Ignored("vm.synced_folder", _plain([host, guest, options]), node))
+            return None
+        if not isinstance(guest, str | Symbol):
+            raise config_error(ip, node, f"the guest path of a synced folder must be a string, not {inspect(guest)[:60]}")
+        guest_path = to_s(guest)
+        if len(guest_path) > 1:
+            guest_path = guest_path.rstrip("/") or "/"
+        options["guestpath"] = guest_path
+        options["hostpath"] = host
+        options.setdefault("disabled", False)
+        key = guest_path
+        previous = self.folders.get(key)
+        if previous is not None:
+            options = {**previous.options, **options}
+        self.folders[key] = FolderRec(options, node)
+        return None
+
+    def call_synced_folders(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        return {f.options["guestpath"]: {Symbol(k): v for k, v in f.options.items()} for f in self.folders.values()}
+
+    # config.vm.provision "shell", inline: "..."   /   config.vm.provision "name", type: "shell"
+    def call_provision(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        assert node is not None
+        positional, options = split_options(args)
+        if len(positional) != 1:
+            raise config_error(ip, node, "config.vm.provision needs a provisioner type, e.g. \"shell\"")
+        name: str | None = to_s(positional[0])
+        kind = name
+        if "type" in options:
+            kind = to_s(options.pop("type"))
+        else:
+            name = None
+        assert kind is not None
+        if ip.inert:
+            self.root.ignored.append(Ignored(f"vm.provision.{kind}", _plain(options), node))
+            return None
+        if kind not in PROVISIONER_TYPES:
+            what = "provisioner" if kind in OTHER_PROVISIONERS else "unknown provisioner type"
+            raise config_error(
+                ip, node,
+                f"the {kind} {what} is not supported: vmctl runs the shell and file provisioners only",
+                hint="use config.vm.provision \"shell\" (or \"file\") instead",
+            )
+        preserve = bool(options.pop("preserve_order", False))
+        for ordering in ("before", "after"):
+            if ordering in options:
+                ip.warn(f"the provisioner option {ordering}: is not supported by vmctl (ignored)", node)
+                options.pop(ordering)
+        options.pop("communicator_required", None)
+        if block is not None:
+            sub = ProvisionerConfig(self.root, kind)
+            ip.call_configure_block(block, [sub])
+            options.update({k: v for k, (v, _) in sub.values.items()})
+        if name is not None:
+            for rec in self.provisioners:
+                if rec.name == name:
+                    rec.options.update(options)
+                    if kind != rec.type:
+                        rec.type = kind
+                    return None
+        if len(self.provisioners) >= 1000:
+            raise ip.limit(node, "more than 1000 provisioners")
+        self.provisioners.append(ProvisionerRec(name, kind, options, node, preserve))
+        return None
+
+    def call_provisioners(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        return [{Symbol("name"): p.name, Symbol("type"): Symbol(p.type)} for p in self.provisioners]
+
+    def call_disk(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        self.ignore(ip, "disk", list(args), node)
+        return None
+
+    def call_cloud_init(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        self.ignore(ip, "cloud_init", list(args), node)
+        return None
+
+
+class ProvisionerConfig(Namespace):
+    """The block form: `config.vm.provision "shell" do |s| s.inline = "..." end`."""
+
+    shell_settings = frozenset({"inline", "path", "args", "env", "privileged", "name", "run"})
+    shell_ignored = frozenset({
+        "upload_path", "keep_color", "binary", "sensitive", "reset", "reboot", "powershell_args",
+        "powershell_elevated_interactive", "md5", "sha1", "sha256", "sha384", "sha512", "remote",
+    })
+
+    def __init__(self, root: ConfigRoot, kind: str) -> None:
+        super().__init__(root)
+        self.prefix = f"{kind} provisioner"
+        if kind == "shell":
+            self.settings = self.shell_settings
+            self.ignored_settings = self.shell_ignored
+        else:
+            self.settings = frozenset({"source", "destination", "name", "run"})
+
+    @property
+    def prefix_short(self) -> str:
+        return self.prefix.replace(" provisioner", "")
+
+    def ignore(self, ip: Interpreter, attr: str, value: Any, node: Node | None, *, warn: bool = True) -> None:
+        self.values[attr] = (value, node)  # validated (and warned about) with the other options
+
+
+# -- config.ssh -------------------------------------------------------------------------
+
+
+class SshConfig(Namespace):
+    prefix = "config.ssh"
+    settings = frozenset({"username", "insert_key", "private_key_path"})
+    ignored_settings = frozenset({
+        "password", "host", "port", "guest_port", "keys_only", "paranoid", "verify_host_key",
+        "forward_agent", "forward_x11", "forward_env", "keep_alive", "shell", "proxy_command", "pty",
+        "sudo_command", "export_command_template", "compression", "dsa_authentication", "extra_args",
+        "remote_user", "connect_timeout", "connect_retries", "connect_retry_delay", "config",
+        "ignore_unknown_hosts", "disable_deprecated_algorithms", "key_type",
+    })
+
+    def check(self, ip: Interpreter, attr: str, value: Any, node: Node | None) -> Any:
+        setting = f"config.ssh.{attr}"
+        if attr == "username":
+            return want_str(ip, setting, value, node)
+        if attr == "insert_key":
+            return want_bool(ip, setting, value, node)
+        if attr == "private_key_path":
+            return want_str_list(ip, setting, value, node)
+        return value
+
+
+# -- triggers ---------------------------------------------------------------------------
+
+
+class TriggerConfig(Namespace):
+    prefix = "config.trigger"
+    methods = frozenset({"before", "after"})
+
+    def __init__(self, root: ConfigRoot) -> None:
+        super().__init__(root)
+        self.triggers: list[TriggerRec] = []
+
+    def call_before(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        return self.add(ip, "before", args, block, node)
+
+    def call_after(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        return self.add(ip, "after", args, block, node)
+
+    def add(self, ip: Interpreter, when: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        assert node is not None
+        positional, options = split_options(args)
+        commands: list[str] = []
+        for value in positional:
+            for item in value if isinstance(value, list) else [value]:
+                commands.append(to_s(item))
+        if not commands:
+            raise config_error(ip, node, f"config.trigger.{when} needs at least one command, e.g. :up")
+        if ip.inert:
+            self.root.ignored.append(Ignored(f"trigger.{when}", _plain([commands, options]), node))
+            return None
+        if block is not None:
+            sub = TriggerBlockConfig(self.root)
+            ip.call_configure_block(block, [sub])
+            options.update({k: v for k, (v, _) in sub.values.items()})
+        if len(self.triggers) >= 1000:
+            raise ip.limit(node, "more than 1000 triggers")
+        self.triggers.append(TriggerRec(when, commands, options, node))
+        return None
+
+
+class TriggerBlockConfig(Namespace):
+    prefix = "trigger"
+    settings = frozenset({"name", "info", "warn", "on_error", "run", "run_remote", "only_on", "ignore",
+                          "exit_codes", "abort", "type"})
+    methods = frozenset({"ruby"})
+
+    def call_ruby(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        self.root.ignored.append(Ignored("trigger.ruby", None, node))
+        ip.warn("trigger.ruby is not supported by vmctl: the Ruby block is not run (ignored)", node)
+        return None
+
+
+# -- providers --------------------------------------------------------------------------
+
+LIBVIRT_IGNORED = frozenset(["host", "connect_via_ssh", "username", "password", "id_ssh_key_file", "socket", "proxy_command", "forward_ssh_port", "storage_pool_name", "storage_pool_path", "snapshot_pool_name", "random_hostname", "management_network_device", "management_network_name", "management_network_address", "management_network_mode", "management_network_mac", "management_network_guest_ipv6", "management_network_autostart", "management_network_pci_bus", "management_network_pci_slot", "management_network_domain", "management_network_mtu", "management_network_keep", "management_network_iface_name", "default_prefix", "title", "description", "nodeset", "memory_backing", "memorybacking", "channel", "cpuset", "cpu_mode", "cpu_model", "cpu_fallback", "cpu_feature", "cpu_topology", "cpu_affinity", "nested", "machine_type", "machine_arch", "disk_bus", "disk_device", "disk_address_type", "disk_controller_model", "disk_driver", "nic_model_type", "nic_adapter_count", "graphics_type", "graphics_port", "graphics_websocket", "graphics_ip", "graphics_passwd", "graphics_autoport", "graphics_gl", "video_type", "video_vram", "video_accel3d", "keymap", "kvm_hidden", "sound_type", "tpm_model", "tpm_type", "tpm_path", "tpm_version", "tpm", "boot", "dtb", "emulator_path", "features", "features_hyperv", "hyperv_feature", "clock_absolute", "clock_adjustment", "clock_basis", "clock_offset", "clock_timer", "loader", "nvram", "inputs", "input", "pcis", "pci", "usbs", "usb", "usb_controller", "redirdevs", "redirdev", "redirfilters", "redirfilter", "smartcard_dev", "smartcard", "watchdog_dev", "watchdog", "storage", "disks", "cdroms", "qemuargs", "qemu_args", "qemuenv", "qemu_env", "qemu_use_session", "qemu_use_agent", "serials", "serial", "random", "rng", "autostart", "mgmt_attach", "suspend_mode", "launchsecurity", "memtune", "shares", "system_uri", "numa_nodes", "sysinfo", "disk_cache", "machine_virtual_size_gb", "volume_cache", "floppy", "initrd_path", "cpu_topology_sockets", "hugepages", "memory_hotplug_enabled", "spice_channel", "channels", "qemu_commandline", "disk_device_bus"])
+
+
+class LibvirtConfig(Namespace):
+    prefix = "libvirt"
+    settings = frozenset({"memory", "cpus", "uri", "driver", "kernel", "initrd", "cmd_line", "machine_virtual_size"})
+    ignored_settings = LIBVIRT_IGNORED
+
+    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        attr = name[:-1] if name.endswith("=") else name
+        # The option methods of vagrant-libvirt (`libvirt.storage :file, size: "20G"`).
+        if attr in self.ignored_settings and not name.endswith("=") and (args or block is not None):
+            self.ignore(ip, attr, list(args), node)
+            return None
+        return super().rb_send(ip, name, args, block, node)
+
+    def check(self, ip: Interpreter, attr: str, value: Any, node: Node | None) -> Any:
+        setting = f"libvirt.{attr}"
+        if attr in ("memory", "cpus", "machine_virtual_size"):
+            number = want_int(ip, setting, value, node)
+            if number is not None and number <= 0:
+                raise config_error(ip, node, f"{setting} must be a positive integer, not {number}")
+            return number
+        if attr == "driver":
+            driver = want_str(ip, setting, value, node)
+            if driver not in (None, "kvm", "qemu"):
+                raise config_error(ip, node, f'{setting} must be "kvm" or "qemu", not {driver!r}')
+            return driver
+        return want_str(ip, setting, value, node)
+
+    def set(self, ip: Interpreter, attr: str, value: Any, node: Node | None) -> None:
+        super().set(ip, attr, value, node)
+
+
+@dataclass
+class ProviderResult:
+    libvirt: dict[str, tuple[Any, Node | None]] = field(default_factory=dict)
+    override: ConfigRoot | None = None

@@ -1,0 +1,1658 @@
+"""What a Vagrantfile can reach outside its own values: Kernel functions, constants and
+the modules File, Dir, ENV, YAML, JSON, Vagrant, Gem, ... and what is refused.
+
+Reads are allowed (files, the environment, the command line); anything that writes,
+runs a command, opens a connection or is not deterministic is refused with
+UnsupportedConstruct before its arguments are even evaluated, where that can be decided
+from the name alone. `ENV[...] =` writes go to an overlay, never to the real environment.
+"""
+
+from __future__ import annotations
+
+import base64
+import glob as globlib
+import json
+import os
+import posixpath
+import shlex
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vmctl.vagrantfile import builtins
+from vmctl.vagrantfile.values import (
+    EXCEPTION_CLASSES,
+    Abort,
+    Proc,
+    RException,
+    RRange,
+    RubyError,
+    Symbol,
+    class_name,
+    exception_is_a,
+    inspect,
+    to_json_value,
+    to_s,
+    truthy,
+)
+
+if TYPE_CHECKING:
+    from vmctl.vagrantfile.interpreter import Interpreter, Scope
+    from vmctl.vagrantfile.syntax import Node
+
+VAGRANT_VERSION = "2.3.4"
+MAX_FILE_BYTES = 1024 * 1024
+
+err = builtins.err
+
+# -- objects with their own methods ------------------------------------------------------
+
+
+class RObject:
+    """Base of values implemented in Python that answer Ruby method calls themselves."""
+
+    ruby_class = "Object"
+
+    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        fn = builtins.OBJECT.get(name)
+        if fn is None:
+            raise err("NoMethodError", f"undefined method `{name}' for {self.ruby_describe}")
+        return fn(ip, self, args, block, node)
+
+    @property
+    def ruby_describe(self) -> str:
+        return f"an instance of {self.ruby_class}"
+
+    def ruby_to_s(self) -> str:
+        return f"#<{self.ruby_class}>"
+
+
+Method = Callable[["Interpreter", list[Any], "Proc | None", "Node | None"], Any]
+
+
+class Module(RObject):
+    """A Ruby module or class: functions, constants and names refused outright."""
+
+    ruby_class = "Module"
+
+    def __init__(
+        self,
+        name: str,
+        functions: dict[str, Method] | None = None,
+        constants: dict[str, Any] | None = None,
+        refused: dict[str, str] | None = None,
+    ) -> None:
+        self.name = name
+        self.functions = functions or {}
+        self.constants = constants or {}
+        self.refused = refused or {}  # method name -> why
+
+    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        fn = self.functions.get(name)
+        if fn is not None:
+            return fn(ip, args, block, node)
+        if name in ("name", "to_s", "inspect"):
+            return self.name
+        if name in ("==", "equal?", "eql?"):
+            return args[0] is self if args else False
+        if name == "respond_to?":
+            return bool(args) and to_s(args[0]) in self.functions
+        if name == "const_defined?":
+            return bool(args) and to_s(args[0]) in self.constants
+        return super().rb_send(ip, name, args, block, node)
+
+    @property
+    def ruby_describe(self) -> str:
+        return self.name
+
+    def ruby_to_s(self) -> str:
+        return self.name
+
+
+class RClass(Module):
+    """A class: `x.is_a?(C)`, `C === x`, `C.new(...)`."""
+
+    ruby_class = "Class"
+
+    def __init__(
+        self,
+        name: str,
+        test: Callable[[Any], bool],
+        functions: dict[str, Method] | None = None,
+        constants: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(name, functions, constants)
+        self.test = test
+
+    def includes(self, value: Any) -> bool:
+        return self.test(value)
+
+    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        if name == "===":
+            return bool(args) and self.includes(args[0])
+        if name == "new" and name not in self.functions and self.name in EXCEPTION_CLASSES:
+            return RException(self.name, to_s(args[0]) if args else self.name)
+        if name == "exception" and self.name in EXCEPTION_CLASSES:
+            return RException(self.name, to_s(args[0]) if args else self.name)
+        return super().rb_send(ip, name, args, block, node)
+
+
+class Main(RObject):
+    """`self` at the top level."""
+
+    ruby_class = "Object"
+
+    def ruby_to_s(self) -> str:
+        return "main"
+
+    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        user = ip.methods.get(name)
+        if user is not None:
+            return ip.invoke(user, args, block, node)
+        if name in KERNEL:
+            return KERNEL[name](ip, args, block, node)
+        return super().rb_send(ip, name, args, block, node)
+
+
+class MethodRef(RObject):
+    ruby_class = "Method"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def to_proc(self, ip: Interpreter) -> Proc:
+        def call_method(args: list[Any], block: Proc | None, where: Node | None) -> Any:
+            return ip.main.rb_send(ip, self.name, list(args), block, where)
+
+        return Proc(None, None, None, None, native=call_method)
+
+    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        if name in ("call", "()", "[]", "==="):
+            return ip.main.rb_send(ip, self.name, args, block, node)
+        if name == "to_proc":
+            return self.to_proc(ip)
+        return super().rb_send(ip, name, args, block, node)
+
+
+class Output(RObject):
+    """$stdout / $stderr: what is written becomes a message."""
+
+    ruby_class = "IO"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        if name in ("puts", "print", "write", "printf", "p", "<<"):
+            fn = KERNEL["puts" if name in ("puts", "<<") else "print" if name == "write" else name]
+            fn(ip, args, block, node)
+            return self if name == "<<" else None
+        if name in ("flush", "fsync", "sync=", "sync"):
+            return True if name == "sync" else None
+        if name in ("tty?", "isatty"):
+            return False
+        return super().rb_send(ip, name, args, block, node)
+
+
+class ReadFile(RObject):
+    """What `File.open(path)` (read-only) yields."""
+
+    ruby_class = "File"
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.text = text
+
+    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        if name == "read":
+            return self.text
+        if name in ("readlines", "each_line", "each"):
+            lines = self.text.splitlines(keepends=True)
+            if name == "readlines":
+                return lines
+            for line in lines:
+                builtins.call(ip, block, line, node=node)
+            return self
+        if name in ("close", "flush"):
+            return None
+        if name == "path":
+            return str(self.path)
+        return super().rb_send(ip, name, args, block, node)
+
+
+class GemVersion(RObject):
+    ruby_class = "Gem::Version"
+
+    def __init__(self, text: str) -> None:
+        self.text = text.strip()
+        self.segments = parse_version(self.text)
+
+    def rb_cmp(self, other: Any) -> int | None:
+        if isinstance(other, str):
+            other = GemVersion(other)
+        if not isinstance(other, GemVersion):
+            return None
+        return compare_versions(self.segments, other.segments)
+
+    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        if name in ("<", ">", "<=", ">=", "==", "<=>", "!=", "eql?"):
+            builtins.arity(args, 1)
+            c = self.rb_cmp(args[0])
+            if name == "<=>":
+                return c
+            if c is None:
+                if name in ("==", "!=", "eql?"):
+                    return name == "!="
+                raise err("ArgumentError", f"comparison of Gem::Version with {builtins.describe(args[0])} failed")
+            return {"<": c < 0, ">": c > 0, "<=": c <= 0, ">=": c >= 0, "==": c == 0, "eql?": c == 0, "!=": c != 0}[name]
+        if name in ("to_s", "version"):
+            return self.text
+        if name == "segments":
+            return list(self.segments)
+        if name == "prerelease?":
+            return any(isinstance(s, str) for s in self.segments)
+        if name == "release":
+            return GemVersion(".".join(str(s) for s in self.segments if isinstance(s, int)))
+        if name == "bump":
+            nums = [s for s in self.segments if isinstance(s, int)]
+            nums = nums[:-1] if len(nums) > 1 else nums
+            nums[-1] += 1
+            return GemVersion(".".join(map(str, nums)))
+        return super().rb_send(ip, name, args, block, node)
+
+    def ruby_to_s(self) -> str:
+        return self.text
+
+
+def parse_version(text: str) -> list[int | str]:
+    segments: list[int | str] = []
+    import re
+
+    if not re.fullmatch(r"[0-9]+(\.[0-9a-zA-Z]+)*(-[0-9A-Za-z.-]+)?", text.strip()):
+        raise err("ArgumentError", f"Malformed version number string {text}")
+    for part in re.findall(r"[0-9]+|[a-zA-Z]+", text.replace("-", ".pre.")):
+        segments.append(int(part) if part.isdigit() else part)
+    return segments
+
+
+def compare_versions(a: list[int | str], b: list[int | str]) -> int:
+    def trim(v: list[int | str]) -> list[int | str]:
+        v = list(v)
+        while v and v[-1] == 0:
+            v.pop()
+        return v
+
+    a, b = trim(a), trim(b)
+    for x, y in zip(a, b, strict=False):
+        if x == y:
+            continue
+        if isinstance(x, str) and isinstance(y, int):
+            return -1
+        if isinstance(x, int) and isinstance(y, str):
+            return 1
+        return -1 if x < y else 1  # type: ignore[operator]
+    if len(a) == len(b):
+        return 0
+    longer, sign = (a, 1) if len(a) > len(b) else (b, -1)
+    extra = longer[min(len(a), len(b))]
+    return -sign if isinstance(extra, str) else sign
+
+
+def requirement_satisfied(requirement: str, version: str) -> bool:
+    """Gem::Requirement semantics: `>= 1.6`, `~> 2.2`, `< 3, >= 2`, `2.3.4`."""
+    import re
+
+    have = parse_version(version)
+    for part in requirement.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        m = re.fullmatch(r"(~>|>=|<=|!=|=|>|<)?\s*(\S+)", part)
+        if m is None:
+            raise err("ArgumentError", f"Illformed requirement {inspect(part)}")
+        op, text = m.group(1) or "=", m.group(2)
+        want = parse_version(text)
+        c = compare_versions(have, want)
+        if op == "~>":
+            nums = [s for s in want if isinstance(s, int)]
+            upper = nums[:-1] if len(nums) > 1 else nums
+            upper = [*upper[:-1], upper[-1] + 1]
+            ok = c >= 0 and compare_versions(have, list(upper)) < 0
+        else:
+            ok = {"=": c == 0, "!=": c != 0, ">": c > 0, "<": c < 0, ">=": c >= 0, "<=": c <= 0}[op]
+        if not ok:
+            return False
+    return True
+
+
+# -- classes ----------------------------------------------------------------------------
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+_CLASS_TESTS: dict[str, Callable[[Any], bool]] = {
+    "Object": lambda v: True,
+    "BasicObject": lambda v: True,
+    "Kernel": lambda v: True,
+    "Comparable": lambda v: isinstance(v, int | float | str) and not isinstance(v, bool),
+    "Enumerable": lambda v: isinstance(v, list | dict | RRange),
+    "Integer": _is_int,
+    "Fixnum": _is_int,
+    "Bignum": _is_int,
+    "Float": lambda v: isinstance(v, float),
+    "Numeric": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "String": lambda v: isinstance(v, str),
+    "Symbol": lambda v: isinstance(v, Symbol),
+    "Array": lambda v: isinstance(v, list),
+    "Hash": lambda v: isinstance(v, dict),
+    "Range": lambda v: isinstance(v, RRange),
+    "Proc": lambda v: isinstance(v, Proc),
+    "NilClass": lambda v: v is None,
+    "TrueClass": lambda v: v is True,
+    "FalseClass": lambda v: v is False,
+    "Regexp": lambda v: class_name(v) == "Regexp",
+    "MatchData": lambda v: class_name(v) == "MatchData",
+    "Enumerator": lambda v: class_name(v) == "Enumerator",
+}
+
+_classes: dict[str, RClass] = {}
+
+
+def class_object(name: str) -> RClass:
+    cls = _classes.get(name)
+    if cls is None:
+        if name in EXCEPTION_CLASSES:
+            def test(v: Any, _name: str = name) -> bool:
+                return isinstance(v, RException) and exception_is_a(v.cls, _name)
+        else:
+            test = _CLASS_TESTS.get(name, lambda v, _name=name: class_name(v) == _name)
+        cls = RClass(name, test, _CLASS_FUNCTIONS.get(name))
+        _classes[name] = cls
+    return cls
+
+
+def _hash_new(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    h = builtins.DefaultHash()
+    h.default = args[0] if args else None
+    h.default_proc = block
+    return h
+
+
+def _array_new(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    if not args:
+        return []
+    if isinstance(args[0], list):
+        return list(args[0])
+    n = builtins.need_int(args[0])
+    if n < 0:
+        raise err("ArgumentError", "negative array size")
+    ip.check_size(n, node)
+    if block is not None:
+        return [ip.call_block(block, [i], node) for i in range(n)]
+    return [args[1] if len(args) > 1 else None] * n
+
+
+def _gem_version_new(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1)
+    return GemVersion(to_s(args[0]))
+
+
+def _gem_version_correct(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    try:
+        parse_version(to_s(args[0]))
+        return True
+    except RubyError:
+        return False
+
+
+_CLASS_FUNCTIONS: dict[str, dict[str, Method]] = {
+    "Hash": {"new": _hash_new, "[]": lambda ip, a, b, n: dict(builtins.items(ip, a[0], n) and
+                                                            builtins.ENUM["to_h"](ip, a[0], [], None, n))},
+    "Array": {"new": _array_new, "[]": lambda ip, a, b, n: list(a)},
+    "String": {"new": lambda ip, a, b, n: builtins.need_str(a[0]) if a else ""},
+    "Proc": {"new": lambda ip, a, b, n: b},
+    "Regexp": {
+        "new": lambda ip, a, b, n: builtins.make_regexp(ip, to_s(a[0]), "i" if a[1:] and truthy(a[1]) else "", n),
+        "escape": lambda ip, a, b, n: __import__("re").escape(to_s(a[0])),
+        "union": lambda ip, a, b, n: builtins.make_regexp(
+            ip, "|".join(__import__("re").escape(to_s(x)) for x in builtins.splat(a[0] if len(a) == 1 else a)), "", n),
+    },
+}
+
+# -- Kernel -----------------------------------------------------------------------------
+
+
+def _lines(ip: Interpreter, value: Any, out: list[str], depth: int = 0) -> None:
+    if isinstance(value, list) and depth < 20:
+        if not value and depth == 0:
+            out.append("")
+        for v in value:
+            _lines(ip, v, out, depth + 1)
+    else:
+        out.append(ip.to_s(value))
+
+
+def _puts(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    out: list[str] = []
+    if not args:
+        out.append("")
+    for a in args:
+        _lines(ip, a, out)
+    for line in out:
+        ip.message(line[:-1] if line.endswith("\n") else line)
+    return None
+
+
+def _print(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    ip.message("".join(ip.to_s(a) for a in args).rstrip("\n"))
+    return None
+
+
+def _p(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    for a in args:
+        ip.message(ip.check_string(inspect(a), node))
+    return args[0] if len(args) == 1 else (args or None)
+
+
+def _printf(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    if args:
+        ip.message(builtins.rb_format(ip, builtins.need_str(args[0]), args[1:], node).rstrip("\n"))
+    return None
+
+
+def _format(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    if not args:
+        raise err("ArgumentError", "too few arguments")
+    return builtins.rb_format(ip, builtins.need_str(args[0]), args[1:], node)
+
+
+def _raise(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    if not args:
+        error = RubyError("RuntimeError", "unhandled exception")
+    elif isinstance(args[0], str):
+        error = RubyError("RuntimeError", args[0])
+    elif isinstance(args[0], RException):
+        error = RubyError(args[0].cls, args[0].message)
+    elif isinstance(args[0], RClass) and args[0].name in EXCEPTION_CLASSES:
+        error = RubyError(args[0].name, to_s(args[1]) if len(args) > 1 else args[0].name)
+    else:
+        raise err("TypeError", "exception class/object expected")
+    error.raised = True  # type: ignore[attr-defined]
+    raise error
+
+
+def _abort(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    message = ip.to_s(args[0]) if args else "abort"
+    raise _located(Abort(message), node)
+
+
+def _exit(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    status = args[0] if args else True
+    raise _located(Abort(f"exit called (status {inspect(status)})"), node)
+
+
+def _located(exc: Abort, node: Node | None) -> Abort:
+    if node is not None:
+        exc.location = (node.source.display, node.line, node.source.line(node.line))  # type: ignore[attr-defined]
+    return exc
+
+
+def _lambda(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    if block is None:
+        raise err("ArgumentError", "tried to create Proc object without a block")
+    return Proc(block.params, block.body, block.scope, block.frame, is_lambda=True, native=block.native)
+
+
+def _proc(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    if block is None:
+        raise err("ArgumentError", "tried to create Proc object without a block")
+    return block
+
+
+def _loop(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    if block is None:
+        raise err("ArgumentError", "loop needs a block")
+    while True:
+        try:
+            ip.call_block(block, [], node)
+        except RubyError as error:
+            if error.cls == "StopIteration":
+                return None
+            raise
+
+
+def _integer(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1, 3)
+    value = args[0]
+    if isinstance(value, str):
+        if len(args) > 1 and isinstance(args[1], int) and not isinstance(args[1], bool):
+            try:
+                return int(value.replace("_", ""), args[1])
+            except ValueError:
+                raise err("ArgumentError", f"invalid value for Integer(): {inspect(value)}") from None
+        return builtins._kernel_integer(value)
+    return builtins._to_integer(value)
+
+
+def _float(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1, 2)
+    return builtins._to_float(args[0])
+
+
+def _string(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1)
+    return ip.to_s(args[0], node)
+
+
+def _array(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1)
+    return builtins.splat(args[0])
+
+
+def _hash(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1)
+    value = args[0]
+    if value is None or value == []:
+        return {}
+    if isinstance(value, dict):
+        return value
+    raise err("TypeError", f"can't convert {class_name(value)} into Hash")
+
+
+def _method(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1)
+    name = to_s(args[0])
+    if name not in ip.methods and name not in KERNEL:
+        raise err("NameError", f"undefined method `{name}' for main")
+    return MethodRef(name)
+
+
+def _caller(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    return []
+
+
+def _noop(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    return None
+
+
+def _require(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    return require(ip, builtins.need_str(args[0] if args else None), node, relative=False)
+
+
+def _require_relative(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    return require(ip, builtins.need_str(args[0] if args else None), node, relative=True)
+
+
+def _load(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    path = resolve_local(ip, builtins.need_str(args[0] if args else None), node)
+    if not path.is_file():
+        raise err("LoadError", f"cannot load such file -- {args[0]}")
+    ip.run_file(path, display_path(ip, path), node)
+    return True
+
+
+KERNEL: dict[str, Method] = {
+    "puts": _puts,
+    "print": _print,
+    "p": _p,
+    "pp": _p,
+    "warn": _puts,
+    "printf": _printf,
+    "format": _format,
+    "sprintf": _format,
+    "raise": _raise,
+    "fail": _raise,
+    "abort": _abort,
+    "exit": _exit,
+    "lambda": _lambda,
+    "proc": _proc,
+    "loop": _loop,
+    "Integer": _integer,
+    "Float": _float,
+    "String": _string,
+    "Array": _array,
+    "Hash": _hash,
+    "method": _method,
+    "caller": _caller,
+    "require": _require,
+    "require_relative": _require_relative,
+    "load": _load,
+    "private": _noop,
+    "public": _noop,
+    "module_function": _noop,
+    "frozen_string_literal": _noop,
+}
+
+# Names refused on sight, as functions (`system "x"`, `Kernel.system`) or on any receiver.
+REFUSED_FUNCTIONS = {
+    "system": "runs a host command",
+    "exec": "runs a host command",
+    "spawn": "runs a host command",
+    "fork": "runs a host process",
+    "syscall": "calls the kernel",
+    "`": "runs a host command",
+    "open": "can run commands or open URLs; use File.read",
+    "rand": "random values would change between runs",
+    "srand": "random values would change between runs",
+    "sleep": "waits",
+    "trap": "installs a signal handler",
+    "at_exit": "runs code at exit",
+    "gets": "reads standard input",
+    "readline": "reads standard input",
+    "readlines": "reads standard input",
+    "select": "waits on I/O",
+    "instance_eval": "evaluates code",
+    "instance_exec": "evaluates code",
+    "class_eval": "evaluates code",
+    "module_eval": "evaluates code",
+    "class_exec": "evaluates code",
+    "send": "calls methods by name",
+    "__send__": "calls methods by name",
+    "public_send": "calls methods by name",
+    "define_method": "defines methods",
+    "define_singleton_method": "defines methods",
+    "instance_variable_set": "reflection",
+    "instance_variable_get": "reflection",
+    "const_get": "reflection",
+    "const_set": "reflection",
+    "remove_const": "reflection",
+    "method_missing": "reflection",
+    "exit!": "exits",
+    "autoload": "loads code",
+    "set_trace_func": "tracing",
+    "trace_var": "tracing",
+    "binding": "reflection",
+    "catch": "non-local control flow",
+    "throw": "non-local control flow",
+    "attr_accessor": "needs classes",
+    "attr_reader": "needs classes",
+    "attr_writer": "needs classes",
+    "extend": "changes objects",
+    "include": "changes classes",
+    "using": "refinements",
+    "test": "inspects files by command letter",
+}
+REFUSED_ON_ANY_RECEIVER = {
+    name: why for name, why in REFUSED_FUNCTIONS.items()
+    if name in {
+        "system", "exec", "spawn", "send", "__send__", "public_send", "instance_eval", "instance_exec",
+        "class_eval", "module_eval", "class_exec", "define_method", "define_singleton_method",
+        "instance_variable_set", "instance_variable_get", "const_get", "const_set", "remove_const",
+        "extend", "`",
+    }
+}
+
+
+def check_refused_function(ip: Interpreter, name: str, node: Node) -> None:
+    if name in REFUSED_FUNCTIONS and name not in ip.methods:
+        raise ip.unsupported(node, name, REFUSED_FUNCTIONS[name])
+
+
+def check_refused_method(ip: Interpreter, recv: Any, name: str, node: Node) -> None:
+    if name in REFUSED_ON_ANY_RECEIVER:
+        raise ip.unsupported(node, name, REFUSED_ON_ANY_RECEIVER[name])
+    if isinstance(recv, Module):
+        why = recv.refused.get(name) or recv.refused.get("*")
+        if why and name not in recv.functions:
+            raise ip.unsupported(node, f"{recv.name}.{name}", why)
+
+
+def call_kernel(ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node, scope: Scope) -> Any:
+    fn = KERNEL.get(name)
+    if fn is not None:
+        try:
+            return fn(ip, args, block, node)
+        except RubyError as error:
+            if error.location is None:
+                error.location = (node.source.display, node.line, node.source.line(node.line))
+            raise
+        except (TypeError, ValueError, KeyError, IndexError, OverflowError) as exc:
+            raise ip.error_at(node, "ArgumentError", f"{name}: {exc}") from None
+    if name == "__method__":
+        return Symbol(scope.frame.name) if scope.frame.name != "<main>" else None
+    if name in ("__dir__",):
+        return str(node.source.path.parent)
+    hint = ""
+    if not args and block is None:
+        raise ip.error_at(node, "NameError", f"undefined local variable or method `{name}' for main{hint}")
+    raise ip.error_at(node, "NoMethodError", f"undefined method `{name}' for main")
+
+
+def kernel_eval(ip: Interpreter, node: Node, scope: Scope, arg_kids: list[Node]) -> Any:
+    """`eval(File.read(path))` of a local file is a `load` into the current scope; any
+    other eval is refused."""
+    code = [k for k in arg_kids if k.type != "heredoc_body"]
+    if code and code[0].type == "call":
+        call_node = code[0]
+        receiver = call_node.field("receiver")
+        method = call_node.field("method")
+        args_node = call_node.field("arguments")
+        if (
+            receiver is not None and receiver.type == "constant" and receiver.text in ("File", "IO")
+            and method is not None and method.text == "read" and args_node is not None and args_node.kids
+            and receiver.text not in ip.constants
+        ):
+            path_value = ip.eval(args_node.kids[0], scope)
+            path = resolve_local(ip, builtins.need_str(path_value), node)
+            if not path.is_file():
+                raise ip.error_at(node, "Errno::ENOENT", f"No such file or directory @ rb_sysopen - {path_value}")
+            from vmctl.vagrantfile.syntax import Source, parse
+
+            try:
+                text = path.read_bytes()
+            except OSError as exc:
+                raise ip.error_at(node, "Errno::EACCES", str(exc)) from None
+            if len(text) > MAX_FILE_BYTES:
+                raise ip.limit(node, f"{path} is larger than {MAX_FILE_BYTES} bytes")
+            ip.files_loaded += 1
+            if ip.files_loaded > ip.limits.max_files:
+                raise ip.limit(node, "too many files loaded")
+            program = parse(Source(path, text, display_path(ip, path)))
+            ip.enter(node)
+            try:
+                return ip.eval_body(program, scope)
+            finally:
+                ip.depth -= 1
+    raise ip.unsupported(node, "eval", "only eval(File.read(path)) of a local file is evaluated")
+
+
+# -- files ------------------------------------------------------------------------------
+
+STDLIB = frozenset(
+    ["yaml", "psych", "json", "fileutils", "securerandom", "open3", "net/http", "net/https", "socket", "etc", "erb", "ipaddr", "pathname", "ostruct", "set", "uri", "digest", "digest/md5", "digest/sha1", "digest/sha2", "base64", "time", "date", "timeout", "tempfile", "tmpdir", "English", "rbconfig", "getoptlong", "optparse", "io/console", "open-uri", "shellwords", "resolv", "logger", "pp", "forwardable", "vagrant", "rubygems", "json/pure", "json/ext", "openssl", "zlib", "stringio", "benchmark", "find", "singleton", "observer", "delegate", "csv", "rexml/document", "io/wait", "fiddle", "win32ole"]
+)
+
+
+def display_path(ip: Interpreter, path: Path) -> str:
+    try:
+        return str(path.relative_to(ip.project_dir))
+    except ValueError:
+        return str(path)
+
+
+def expand_path(ip: Interpreter, text: str, base: str | None = None) -> str:
+    if text.startswith("~"):
+        home = home_dir(ip)
+        text = home + text[1:] if text == "~" or text.startswith("~/") else text
+    if not text.startswith("/"):
+        if base is not None:
+            base = expand_path(ip, base)
+        text = posixpath.join(base if base is not None else str(ip.cwd), text)
+    return posixpath.normpath(text) if text not in ("", "/") else "/"
+
+
+def home_dir(ip: Interpreter) -> str:
+    home = env_get(ip, "HOME")
+    return home if home else str(Path.home())
+
+
+def resolve_local(ip: Interpreter, text: str, node: Node | None) -> Path:
+    """A path as a Vagrantfile names it: relative paths against the project folder."""
+    if "\0" in text:
+        raise err("ArgumentError", "string contains null byte")
+    if text.startswith("~"):
+        return Path(expand_path(ip, text))
+    path = Path(text)
+    if not path.is_absolute():
+        path = ip.project_dir / path
+    return Path(posixpath.normpath(str(path)))
+
+
+def read_text(ip: Interpreter, text: str, node: Node | None) -> str:
+    path = resolve_local(ip, text, node)
+    try:
+        if path.is_dir():
+            raise err("Errno::EISDIR", f"Is a directory @ io_fread - {text}")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise ip.limit(node, f"{text} is larger than {MAX_FILE_BYTES} bytes")
+        return path.read_bytes().decode("utf-8", "replace")
+    except FileNotFoundError:
+        raise err("Errno::ENOENT", f"No such file or directory @ rb_sysopen - {text}") from None
+    except OSError as exc:
+        raise err("Errno::EACCES", f"{exc.strerror or exc} @ rb_sysopen - {text}") from None
+
+
+def require(ip: Interpreter, name: str, node: Node | None, *, relative: bool) -> Any:
+    if not relative and name in STDLIB:
+        return False
+    base = node.source.path.parent if (relative and node is not None) else ip.project_dir
+    candidates = []
+    text = name
+    if text.startswith("~") or text.startswith("/"):
+        candidates.append(Path(expand_path(ip, text)))
+    elif relative or text.startswith(("./", "../")) or "/" in text or text.endswith(".rb"):
+        candidates.append(Path(posixpath.normpath(str(base / text))))
+    else:
+        candidates.append(ip.project_dir / text)
+    path = None
+    for c in candidates:
+        for option in (c, Path(str(c) + ".rb")):
+            if option.is_file():
+                path = option
+                break
+        if path is not None:
+            break
+    if path is None:
+        raise err(
+            "LoadError",
+            f"cannot load such file -- {name} (vmctl loads local files and ignores standard libraries only)",
+        )
+    path = path.resolve()
+    if path in ip.loaded:
+        return False
+    ip.loaded.add(path)
+    ip.run_file(path, display_path(ip, path), node)
+    return True
+
+
+def _file_join(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    parts: list[str] = []
+    for a in args:
+        for p in (builtins.ENUM["flatten"](ip, a, [], None, node) if isinstance(a, list) else [a]):
+            parts.append(builtins.need_str(p) if not isinstance(p, Symbol) else p.name)
+    if not parts:
+        return ""
+    out = parts[0]
+    for p in parts[1:]:
+        if out.endswith("/") and p.startswith("/"):
+            out += p[1:]
+        elif out.endswith("/") or p.startswith("/"):
+            out += p
+        else:
+            out += "/" + p
+    return ip.check_string(out, node)
+
+
+def _file_dirname(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1, 2)
+    text = builtins.need_str(args[0])
+    for _ in range(builtins.need_int(args[1]) if len(args) > 1 else 1):
+        stripped = text.rstrip("/") or "/"
+        head = posixpath.dirname(stripped)
+        text = head.rstrip("/") or ("/" if stripped.startswith("/") else ".")
+    return text
+
+
+def _file_basename(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1, 2)
+    text = builtins.need_str(args[0])
+    base = posixpath.basename(text.rstrip("/")) or ("/" if text.startswith("/") else "")
+    if len(args) > 1:
+        suffix = builtins.need_str(args[1])
+        if suffix == ".*":
+            stem, ext = posixpath.splitext(base)
+            base = stem if ext else base
+        elif suffix and base.endswith(suffix) and base != suffix:
+            base = base[: -len(suffix)]
+    return base
+
+
+def _file_extname(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1)
+    base = posixpath.basename(builtins.need_str(args[0]))
+    ext = posixpath.splitext(base)[1]
+    return ext if ext != "." else ""
+
+
+def _file_split(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    return [_file_dirname(ip, args, block, node), _file_basename(ip, args, block, node)]
+
+
+def _file_expand_path(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1, 2)
+    base = builtins.need_str(args[1]) if len(args) > 1 and args[1] is not None else None
+    return expand_path(ip, builtins.need_str(args[0]), base)
+
+
+def _file_absolute_path(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1, 2)
+    text = builtins.need_str(args[0])
+    base = builtins.need_str(args[1]) if len(args) > 1 and args[1] is not None else str(ip.cwd)
+    return posixpath.normpath(posixpath.join(base, text))
+
+
+def _file_test(test: Callable[[Path], bool]) -> Method:
+    def fn(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        builtins.arity(args, 1)
+        if args[0] is None:
+            raise err("TypeError", "no implicit conversion of nil into String")
+        try:
+            return test(resolve_local(ip, ip.to_s(args[0]), node))
+        except OSError:
+            return False
+
+    return fn
+
+
+def _file_size(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1)
+    path = resolve_local(ip, builtins.need_str(args[0]), node)
+    try:
+        return path.stat().st_size
+    except OSError:
+        raise err("Errno::ENOENT", f"No such file or directory - {args[0]}") from None
+
+
+def _file_read(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1, 3)
+    return read_text(ip, builtins.need_str(args[0]), node)
+
+
+def _file_readlines(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    text = read_text(ip, builtins.need_str(args[0]), node)
+    chomp = any(isinstance(a, dict) and truthy(a.get(Symbol("chomp"))) for a in args[1:])
+    lines = text.splitlines(keepends=not chomp)
+    ip.check_size(len(lines), node)
+    return lines
+
+
+def _file_foreach(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    lines = _file_readlines(ip, args[:1], None, node)
+    if block is None:
+        from vmctl.vagrantfile.values import Enumerator
+
+        return Enumerator(lines, "each")
+    for line in lines:
+        builtins.call(ip, block, line, node=node)
+    return None
+
+
+def _file_open(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    if not args:
+        raise err("ArgumentError", "wrong number of arguments (given 0, expected 1..3)")
+    mode = args[1] if len(args) > 1 and isinstance(args[1], str) else "r"
+    if isinstance(args[-1], dict) and Symbol("mode") in args[-1]:
+        mode = to_s(args[-1][Symbol("mode")])
+    if any(c in mode for c in "wa+") and node is not None:
+        raise ip.unsupported(node, "File.open for writing", "a Vagrantfile may not write files")
+    text = read_text(ip, builtins.need_str(args[0]), node)
+    handle = ReadFile(resolve_local(ip, args[0], node), text)
+    if block is not None:
+        return builtins.call(ip, block, handle, node=node)
+    return handle
+
+
+_FILE_REFUSED = {
+    name: "a Vagrantfile may not change files"
+    for name in ["write", "binwrite", "delete", "unlink", "rename", "chmod", "chown", "lchmod", "lchown", "symlink", "link", "truncate", "mkfifo", "utime", "new", "popen", "sysopen"]
+}
+
+
+def _dir_glob(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    if not args:
+        raise err("ArgumentError", "wrong number of arguments (given 0, expected 1..2)")
+    patterns = args[0] if isinstance(args[0], list) else [args[0]]
+    base = ip.project_dir
+    opts = args[-1] if isinstance(args[-1], dict) else {}
+    if Symbol("base") in opts:
+        base = resolve_local(ip, builtins.need_str(opts[Symbol("base")]), node)
+    results: list[str] = []
+    for pattern in patterns:
+        text = builtins.need_str(pattern)
+        absolute = text.startswith(("/", "~"))
+        full = expand_path(ip, text) if absolute else str(base / text)
+        for match in sorted(globlib.iglob(full, recursive=True)):
+            results.append(match if absolute else os.path.relpath(match, base))
+            ip.check_size(len(results), node)
+    if block is not None:
+        for r in results:
+            builtins.call(ip, block, r, node=node)
+        return None
+    return results
+
+
+def _dir_entries(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1, 2)
+    path = resolve_local(ip, builtins.need_str(args[0]), node)
+    try:
+        names = sorted(os.listdir(path))
+    except OSError:
+        raise err("Errno::ENOENT", f"No such file or directory @ dir_initialize - {args[0]}") from None
+    ip.check_size(len(names), node)
+    return names
+
+
+def _dir_children(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    names = _dir_entries(ip, args, None, node)
+    if block is not None:
+        for n in names:
+            builtins.call(ip, block, n, node=node)
+        return None
+    return names
+
+
+# -- ENV --------------------------------------------------------------------------------
+
+
+def env_get(ip: Interpreter, key: str) -> str | None:
+    if key in ip.env_overlay:
+        return ip.env_overlay[key]
+    return ip.env.get(key)
+
+
+def env_items(ip: Interpreter) -> dict[str, str]:
+    merged = dict(ip.env)
+    for k, v in ip.env_overlay.items():
+        if v is None:
+            merged.pop(k, None)
+        else:
+            merged[k] = v
+    return merged
+
+
+class EnvObject(RObject):
+    ruby_class = "Object"
+    ruby_describe = "ENV"
+
+    def ruby_to_s(self) -> str:
+        return "ENV"
+
+    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        if name in ("[]", "fetch", "key?", "has_key?", "include?", "member?", "delete"):
+            if not args:
+                raise err("ArgumentError", "wrong number of arguments (given 0, expected 1)")
+            key = args[0]
+            if not isinstance(key, str):
+                raise err("TypeError", f"no implicit conversion of {class_name(key)} into String")
+            value = env_get(ip, key)
+            if name == "[]":
+                return value
+            if name == "fetch":
+                if value is not None:
+                    return value
+                if block is not None:
+                    return builtins.call(ip, block, key, node=node)
+                if len(args) > 1:
+                    return args[1]
+                raise err("KeyError", f"key not found: {inspect(key)}")
+            if name == "delete":
+                ip.env_overlay[key] = None
+                return value
+            return value is not None
+        if name in ("[]=", "store"):
+            builtins.arity(args, 2)
+            key, value = args
+            if not isinstance(key, str):
+                raise err("TypeError", f"no implicit conversion of {class_name(key)} into String")
+            if value is not None and not isinstance(value, str):
+                raise err("TypeError", f"no implicit conversion of {class_name(value)} into String")
+            if len(ip.env_overlay) > 10_000:
+                raise ip.limit(node, "too many environment variables set")
+            ip.env_overlay[key] = value
+            return value
+        if name in ("to_h", "to_hash"):
+            return env_items(ip)
+        if name == "keys":
+            return list(env_items(ip))
+        if name == "values":
+            return list(env_items(ip).values())
+        if name in ("empty?",):
+            return not env_items(ip)
+        if name in ("each", "each_pair", "select", "filter", "reject", "map", "any?", "find", "to_a",
+                    "each_with_object", "filter_map", "count", "size", "length", "slice", "values_at",
+                    "dig", "key", "has_value?", "value?"):
+            return builtins.dispatch(ip, env_items(ip), name, args, block, node)
+        return super().rb_send(ip, name, args, block, node)
+
+
+# -- YAML and JSON ----------------------------------------------------------------------
+
+MAX_DOCUMENT_NODES = 1_000_000
+
+
+def from_data(ip: Interpreter, data: Any, *, symbolize: bool, node: Node | None) -> Any:
+    """Parsed YAML/JSON as Ruby values: shared (aliased) parts stay shared, and a document
+    whose aliases expand to too many nodes is refused (a "billion laughs" bomb)."""
+    memo: dict[int, Any] = {}
+    sizes: dict[int, int] = {}
+
+    def size(value: Any, depth: int) -> int:
+        if depth > 200:
+            raise err("Psych::SyntaxError", "document nested too deeply")
+        key = id(value)
+        if key in sizes:
+            return sizes[key]
+        if isinstance(value, dict):
+            n = 1 + sum(size(k, depth + 1) + size(v, depth + 1) for k, v in value.items())
+        elif isinstance(value, list):
+            n = 1 + sum(size(v, depth + 1) for v in value)
+        else:
+            n = 1
+        sizes[key] = n
+        if n > MAX_DOCUMENT_NODES:
+            raise ip.limit(node, f"a YAML/JSON document that expands to more than {MAX_DOCUMENT_NODES} nodes")
+        return n
+
+    def convert(value: Any, is_key: bool = False) -> Any:
+        key = id(value)
+        if key in memo:
+            return memo[key]
+        if isinstance(value, dict):
+            out: dict[Any, Any] = {}
+            memo[key] = out
+            for k, v in value.items():
+                ck = convert(k, True)
+                try:
+                    out[ck] = convert(v)
+                except TypeError:
+                    raise err("TypeError", "unhashable key in document") from None
+            return out
+        if isinstance(value, list):
+            lst: list[Any] = []
+            memo[key] = lst
+            lst.extend(convert(v) for v in value)
+            return lst
+        if isinstance(value, str):
+            if value.startswith(":") and len(value) > 1 and " " not in value:
+                return Symbol(value[1:])
+            if symbolize and is_key:
+                return Symbol(value)
+            return value
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if isinstance(value, bytes):
+            return value.decode("latin-1")
+        return str(value)
+
+    size(data, 0)
+    return convert(data)
+
+
+def to_data(value: Any, depth: int = 0) -> Any:
+    if depth > 100:
+        raise err("ArgumentError", "nesting of 100 is too deep")
+    if isinstance(value, dict):
+        return {to_data(k, depth + 1) if not isinstance(k, Symbol) else k.name: to_data(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_data(v, depth + 1) for v in value]
+    if isinstance(value, Symbol):
+        return value.name
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return to_s(value)
+
+
+def _yaml_options(args: list[Any]) -> bool:
+    opts = args[-1] if len(args) > 1 and isinstance(args[-1], dict) else {}
+    return truthy(opts.get(Symbol("symbolize_names")))
+
+
+def _yaml_parse(ip: Interpreter, text: str, symbolize: bool, node: Node | None) -> Any:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        raise err("Psych::SyntaxError", str(exc).replace("\n", " ")) from None
+    except RecursionError:
+        raise err("Psych::SyntaxError", "document nested too deeply") from None
+    if data is None and text.strip() == "":
+        return False
+    return from_data(ip, data, symbolize=symbolize, node=node)
+
+
+def _yaml_load_file(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    if not args:
+        raise err("ArgumentError", "wrong number of arguments (given 0, expected 1)")
+    text = read_text(ip, builtins.need_str(args[0]), node)
+    return _yaml_parse(ip, text, _yaml_options(args), node)
+
+
+def _yaml_load(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    if not args:
+        raise err("ArgumentError", "wrong number of arguments (given 0, expected 1)")
+    text = args[0] if isinstance(args[0], str) else getattr(args[0], "text", None)
+    if not isinstance(text, str):
+        raise err("TypeError", f"no implicit conversion of {class_name(args[0])} into String")
+    return _yaml_parse(ip, text, _yaml_options(args), node)
+
+
+def yaml_dump(ip: Interpreter, value: Any, node: Node | None) -> str:
+    import yaml
+
+    try:
+        text = "---\n" + yaml.safe_dump(to_data(value), sort_keys=False, default_flow_style=False)
+    except yaml.YAMLError as exc:
+        raise err("TypeError", str(exc)) from None
+    return ip.check_string(text, node)
+
+
+def _yaml_dump(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1, 2)
+    return yaml_dump(ip, args[0], node)
+
+
+def _json_parse(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    if not args:
+        raise err("ArgumentError", "wrong number of arguments (given 0, expected 1)")
+    text = builtins.need_str(args[0])
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise err("JSON::ParserError", str(exc)) from None
+    return from_data(ip, data, symbolize=_yaml_options(args), node=node)
+
+
+def json_generate(ip: Interpreter, value: Any, *, pretty: bool, node: Node | None) -> str:
+    try:
+        text = json.dumps(to_json_value(value), indent=2 if pretty else None,
+                          separators=None if pretty else (",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise err("JSON::GeneratorError", str(exc)) from None
+    return ip.check_string(text, node)
+
+
+# -- special globals, constants, defined? -----------------------------------------------
+
+READONLY_GLOBALS = frozenset(
+    {"$stdin", "$stdout", "$stderr", "$0", "$PROGRAM_NAME", "$LOAD_PATH", "$:", "$~", "$?", "$$"}
+)
+
+
+def special_global(ip: Interpreter, name: str, node: Node) -> Any:
+    if name in ("$stdout", "$>"):
+        return Output("$stdout")
+    if name == "$stderr":
+        return Output("$stderr")
+    if name == "$stdin":
+        raise ip.unsupported(node, "$stdin", "reads standard input")
+    if name in ("$0", "$PROGRAM_NAME"):
+        return "/usr/bin/vagrant"
+    if name in ("$LOAD_PATH", "$:", '$"', "$LOADED_FEATURES"):
+        return []
+    if name in ("$DEBUG", "$VERBOSE"):
+        return False
+    if name == "$$":
+        raise ip.unsupported(node, "$$", "the process id changes between runs")
+    if len(name) == 2 and name[1].isdigit():
+        match = ip.globals.get("$~")
+        if match is not None:
+            try:
+                return match.match.group(int(name[1]))
+            except IndexError:
+                return None
+        return None
+    return None
+
+
+REFUSED_CONSTANTS = {
+    "FileUtils": "changes files",
+    "Open3": "runs host commands",
+    "Process": "runs or inspects host processes",
+    "PTY": "runs host commands",
+    "Net": "opens network connections",
+    "Socket": "opens network connections",
+    "TCPSocket": "opens network connections",
+    "UDPSocket": "opens network connections",
+    "UNIXSocket": "opens network connections",
+    "TCPServer": "opens network connections",
+    "BasicSocket": "opens network connections",
+    "Addrinfo": "resolves names",
+    "Resolv": "resolves names",
+    "URI": "opens URLs",
+    "OpenURI": "opens URLs",
+    "SecureRandom": "random values would change between runs",
+    "Random": "random values would change between runs",
+    "Time": "the time changes between runs",
+    "Date": "the date changes between runs",
+    "DateTime": "the date changes between runs",
+    "ObjectSpace": "reflection",
+    "Thread": "threads",
+    "Fiber": "fibers",
+    "Ractor": "ractors",
+    "Mutex": "threads",
+    "Queue": "threads",
+    "Signal": "signals",
+    "Marshal": "deserializes objects",
+    "ERB": "templates evaluate Ruby",
+    "Binding": "reflection",
+    "Module": "defines modules",
+    "Class": "defines classes",
+    "Struct": "defines classes",
+    "OpenStruct": "defines objects",
+    "Method": "reflection",
+    "UnboundMethod": "reflection",
+    "TracePoint": "tracing",
+    "GC": "the garbage collector",
+    "RubyVM": "the virtual machine",
+    "DRb": "remote objects",
+    "Tempfile": "creates files",
+    "STDIN": "reads standard input",
+    "ARGF": "reads files and standard input",
+    "DATA": "reads the file itself",
+    "Pathname": "not supported; use File",
+    "IPAddr": "not supported",
+    "Digest": "not supported",
+    "OpenSSL": "cryptography",
+    "Zlib": "not supported",
+    "Logger": "writes logs",
+    "Set": "not supported; use an Array",
+    "VagrantPlugins": "plugin internals",
+}
+
+
+def _platform(test: str) -> Method:
+    def fn(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        platform = sys.platform
+        return {
+            "windows?": platform.startswith("win"),
+            "linux?": platform.startswith("linux"),
+            "darwin?": platform == "darwin",
+            "wsl?": False,
+            "cygwin?": platform == "cygwin",
+            "bsd?": "bsd" in platform,
+            "solaris?": platform.startswith("sunos"),
+        }[test]
+
+    return fn
+
+
+def _vagrant_configure(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1)
+    version = to_s(args[0])
+    if version != "2":
+        raise err(
+            "ArgumentError",
+            f'Vagrant.configure("{version}") is not supported: vmctl reads version "2" configuration only',
+        )
+    if block is None:
+        raise err("ArgumentError", "Vagrant.configure needs a block")
+    if len(ip.configure_blocks) > 1000:
+        raise ip.limit(node, "too many Vagrant.configure blocks")
+    ip.configure_blocks.append((block, node))
+    return None
+
+
+def _vagrant_require_version(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    requirements = [to_s(a) for a in builtins.splat(args)]
+    for req in requirements:
+        if not requirement_satisfied(req, VAGRANT_VERSION):
+            from vmctl.errors import ConfigError
+
+            raise ConfigError(
+                f"this Vagrantfile requires Vagrant {', '.join(requirements)}; "
+                f"vmctl is compatible with Vagrant {VAGRANT_VERSION}",
+                **ip.location(node),
+            )
+    return None
+
+
+def _vagrant_has_plugin(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1, 2)
+    return ip.has_plugin
+
+
+def _vagrant_plugin(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    raise err("NotImplementedError", "Vagrant.plugin: vmctl does not load Vagrant plugins")
+
+
+def _refused_module(name: str, why: str) -> Module:
+    return Module(name, refused={"*": why})
+
+
+def _make_constants() -> dict[str, Any]:
+    platform = Module("Vagrant::Util::Platform", {
+        name: _platform(name) for name in ("windows?", "linux?", "darwin?", "wsl?", "cygwin?", "bsd?", "solaris?")
+    })
+    vagrant = Module(
+        "Vagrant",
+        {
+            "configure": _vagrant_configure,
+            "require_version": _vagrant_require_version,
+            "has_plugin?": _vagrant_has_plugin,
+            "plugin": _vagrant_plugin,
+            "version": lambda ip, a, b, n: VAGRANT_VERSION,
+        },
+        {
+            "VERSION": VAGRANT_VERSION,
+            "Util": Module("Vagrant::Util", constants={"Platform": platform}),
+            "DEFAULT_SERVER_URL": "https://vagrantcloud.com",
+        },
+    )
+    gem_version = RClass(
+        "Gem::Version", lambda v: isinstance(v, GemVersion),
+        {"new": _gem_version_new, "create": _gem_version_new, "correct?": _gem_version_correct},
+    )
+
+    def gem_requirement_new(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        return GemRequirement(", ".join(to_s(a) for a in builtins.splat(args)))
+
+    gem = Module(
+        "Gem",
+        {"win_platform?": lambda ip, a, b, n: sys.platform.startswith("win"),
+         "ruby_version": lambda ip, a, b, n: GemVersion("3.1.2")},
+        {"Version": gem_version,
+         "Requirement": RClass("Gem::Requirement", lambda v: isinstance(v, GemRequirement),
+                               {"new": gem_requirement_new, "create": gem_requirement_new})},
+    )
+    file_functions: dict[str, Method] = {
+        "join": _file_join,
+        "dirname": _file_dirname,
+        "basename": _file_basename,
+        "extname": _file_extname,
+        "split": _file_split,
+        "expand_path": _file_expand_path,
+        "absolute_path": _file_absolute_path,
+        "realpath": _file_expand_path,
+        "exist?": _file_test(lambda p: p.exists()),
+        "exists?": _file_test(lambda p: p.exists()),
+        "file?": _file_test(lambda p: p.is_file()),
+        "directory?": _file_test(lambda p: p.is_dir()),
+        "readable?": _file_test(lambda p: os.access(p, os.R_OK)),
+        "executable?": _file_test(lambda p: os.access(p, os.X_OK)),
+        "symlink?": _file_test(lambda p: p.is_symlink()),
+        "zero?": _file_test(lambda p: p.exists() and p.stat().st_size == 0),
+        "empty?": _file_test(lambda p: p.exists() and p.stat().st_size == 0),
+        "size?": _file_test(lambda p: p.exists() and p.stat().st_size > 0),
+        "size": _file_size,
+        "read": _file_read,
+        "readlines": _file_readlines,
+        "foreach": _file_foreach,
+        "open": _file_open,
+    }
+    file_cls = RClass("File", lambda v: isinstance(v, ReadFile), file_functions,
+                      {"SEPARATOR": "/", "ALT_SEPARATOR": None, "PATH_SEPARATOR": ":"})
+    file_cls.refused = dict(_FILE_REFUSED)
+    io_cls = RClass("IO", lambda v: isinstance(v, ReadFile | Output), {
+        "read": _file_read, "readlines": _file_readlines, "foreach": _file_foreach,
+    })
+    io_cls.refused = {"*": "only IO.read, IO.readlines and IO.foreach are supported"}
+    dir_mod = RClass("Dir", lambda v: False, {
+        "pwd": lambda ip, a, b, n: str(ip.cwd),
+        "getwd": lambda ip, a, b, n: str(ip.cwd),
+        "home": lambda ip, a, b, n: home_dir(ip) if not a else expand_path(ip, "~" + to_s(a[0])),
+        "exist?": _file_test(lambda p: p.is_dir()),
+        "exists?": _file_test(lambda p: p.is_dir()),
+        "glob": _dir_glob,
+        "[]": _dir_glob,
+        "entries": _dir_entries,
+        "children": _dir_children,
+        "each_child": _dir_children,
+        "empty?": _file_test(lambda p: p.is_dir() and not any(p.iterdir())),
+    })
+    dir_mod.refused = {"*": "a Vagrantfile may not change folders or the working folder"}
+    yaml = Module("YAML", {
+        "load_file": _yaml_load_file, "safe_load_file": _yaml_load_file, "unsafe_load_file": _yaml_load_file,
+        "load": _yaml_load, "safe_load": _yaml_load, "unsafe_load": _yaml_load, "dump": _yaml_dump,
+        "parse": _yaml_load,
+    }, {"SyntaxError": class_object("Psych::SyntaxError")})
+    json_mod = Module("JSON", {
+        "parse": _json_parse,
+        "load": _json_parse,
+        "generate": lambda ip, a, b, n: json_generate(ip, a[0] if a else None, pretty=False, node=n),
+        "dump": lambda ip, a, b, n: json_generate(ip, a[0] if a else None, pretty=False, node=n),
+        "pretty_generate": lambda ip, a, b, n: json_generate(ip, a[0] if a else None, pretty=True, node=n),
+    }, {"ParserError": class_object("JSON::ParserError")})
+    import math
+
+    math_mod = Module("Math", {
+        "sqrt": lambda ip, a, b, n: math.sqrt(builtins._to_float(a[0])),
+        "log": lambda ip, a, b, n: math.log(builtins._to_float(a[0]), *(builtins._to_float(x) for x in a[1:2])),
+        "log2": lambda ip, a, b, n: math.log2(builtins._to_float(a[0])),
+        "log10": lambda ip, a, b, n: math.log10(builtins._to_float(a[0])),
+        "floor": lambda ip, a, b, n: math.floor(builtins._to_float(a[0])),
+    }, {"PI": math.pi, "E": math.e})
+    float_cls = class_object("Float")
+    float_cls.constants.update({"INFINITY": math.inf, "NAN": math.nan, "EPSILON": sys.float_info.epsilon,
+                                "MAX": sys.float_info.max, "MIN": sys.float_info.min})
+    integer_cls = class_object("Integer")
+    integer_cls.functions["sqrt"] = lambda ip, a, b, n: math.isqrt(builtins.need_int(a[0]))
+    errno = Module("Errno", constants={name.split("::")[1]: class_object(name)
+                                       for name in EXCEPTION_CLASSES if name.startswith("Errno::")})
+    kernel = Module("Kernel", dict(KERNEL), refused=dict(REFUSED_FUNCTIONS))
+    etc = Module("Etc", {"nprocessors": lambda ip, a, b, n: os.cpu_count() or 1},
+                 refused={"*": "only Etc.nprocessors is supported"})
+    shellwords = Module("Shellwords", {
+        "escape": lambda ip, a, b, n: shlex.quote(builtins.need_str(a[0])),
+        "shellescape": lambda ip, a, b, n: shlex.quote(builtins.need_str(a[0])),
+        "split": lambda ip, a, b, n: builtins.STRING["shellsplit"](ip, builtins.need_str(a[0]), [], None, n),
+        "shellsplit": lambda ip, a, b, n: builtins.STRING["shellsplit"](ip, builtins.need_str(a[0]), [], None, n),
+        "join": lambda ip, a, b, n: " ".join(shlex.quote(to_s(x)) for x in builtins.need_list(a[0])),
+    })
+    b64 = Module("Base64", {
+        "encode64": lambda ip, a, b, n: _b64_lines(base64.b64encode(builtins.need_str(a[0]).encode()).decode()),
+        "strict_encode64": lambda ip, a, b, n: base64.b64encode(builtins.need_str(a[0]).encode()).decode(),
+        "urlsafe_encode64": lambda ip, a, b, n: base64.urlsafe_b64encode(builtins.need_str(a[0]).encode()).decode(),
+        "decode64": lambda ip, a, b, n: base64.b64decode(builtins.need_str(a[0]) + "==").decode("utf-8", "replace"),
+        "strict_decode64": lambda ip, a, b, n: base64.b64decode(builtins.need_str(a[0]), validate=True).decode("utf-8", "replace"),
+    })
+    rbconfig = Module("RbConfig", constants={"CONFIG": {
+        "host_os": "linux-gnu" if sys.platform.startswith("linux") else sys.platform,
+        "host_cpu": os.uname().machine if hasattr(os, "uname") else "x86_64",
+        "ruby_version": "3.1.0",
+    }})
+    constants: dict[str, Any] = {
+        "Vagrant": vagrant,
+        "Gem": gem,
+        "File": file_cls,
+        "IO": io_cls,
+        "Dir": dir_mod,
+        "YAML": yaml,
+        "Psych": yaml,
+        "JSON": json_mod,
+        "Math": math_mod,
+        "Errno": errno,
+        "Kernel": kernel,
+        "Etc": etc,
+        "Shellwords": shellwords,
+        "Base64": b64,
+        "RbConfig": rbconfig,
+        "ENV": EnvObject(),
+        "STDOUT": Output("STDOUT"),
+        "STDERR": Output("STDERR"),
+        "RUBY_PLATFORM": "x86_64-linux",
+        "RUBY_VERSION": "3.1.2",
+        "RUBY_ENGINE": "ruby",
+        "RUBY_PATCHLEVEL": 0,
+    }
+    for name in (*_CLASS_TESTS, *EXCEPTION_CLASSES):
+        if "::" not in name:
+            constants.setdefault(name, class_object(name))
+    return constants
+
+
+def _b64_lines(text: str) -> str:
+    return "".join(text[i : i + 60] + "\n" for i in range(0, len(text), 60))
+
+
+class GemRequirement(RObject):
+    ruby_class = "Gem::Requirement"
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        if name in ("satisfied_by?", "===", "=~"):
+            builtins.arity(args, 1)
+            version = args[0].text if isinstance(args[0], GemVersion) else to_s(args[0])
+            return requirement_satisfied(self.text, version)
+        if name == "to_s":
+            return self.text
+        return super().rb_send(ip, name, args, block, node)
+
+
+_constants_cache: dict[str, Any] | None = None
+
+
+def builtin_constants() -> dict[str, Any]:
+    global _constants_cache
+    if _constants_cache is None:
+        _constants_cache = _make_constants()
+    return _constants_cache
+
+
+def constant(ip: Interpreter, name: str, node: Node) -> Any:
+    if name == "ARGV":
+        return list(ip.argv)
+    if name in REFUSED_CONSTANTS:
+        raise ip.unsupported(node, name, REFUSED_CONSTANTS[name])
+    table = builtin_constants()
+    if name in table:
+        return table[name]
+    raise ip.error_at(node, "NameError", f"uninitialized constant {name}")
+
+
+def scoped_constant(ip: Interpreter, owner: Any, name: str, node: Node) -> Any:
+    if isinstance(owner, Module):
+        if name in owner.constants:
+            return owner.constants[name]
+        if owner.refused.get("*"):
+            raise ip.unsupported(node, f"{owner.name}::{name}", owner.refused["*"])
+        if name in ("Config", "Errors", "Plugin", "Action") and owner.name == "Vagrant":
+            raise ip.unsupported(node, f"Vagrant::{name}", "Vagrant internals are not available")
+        raise ip.error_at(node, "NameError", f"uninitialized constant {owner.name}::{name}")
+    if isinstance(owner, dict):
+        raise ip.error_at(node, "TypeError", f"{inspect(owner)[:40]} is not a class/module")
+    raise ip.error_at(node, "TypeError", f"{to_s(owner)[:40]} is not a class/module")
+
+
+def defined(ip: Interpreter, operand: Node, scope: Scope) -> Any:
+    from vmctl.errors import UnsupportedConstruct
+
+    node = operand
+    while node.type == "parenthesized_statements" and len(node.kids) == 1:
+        node = node.kids[0]
+    kind = node.type
+    if kind == "identifier":
+        if scope.find(node.text) is not None:
+            return "local-variable"
+        if node.text in ip.methods or node.text in KERNEL:
+            return "method"
+        return None
+    if kind == "global_variable":
+        if node.text in ip.globals or node.text in ("$stdout", "$stderr", "$0", "$PROGRAM_NAME", "$LOAD_PATH"):
+            return "global-variable"
+        return None
+    if kind == "instance_variable":
+        return "instance-variable" if node.text in ip.ivars else None
+    if kind in ("constant", "scope_resolution"):
+        try:
+            ip.eval(node, scope)
+            return "constant"
+        except RubyError:
+            return None
+        except UnsupportedConstruct:
+            return "constant" if node.text.split("::")[0] not in ("VagrantPlugins",) else None
+    if kind == "yield":
+        return "yield" if scope.frame.block is not None else None
+    if kind == "call":
+        receiver = node.field("receiver")
+        method = node.field("method")
+        if receiver is None:
+            name = method.text if method is not None else ""
+            return "method" if name in ip.methods or name in KERNEL else None
+        try:
+            ip.eval(receiver, scope)
+        except RubyError:
+            return None
+        return "method"
+    if kind in ("nil", "true", "false", "self"):
+        return "expression" if kind != "self" else "self"
+    if kind == "assignment" or kind == "operator_assignment":
+        return "assignment"
+    return "expression"

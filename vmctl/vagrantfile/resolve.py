@@ -1,0 +1,389 @@
+"""Turn a machine's merged settings (Ruby values) into the model's frozen dataclasses,
+checking each value where it was set: errors name the file and line of that setting."""
+
+from __future__ import annotations
+
+import ipaddress
+import posixpath
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vmctl.errors import ConfigError
+from vmctl.vagrantfile.config import Ignored, did_you_mean
+from vmctl.vagrantfile.host import env_get
+from vmctl.vagrantfile.model import (
+    ForwardedPort,
+    IgnoredSetting,
+    LibvirtSettings,
+    MachineConfig,
+    PrivateNetwork,
+    Provisioner,
+    SshSettings,
+    SyncedFolder,
+    Trigger,
+)
+from vmctl.vagrantfile.values import RRegexp, Symbol, inspect, to_s, truthy
+
+if TYPE_CHECKING:
+    from vmctl.vagrantfile.interpreter import Interpreter
+    from vmctl.vagrantfile.loader import Merged
+    from vmctl.vagrantfile.syntax import Node
+
+SUPPORTED_NETWORKS = ("forwarded_port", "private_network")
+_HOSTNAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})")
+
+
+class Resolver:
+    def __init__(self, ip: Interpreter, merged: Merged) -> None:
+        self.ip = ip
+        self.merged = merged
+
+    def error(self, node: Node | None, message: str, hint: str | None = None) -> ConfigError:
+        return ConfigError(message, hint=hint, **self.ip.location(node))
+
+    def warn(self, node: Node | None, message: str) -> None:
+        self.ip.warn(message, node)
+
+    # paths -------------------------------------------------------------------------
+    def host_path(self, text: str, base: Path) -> str:
+        if text.startswith("~"):
+            home = env_get(self.ip, "HOME") or str(Path.home())
+            if text == "~" or text.startswith("~/"):
+                text = home + text[1:]
+        if not text.startswith("/"):
+            text = str(base / text)
+        return posixpath.normpath(text)
+
+    def want(self, node: Node | None, setting: str, value: Any, kind: type | tuple[type, ...]) -> Any:
+        if isinstance(value, Symbol) and kind is str:
+            return value.name
+        if kind is int and isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        if kind is bool and value in ("true", "false"):
+            return value == "true"
+        if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+            expected = {str: "a string", int: "an integer", bool: "true or false", dict: "a hash"}.get(
+                kind if isinstance(kind, type) else str, "another type"
+            )
+            raise self.error(node, f"{setting} must be {expected}, not {inspect(value)[:60]}")
+        return value
+
+    # sections ----------------------------------------------------------------------
+    def forwarded_port(self, options: dict[str, Any], node: Node) -> ForwardedPort:
+        known = {"guest", "host", "host_ip", "protocol", "auto_correct", "id"}
+        for key in options:
+            if key not in known:
+                self.warn(node, f"the forwarded_port option {key}: is not used by vmctl (ignored)")
+        if options.get("guest") is None:
+            raise self.error(node, "a forwarded_port needs guest: (the port inside the machine)")
+        guest = self.port(node, "guest", options["guest"])
+        host = self.port(node, "host", options["host"]) if options.get("host") is not None else None
+        host_ip = options.get("host_ip")
+        host_ip = "127.0.0.1" if host_ip in (None, "") else self.want(node, "host_ip", host_ip, str)
+        protocol = self.want(node, "protocol", options.get("protocol") or "tcp", str).lower()
+        if protocol not in ("tcp", "udp"):
+            raise self.error(node, f'forwarded_port protocol must be "tcp" or "udp", not {protocol!r}')
+        auto = options.get("auto_correct", False)
+        auto = self.want(node, "auto_correct", auto, bool) if auto is not None else False
+        port_id = options.get("id")
+        return ForwardedPort(guest=guest, host=host, host_ip=host_ip, protocol=protocol, auto_correct=auto,
+                             id=to_s(port_id) if port_id is not None else None)
+
+    def port(self, node: Node, what: str, value: Any) -> int:
+        number = self.want(node, f"forwarded_port {what}:", value, int)
+        if not 1 <= number <= 65535:
+            raise self.error(node, f"forwarded_port {what}: {number} is not a port number (1-65535)")
+        return int(number)
+
+    def private_network(self, options: dict[str, Any], node: Node) -> PrivateNetwork:
+        handled = {"ip", "netmask", "libvirt__network_name", "auto_config", "type", "libvirt__netmask", "id"}
+        for key in options:
+            if key not in handled and key != "protocol":
+                self.warn(node, f"the private_network option {key}: is not used by vmctl (ignored)")
+        kind = to_s(options.get("type")) if options.get("type") is not None else "static"
+        ip_value = options.get("ip")
+        if ip_value is None or ip_value == "":
+            if kind == "dhcp":
+                raise self.error(node, 'a private_network with type: "dhcp" is not supported: vmctl needs a static ip',
+                                 hint='give it an address, e.g. ip: "192.168.56.10"')
+            raise self.error(node, "a private_network needs ip: (a static address)")
+        if kind == "dhcp":
+            self.warn(node, 'private_network type: "dhcp" is not supported; using the static ip given')
+        text = self.want(node, "private_network ip", ip_value, str)
+        try:
+            address = ipaddress.ip_interface(text)
+        except ValueError:
+            raise self.error(node, f"private_network ip {text!r} is not an IP address") from None
+        netmask_value = options.get("netmask", options.get("libvirt__netmask"))
+        netmask = self.netmask(node, netmask_value, address)
+        name = options.get("libvirt__network_name")
+        auto = options.get("auto_config", True)
+        return PrivateNetwork(
+            ip=str(address.ip),
+            netmask=netmask,
+            name=self.want(node, "libvirt__network_name", name, str) if name is not None else None,
+            auto_config=self.want(node, "auto_config", auto, bool) if auto is not None else True,
+        )
+
+    def netmask(self, node: Node, value: Any, address: Any) -> str:
+        v6 = address.version == 6
+        if value is None:
+            if "/" in str(address.with_prefixlen) and address.network.prefixlen not in (32, 128):
+                return str(address.netmask) if not v6 else str(address.network.prefixlen)
+            return "64" if v6 else "255.255.255.0"
+        text = to_s(value).strip()
+        if text.lstrip("/").isdigit():
+            bits = int(text.lstrip("/"))
+            if not 0 <= bits <= (128 if v6 else 32):
+                raise self.error(node, f"netmask {text} is not a prefix length")
+            if v6:
+                return str(bits)
+            return str(ipaddress.IPv4Network(f"0.0.0.0/{bits}").netmask)
+        try:
+            return str(ipaddress.IPv4Network(f"0.0.0.0/{text}").netmask)
+        except ValueError:
+            raise self.error(node, f"netmask {text!r} is not a netmask") from None
+
+    def synced_folder(self, options: dict[str, Any], node: Node) -> SyncedFolder:
+        guest = options["guestpath"]
+        host_value = options.get("hostpath")
+        host = self.want(node, "synced folder host path", host_value, str)
+        host = self.host_path(host, self.ip.project_dir)
+        disabled = truthy(options.get("disabled", False))
+        kind_value = options.get("type")
+        if kind_value is None and truthy(options.get("nfs")):
+            kind_value = "nfs"
+        kind = to_s(kind_value) if kind_value is not None else "rsync"
+        exclude_value = options.get("rsync__exclude")
+        exclude: tuple[str, ...] = ()
+        if exclude_value is not None:
+            items = exclude_value if isinstance(exclude_value, list) else [exclude_value]
+            exclude = tuple(self.want(node, "rsync__exclude", x, str) for x in items)
+        args_value = options.get("rsync__args")
+        rsync_args = None
+        if args_value is not None:
+            items = args_value if isinstance(args_value, list) else [args_value]
+            rsync_args = tuple(self.want(node, "rsync__args", x, str) for x in items)
+        owner = options.get("owner")
+        group = options.get("group")
+        folder = SyncedFolder(
+            host=host, guest=guest, type=kind, disabled=disabled,
+            owner=to_s(owner) if owner is not None else None,
+            group=to_s(group) if group is not None else None,
+            rsync_exclude=exclude, rsync_args=rsync_args,
+        )
+        if disabled:
+            return folder
+        if kind != "rsync":
+            raise self.error(
+                node, f'synced folder type "{kind}" is not supported: vmctl syncs folders with rsync only',
+                hint=f'use type: "rsync" for {guest}, or disabled: true',
+            )
+        quiet = {"guestpath", "hostpath", "disabled", "type", "rsync__exclude", "rsync__args", "owner", "group",
+                 "id", "create", "rsync__chown", "rsync__verbose", "rsync__auto", "nfs"}
+        for key in options:
+            if key not in quiet:
+                self.warn(node, f"the synced_folder option {key}: is not used by vmctl (ignored)")
+        if not Path(host).is_dir() and not truthy(options.get("create")):
+            if Path(host).exists():
+                raise self.error(node, f"the host path of synced folder {guest} is not a folder: {host}")
+            raise self.error(node, f"the host path of synced folder {guest} does not exist: {host}",
+                             hint="create it, or add create: true")
+        return folder
+
+    def provisioner(self, name: str | None, kind: str, options: dict[str, Any], node: Node) -> Provisioner:
+        run = options.get("run", "once")
+        run = to_s(run) if run is not None else "once"
+        if run not in ("once", "always", "never"):
+            raise self.error(node, f'provisioner run: must be "once", "always" or "never", not {run!r}')
+        display = options.get("name")
+        label = name if name is not None else (to_s(display) if display is not None else None)
+        if kind == "file":
+            for key in options:
+                if key not in ("source", "destination", "run", "name"):
+                    self.warn(node, f"the file provisioner option {key}: is not used by vmctl (ignored)")
+            source, destination = options.get("source"), options.get("destination")
+            if source is None or destination is None:
+                raise self.error(node, "the file provisioner needs source: and destination:")
+            source_path = self.host_path(self.want(node, "file provisioner source", source, str), self.ip.project_dir)
+            if not Path(source_path).exists():
+                raise self.error(node, f"the file provisioner's source does not exist: {source_path}")
+            return Provisioner(type="file", name=label, run=run, source=source_path,
+                               destination=self.want(node, "file provisioner destination", destination, str))
+        for key in options:
+            if key not in ("inline", "path", "args", "env", "privileged", "run", "name"):
+                self.warn(node, f"the shell provisioner option {key}: is not used by vmctl (ignored)")
+        inline, path = options.get("inline"), options.get("path")
+        if inline is not None and path is not None:
+            raise self.error(node, "a shell provisioner takes inline: or path:, not both")
+        if inline is None and path is None:
+            raise self.error(node, "a shell provisioner needs inline: (a script) or path: (a script file)")
+        resolved_path = None
+        if path is not None:
+            text = self.want(node, "shell provisioner path", path, str)
+            if re.match(r"^[a-z][a-z0-9+.-]*://", text):
+                raise self.error(node, f"shell provisioner path {text!r} is a URL: vmctl runs local scripts only",
+                                 hint="download the script into the project and name its path")
+            resolved_path = self.host_path(text, self.ip.project_dir)
+            if not Path(resolved_path).is_file():
+                raise self.error(node, f"the shell provisioner's script does not exist: {resolved_path}")
+        inline_text = None
+        if inline is not None:
+            if isinstance(inline, list):
+                inline_text = "\n".join(to_s(x) for x in inline)
+            else:
+                inline_text = self.want(node, "shell provisioner inline", inline, str)
+        args_value = options.get("args")
+        verbatim = False
+        if args_value is None:
+            args: tuple[str, ...] = ()
+        elif isinstance(args_value, list):
+            args = tuple(to_s(a) for a in args_value)
+        else:
+            # Vagrant appends a String to the command line as it is (the shell splits it).
+            args = (to_s(args_value),)
+            verbatim = True
+        env_value = options.get("env") or {}
+        env = {to_s(k): to_s(v) for k, v in self.want(node, "shell provisioner env", env_value, dict).items()}
+        privileged = options.get("privileged", True)
+        return Provisioner(
+            type="shell", name=label, inline=inline_text, path=resolved_path, args=args, args_verbatim=verbatim,
+            env=env, privileged=self.want(node, "privileged", privileged, bool) if privileged is not None else True,
+            run=run,
+        )
+
+    def trigger(self, when: str, commands: list[str], options: dict[str, Any], node: Node, machine: str) -> Trigger | None:
+        only_on = options.get("only_on")
+        if only_on is not None:
+            patterns = only_on if isinstance(only_on, list) else [only_on]
+            if not any(
+                (p.compiled.search(machine) is not None) if isinstance(p, RRegexp) else to_s(p) == machine
+                for p in patterns
+            ):
+                return None
+        for key in ("abort", "type"):
+            if options.get(key) is not None:
+                self.warn(node, f"the trigger option {key} is not supported by vmctl (ignored)")
+
+        def run_spec(key: str) -> tuple[str | None, str | None, tuple[str, ...]]:
+            spec = options.get(key)
+            if spec is None:
+                return None, None, ()
+            spec = {to_s(k): v for k, v in self.want(node, f"trigger {key}", spec, dict).items()}
+            for extra in spec:
+                if extra not in ("inline", "path", "args"):
+                    self.warn(node, f"the trigger {key} option {extra}: is not used by vmctl (ignored)")
+            inline = spec.get("inline")
+            path = spec.get("path")
+            args = spec.get("args")
+            args_tuple: tuple[str, ...] = ()
+            if args is not None:
+                args_tuple = tuple(to_s(a) for a in args) if isinstance(args, list) else (to_s(args),)
+            return (
+                self.want(node, f"trigger {key} inline", inline, str) if inline is not None else None,
+                self.host_path(self.want(node, f"trigger {key} path", path, str), self.ip.project_dir)
+                if path is not None else None,
+                args_tuple,
+            )
+
+        run_inline, run_path, run_args = run_spec("run")
+        remote_inline, remote_path, remote_args = run_spec("run_remote")
+        exit_codes = options.get("exit_codes", 0)
+        codes = exit_codes if isinstance(exit_codes, list) else [exit_codes]
+        ignore = options.get("ignore") or []
+        ignore_list = ignore if isinstance(ignore, list) else [ignore]
+
+        def opt_str(key: str) -> str | None:
+            value = options.get(key)
+            return to_s(value) if value is not None else None
+
+        return Trigger(
+            when=when, commands=tuple(commands), name=opt_str("name"), info=opt_str("info"),
+            run_inline=run_inline, run_remote_inline=remote_inline, warn=opt_str("warn"),
+            on_error=opt_str("on_error") or "halt",
+            exit_codes=tuple(self.want(node, "trigger exit_codes", c, int) for c in codes),
+            run_path=run_path, run_args=run_args, run_remote_path=remote_path, run_remote_args=remote_args,
+            ignore=tuple(to_s(i) for i in ignore_list),
+        )
+
+    def libvirt(self) -> LibvirtSettings:
+        values = {k: v for k, (v, _) in self.merged.libvirt.items()}
+        for key in ("kernel", "initrd"):
+            entry = self.merged.libvirt.get(key)
+            if entry is not None and entry[0]:
+                value, node = entry
+                base = node.source.path.parent if node is not None else self.ip.project_dir
+                values[key] = self.host_path(value, base)
+        return LibvirtSettings(**values)
+
+    def ssh(self) -> SshSettings:
+        values = {k: v for k, (v, _) in self.merged.ssh.items() if v is not None}
+        keys = values.get("private_key_path")
+        if keys is not None:
+            values["private_key_path"] = tuple(self.host_path(k, self.ip.project_dir) for k in keys)
+        return SshSettings(**values)
+
+
+def resolve_machine(
+    ip: Interpreter, name: str, define_options: dict[str, Any], merged: Merged, define_node: Node | None
+) -> MachineConfig:
+    r = Resolver(ip, merged)
+    vm = {k: v for k, (v, _) in merged.vm.items()}
+    hostname = vm.get("hostname")
+    if hostname is not None and not _HOSTNAME.fullmatch(hostname):
+        node = merged.vm["hostname"][1]
+        raise r.error(node, f"config.vm.hostname {hostname!r} is not a valid host name")
+    ports: list[ForwardedPort] = []
+    networks: list[PrivateNetwork] = []
+    for net in merged.networks.values():
+        if net.type == "forwarded_port":
+            ports.append(r.forwarded_port(net.options, net.node))
+        elif net.type == "private_network":
+            networks.append(r.private_network(net.options, net.node))
+        elif net.type == "public_network":
+            raise r.error(
+                net.node, "public_network (bridged networking) is not supported by vmctl",
+                hint="use a private_network between machines and forwarded_port to reach them from the host",
+            )
+        else:
+            guess = did_you_mean(net.type, list(SUPPORTED_NETWORKS))
+            raise r.error(net.node, f"unknown network type {net.type!r}: vmctl supports forwarded_port and private_network",
+                          hint=f"did you mean {guess!r}?" if guess else None)
+    folders = [r.synced_folder(f.options, f.node) for f in merged.folders.values()]
+    if "/vagrant" not in merged.folders:
+        folders.insert(0, SyncedFolder(host=str(ip.project_dir), guest="/vagrant", type="rsync"))
+    provisioners = [r.provisioner(p.name, p.type, p.options, p.node) for p in merged.provisioners]
+    triggers = [t for t in (r.trigger(t.when, t.commands, t.options, t.node, name) for t in merged.triggers) if t]
+    box_urls = vm.get("box_url")
+    box_url = box_urls[0] if box_urls else None
+    if box_urls and len(box_urls) > 1:
+        ip.warn(f"config.vm.box_url lists {len(box_urls)} URLs; vmctl uses the first one", merged.vm["box_url"][1])
+    return MachineConfig(
+        name=name,
+        box=vm.get("box"),
+        box_version=vm.get("box_version"),
+        box_url=box_url,
+        hostname=hostname,
+        boot_timeout=vm.get("boot_timeout") or 300,
+        primary=truthy(define_options.get("primary", False)),
+        autostart=truthy(define_options.get("autostart", True)),
+        libvirt=r.libvirt(),
+        forwarded_ports=tuple(ports),
+        private_networks=tuple(networks),
+        synced_folders=tuple(folders),
+        provisioners=tuple(provisioners),
+        triggers=tuple(triggers),
+        ssh=r.ssh(),
+        ignored=tuple(_ignored(ip, i) for i in merged.ignored),
+    )
+
+
+def _ignored(ip: Interpreter, item: Ignored) -> IgnoredSetting:
+    node = item.node
+    return IgnoredSetting(
+        setting=item.setting,
+        value=item.value,
+        file=node.source.display if node is not None else None,
+        line=node.line if node is not None else None,
+    )
