@@ -17,6 +17,9 @@ for path in sbin/init sbin/halt sbin/poweroff sbin/reboot sbin/acpid sbin/udhcpc
 done
 
 chmod 0440 "$root/etc/sudoers.d/vagrant"
+# Executable even when the recipe came through a channel that drops file modes.
+chmod 0755 "$root/etc/init.d/rcS" "$root/etc/init.d/rcK" "$root/etc/udhcpc/default.script" \
+    "$root/etc/acpi/PWRF/00000080"
 
 # The vagrant user (uid 1000) with no password: it logs in with a key only.
 if ! grep -q '^vagrant:' "$root/etc/passwd"; then

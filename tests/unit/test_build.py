@@ -254,6 +254,54 @@ def test_modules_come_after_their_dependencies_once(tmp_path: Path) -> None:
         resolve_modules(folder, ("virtio_gpu",))
 
 
+def test_modules_of_an_unpacked_package_are_resolved_from_modinfo(tmp_path: Path) -> None:
+    folder = tmp_path / "lib" / "modules" / "6.1.0-99-cloud-amd64"
+    infos = {
+        "drivers/virtio/virtio_ring.ko": b"depends=",
+        "drivers/virtio/virtio.ko": b"depends=virtio_ring",
+        "drivers/net/net_failover.ko": b"depends=failover",
+        "net/core/failover.ko": b"depends=",
+        "drivers/net/virtio_net.ko.xz": b"depends=net_failover,virtio,virtio_ring",
+    }
+    import lzma
+
+    for name, info in infos.items():
+        path = folder / "kernel" / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        data = b"\x7fELF...\0license=GPL\0" + info + b"\0name=x\0"
+        path.write_bytes(lzma.compress(data) if name.endswith(".xz") else data)
+    order = [p.name for p in resolve_modules(folder, ("virtio_net",))]
+    assert order.index("virtio_net.ko.xz") == len(order) - 1
+    assert set(order) == {p.rsplit("/", 1)[-1] for p in infos}
+    assert order.index("failover.ko") < order.index("net_failover.ko")
+    assert order.index("virtio_ring.ko") < order.index("virtio.ko")
+
+
+def test_kernel_source_auto_falls_back_to_the_mirror(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def missing(package: str) -> HostKernel:
+        raise MissingToolError(f"the kernel package {package} is not installed")
+
+    monkeypatch.setattr(build, "find_host_kernel", missing)
+    auto = parse_recipe(write_recipe(tmp_path / "a", MINIMAL))
+    assert auto.kernel.source == "auto"
+    assert build.find_kernel(auto) is None
+    assert build.kernel_identity(auto, None) == "linux-image-cloud-amd64 from bookworm (mirror)"
+    host = parse_recipe(write_recipe(tmp_path / "h", MINIMAL + '[kernel]\nsource = "host"\n'))
+    with pytest.raises(MissingToolError, match="linux-image-cloud-amd64"):
+        build.find_kernel(host)
+    with pytest.raises(BuildError, match="'sometimes'"):
+        parse_recipe(write_recipe(tmp_path / "b", MINIMAL + '[kernel]\nsource = "sometimes"\n'))
+
+
+def test_the_kernel_download_hook_asks_apt_for_the_versioned_image() -> None:
+    hook = build.download_kernel_hook("linux-image-cloud-amd64", Path("/tmp/debs dir"))
+    assert hook.startswith("set -e; cd '/tmp/debs dir'; pkg=linux-image-cloud-amd64; ")
+    assert 'APT_CONFIG="$MMDEBSTRAP_APT_CONFIG" apt-cache depends "$pkg"' in hook
+    assert hook.endswith('apt-get -q -o APT::Sandbox::User=root download "$pkg"')
+
+
 def read_cpio(data: bytes) -> dict[str, tuple[int, bytes, tuple[int, int]]]:
     """name -> (mode, data, (rdevmajor, rdevminor)) of a newc archive."""
     entries = {}
@@ -412,6 +460,18 @@ def test_missing_kernel_package_is_named(monkeypatch: pytest.MonkeyPatch) -> Non
 
 def tools_present(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(build.run, "require_tool", lambda name, purpose: name)
+    monkeypatch.setattr(build, "require_root", lambda: None)
+
+
+def test_building_needs_root(
+    tmp_path: Path, fake_kernel: HostKernel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(build.run, "require_tool", lambda name, purpose: name)
+    monkeypatch.setattr(build.os, "geteuid", lambda: 1000)
+    with pytest.raises(BuildError, match="needs root"):
+        build_recipe("tiny", tmp_path / "out")
+    seed_cache(fake_kernel)
+    assert build_recipe("tiny", tmp_path / "out").cached  # a cached build needs no root
 
 
 def test_a_failed_build_leaves_nothing(
@@ -419,7 +479,7 @@ def test_a_failed_build_leaves_nothing(
 ) -> None:
     tools_present(monkeypatch)
 
-    def broken(recipe: Recipe, root: Path) -> None:
+    def broken(recipe: Recipe, root: Path, kernel_debs: Path | None = None) -> None:
         (root / "etc").mkdir(parents=True)
         (root / "etc" / "half").write_text("x")
         raise BuildError("mmdebstrap failed with exit status 1: E: boom")
@@ -437,7 +497,7 @@ def test_an_interrupted_build_leaves_nothing(
 ) -> None:
     tools_present(monkeypatch)
 
-    def interrupted(recipe: Recipe, root: Path) -> None:
+    def interrupted(recipe: Recipe, root: Path, kernel_debs: Path | None = None) -> None:
         root.mkdir(parents=True)
         raise KeyboardInterrupt
 
@@ -456,7 +516,9 @@ def test_stale_temporary_folders_are_cleaned(
     stale = build.paths.cache_home() / "builds" / f".tmp-{key}-12345"
     (stale / "root").mkdir(parents=True)
     monkeypatch.setattr(
-        build, "make_root", lambda recipe, root: (_ for _ in ()).throw(BuildError("stop"))
+        build,
+        "make_root",
+        lambda recipe, root, kernel_debs=None: (_ for _ in ()).throw(BuildError("stop")),
     )
     with pytest.raises(BuildError):
         build_recipe("tiny", tmp_path / "out")
@@ -468,7 +530,7 @@ def test_disk_full_is_a_clear_build_error(
 ) -> None:
     tools_present(monkeypatch)
 
-    def full(recipe: Recipe, root: Path) -> None:
+    def full(recipe: Recipe, root: Path, kernel_debs: Path | None = None) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(root))
 
     monkeypatch.setattr(build, "make_root", full)

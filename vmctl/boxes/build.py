@@ -64,6 +64,7 @@ INSECURE_KEYS = Path(__file__).resolve().parent.parent / "data" / "insecure-keys
 KEEP_BUILDS = 3
 # Fixed timestamp for archive members and the initramfs, so equal inputs give equal bytes.
 EPOCH = 1_700_000_000
+KERNEL_SOURCES = ("auto", "host", "mirror")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+)*([.-][A-Za-z0-9.]+)?$")
 VARIANTS = (
@@ -84,6 +85,9 @@ class KernelSpec:
     """Which kernel the box boots directly, and how the initramfs is made."""
 
     package: str = "linux-image-cloud-amd64"
+    source: str = (
+        "auto"  # "host": the installed package; "mirror": downloaded; "auto": host if installed
+    )
     modules: tuple[str, ...] = ()
     cmdline: str = "root=/dev/vda rw console=ttyS0"
     initramfs_init: str = "initramfs/init"
@@ -257,16 +261,25 @@ def parse_recipe(folder: Path) -> Recipe:
     kernel_table = data.get("kernel", {})
     if not isinstance(kernel_table, dict):
         raise bad("kernel", kernel_table, "a table ([kernel])")
-    unknown = sorted(set(kernel_table) - {"package", "modules", "cmdline", "initramfs_init"})
+    unknown = sorted(
+        set(kernel_table) - {"package", "source", "modules", "cmdline", "initramfs_init"}
+    )
     if unknown:
         raise BuildError(f"{path}: unknown key kernel.{unknown[0]}")
     kernel = KernelSpec(
         package=text(kernel_table, "package", KernelSpec.package, "kernel."),
+        source=text(kernel_table, "source", KernelSpec.source, "kernel."),
         modules=strings(kernel_table, "modules", "kernel."),
         cmdline=text(kernel_table, "cmdline", KernelSpec.cmdline, "kernel."),
         initramfs_init=text(kernel_table, "initramfs_init", KernelSpec.initramfs_init, "kernel."),
     )
     relative_file("kernel.initramfs_init", kernel.initramfs_init)
+    if kernel.source not in KERNEL_SOURCES:
+        raise bad("kernel.source", kernel.source, f"one of {', '.join(KERNEL_SOURCES)}")
+    if not re.fullmatch(r"linux-image-[a-z0-9][a-z0-9.+-]*", kernel.package):
+        raise bad(
+            "kernel.package", kernel.package, "a kernel package such as linux-image-cloud-amd64"
+        )
     if '"' in kernel.cmdline or "\\" in kernel.cmdline:
         raise bad("kernel.cmdline", kernel.cmdline, "a command line without quotes or backslashes")
 
@@ -412,8 +425,8 @@ def build_recipe(
     folder = find_recipe(recipe)
     parsed = parse_recipe(folder)
     out_dir = Path(output) if output is not None else Path.cwd() / "build"
-    kernel = find_host_kernel(parsed.kernel.package)
-    key = cache_key(folder, f"{kernel.package}={kernel.version}")
+    kernel = find_kernel(parsed)
+    key = cache_key(folder, kernel_identity(parsed, kernel))
     builds = paths.cache_home() / "builds"
     cached_dir = builds / key
 
@@ -452,16 +465,50 @@ def read_cached(cached_dir: Path, recipe: Recipe) -> dict | None:
     return None
 
 
+def find_kernel(recipe: Recipe) -> HostKernel | None:
+    """The installed kernel to use, or None when it is to be downloaded from the mirror."""
+    if recipe.kernel.source == "mirror":
+        return None
+    try:
+        return find_host_kernel(recipe.kernel.package)
+    except MissingToolError:
+        if recipe.kernel.source == "host":
+            raise
+        return None
+
+
+def kernel_identity(recipe: Recipe, kernel: HostKernel | None) -> str:
+    """The kernel's part of the cache key: its exact version when it is known before building."""
+    if kernel is not None:
+        return f"{kernel.package}={kernel.version}"
+    return f"{recipe.kernel.package} from {recipe.suite} (mirror)"
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise BuildError(
+            "building a box needs root: mmdebstrap's root mode and mkfs.ext4 -d keep file owners only as root",
+            hint="run the build as root (for example with sudo); cached builds need no root",
+        )
+
+
 def build_into_cache(
-    recipe: Recipe, kernel: HostKernel, builds: Path, key: str, notify: Callable[[str], None]
+    recipe: Recipe,
+    kernel: HostKernel | None,
+    builds: Path,
+    key: str,
+    notify: Callable[[str], None],
 ) -> dict:
     tools = {
         "mmdebstrap": "build the root filesystem from Debian packages",
         "mkfs.ext4": "turn the root filesystem into a disk image",
         "qemu-img": "convert the disk image to qcow2",
     }
+    if kernel is None:
+        tools["dpkg-deb"] = "unpack the kernel package"
     for tool, purpose in tools.items():
         run.require_tool(tool, purpose)
+    require_root()
     check_free_space(builds, recipe)
     for stale in builds.glob(f".tmp-{key}-*"):
         remove_tree(stale)  # left by a build that was killed; we hold the key's lock
@@ -473,7 +520,11 @@ def build_into_cache(
         notify(
             f"mmdebstrap: {recipe.suite} {recipe.variant} + {', '.join(recipe.packages) or 'nothing'}"
         )
-        make_root(recipe, root)
+        debs = work / "kernel-debs"
+        source = "mirror" if kernel is None else "host"
+        make_root(recipe, root, kernel_debs=debs if kernel is None else None)
+        if kernel is None:
+            kernel = unpack_kernel(debs, work / "kernel")
         notify(f"kernel: {kernel.package} {kernel.version}")
         shutil.copyfile(kernel.vmlinuz, work / "vmlinuz")
         notify(f"initramfs: busybox + {', '.join(recipe.kernel.modules) or 'no modules'}")
@@ -482,6 +533,8 @@ def build_into_cache(
         raw = work / "disk.raw"
         make_filesystem(root, raw, recipe.disk_size_gb)
         remove_tree(root)
+        remove_tree(debs)
+        remove_tree(work / "kernel")
         notify("qcow2: compressing the disk image")
         make_qcow2(raw, work / "box.img")
         raw.unlink()
@@ -498,6 +551,7 @@ def build_into_cache(
             "sha256": digest,
             "size": box.stat().st_size,
             "kernel": f"{kernel.package}={kernel.version}",
+            "kernel_source": source,
             "key": key,
             "build_seconds": round(time.monotonic() - started, 1),
         }
@@ -514,8 +568,11 @@ def build_into_cache(
         raise
 
 
-def make_root(recipe: Recipe, root: Path) -> None:
-    """mmdebstrap the root directory, copy the overlay in, run the customize scripts."""
+def make_root(recipe: Recipe, root: Path, kernel_debs: Path | None = None) -> None:
+    """mmdebstrap the root directory, copy the overlay in, run the customize scripts.
+
+    With KERNEL_DEBS, the kernel package is also downloaded there (not installed in the root).
+    """
     argv: list[str | Path] = [
         "mmdebstrap",
         "--mode=root",
@@ -526,6 +583,9 @@ def make_root(recipe: Recipe, root: Path) -> None:
         argv.append("--include=" + ",".join(recipe.packages))
     argv += [f"--dpkgopt=path-exclude={p}" for p in recipe.dpkg_exclude]
     argv += [f"--dpkgopt=path-include={p}" for p in recipe.dpkg_include]
+    if kernel_debs is not None:  # first: the recipe's scripts may remove apt's lists
+        kernel_debs.mkdir(parents=True, exist_ok=True)
+        argv.append("--customize-hook=" + download_kernel_hook(recipe.kernel.package, kernel_debs))
     if recipe.overlay:
         overlay = recipe.folder / recipe.overlay
         # tar as a pipe: owner root, no group/other write bits, directory symlinks kept.
@@ -553,6 +613,46 @@ def make_root(recipe: Recipe, root: Path) -> None:
     )
     if proc.returncode != 0:
         raise step_error("mmdebstrap", proc.stderr, proc.returncode)
+
+
+def download_kernel_hook(package: str, folder: Path) -> str:
+    """Shell for a hook: download PACKAGE's kernel (a metapackage's versioned image) to FOLDER."""
+    apt = 'APT_CONFIG="$MMDEBSTRAP_APT_CONFIG"'
+    return (
+        f"set -e; cd {shlex.quote(str(folder))}; pkg={shlex.quote(package)}; "
+        'case "$pkg" in linux-image-[0-9]*) ;; *) '
+        f'pkg=$({apt} apt-cache depends "$pkg" '
+        "| sed -n 's/^ *Depends: \\(linux-image-[0-9][^ ]*\\).*/\\1/p' | head -n 1) ;; esac; "
+        f'{apt} apt-get -q -o APT::Sandbox::User=root download "$pkg"'
+    )
+
+
+def unpack_kernel(debs: Path, target: Path) -> HostKernel:
+    """Unpack the downloaded kernel package; its vmlinuz and modules, as for an installed one."""
+    packages = sorted(debs.glob("linux-image-*.deb"))
+    if len(packages) != 1:
+        raise BuildError(f"expected one downloaded kernel package in {debs}, found {len(packages)}")
+    deb = packages[0]
+    purpose = "unpack the kernel package"
+    run.run(["dpkg-deb", "-x", deb, target], purpose=purpose)
+    fields = run.run(["dpkg-deb", "-f", deb, "Package", "Version"], purpose=purpose).stdout.decode()
+    info = dict(line.split(": ", 1) for line in fields.splitlines() if ": " in line)
+    found = sorted((target / "boot").glob("vmlinuz-*"))
+    if not found:
+        raise BuildError(f"{deb.name} holds no /boot/vmlinuz-*")
+    release = found[0].name.removeprefix("vmlinuz-")
+    for modules_dir in (target / "lib/modules" / release, target / "usr/lib/modules" / release):
+        if modules_dir.is_dir():
+            break
+    else:
+        raise BuildError(f"{deb.name} holds no modules for {release}")
+    return HostKernel(
+        package=info.get("Package", deb.name.split("_")[0]),
+        version=info.get("Version", "?"),
+        release=release,
+        vmlinuz=found[0],
+        modules_dir=modules_dir,
+    )
 
 
 def find_host_kernel(package: str) -> HostKernel:
@@ -610,12 +710,30 @@ def resolve_modules(modules_dir: Path, wanted: tuple[str, ...]) -> list[Path]:
     """The .ko files of WANTED and their dependencies, in load order; built-in ones skipped."""
     deps: dict[str, list[str]] = {}
     by_name: dict[str, str] = {}
-    for line in (modules_dir / "modules.dep").read_text().splitlines():
-        if ":" not in line:
-            continue
-        target, _, rest = line.partition(":")
-        deps[target] = rest.split()
-        by_name[module_name(target)] = target
+    dep_file = modules_dir / "modules.dep"
+    if dep_file.is_file():
+        for line in dep_file.read_text().splitlines():
+            if ":" not in line:
+                continue
+            target, _, rest = line.partition(":")
+            deps[target] = rest.split()
+            by_name[module_name(target)] = target
+    else:  # a package unpacked, not installed: depmod never ran; read each module's modinfo
+        for path in sorted(modules_dir.rglob("*.ko*")):
+            by_name.setdefault(module_name(path.name), path.relative_to(modules_dir).as_posix())
+        for name in list(wanted):
+            pending = [by_name.get(name.replace("-", "_"))]
+            while pending:
+                target = pending.pop()
+                if target is None or target in deps:
+                    continue
+                needs = [
+                    by_name[d]
+                    for d in module_depends(module_bytes(modules_dir / target))
+                    if d in by_name
+                ]
+                deps[target] = needs
+                pending.extend(needs)
     builtin: set[str] = set()
     with contextlib.suppress(FileNotFoundError):
         builtin = {module_name(p) for p in (modules_dir / "modules.builtin").read_text().split()}
@@ -638,6 +756,28 @@ def resolve_modules(modules_dir: Path, wanted: tuple[str, ...]) -> list[Path]:
             )
         visit(by_name[key], ())
     return [modules_dir / p for p in order]
+
+
+def module_bytes(path: Path) -> bytes:
+    """A module file's contents, decompressed."""
+    data = path.read_bytes()
+    if path.name.endswith(".xz"):
+        import lzma
+
+        return lzma.decompress(data)
+    if path.name.endswith(".gz"):
+        return gzip.decompress(data)
+    if path.name.endswith(".zst"):
+        return run.run(["zstd", "-dc", path], purpose="decompress kernel modules").stdout
+    return data
+
+
+def module_depends(data: bytes) -> list[str]:
+    """The depends= entry of a module's .modinfo."""
+    match = re.search(rb"(?:^|\0)depends=([^\0]*)\0", data)
+    if match is None:
+        return []
+    return [d.decode().replace("-", "_") for d in match.group(1).split(b",") if d]
 
 
 def module_name(path: str) -> str:
@@ -682,16 +822,8 @@ def make_initramfs(recipe: Recipe, root: Path, kernel: HostKernel) -> bytes:
             archive.symlink(f"bin/{applet}", "busybox")
     names = []
     for module in modules:
-        data = module.read_bytes()
+        data = module_bytes(module)
         name = module_name(module.name)
-        if module.name.endswith(".xz"):
-            import lzma
-
-            data = lzma.decompress(data)
-        elif module.name.endswith(".gz"):
-            data = gzip.decompress(data)
-        elif module.name.endswith(".zst"):
-            data = run.run(["zstd", "-dc", module], purpose="decompress kernel modules").stdout
         archive.file(f"lib/modules/{name}.ko", data, 0o644)
         names.append(name)
     archive.file("etc/modules", "".join(f"{n}\n" for n in names).encode(), 0o644)
