@@ -443,6 +443,10 @@ def build_recipe(
             catalog_path = write_catalog(out_dir, parsed, info["sha256"])
     except OSError as exc:
         raise translate_os_error(exc, "build the box") from exc
+    except (BuildError, MissingToolError):
+        raise
+    except VmctlError as exc:  # from the subprocess funnel: still a build failure
+        raise BuildError(exc.message, hint=exc.hint) from exc
     return BuildResult(
         name=parsed.name,
         version=parsed.version,
