@@ -1,9 +1,121 @@
-"""Commands: validate (being written)."""
+"""Command: vmctl validate [--json] — check the Vagrantfile and print the resolved settings."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Annotated, Any
+
 import typer
+
+if TYPE_CHECKING:
+    from vmctl.errors import ConfigError
+    from vmctl.vagrantfile.model import MachineConfig, ProjectConfig
+
+
+def box_vagrantfile_lookup() -> Any:
+    """The box store's lookup of a box's own Vagrantfile, if the box store provides it."""
+    try:
+        from vmctl.boxes.store import find_box_vagrantfile
+    except (ImportError, AttributeError):
+        return None
+    return find_box_vagrantfile
+
+
+def load_current_project(argv: tuple[str, ...]) -> Any:
+    """The project of the current folder (or VMCTL_VAGRANTFILE), as the machine layer sees it."""
+    from vmctl.paths import require_vagrantfile
+    from vmctl.vagrantfile import load_project
+
+    return load_project(require_vagrantfile(), box_vagrantfile=box_vagrantfile_lookup(), argv=argv)
+
+
+def project_json(project: ProjectConfig) -> dict[str, Any]:
+    """The `vmctl validate --json` document of a valid project."""
+    from vmctl.vagrantfile import machine_json
+
+    return {
+        "valid": True,
+        "machines": [machine_json(m) for m in project.machines],
+        "warnings": list(project.warnings),
+    }
+
+
+def error_json(exc: ConfigError) -> dict[str, Any]:
+    """The `vmctl validate --json` document of an invalid project."""
+    return {
+        "valid": False,
+        "error": {"message": exc.message, "file": exc.file, "line": exc.line, "hint": exc.hint},
+    }
+
+
+def summary(machine: MachineConfig) -> list[str]:
+    """A few lines per machine for people (the JSON has everything)."""
+    head = f"{machine.name}: box {machine.box or '(none)'}"
+    if machine.box_version:
+        head += f" {machine.box_version}"
+    head += f", {machine.cpus} cpu{'s' if machine.cpus != 1 else ''}, {machine.memory} MiB"
+    if machine.hostname:
+        head += f", hostname {machine.hostname}"
+    if machine.primary:
+        head += ", primary"
+    if not machine.autostart:
+        head += ", no autostart"
+    lines = [head]
+    lv = machine.libvirt
+    if lv.driver or lv.uri or lv.kernel or lv.machine_virtual_size:
+        parts = [f"{k} {v}" for k, v in (("driver", lv.driver), ("uri", lv.uri), ("kernel", lv.kernel),
+                                           ("disk", f"{lv.machine_virtual_size} GB" if lv.machine_virtual_size else None))
+                 if v]
+        lines.append("  libvirt: " + ", ".join(parts))
+    for port in machine.forwarded_ports:
+        host = port.host if port.host is not None else "(any)"
+        extra = " (auto_correct)" if port.auto_correct else ""
+        lines.append(f"  port {port.host_ip}:{host} -> {port.guest}/{port.protocol}{extra}")
+    for net in machine.private_networks:
+        lines.append(f"  private network {net.ip}/{net.netmask}" + (f" on {net.name}" if net.name else ""))
+    for folder in machine.synced_folders:
+        state = "disabled" if folder.disabled else folder.type
+        lines.append(f"  synced folder {folder.host} -> {folder.guest} ({state})")
+    for prov in machine.provisioners:
+        what = prov.path or ("inline script" if prov.inline is not None else f"{prov.source} -> {prov.destination}")
+        name = f" {prov.name}" if prov.name else ""
+        lines.append(f"  provision {prov.type}{name}: {what} (run {prov.run})")
+    for trig in machine.triggers:
+        lines.append(f"  trigger {trig.when} {', '.join(trig.commands)}" + (f": {trig.name}" if trig.name else ""))
+    ssh = machine.ssh
+    lines.append(f"  ssh user {ssh.username}" + ("" if ssh.insert_key else ", insecure key kept"))
+    return lines
+
+
+def validate(as_json: bool) -> None:
+    from vmctl import term
+    from vmctl.errors import ConfigError
+
+    try:
+        project = load_current_project(("validate",))
+    except ConfigError as exc:
+        if not as_json:
+            raise
+        term.out_json(error_json(exc))
+        raise typer.Exit(1) from None
+    for message in project.messages:
+        term.info(message)
+    if as_json:
+        term.out_json(project_json(project))
+        return
+    for warning in project.warnings:
+        term.warn(warning)
+    term.out(f"{project.vagrantfile}: valid, {len(project.machines)} machine"
+             f"{'s' if len(project.machines) != 1 else ''}")
+    for machine in project.machines:
+        for line in summary(machine):
+            term.out(line)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    @app.command("validate")
+    def validate_command(
+        as_json: Annotated[bool, typer.Option("--json", help="Print the resolved settings as JSON.")] = False,
+    ) -> None:
+        """Check the Vagrantfile and print the settings vmctl resolves from it."""
+        validate(as_json)
+

@@ -128,6 +128,11 @@ _STRING_MUTATORS = {
 }
 _BANG_RETURNS_NIL = frozenset(n for n in _STRING_MUTATORS if n.endswith("!"))
 
+_CONTAINERS = frozenset({
+    "program", "body_statement", "block_body", "begin", "then", "else", "ensure", "do",
+    "parenthesized_statements", "interpolation", "in",
+})
+
 _REFUSED_NODES = {
     "subshell": "backticks (`...` and %x)",
     "class": "class",
@@ -242,8 +247,8 @@ class Interpreter:
             message += f" ({why})"
         return UnsupportedConstruct(
             message,
-            hint="vmctl evaluates a safe subset of Ruby and never runs host commands; "
-            "see docs/vagrantfile.md",
+            hint="vmctl reads Vagrantfiles without running Ruby; it evaluates the safe subset "
+            "described in docs/vagrantfile.md",
             **self.location(node),
         )
 
@@ -308,6 +313,8 @@ class Interpreter:
         """A sequence of statements, with `rescue`/`else`/`ensure` clauses if present."""
         if node is None:
             return None
+        if node.type not in _CONTAINERS:
+            return self.eval(node, scope)  # an endless def's body is one expression
         kids = node.kids
         if any(k.type in ("rescue", "ensure") for k in kids):
             return self._eval_begin(node, scope)

@@ -236,7 +236,7 @@ class ProjectLoader:
         ip = self.ip
         assert rec.block is not None
         recorder = AnyNamespace(override, rec.name, plugin=False, warn=False)
-        dummy = AnyNamespace(None, f"{rec.name} override", plugin=False, warn=False)
+        dummy = AnyNamespace(override, f"{rec.name}.override", plugin=False, warn=False)
         before = len(override.ignored)
         ip.inert += 1
         try:

@@ -1,0 +1,2 @@
+$machines = 2
+$prefix ||= "lab"

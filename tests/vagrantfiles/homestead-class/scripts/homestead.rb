@@ -1,0 +1,5 @@
+class Homestead
+  def self.configure(config, settings)
+    config.vm.box = settings['box'] ||= 'laravel/homestead'
+  end
+end
