@@ -42,6 +42,9 @@ stdio_handler = "file"
 # as the user running vmctl, so it can read boxes and overlays under VMCTL_HOME.
 user = "+{uid}"
 group = "+{gid}"
+# No owner-remembering xattrs: QEMU runs as our own user, so there is nothing to restore
+# (and stale xattrs from an earlier driver instance make libvirt warn on stderr).
+remember_owner = 0
 """
 
 

@@ -23,6 +23,15 @@ from vmctl.errors import BootTimeoutError, HostKeyMismatchError, SSHError, Vmctl
 
 log = logging.getLogger("vmctl.ssh")
 
+
+def _quiet_paramiko() -> None:
+    # paramiko logs every failed attempt (expected while a guest boots) with a traceback
+    # through logging's last-resort handler; vmctl reports failures itself.
+    p = logging.getLogger("paramiko")
+    if not p.handlers:
+        p.addHandler(logging.NullHandler())
+    p.propagate = False
+
 INSECURE_COMMENT = "vagrant insecure public key"
 
 
@@ -240,6 +249,8 @@ class _Refused(Exception):
 
 def _attempt(endpoint: Endpoint, banner_timeout: float, pinned_type: str | None) -> Session:
     import paramiko
+
+    _quiet_paramiko()
 
     try:
         sock = _socket(endpoint.host, endpoint.port, timeout=banner_timeout)
