@@ -741,12 +741,7 @@ def kernel_eval(ip: Interpreter, node: Node, scope: Scope, arg_kids: list[Node])
                 raise ip.error_at(node, "Errno::ENOENT", f"No such file or directory @ rb_sysopen - {path_value}")
             from vmctl.vagrantfile.syntax import Source, parse
 
-            try:
-                text = path.read_bytes()
-            except OSError as exc:
-                raise ip.error_at(node, "Errno::EACCES", str(exc)) from None
-            if len(text) > MAX_FILE_BYTES:
-                raise ip.limit(node, f"{path} is larger than {MAX_FILE_BYTES} bytes")
+            text = read_bytes(path, to_s(path_value))
             ip.files_loaded += 1
             if ip.files_loaded > ip.limits.max_files:
                 raise ip.limit(node, "too many files loaded")
@@ -801,19 +796,26 @@ def resolve_local(ip: Interpreter, text: str, node: Node | None) -> Path:
     return Path(posixpath.normpath(str(path)))
 
 
-def read_text(ip: Interpreter, text: str, node: Node | None) -> str:
-    path = resolve_local(ip, text, node)
+def read_bytes(path: Path, shown: str) -> bytes:
+    """A regular file's content, at most MAX_FILE_BYTES (devices and FIFOs would block)."""
     try:
         if path.is_dir():
-            raise err("Errno::EISDIR", f"Is a directory @ io_fread - {text}")
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise ip.limit(node, f"{text} is larger than {MAX_FILE_BYTES} bytes")
-        return path.read_bytes().decode("utf-8", "replace")
-    except FileNotFoundError:
-        raise err("Errno::ENOENT", f"No such file or directory @ rb_sysopen - {text}") from None
+            raise err("Errno::EISDIR", f"Is a directory @ io_fread - {shown}")
+        if not path.exists():
+            raise err("Errno::ENOENT", f"No such file or directory @ rb_sysopen - {shown}")
+        if not path.is_file():
+            raise err("IOError", f"not a regular file - {shown}")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise err("Errno::EACCES", f"{exc.strerror or exc} @ rb_sysopen - {text}") from None
+        raise err("Errno::EACCES", f"{exc.strerror or exc} @ rb_sysopen - {shown}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise err("IOError", f"{shown} is larger than {MAX_FILE_BYTES} bytes")
+    return data
+
+
+def read_text(ip: Interpreter, text: str, node: Node | None) -> str:
+    return read_bytes(resolve_local(ip, text, node), text).decode("utf-8", "replace")
 
 
 def require(ip: Interpreter, name: str, node: Node | None, *, relative: bool) -> Any:
@@ -994,6 +996,8 @@ def _dir_glob(ip: Interpreter, args: list[Any], block: Proc | None, node: Node |
     for pattern in patterns:
         text = builtins.need_str(pattern)
         absolute = text.startswith(("/", "~"))
+        if "**" in text and (absolute or ".." in text):
+            raise err("NotImplementedError", "recursive globs (**) work only inside the project folder")
         full = expand_path(ip, text) if absolute else str(base / text)
         for match in sorted(globlib.iglob(full, recursive=True)):
             results.append(match if absolute else os.path.relpath(match, base))

@@ -206,9 +206,9 @@ class Interpreter:
         if self.files_loaded > self.limits.max_files:
             raise self.limit(node, "too many files loaded")
         try:
-            text = path.read_bytes()
-        except OSError as exc:
-            raise ConfigError(f"cannot read {display}: {exc.strerror or exc}", file=display) from None
+            text = host.read_bytes(path, display)
+        except RubyError as exc:
+            raise ConfigError(f"cannot read {display}: {exc.message}", file=display) from None
         program = parse(Source(path, text, display))
         frame = Frame("<main>")
         scope = Scope(None, frame)
