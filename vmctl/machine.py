@@ -84,6 +84,9 @@ class MachineState:
     macs: list[str] = field(default_factory=list)  # private network NICs, in order
     key_inserted: bool = False
     provisioned: bool = False
+    # Set when vmctl stopped the machine: an embedded driver that was not connected when
+    # QEMU exited can only report "shut off (crashed)" afterwards.
+    halted: bool = False
     phase: str = "creating"  # creating -> created
     created: float = field(default_factory=time.time)
 
@@ -178,9 +181,13 @@ class Machine:
         if st is None:
             return hypervisor.NOT_CREATED
         if conn is not None:
-            return conn.state(st.domain)
-        with hypervisor.connect(st.uri) as c:
-            return c.state(st.domain)
+            state = conn.state(st.domain)
+        else:
+            with hypervisor.connect(st.uri) as c:
+                state = c.state(st.domain)
+        if state == hypervisor.CRASHED and st.halted:
+            return hypervisor.POWEROFF
+        return state
 
     def _qemu_running(self) -> bool:
         """Cheap liveness for polling loops: the QEMU process, else libvirt's state."""
@@ -509,6 +516,9 @@ class Machine:
 
     def _start_with_port_retry(self, c: hypervisor.Connection, st: MachineState, emit: Emit) -> None:
         """Start the domain; if a port was taken between choice and start, choose again."""
+        if st.halted:
+            st.halted = False
+            self.save()
         for attempt in range(5):
             try:
                 c.start(st.domain)
@@ -623,6 +633,8 @@ class Machine:
         if state not in (hypervisor.RUNNING, hypervisor.PAUSED):
             emit(f"==> {self.name}: already stopped ({state}).")
             return
+        st.halted = True
+        self.save()
         if not force and state == hypervisor.RUNNING:
             emit(f"==> {self.name}: shutting down gracefully...")
             try:

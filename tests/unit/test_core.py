@@ -83,10 +83,8 @@ def test_busy_lock_says_so(tmp_path, monkeypatch):
     monkeypatch.setenv("VMCTL_HOME", str(tmp_path))
     from vmctl.errors import MachineError
 
-    with state.file_lock("m1"):
-        with pytest.raises(MachineError, match="busy"):
-            with state.file_lock("m1", wait=False):
-                pass
+    with state.file_lock("m1"), pytest.raises(MachineError, match="busy"), state.file_lock("m1", wait=False):
+        pass
 
 
 def test_config_error_renders_file_and_line():
