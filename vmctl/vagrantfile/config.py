@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from vmctl.errors import ConfigError
 from vmctl.vagrantfile import builtins
-from vmctl.vagrantfile.host import RObject
+from vmctl.vagrantfile.objects import RObject
 from vmctl.vagrantfile.values import Proc, Symbol, inspect, to_json_value, to_s
 
 if TYPE_CHECKING:

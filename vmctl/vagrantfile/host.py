@@ -10,31 +10,70 @@ from the name alone. `ENV[...] =` writes go to an overlay, never to the real env
 from __future__ import annotations
 
 import base64
-import glob as globlib
-import json
 import os
 import posixpath
 import shlex
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vmctl.vagrantfile import builtins
+from vmctl.vagrantfile.inputs import (  # noqa: F401 - re-exported
+    _FILE_REFUSED,
+    EnvObject,
+    _dir_children,
+    _dir_entries,
+    _dir_glob,
+    _file_absolute_path,
+    _file_basename,
+    _file_dirname,
+    _file_expand_path,
+    _file_extname,
+    _file_foreach,
+    _file_join,
+    _file_open,
+    _file_read,
+    _file_readlines,
+    _file_size,
+    _file_split,
+    _file_test,
+    _json_parse,
+    _yaml_dump,
+    _yaml_load,
+    _yaml_load_file,
+    display_path,
+    expand_path,
+    home_dir,
+    json_generate,
+    read_bytes,
+    resolve_local,
+)
+from vmctl.vagrantfile.objects import (  # noqa: F401 - re-exported
+    _CLASS_TESTS,
+    MAX_FILE_BYTES,
+    GemVersion,
+    Method,
+    MethodRef,
+    Module,
+    Output,
+    RClass,
+    ReadFile,
+    RObject,
+    _gem_version_correct,
+    _gem_version_new,
+    class_object,
+    requirement_satisfied,
+)
 from vmctl.vagrantfile.values import (
     EXCEPTION_CLASSES,
     Abort,
     Proc,
     RException,
-    RRange,
     RubyError,
     Symbol,
     class_name,
-    exception_is_a,
     inspect,
-    to_json_value,
     to_s,
-    truthy,
 )
 
 if TYPE_CHECKING:
@@ -42,385 +81,9 @@ if TYPE_CHECKING:
     from vmctl.vagrantfile.syntax import Node
 
 VAGRANT_VERSION = "2.3.4"
-MAX_FILE_BYTES = 1024 * 1024
 
 err = builtins.err
 
-# -- objects with their own methods ------------------------------------------------------
-
-
-class RObject:
-    """Base of values implemented in Python that answer Ruby method calls themselves."""
-
-    ruby_class = "Object"
-
-    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-        fn = builtins.OBJECT.get(name)
-        if fn is None:
-            raise err("NoMethodError", f"undefined method `{name}' for {self.ruby_describe}")
-        return fn(ip, self, args, block, node)
-
-    @property
-    def ruby_describe(self) -> str:
-        return f"an instance of {self.ruby_class}"
-
-    def ruby_to_s(self) -> str:
-        return f"#<{self.ruby_class}>"
-
-
-Method = Callable[["Interpreter", list[Any], "Proc | None", "Node | None"], Any]
-
-
-class Module(RObject):
-    """A Ruby module or class: functions, constants and names refused outright."""
-
-    ruby_class = "Module"
-
-    def __init__(
-        self,
-        name: str,
-        functions: dict[str, Method] | None = None,
-        constants: dict[str, Any] | None = None,
-        refused: dict[str, str] | None = None,
-    ) -> None:
-        self.name = name
-        self.functions = functions or {}
-        self.constants = constants or {}
-        self.refused = refused or {}  # method name -> why
-
-    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-        fn = self.functions.get(name)
-        if fn is not None:
-            return fn(ip, args, block, node)
-        if name in ("name", "to_s", "inspect"):
-            return self.name
-        if name in ("==", "equal?", "eql?"):
-            return args[0] is self if args else False
-        if name == "respond_to?":
-            return bool(args) and to_s(args[0]) in self.functions
-        if name == "const_defined?":
-            return bool(args) and to_s(args[0]) in self.constants
-        return super().rb_send(ip, name, args, block, node)
-
-    @property
-    def ruby_describe(self) -> str:
-        return self.name
-
-    def ruby_to_s(self) -> str:
-        return self.name
-
-
-class RClass(Module):
-    """A class: `x.is_a?(C)`, `C === x`, `C.new(...)`."""
-
-    ruby_class = "Class"
-
-    def __init__(
-        self,
-        name: str,
-        test: Callable[[Any], bool],
-        functions: dict[str, Method] | None = None,
-        constants: dict[str, Any] | None = None,
-    ) -> None:
-        super().__init__(name, functions, constants)
-        self.test = test
-
-    def includes(self, value: Any) -> bool:
-        return self.test(value)
-
-    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-        if name == "===":
-            return bool(args) and self.includes(args[0])
-        if name == "new" and name not in self.functions and self.name in EXCEPTION_CLASSES:
-            return RException(self.name, to_s(args[0]) if args else self.name)
-        if name == "exception" and self.name in EXCEPTION_CLASSES:
-            return RException(self.name, to_s(args[0]) if args else self.name)
-        return super().rb_send(ip, name, args, block, node)
-
-
-class Main(RObject):
-    """`self` at the top level."""
-
-    ruby_class = "Object"
-
-    def ruby_to_s(self) -> str:
-        return "main"
-
-    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-        user = ip.methods.get(name)
-        if user is not None:
-            return ip.invoke(user, args, block, node)
-        if name in KERNEL:
-            return KERNEL[name](ip, args, block, node)
-        return super().rb_send(ip, name, args, block, node)
-
-
-class MethodRef(RObject):
-    ruby_class = "Method"
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def to_proc(self, ip: Interpreter) -> Proc:
-        def call_method(args: list[Any], block: Proc | None, where: Node | None) -> Any:
-            return ip.main.rb_send(ip, self.name, list(args), block, where)
-
-        return Proc(None, None, None, None, native=call_method)
-
-    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-        if name in ("call", "()", "[]", "==="):
-            return ip.main.rb_send(ip, self.name, args, block, node)
-        if name == "to_proc":
-            return self.to_proc(ip)
-        return super().rb_send(ip, name, args, block, node)
-
-
-class Output(RObject):
-    """$stdout / $stderr: what is written becomes a message."""
-
-    ruby_class = "IO"
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-        if name in ("puts", "print", "write", "printf", "p", "<<"):
-            fn = KERNEL["puts" if name in ("puts", "<<") else "print" if name == "write" else name]
-            fn(ip, args, block, node)
-            return self if name == "<<" else None
-        if name in ("flush", "fsync", "sync=", "sync"):
-            return True if name == "sync" else None
-        if name in ("tty?", "isatty"):
-            return False
-        return super().rb_send(ip, name, args, block, node)
-
-
-class ReadFile(RObject):
-    """What `File.open(path)` (read-only) yields."""
-
-    ruby_class = "File"
-
-    def __init__(self, path: Path, text: str) -> None:
-        self.path = path
-        self.text = text
-
-    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-        if name == "read":
-            return self.text
-        if name in ("readlines", "each_line", "each"):
-            lines = self.text.splitlines(keepends=True)
-            if name == "readlines":
-                return lines
-            for line in lines:
-                builtins.call(ip, block, line, node=node)
-            return self
-        if name in ("close", "flush"):
-            return None
-        if name == "path":
-            return str(self.path)
-        return super().rb_send(ip, name, args, block, node)
-
-
-class GemVersion(RObject):
-    ruby_class = "Gem::Version"
-
-    def __init__(self, text: str) -> None:
-        self.text = text.strip()
-        self.segments = parse_version(self.text)
-
-    def rb_cmp(self, other: Any) -> int | None:
-        if isinstance(other, str):
-            other = GemVersion(other)
-        if not isinstance(other, GemVersion):
-            return None
-        return compare_versions(self.segments, other.segments)
-
-    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-        if name in ("<", ">", "<=", ">=", "==", "<=>", "!=", "eql?"):
-            builtins.arity(args, 1)
-            c = self.rb_cmp(args[0])
-            if name == "<=>":
-                return c
-            if c is None:
-                if name in ("==", "!=", "eql?"):
-                    return name == "!="
-                raise err("ArgumentError", f"comparison of Gem::Version with {builtins.describe(args[0])} failed")
-            return {"<": c < 0, ">": c > 0, "<=": c <= 0, ">=": c >= 0, "==": c == 0, "eql?": c == 0, "!=": c != 0}[name]
-        if name in ("to_s", "version"):
-            return self.text
-        if name == "segments":
-            return list(self.segments)
-        if name == "prerelease?":
-            return any(isinstance(s, str) for s in self.segments)
-        if name == "release":
-            return GemVersion(".".join(str(s) for s in self.segments if isinstance(s, int)))
-        if name == "bump":
-            nums = [s for s in self.segments if isinstance(s, int)]
-            nums = nums[:-1] if len(nums) > 1 else nums
-            nums[-1] += 1
-            return GemVersion(".".join(map(str, nums)))
-        return super().rb_send(ip, name, args, block, node)
-
-    def ruby_to_s(self) -> str:
-        return self.text
-
-
-def parse_version(text: str) -> list[int | str]:
-    segments: list[int | str] = []
-    import re
-
-    if not re.fullmatch(r"[0-9]+(\.[0-9a-zA-Z]+)*(-[0-9A-Za-z.-]+)?", text.strip()):
-        raise err("ArgumentError", f"Malformed version number string {text}")
-    for part in re.findall(r"[0-9]+|[a-zA-Z]+", text.replace("-", ".pre.")):
-        segments.append(int(part) if part.isdigit() else part)
-    return segments
-
-
-def compare_versions(a: list[int | str], b: list[int | str]) -> int:
-    def trim(v: list[int | str]) -> list[int | str]:
-        v = list(v)
-        while v and v[-1] == 0:
-            v.pop()
-        return v
-
-    a, b = trim(a), trim(b)
-    for x, y in zip(a, b, strict=False):
-        if x == y:
-            continue
-        if isinstance(x, str) and isinstance(y, int):
-            return -1
-        if isinstance(x, int) and isinstance(y, str):
-            return 1
-        return -1 if x < y else 1  # type: ignore[operator]
-    if len(a) == len(b):
-        return 0
-    longer, sign = (a, 1) if len(a) > len(b) else (b, -1)
-    extra = longer[min(len(a), len(b))]
-    return -sign if isinstance(extra, str) else sign
-
-
-def requirement_satisfied(requirement: str, version: str) -> bool:
-    """Gem::Requirement semantics: `>= 1.6`, `~> 2.2`, `< 3, >= 2`, `2.3.4`."""
-    import re
-
-    have = parse_version(version)
-    for part in requirement.split(","):
-        part = part.strip()
-        if not part:
-            continue
-        m = re.fullmatch(r"(~>|>=|<=|!=|=|>|<)?\s*(\S+)", part)
-        if m is None:
-            raise err("ArgumentError", f"Illformed requirement {inspect(part)}")
-        op, text = m.group(1) or "=", m.group(2)
-        want = parse_version(text)
-        c = compare_versions(have, want)
-        if op == "~>":
-            nums = [s for s in want if isinstance(s, int)]
-            upper = nums[:-1] if len(nums) > 1 else nums
-            upper = [*upper[:-1], upper[-1] + 1]
-            ok = c >= 0 and compare_versions(have, list(upper)) < 0
-        else:
-            ok = {"=": c == 0, "!=": c != 0, ">": c > 0, "<": c < 0, ">=": c >= 0, "<=": c <= 0}[op]
-        if not ok:
-            return False
-    return True
-
-
-# -- classes ----------------------------------------------------------------------------
-
-
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-_CLASS_TESTS: dict[str, Callable[[Any], bool]] = {
-    "Object": lambda v: True,
-    "BasicObject": lambda v: True,
-    "Kernel": lambda v: True,
-    "Comparable": lambda v: isinstance(v, int | float | str) and not isinstance(v, bool),
-    "Enumerable": lambda v: isinstance(v, list | dict | RRange),
-    "Integer": _is_int,
-    "Fixnum": _is_int,
-    "Bignum": _is_int,
-    "Float": lambda v: isinstance(v, float),
-    "Numeric": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
-    "String": lambda v: isinstance(v, str),
-    "Symbol": lambda v: isinstance(v, Symbol),
-    "Array": lambda v: isinstance(v, list),
-    "Hash": lambda v: isinstance(v, dict),
-    "Range": lambda v: isinstance(v, RRange),
-    "Proc": lambda v: isinstance(v, Proc),
-    "NilClass": lambda v: v is None,
-    "TrueClass": lambda v: v is True,
-    "FalseClass": lambda v: v is False,
-    "Regexp": lambda v: class_name(v) == "Regexp",
-    "MatchData": lambda v: class_name(v) == "MatchData",
-    "Enumerator": lambda v: class_name(v) == "Enumerator",
-}
-
-_classes: dict[str, RClass] = {}
-
-
-def class_object(name: str) -> RClass:
-    cls = _classes.get(name)
-    if cls is None:
-        if name in EXCEPTION_CLASSES:
-            def test(v: Any, _name: str = name) -> bool:
-                return isinstance(v, RException) and exception_is_a(v.cls, _name)
-        else:
-            test = _CLASS_TESTS.get(name, lambda v, _name=name: class_name(v) == _name)
-        cls = RClass(name, test, _CLASS_FUNCTIONS.get(name))
-        _classes[name] = cls
-    return cls
-
-
-def _hash_new(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    h = builtins.DefaultHash()
-    h.default = args[0] if args else None
-    h.default_proc = block
-    return h
-
-
-def _array_new(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    if not args:
-        return []
-    if isinstance(args[0], list):
-        return list(args[0])
-    n = builtins.need_int(args[0])
-    if n < 0:
-        raise err("ArgumentError", "negative array size")
-    ip.check_size(n, node)
-    if block is not None:
-        return [ip.call_block(block, [i], node) for i in range(n)]
-    return [args[1] if len(args) > 1 else None] * n
-
-
-def _gem_version_new(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    builtins.arity(args, 1)
-    return GemVersion(to_s(args[0]))
-
-
-def _gem_version_correct(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    try:
-        parse_version(to_s(args[0]))
-        return True
-    except RubyError:
-        return False
-
-
-_CLASS_FUNCTIONS: dict[str, dict[str, Method]] = {
-    "Hash": {"new": _hash_new, "[]": lambda ip, a, b, n: dict(builtins.items(ip, a[0], n) and
-                                                            builtins.ENUM["to_h"](ip, a[0], [], None, n))},
-    "Array": {"new": _array_new, "[]": lambda ip, a, b, n: list(a)},
-    "String": {"new": lambda ip, a, b, n: builtins.need_str(a[0]) if a else ""},
-    "Proc": {"new": lambda ip, a, b, n: b},
-    "Regexp": {
-        "new": lambda ip, a, b, n: builtins.make_regexp(ip, to_s(a[0]), "i" if a[1:] and truthy(a[1]) else "", n),
-        "escape": lambda ip, a, b, n: __import__("re").escape(to_s(a[0])),
-        "union": lambda ip, a, b, n: builtins.make_regexp(
-            ip, "|".join(__import__("re").escape(to_s(x)) for x in builtins.splat(a[0] if len(a) == 1 else a)), "", n),
-    },
-}
 
 # -- Kernel -----------------------------------------------------------------------------
 
@@ -761,63 +424,6 @@ STDLIB = frozenset(
 )
 
 
-def display_path(ip: Interpreter, path: Path) -> str:
-    try:
-        return str(path.relative_to(ip.project_dir))
-    except ValueError:
-        return str(path)
-
-
-def expand_path(ip: Interpreter, text: str, base: str | None = None) -> str:
-    if text.startswith("~"):
-        home = home_dir(ip)
-        text = home + text[1:] if text == "~" or text.startswith("~/") else text
-    if not text.startswith("/"):
-        if base is not None:
-            base = expand_path(ip, base)
-        text = posixpath.join(base if base is not None else str(ip.cwd), text)
-    return posixpath.normpath(text) if text not in ("", "/") else "/"
-
-
-def home_dir(ip: Interpreter) -> str:
-    home = env_get(ip, "HOME")
-    return home if home else str(Path.home())
-
-
-def resolve_local(ip: Interpreter, text: str, node: Node | None) -> Path:
-    """A path as a Vagrantfile names it: relative paths against the project folder."""
-    if "\0" in text:
-        raise err("ArgumentError", "string contains null byte")
-    if text.startswith("~"):
-        return Path(expand_path(ip, text))
-    path = Path(text)
-    if not path.is_absolute():
-        path = ip.project_dir / path
-    return Path(posixpath.normpath(str(path)))
-
-
-def read_bytes(path: Path, shown: str) -> bytes:
-    """A regular file's content, at most MAX_FILE_BYTES (devices and FIFOs would block)."""
-    try:
-        if path.is_dir():
-            raise err("Errno::EISDIR", f"Is a directory @ io_fread - {shown}")
-        if not path.exists():
-            raise err("Errno::ENOENT", f"No such file or directory @ rb_sysopen - {shown}")
-        if not path.is_file():
-            raise err("IOError", f"not a regular file - {shown}")
-        with path.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        raise err("Errno::EACCES", f"{exc.strerror or exc} @ rb_sysopen - {shown}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise err("IOError", f"{shown} is larger than {MAX_FILE_BYTES} bytes")
-    return data
-
-
-def read_text(ip: Interpreter, text: str, node: Node | None) -> str:
-    return read_bytes(resolve_local(ip, text, node), text).decode("utf-8", "replace")
-
-
 def require(ip: Interpreter, name: str, node: Node | None, *, relative: bool) -> Any:
     if not relative and name in STDLIB:
         return False
@@ -849,406 +455,6 @@ def require(ip: Interpreter, name: str, node: Node | None, *, relative: bool) ->
     ip.loaded.add(path)
     ip.run_file(path, display_path(ip, path), node)
     return True
-
-
-def _file_join(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    parts: list[str] = []
-    for a in args:
-        for p in (builtins.ENUM["flatten"](ip, a, [], None, node) if isinstance(a, list) else [a]):
-            parts.append(builtins.need_str(p) if not isinstance(p, Symbol) else p.name)
-    if not parts:
-        return ""
-    out = parts[0]
-    for p in parts[1:]:
-        if out.endswith("/") and p.startswith("/"):
-            out += p[1:]
-        elif out.endswith("/") or p.startswith("/"):
-            out += p
-        else:
-            out += "/" + p
-    return ip.check_string(out, node)
-
-
-def _file_dirname(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    builtins.arity(args, 1, 2)
-    text = builtins.need_str(args[0])
-    for _ in range(builtins.need_int(args[1]) if len(args) > 1 else 1):
-        stripped = text.rstrip("/") or "/"
-        head = posixpath.dirname(stripped)
-        text = head.rstrip("/") or ("/" if stripped.startswith("/") else ".")
-    return text
-
-
-def _file_basename(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    builtins.arity(args, 1, 2)
-    text = builtins.need_str(args[0])
-    base = posixpath.basename(text.rstrip("/")) or ("/" if text.startswith("/") else "")
-    if len(args) > 1:
-        suffix = builtins.need_str(args[1])
-        if suffix == ".*":
-            stem, ext = posixpath.splitext(base)
-            base = stem if ext else base
-        elif suffix and base.endswith(suffix) and base != suffix:
-            base = base[: -len(suffix)]
-    return base
-
-
-def _file_extname(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    builtins.arity(args, 1)
-    base = posixpath.basename(builtins.need_str(args[0]))
-    ext = posixpath.splitext(base)[1]
-    return ext if ext != "." else ""
-
-
-def _file_split(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    return [_file_dirname(ip, args, block, node), _file_basename(ip, args, block, node)]
-
-
-def _file_expand_path(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    builtins.arity(args, 1, 2)
-    base = builtins.need_str(args[1]) if len(args) > 1 and args[1] is not None else None
-    return expand_path(ip, builtins.need_str(args[0]), base)
-
-
-def _file_absolute_path(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    builtins.arity(args, 1, 2)
-    text = builtins.need_str(args[0])
-    base = builtins.need_str(args[1]) if len(args) > 1 and args[1] is not None else str(ip.cwd)
-    return posixpath.normpath(posixpath.join(base, text))
-
-
-def _file_test(test: Callable[[Path], bool]) -> Method:
-    def fn(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-        builtins.arity(args, 1)
-        if args[0] is None:
-            raise err("TypeError", "no implicit conversion of nil into String")
-        try:
-            return test(resolve_local(ip, ip.to_s(args[0]), node))
-        except OSError:
-            return False
-
-    return fn
-
-
-def _file_size(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    builtins.arity(args, 1)
-    path = resolve_local(ip, builtins.need_str(args[0]), node)
-    try:
-        return path.stat().st_size
-    except OSError:
-        raise err("Errno::ENOENT", f"No such file or directory - {args[0]}") from None
-
-
-def _file_read(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    builtins.arity(args, 1, 3)
-    return read_text(ip, builtins.need_str(args[0]), node)
-
-
-def _file_readlines(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    text = read_text(ip, builtins.need_str(args[0]), node)
-    chomp = any(isinstance(a, dict) and truthy(a.get(Symbol("chomp"))) for a in args[1:])
-    lines = text.splitlines(keepends=not chomp)
-    ip.check_size(len(lines), node)
-    return lines
-
-
-def _file_foreach(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    lines = _file_readlines(ip, args[:1], None, node)
-    if block is None:
-        from vmctl.vagrantfile.values import Enumerator
-
-        return Enumerator(lines, "each")
-    for line in lines:
-        builtins.call(ip, block, line, node=node)
-    return None
-
-
-def _file_open(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    if not args:
-        raise err("ArgumentError", "wrong number of arguments (given 0, expected 1..3)")
-    mode = args[1] if len(args) > 1 and isinstance(args[1], str) else "r"
-    if isinstance(args[-1], dict) and Symbol("mode") in args[-1]:
-        mode = to_s(args[-1][Symbol("mode")])
-    if any(c in mode for c in "wa+") and node is not None:
-        raise ip.unsupported(node, "File.open for writing", "a Vagrantfile may not write files")
-    text = read_text(ip, builtins.need_str(args[0]), node)
-    handle = ReadFile(resolve_local(ip, args[0], node), text)
-    if block is not None:
-        return builtins.call(ip, block, handle, node=node)
-    return handle
-
-
-_FILE_REFUSED = {
-    name: "a Vagrantfile may not change files"
-    for name in ["write", "binwrite", "delete", "unlink", "rename", "chmod", "chown", "lchmod", "lchown", "symlink", "link", "truncate", "mkfifo", "utime", "new", "popen", "sysopen"]
-}
-
-
-def _dir_glob(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    if not args:
-        raise err("ArgumentError", "wrong number of arguments (given 0, expected 1..2)")
-    patterns = args[0] if isinstance(args[0], list) else [args[0]]
-    base = ip.project_dir
-    opts = args[-1] if isinstance(args[-1], dict) else {}
-    if Symbol("base") in opts:
-        base = resolve_local(ip, builtins.need_str(opts[Symbol("base")]), node)
-    results: list[str] = []
-    for pattern in patterns:
-        text = builtins.need_str(pattern)
-        absolute = text.startswith(("/", "~"))
-        if "**" in text and (absolute or ".." in text):
-            raise err("NotImplementedError", "recursive globs (**) work only inside the project folder")
-        full = expand_path(ip, text) if absolute else str(base / text)
-        for match in sorted(globlib.iglob(full, recursive=True)):
-            results.append(match if absolute else os.path.relpath(match, base))
-            ip.check_size(len(results), node)
-    if block is not None:
-        for r in results:
-            builtins.call(ip, block, r, node=node)
-        return None
-    return results
-
-
-def _dir_entries(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    builtins.arity(args, 1, 2)
-    path = resolve_local(ip, builtins.need_str(args[0]), node)
-    try:
-        names = sorted(os.listdir(path))
-    except OSError:
-        raise err("Errno::ENOENT", f"No such file or directory @ dir_initialize - {args[0]}") from None
-    ip.check_size(len(names), node)
-    return names
-
-
-def _dir_children(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    names = _dir_entries(ip, args, None, node)
-    if block is not None:
-        for n in names:
-            builtins.call(ip, block, n, node=node)
-        return None
-    return names
-
-
-# -- ENV --------------------------------------------------------------------------------
-
-
-def env_get(ip: Interpreter, key: str) -> str | None:
-    if key in ip.env_overlay:
-        return ip.env_overlay[key]
-    return ip.env.get(key)
-
-
-def env_items(ip: Interpreter) -> dict[str, str]:
-    merged = dict(ip.env)
-    for k, v in ip.env_overlay.items():
-        if v is None:
-            merged.pop(k, None)
-        else:
-            merged[k] = v
-    return merged
-
-
-class EnvObject(RObject):
-    ruby_class = "Object"
-    ruby_describe = "ENV"
-
-    def ruby_to_s(self) -> str:
-        return "ENV"
-
-    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-        if name in ("[]", "fetch", "key?", "has_key?", "include?", "member?", "delete"):
-            if not args:
-                raise err("ArgumentError", "wrong number of arguments (given 0, expected 1)")
-            key = args[0]
-            if not isinstance(key, str):
-                raise err("TypeError", f"no implicit conversion of {class_name(key)} into String")
-            value = env_get(ip, key)
-            if name == "[]":
-                return value
-            if name == "fetch":
-                if value is not None:
-                    return value
-                if block is not None:
-                    return builtins.call(ip, block, key, node=node)
-                if len(args) > 1:
-                    return args[1]
-                raise err("KeyError", f"key not found: {inspect(key)}")
-            if name == "delete":
-                ip.env_overlay[key] = None
-                return value
-            return value is not None
-        if name in ("[]=", "store"):
-            builtins.arity(args, 2)
-            key, value = args
-            if not isinstance(key, str):
-                raise err("TypeError", f"no implicit conversion of {class_name(key)} into String")
-            if value is not None and not isinstance(value, str):
-                raise err("TypeError", f"no implicit conversion of {class_name(value)} into String")
-            if len(ip.env_overlay) > 10_000:
-                raise ip.limit(node, "too many environment variables set")
-            ip.env_overlay[key] = value
-            return value
-        if name in ("to_h", "to_hash"):
-            return env_items(ip)
-        if name == "keys":
-            return list(env_items(ip))
-        if name == "values":
-            return list(env_items(ip).values())
-        if name in ("empty?",):
-            return not env_items(ip)
-        if name in ("each", "each_pair", "select", "filter", "reject", "map", "any?", "find", "to_a",
-                    "each_with_object", "filter_map", "count", "size", "length", "slice", "values_at",
-                    "dig", "key", "has_value?", "value?"):
-            return builtins.dispatch(ip, env_items(ip), name, args, block, node)
-        return super().rb_send(ip, name, args, block, node)
-
-
-# -- YAML and JSON ----------------------------------------------------------------------
-
-MAX_DOCUMENT_NODES = 1_000_000
-
-
-def from_data(ip: Interpreter, data: Any, *, symbolize: bool, node: Node | None) -> Any:
-    """Parsed YAML/JSON as Ruby values: shared (aliased) parts stay shared, and a document
-    whose aliases expand to too many nodes is refused (a "billion laughs" bomb)."""
-    memo: dict[int, Any] = {}
-    sizes: dict[int, int] = {}
-
-    def size(value: Any, depth: int) -> int:
-        if depth > 200:
-            raise err("Psych::SyntaxError", "document nested too deeply")
-        key = id(value)
-        if key in sizes:
-            return sizes[key]
-        if isinstance(value, dict):
-            n = 1 + sum(size(k, depth + 1) + size(v, depth + 1) for k, v in value.items())
-        elif isinstance(value, list):
-            n = 1 + sum(size(v, depth + 1) for v in value)
-        else:
-            n = 1
-        sizes[key] = n
-        if n > MAX_DOCUMENT_NODES:
-            raise ip.limit(node, f"a YAML/JSON document that expands to more than {MAX_DOCUMENT_NODES} nodes")
-        return n
-
-    def convert(value: Any, is_key: bool = False) -> Any:
-        key = id(value)
-        if key in memo:
-            return memo[key]
-        if isinstance(value, dict):
-            out: dict[Any, Any] = {}
-            memo[key] = out
-            for k, v in value.items():
-                ck = convert(k, True)
-                try:
-                    out[ck] = convert(v)
-                except TypeError:
-                    raise err("TypeError", "unhashable key in document") from None
-            return out
-        if isinstance(value, list):
-            lst: list[Any] = []
-            memo[key] = lst
-            lst.extend(convert(v) for v in value)
-            return lst
-        if isinstance(value, str):
-            if value.startswith(":") and len(value) > 1 and " " not in value:
-                return Symbol(value[1:])
-            if symbolize and is_key:
-                return Symbol(value)
-            return value
-        if value is None or isinstance(value, bool | int | float):
-            return value
-        if isinstance(value, bytes):
-            return value.decode("latin-1")
-        return str(value)
-
-    size(data, 0)
-    return convert(data)
-
-
-def to_data(value: Any, depth: int = 0) -> Any:
-    if depth > 100:
-        raise err("ArgumentError", "nesting of 100 is too deep")
-    if isinstance(value, dict):
-        return {to_data(k, depth + 1) if not isinstance(k, Symbol) else k.name: to_data(v, depth + 1) for k, v in value.items()}
-    if isinstance(value, list):
-        return [to_data(v, depth + 1) for v in value]
-    if isinstance(value, Symbol):
-        return value.name
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return to_s(value)
-
-
-def _yaml_options(args: list[Any]) -> bool:
-    opts = args[-1] if len(args) > 1 and isinstance(args[-1], dict) else {}
-    return truthy(opts.get(Symbol("symbolize_names")))
-
-
-def _yaml_parse(ip: Interpreter, text: str, symbolize: bool, node: Node | None) -> Any:
-    import yaml
-
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    try:
-        data = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
-    except yaml.YAMLError as exc:
-        raise err("Psych::SyntaxError", str(exc).replace("\n", " ")) from None
-    except RecursionError:
-        raise err("Psych::SyntaxError", "document nested too deeply") from None
-    if data is None and text.strip() == "":
-        return False
-    return from_data(ip, data, symbolize=symbolize, node=node)
-
-
-def _yaml_load_file(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    if not args:
-        raise err("ArgumentError", "wrong number of arguments (given 0, expected 1)")
-    text = read_text(ip, builtins.need_str(args[0]), node)
-    return _yaml_parse(ip, text, _yaml_options(args), node)
-
-
-def _yaml_load(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    if not args:
-        raise err("ArgumentError", "wrong number of arguments (given 0, expected 1)")
-    text = args[0] if isinstance(args[0], str) else getattr(args[0], "text", None)
-    if not isinstance(text, str):
-        raise err("TypeError", f"no implicit conversion of {class_name(args[0])} into String")
-    return _yaml_parse(ip, text, _yaml_options(args), node)
-
-
-def yaml_dump(ip: Interpreter, value: Any, node: Node | None) -> str:
-    import yaml
-
-    try:
-        text = "---\n" + yaml.safe_dump(to_data(value), sort_keys=False, default_flow_style=False)
-    except yaml.YAMLError as exc:
-        raise err("TypeError", str(exc)) from None
-    return ip.check_string(text, node)
-
-
-def _yaml_dump(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    builtins.arity(args, 1, 2)
-    return yaml_dump(ip, args[0], node)
-
-
-def _json_parse(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-    if not args:
-        raise err("ArgumentError", "wrong number of arguments (given 0, expected 1)")
-    text = builtins.need_str(args[0])
-    try:
-        data = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise err("JSON::ParserError", str(exc)) from None
-    return from_data(ip, data, symbolize=_yaml_options(args), node=node)
-
-
-def json_generate(ip: Interpreter, value: Any, *, pretty: bool, node: Node | None) -> str:
-    try:
-        text = json.dumps(to_json_value(value), indent=2 if pretty else None,
-                          separators=None if pretty else (",", ":"), ensure_ascii=False)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise err("JSON::GeneratorError", str(exc)) from None
-    return ip.check_string(text, node)
 
 
 # -- special globals, constants, defined? -----------------------------------------------

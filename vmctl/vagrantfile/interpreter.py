@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from vmctl.errors import ConfigError, UnsupportedConstruct
-from vmctl.vagrantfile import builtins, host
+from vmctl.vagrantfile import builtins, host, objects
 from vmctl.vagrantfile.syntax import Node, Source, parse
 from vmctl.vagrantfile.values import (
     Abort,
@@ -193,7 +193,7 @@ class Interpreter:
         self.iterations = 0
         self.depth = 0
         self.deadline = time.monotonic() + self.limits.seconds
-        self.main = host.Main()
+        self.main = objects.Main()
         self._handlers: dict[str, Callable[[Node, Scope], Any]] = {
             name[3:]: getattr(self, name) for name in dir(self) if name.startswith("ev_")
         }
@@ -357,7 +357,7 @@ class Interpreter:
             cls = self.eval(kid, scope)
             names = cls if isinstance(cls, list) else [cls]
             for c in names:
-                if isinstance(c, host.RClass) and exception_is_a(err.cls, c.name):
+                if isinstance(c, objects.RClass) and exception_is_a(err.cls, c.name):
                     return True
         return False
 
@@ -1038,7 +1038,7 @@ class Interpreter:
                 return self.send(args[0], name, list(args[1:]), block, where or node)
 
             return Proc(None, None, None, None, is_lambda=False, native=call_symbol)
-        if isinstance(value, host.MethodRef):
+        if isinstance(value, objects.MethodRef):
             return value.to_proc(self)
         raise self.error_at(node, "TypeError", f"wrong argument type {class_name(value)} (expected Proc)")
 
@@ -1219,7 +1219,7 @@ class Interpreter:
     def to_s(self, value: Any, node: Node | None = None) -> str:
         if isinstance(value, str):
             return value
-        if isinstance(value, host.RObject):
+        if isinstance(value, objects.RObject):
             result = self.send(value, "to_s", [], None, node)
             return result if isinstance(result, str) else inspect(result)
         return self.check_string(builtins.to_s(value), node)

@@ -206,7 +206,7 @@ class ProjectLoader:
         saved = ip.configure_blocks
         ip.configure_blocks = []
         try:
-            from vmctl.vagrantfile.host import display_path
+            from vmctl.vagrantfile.inputs import display_path
 
             ip.run_file(path, display_path(ip, path))
             blocks = ip.configure_blocks

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from vmctl.errors import ConfigError
 from vmctl.vagrantfile.config import Ignored, did_you_mean
-from vmctl.vagrantfile.host import env_get
+from vmctl.vagrantfile.inputs import env_get
 from vmctl.vagrantfile.model import (
     ForwardedPort,
     IgnoredSetting,

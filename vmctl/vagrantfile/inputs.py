@@ -1,0 +1,488 @@
+"""What a Vagrantfile may read from the host: files and folders (relative paths resolve
+against the project folder), the environment (writes go to an overlay), YAML and JSON."""
+
+from __future__ import annotations
+
+import glob as globlib
+import json
+import os
+import posixpath
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vmctl.vagrantfile import builtins
+from vmctl.vagrantfile.objects import MAX_FILE_BYTES, Method, ReadFile, RObject
+from vmctl.vagrantfile.values import (
+    Proc,
+    Symbol,
+    class_name,
+    inspect,
+    to_json_value,
+    to_s,
+    truthy,
+)
+
+if TYPE_CHECKING:
+    from vmctl.vagrantfile.interpreter import Interpreter
+    from vmctl.vagrantfile.syntax import Node
+
+err = builtins.err
+
+
+def display_path(ip: Interpreter, path: Path) -> str:
+    try:
+        return str(path.relative_to(ip.project_dir))
+    except ValueError:
+        return str(path)
+
+
+def expand_path(ip: Interpreter, text: str, base: str | None = None) -> str:
+    if text.startswith("~"):
+        home = home_dir(ip)
+        text = home + text[1:] if text == "~" or text.startswith("~/") else text
+    if not text.startswith("/"):
+        if base is not None:
+            base = expand_path(ip, base)
+        text = posixpath.join(base if base is not None else str(ip.cwd), text)
+    return posixpath.normpath(text) if text not in ("", "/") else "/"
+
+
+def home_dir(ip: Interpreter) -> str:
+    home = env_get(ip, "HOME")
+    return home if home else str(Path.home())
+
+
+def resolve_local(ip: Interpreter, text: str, node: Node | None) -> Path:
+    """A path as a Vagrantfile names it: relative paths against the project folder."""
+    if "\0" in text:
+        raise err("ArgumentError", "string contains null byte")
+    if text.startswith("~"):
+        return Path(expand_path(ip, text))
+    path = Path(text)
+    if not path.is_absolute():
+        path = ip.project_dir / path
+    return Path(posixpath.normpath(str(path)))
+
+
+def read_bytes(path: Path, shown: str) -> bytes:
+    """A regular file's content, at most MAX_FILE_BYTES (devices and FIFOs would block)."""
+    try:
+        if path.is_dir():
+            raise err("Errno::EISDIR", f"Is a directory @ io_fread - {shown}")
+        if not path.exists():
+            raise err("Errno::ENOENT", f"No such file or directory @ rb_sysopen - {shown}")
+        if not path.is_file():
+            raise err("IOError", f"not a regular file - {shown}")
+        with path.open("rb") as handle:
+            data = handle.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise err("Errno::EACCES", f"{exc.strerror or exc} @ rb_sysopen - {shown}") from None
+    if len(data) > MAX_FILE_BYTES:
+        raise err("IOError", f"{shown} is larger than {MAX_FILE_BYTES} bytes")
+    return data
+
+
+def read_text(ip: Interpreter, text: str, node: Node | None) -> str:
+    return read_bytes(resolve_local(ip, text, node), text).decode("utf-8", "replace")
+
+
+def _file_join(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    parts: list[str] = []
+    for a in args:
+        for p in (builtins.ENUM["flatten"](ip, a, [], None, node) if isinstance(a, list) else [a]):
+            parts.append(builtins.need_str(p) if not isinstance(p, Symbol) else p.name)
+    if not parts:
+        return ""
+    out = parts[0]
+    for p in parts[1:]:
+        if out.endswith("/") and p.startswith("/"):
+            out += p[1:]
+        elif out.endswith("/") or p.startswith("/"):
+            out += p
+        else:
+            out += "/" + p
+    return ip.check_string(out, node)
+
+
+def _file_dirname(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1, 2)
+    text = builtins.need_str(args[0])
+    for _ in range(builtins.need_int(args[1]) if len(args) > 1 else 1):
+        stripped = text.rstrip("/") or "/"
+        head = posixpath.dirname(stripped)
+        text = head.rstrip("/") or ("/" if stripped.startswith("/") else ".")
+    return text
+
+
+def _file_basename(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1, 2)
+    text = builtins.need_str(args[0])
+    base = posixpath.basename(text.rstrip("/")) or ("/" if text.startswith("/") else "")
+    if len(args) > 1:
+        suffix = builtins.need_str(args[1])
+        if suffix == ".*":
+            stem, ext = posixpath.splitext(base)
+            base = stem if ext else base
+        elif suffix and base.endswith(suffix) and base != suffix:
+            base = base[: -len(suffix)]
+    return base
+
+
+def _file_extname(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1)
+    base = posixpath.basename(builtins.need_str(args[0]))
+    ext = posixpath.splitext(base)[1]
+    return ext if ext != "." else ""
+
+
+def _file_split(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    return [_file_dirname(ip, args, block, node), _file_basename(ip, args, block, node)]
+
+
+def _file_expand_path(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1, 2)
+    base = builtins.need_str(args[1]) if len(args) > 1 and args[1] is not None else None
+    return expand_path(ip, builtins.need_str(args[0]), base)
+
+
+def _file_absolute_path(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1, 2)
+    text = builtins.need_str(args[0])
+    base = builtins.need_str(args[1]) if len(args) > 1 and args[1] is not None else str(ip.cwd)
+    return posixpath.normpath(posixpath.join(base, text))
+
+
+def _file_test(test: Callable[[Path], bool]) -> Method:
+    def fn(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        builtins.arity(args, 1)
+        if args[0] is None:
+            raise err("TypeError", "no implicit conversion of nil into String")
+        try:
+            return test(resolve_local(ip, ip.to_s(args[0]), node))
+        except OSError:
+            return False
+
+    return fn
+
+
+def _file_size(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1)
+    path = resolve_local(ip, builtins.need_str(args[0]), node)
+    try:
+        return path.stat().st_size
+    except OSError:
+        raise err("Errno::ENOENT", f"No such file or directory - {args[0]}") from None
+
+
+def _file_read(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1, 3)
+    return read_text(ip, builtins.need_str(args[0]), node)
+
+
+def _file_readlines(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    text = read_text(ip, builtins.need_str(args[0]), node)
+    chomp = any(isinstance(a, dict) and truthy(a.get(Symbol("chomp"))) for a in args[1:])
+    lines = text.splitlines(keepends=not chomp)
+    ip.check_size(len(lines), node)
+    return lines
+
+
+def _file_foreach(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    lines = _file_readlines(ip, args[:1], None, node)
+    if block is None:
+        from vmctl.vagrantfile.values import Enumerator
+
+        return Enumerator(lines, "each")
+    for line in lines:
+        builtins.call(ip, block, line, node=node)
+    return None
+
+
+def _file_open(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    if not args:
+        raise err("ArgumentError", "wrong number of arguments (given 0, expected 1..3)")
+    mode = args[1] if len(args) > 1 and isinstance(args[1], str) else "r"
+    if isinstance(args[-1], dict) and Symbol("mode") in args[-1]:
+        mode = to_s(args[-1][Symbol("mode")])
+    if any(c in mode for c in "wa+") and node is not None:
+        raise ip.unsupported(node, "File.open for writing", "a Vagrantfile may not write files")
+    text = read_text(ip, builtins.need_str(args[0]), node)
+    handle = ReadFile(resolve_local(ip, args[0], node), text)
+    if block is not None:
+        return builtins.call(ip, block, handle, node=node)
+    return handle
+
+
+_FILE_REFUSED = {
+    name: "a Vagrantfile may not change files"
+    for name in ["write", "binwrite", "delete", "unlink", "rename", "chmod", "chown", "lchmod", "lchown", "symlink", "link", "truncate", "mkfifo", "utime", "new", "popen", "sysopen"]
+}
+
+
+def _dir_glob(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    if not args:
+        raise err("ArgumentError", "wrong number of arguments (given 0, expected 1..2)")
+    patterns = args[0] if isinstance(args[0], list) else [args[0]]
+    base = ip.project_dir
+    opts = args[-1] if isinstance(args[-1], dict) else {}
+    if Symbol("base") in opts:
+        base = resolve_local(ip, builtins.need_str(opts[Symbol("base")]), node)
+    results: list[str] = []
+    for pattern in patterns:
+        text = builtins.need_str(pattern)
+        absolute = text.startswith(("/", "~"))
+        if "**" in text and (absolute or ".." in text):
+            raise err("NotImplementedError", "recursive globs (**) work only inside the project folder")
+        full = expand_path(ip, text) if absolute else str(base / text)
+        for match in sorted(globlib.iglob(full, recursive=True)):
+            results.append(match if absolute else os.path.relpath(match, base))
+            ip.check_size(len(results), node)
+    if block is not None:
+        for r in results:
+            builtins.call(ip, block, r, node=node)
+        return None
+    return results
+
+
+def _dir_entries(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1, 2)
+    path = resolve_local(ip, builtins.need_str(args[0]), node)
+    try:
+        names = sorted(os.listdir(path))
+    except OSError:
+        raise err("Errno::ENOENT", f"No such file or directory @ dir_initialize - {args[0]}") from None
+    ip.check_size(len(names), node)
+    return names
+
+
+def _dir_children(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    names = _dir_entries(ip, args, None, node)
+    if block is not None:
+        for n in names:
+            builtins.call(ip, block, n, node=node)
+        return None
+    return names
+
+
+# -- ENV --------------------------------------------------------------------------------
+
+
+def env_get(ip: Interpreter, key: str) -> str | None:
+    if key in ip.env_overlay:
+        return ip.env_overlay[key]
+    return ip.env.get(key)
+
+
+def env_items(ip: Interpreter) -> dict[str, str]:
+    merged = dict(ip.env)
+    for k, v in ip.env_overlay.items():
+        if v is None:
+            merged.pop(k, None)
+        else:
+            merged[k] = v
+    return merged
+
+
+class EnvObject(RObject):
+    ruby_class = "Object"
+    ruby_describe = "ENV"
+
+    def ruby_to_s(self) -> str:
+        return "ENV"
+
+    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        if name in ("[]", "fetch", "key?", "has_key?", "include?", "member?", "delete"):
+            if not args:
+                raise err("ArgumentError", "wrong number of arguments (given 0, expected 1)")
+            key = args[0]
+            if not isinstance(key, str):
+                raise err("TypeError", f"no implicit conversion of {class_name(key)} into String")
+            value = env_get(ip, key)
+            if name == "[]":
+                return value
+            if name == "fetch":
+                if value is not None:
+                    return value
+                if block is not None:
+                    return builtins.call(ip, block, key, node=node)
+                if len(args) > 1:
+                    return args[1]
+                raise err("KeyError", f"key not found: {inspect(key)}")
+            if name == "delete":
+                ip.env_overlay[key] = None
+                return value
+            return value is not None
+        if name in ("[]=", "store"):
+            builtins.arity(args, 2)
+            key, value = args
+            if not isinstance(key, str):
+                raise err("TypeError", f"no implicit conversion of {class_name(key)} into String")
+            if value is not None and not isinstance(value, str):
+                raise err("TypeError", f"no implicit conversion of {class_name(value)} into String")
+            if len(ip.env_overlay) > 10_000:
+                raise ip.limit(node, "too many environment variables set")
+            ip.env_overlay[key] = value
+            return value
+        if name in ("to_h", "to_hash"):
+            return env_items(ip)
+        if name == "keys":
+            return list(env_items(ip))
+        if name == "values":
+            return list(env_items(ip).values())
+        if name in ("empty?",):
+            return not env_items(ip)
+        if name in ("each", "each_pair", "select", "filter", "reject", "map", "any?", "find", "to_a",
+                    "each_with_object", "filter_map", "count", "size", "length", "slice", "values_at",
+                    "dig", "key", "has_value?", "value?"):
+            return builtins.dispatch(ip, env_items(ip), name, args, block, node)
+        return super().rb_send(ip, name, args, block, node)
+
+
+# -- YAML and JSON ----------------------------------------------------------------------
+
+MAX_DOCUMENT_NODES = 1_000_000
+
+
+def from_data(ip: Interpreter, data: Any, *, symbolize: bool, node: Node | None) -> Any:
+    """Parsed YAML/JSON as Ruby values: shared (aliased) parts stay shared, and a document
+    whose aliases expand to too many nodes is refused (a "billion laughs" bomb)."""
+    memo: dict[int, Any] = {}
+    sizes: dict[int, int] = {}
+
+    def size(value: Any, depth: int) -> int:
+        if depth > 200:
+            raise err("Psych::SyntaxError", "document nested too deeply")
+        key = id(value)
+        if key in sizes:
+            return sizes[key]
+        if isinstance(value, dict):
+            n = 1 + sum(size(k, depth + 1) + size(v, depth + 1) for k, v in value.items())
+        elif isinstance(value, list):
+            n = 1 + sum(size(v, depth + 1) for v in value)
+        else:
+            n = 1
+        sizes[key] = n
+        if n > MAX_DOCUMENT_NODES:
+            raise ip.limit(node, f"a YAML/JSON document that expands to more than {MAX_DOCUMENT_NODES} nodes")
+        return n
+
+    def convert(value: Any, is_key: bool = False) -> Any:
+        key = id(value)
+        if key in memo:
+            return memo[key]
+        if isinstance(value, dict):
+            out: dict[Any, Any] = {}
+            memo[key] = out
+            for k, v in value.items():
+                ck = convert(k, True)
+                try:
+                    out[ck] = convert(v)
+                except TypeError:
+                    raise err("TypeError", "unhashable key in document") from None
+            return out
+        if isinstance(value, list):
+            lst: list[Any] = []
+            memo[key] = lst
+            lst.extend(convert(v) for v in value)
+            return lst
+        if isinstance(value, str):
+            if value.startswith(":") and len(value) > 1 and " " not in value:
+                return Symbol(value[1:])
+            if symbolize and is_key:
+                return Symbol(value)
+            return value
+        if value is None or isinstance(value, bool | int | float):
+            return value
+        if isinstance(value, bytes):
+            return value.decode("latin-1")
+        return str(value)
+
+    size(data, 0)
+    return convert(data)
+
+
+def to_data(value: Any, depth: int = 0) -> Any:
+    if depth > 100:
+        raise err("ArgumentError", "nesting of 100 is too deep")
+    if isinstance(value, dict):
+        return {to_data(k, depth + 1) if not isinstance(k, Symbol) else k.name: to_data(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_data(v, depth + 1) for v in value]
+    if isinstance(value, Symbol):
+        return value.name
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return to_s(value)
+
+
+def _yaml_options(args: list[Any]) -> bool:
+    opts = args[-1] if len(args) > 1 and isinstance(args[-1], dict) else {}
+    return truthy(opts.get(Symbol("symbolize_names")))
+
+
+def _yaml_parse(ip: Interpreter, text: str, symbolize: bool, node: Node | None) -> Any:
+    import yaml
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        data = yaml.load(text, Loader=loader)  # noqa: S506 - a safe loader
+    except yaml.YAMLError as exc:
+        raise err("Psych::SyntaxError", str(exc).replace("\n", " ")) from None
+    except RecursionError:
+        raise err("Psych::SyntaxError", "document nested too deeply") from None
+    if data is None and text.strip() == "":
+        return False
+    return from_data(ip, data, symbolize=symbolize, node=node)
+
+
+def _yaml_load_file(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    if not args:
+        raise err("ArgumentError", "wrong number of arguments (given 0, expected 1)")
+    text = read_text(ip, builtins.need_str(args[0]), node)
+    return _yaml_parse(ip, text, _yaml_options(args), node)
+
+
+def _yaml_load(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    if not args:
+        raise err("ArgumentError", "wrong number of arguments (given 0, expected 1)")
+    text = args[0] if isinstance(args[0], str) else getattr(args[0], "text", None)
+    if not isinstance(text, str):
+        raise err("TypeError", f"no implicit conversion of {class_name(args[0])} into String")
+    return _yaml_parse(ip, text, _yaml_options(args), node)
+
+
+def yaml_dump(ip: Interpreter, value: Any, node: Node | None) -> str:
+    import yaml
+
+    try:
+        text = "---\n" + yaml.safe_dump(to_data(value), sort_keys=False, default_flow_style=False)
+    except yaml.YAMLError as exc:
+        raise err("TypeError", str(exc)) from None
+    return ip.check_string(text, node)
+
+
+def _yaml_dump(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    builtins.arity(args, 1, 2)
+    return yaml_dump(ip, args[0], node)
+
+
+def _json_parse(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+    if not args:
+        raise err("ArgumentError", "wrong number of arguments (given 0, expected 1)")
+    text = builtins.need_str(args[0])
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise err("JSON::ParserError", str(exc)) from None
+    return from_data(ip, data, symbolize=_yaml_options(args), node=node)
+
+
+def json_generate(ip: Interpreter, value: Any, *, pretty: bool, node: Node | None) -> str:
+    try:
+        text = json.dumps(to_json_value(value), indent=2 if pretty else None,
+                          separators=None if pretty else (",", ":"), ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise err("JSON::GeneratorError", str(exc)) from None
+    return ip.check_string(text, node)
+
