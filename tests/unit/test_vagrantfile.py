@@ -69,7 +69,7 @@ LANGUAGE = [
     ("x = <<~'EOS'\n  raw #{no}\nEOS\nputs x.inspect", ['"raw \\#{no}\\n"'.replace("\\#", "#")]),
     ('puts "%s-%02d" % ["core", 3], "%-6s|" % "ab", "%5.1f" % 3.14159, "%x" % 255, "%05d" % -42',
      ["core-03", "ab    |", "  3.1", "ff", "-0042"]),
-    ('puts format("%<a>s=%{b}", a: 1, b: 2)', ["1=2"]),
+    ('puts format("%<a>s=%{b}", a: 1, b: 2), "%{a}-%<b>05.1f" % {a: "x", b: 2}, "%#x" % 255', ["1=2", "x-002.0", "0xff"]),
     ("a, b = 1, 2; a, b = b, a; puts a, b", ["2", "1"]),
     ("a, *b = [1, 2, 3]; puts b.inspect", ["[2, 3]"]),
     ("(a, b), c = [1, 2], 3; puts a + b + c", ["6"]),

@@ -210,8 +210,8 @@ def _set_match(ip: Interpreter, m: re.Match[str] | None) -> None:
 # -- formatting -------------------------------------------------------------------------
 
 _FORMAT_SPEC = re.compile(
-    r"%(?P<flags>[-+ 0#]*)(?:<(?P<name>\w+)>|\{(?P<brace>\w+)\})?(?P<flags2>[-+ 0#]*)"
-    r"(?P<width>\*|\d+)?(?:\.(?P<prec>\d+))?(?P<conv>[sdifgeExXobBcpu%])?"
+    r"%(?P<flags>[-+ 0#]*)(?:<(?P<name>\w+)>|\{(?P<brace>\w+)\}(?P<end>))?(?(end)|(?P<flags2>[-+ 0#]*)"
+    r"(?P<width>\*|\d+)?(?:\.(?P<prec>\d+))?(?P<conv>[sdifgeExXobBcpu%])?)"
 )
 
 
@@ -285,7 +285,7 @@ def _format_one(ip: Interpreter, value: Any, conv: str, flags: str, width: int, 
         number = _to_integer(value)
         spec = {"d": "d", "i": "d", "u": "d", "x": "x", "X": "X", "o": "o", "b": "b", "B": "b"}[conv]
         prec_text = ""
-        result = format(number, f"{py_flags.replace('#', '')}{width if width else ''}{spec}")
+        result = format(number, f"{py_flags}{width if width else ''}{spec}")
         if prec is not None:
             digits = format(abs(number), spec).rjust(prec, "0")
             sign = "-" if number < 0 else ("+" if "+" in flags else "")
