@@ -380,6 +380,7 @@ class Machine:
             timer.mark("provision")
         finally:
             session.close()
+        emit(f"==> {self.name}: machine is ready (SSH on 127.0.0.1:{st.ssh_port}; log in with: vmctl ssh {self.name})")
 
     def _ensure_box(self, emit: Emit) -> Any:
         from vmctl.boxes import store
