@@ -769,3 +769,8 @@ def test_typical_vagrantfile_is_fast(tmp_path: Path) -> None:
         load_project(corpus / "Vagrantfile", env={})
     per_file = (time.perf_counter() - start) / 10
     assert per_file < 0.05, f"{per_file * 1000:.1f} ms per evaluation"
+
+
+def test_evaluations_do_not_leak_into_each_other(tmp_path: Path) -> None:
+    assert output(tmp_path, "RbConfig::CONFIG['host_os'] = 'mutated'\n$leak = 1\nputs RbConfig::CONFIG['host_os']") == ["mutated"]
+    assert output(tmp_path, "puts RbConfig::CONFIG['host_os'] == 'mutated', $leak.inspect") == ["false", "nil"]

@@ -786,14 +786,13 @@ class GemRequirement(RObject):
         return super().rb_send(ip, name, args, block, node)
 
 
-_constants_cache: dict[str, Any] | None = None
-
-
-def builtin_constants() -> dict[str, Any]:
-    global _constants_cache
-    if _constants_cache is None:
-        _constants_cache = _make_constants()
-    return _constants_cache
+def builtin_constants(ip: Interpreter) -> dict[str, Any]:
+    """Made once per evaluation: a Vagrantfile that changes one (RbConfig::CONFIG is a
+    Hash) must not change what the next evaluation in this process sees."""
+    table = ip.builtin_constants
+    if table is None:
+        table = ip.builtin_constants = _make_constants()
+    return table
 
 
 def constant(ip: Interpreter, name: str, node: Node) -> Any:
@@ -801,7 +800,7 @@ def constant(ip: Interpreter, name: str, node: Node) -> Any:
         return list(ip.argv)
     if name in REFUSED_CONSTANTS:
         raise ip.unsupported(node, name, REFUSED_CONSTANTS[name])
-    table = builtin_constants()
+    table = builtin_constants(ip)
     if name in table:
         return table[name]
     raise ip.error_at(node, "NameError", f"uninitialized constant {name}")

@@ -187,6 +187,7 @@ class Interpreter:
         self._warned: set[str] = set()
         self.loaded: set[Path] = set()
         self.files_loaded = 0
+        self.builtin_constants: dict[str, Any] | None = None  # see host.builtin_constants
         self.configure_blocks: list[tuple[Proc, Node]] = []  # Vagrant.configure, in order
         self.inert = 0  # >0 while evaluating blocks whose config writes are only recorded
         self.steps = 0
