@@ -774,3 +774,12 @@ def test_typical_vagrantfile_is_fast(tmp_path: Path) -> None:
 def test_evaluations_do_not_leak_into_each_other(tmp_path: Path) -> None:
     assert output(tmp_path, "RbConfig::CONFIG['host_os'] = 'mutated'\n$leak = 1\nputs RbConfig::CONFIG['host_os']") == ["mutated"]
     assert output(tmp_path, "puts RbConfig::CONFIG['host_os'] == 'mutated', $leak.inspect") == ["false", "nil"]
+
+
+def test_windows_line_endings(tmp_path: Path) -> None:
+    (tmp_path / "Vagrantfile").write_bytes(
+        b'Vagrant.configure("2") do |config|\r\n  config.vm.provision "shell", inline: <<~EOS\r\n'
+        b"    echo hi\r\n  EOS\r\nend\r\n"
+    )
+    (m,) = load_project(tmp_path / "Vagrantfile", env={}).machines
+    assert m.provisioners[0].inline == "echo hi\n"

@@ -26,6 +26,10 @@ class Source:
     text: bytes
     display: str  # the path as shown in errors and warnings
 
+    def __post_init__(self) -> None:
+        # Ruby reads CRLF as a newline (Vagrantfiles written on Windows): so do we.
+        self.text = self.text.replace(b"\r\n", b"\n")
+
     def line(self, number: int) -> str:
         lines = self.text.split(b"\n", number)
         if 0 < number <= len(lines):
