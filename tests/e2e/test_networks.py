@@ -1,0 +1,106 @@
+"""Private networks between machines (QEMU multicast sockets, no root, no bridge) and
+rsync synced folders, on tiny-box guests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import Vmctl, write_vagrantfile
+
+TWO_NODES = """
+    Vagrant.configure("2") do |config|
+      config.vm.box = "vmctl/tiny"
+      config.vm.synced_folder ".", "/vagrant", disabled: true
+      config.vm.provider :libvirt do |lv|
+        lv.memory = 256
+      end
+      {"node-1" => "172.17.8.101", "node-2" => "172.17.8.102"}.each do |name, ip|
+        config.vm.define name do |node|
+          node.vm.hostname = name
+          node.vm.network "private_network", ip: ip
+        end
+      end
+    end
+"""
+
+OTHER_PROJECT = """
+    Vagrant.configure("2") do |config|
+      config.vm.box = "vmctl/tiny"
+      config.vm.synced_folder ".", "/vagrant", disabled: true
+      config.vm.network "private_network", ip: "172.17.8.103"
+      config.vm.provider :libvirt do |lv|
+        lv.memory = 256
+      end
+    end
+"""
+
+
+def ping(vmctl: Vmctl, project: Path, machine: str, ip: str) -> bool:
+    r = vmctl("ssh", machine, "-c", f"sudo ping -c 2 -W 2 {ip}", cwd=project, check=False, timeout=60)
+    return r.returncode == 0
+
+
+def test_private_network_within_a_project_only(
+    vmctl: Vmctl, tiny_box: Path, tmp_path: Path, destroy_after: list[Path]
+) -> None:
+    a = tmp_path / "cluster"
+    b = tmp_path / "stranger"
+    a.mkdir()
+    b.mkdir()
+    write_vagrantfile(a, TWO_NODES)
+    write_vagrantfile(b, OTHER_PROJECT)
+    destroy_after += [a, b]
+    vmctl("up", cwd=a)
+    vmctl("up", cwd=b)
+
+    addr = vmctl("ssh", "node-1", "-c", "ip -4 addr", cwd=a).stdout
+    assert "172.17.8.101/24" in addr
+    assert ping(vmctl, a, "node-1", "172.17.8.102")
+    assert ping(vmctl, a, "node-2", "172.17.8.101")
+    # Another project's machine on the same subnet is on another wire.
+    assert not ping(vmctl, b, "default", "172.17.8.101")
+    assert not ping(vmctl, a, "node-2", "172.17.8.103")
+
+    # The address comes back after a reboot.
+    vmctl("reload", "node-2", cwd=a)
+    assert ping(vmctl, a, "node-1", "172.17.8.102")
+
+
+def test_synced_folder_and_rsync(vmctl: Vmctl, tiny_box: Path, project: Path, destroy_after: list[Path]) -> None:
+    src = project / "src"
+    (src / "sub").mkdir(parents=True)
+    (src / "a.txt").write_text("one\n")
+    (src / "sub" / "b.txt").write_text("two\n")
+    (src / "skip.log").write_text("excluded\n")
+    write_vagrantfile(project, """
+        Vagrant.configure("2") do |config|
+          config.vm.box = "vmctl/tiny"
+          config.vm.synced_folder ".", "/vagrant", disabled: true
+          config.vm.synced_folder "src", "/srv/app", type: "rsync", rsync__exclude: ["*.log"]
+          config.vm.provider :libvirt do |lv|
+            lv.memory = 256
+          end
+        end
+    """)
+    destroy_after.append(project)
+    vmctl("up", cwd=project)
+    listing = vmctl("ssh", "-c", "cd /srv/app && find . -type f | sort && stat -c %U a.txt", cwd=project).stdout
+    assert listing.split() == ["./a.txt", "./sub/b.txt", "vagrant"]
+
+    (src / "a.txt").write_text("changed\n")
+    (src / "new.txt").write_text("new\n")
+    vmctl("rsync", cwd=project)
+    assert vmctl("ssh", "-c", "cat /srv/app/a.txt /srv/app/new.txt", cwd=project).stdout == "changed\nnew\n"
+
+
+def test_unsupported_synced_folder_type_is_refused(vmctl: Vmctl, project: Path) -> None:
+    write_vagrantfile(project, """
+        Vagrant.configure("2") do |config|
+          config.vm.box = "vmctl/tiny"
+          config.vm.synced_folder ".", "/vagrant", type: "nfs"
+        end
+    """)
+    r = vmctl("up", cwd=project, check=False)
+    assert r.returncode == 1
+    assert "nfs" in r.stderr and "rsync" in r.stderr
+    assert "Traceback" not in r.stderr
