@@ -111,12 +111,18 @@ def render_domain(spec: DomainSpec) -> str:
     ET.SubElement(disk, "source", file=str(spec.disk))
     ET.SubElement(disk, "target", dev="vda", bus="virtio")
 
-    for nic in spec.private_nics:
+    for i, nic in enumerate(spec.private_nics):
         iface = ET.SubElement(devices, "interface", type="mcast")
         ET.SubElement(iface, "mac", address=nic.mac)
         source = ET.SubElement(iface, "source", address=nic.group, port=str(nic.port))
         ET.SubElement(source, "local", address="127.0.0.1")
         ET.SubElement(iface, "model", type="virtio")
+        # After the first NIC's slot, so the guest names the NAT NIC first (eth0) and
+        # boxes that run DHCP on their first interface keep working.
+        ET.SubElement(
+            iface, "address", type="pci", domain="0x0000", bus="0x00",
+            slot=f"0x{int(USER_NIC_SLOT, 16) + 1 + i:02x}", function="0x0",
+        )  # fmt: skip
 
     serial = ET.SubElement(devices, "serial", type="file")
     ET.SubElement(serial, "source", path=str(spec.console_log))

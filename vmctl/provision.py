@@ -96,7 +96,11 @@ def _shell(
     s.upload(script.encode(), remote, mode="0755")
     exports = "".join(f"export {k}={shlex.quote(str(v))}; " for k, v in p.env.items())
     runner = remote if script.startswith("#!") else f"/bin/sh {remote}"
-    args = " ".join(shlex.quote(a) for a in p.args)
+    # Vagrant appends a String args verbatim (the shell splits it) and quotes Array items.
+    if p.args_verbatim:
+        args = " ".join(p.args)
+    else:
+        args = " ".join(shlex.quote(a) for a in p.args)
     body = f"{exports}{runner} {args}".strip()
     command = f"sudo -n sh -c {shlex.quote(body)}" if p.privileged else f"sh -c {shlex.quote(body)}"
     out = LineWriter(emit, f"    {machine}: ")

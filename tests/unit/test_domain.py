@@ -98,6 +98,7 @@ def test_private_networks_are_mcast_on_loopback():
     assert iface.find("source").get("address") == group
     assert iface.find("source/local").get("address") == "127.0.0.1"
     assert iface.find("model").get("type") == "virtio"
+    assert iface.find("address").get("slot") == "0x11"  # after the NAT NIC at 0x10
 
 
 def test_mcast_segments_differ_per_project_and_are_stable():
