@@ -349,6 +349,24 @@ class Connection:
         except self._lv.libvirtError as exc:
             raise HypervisorError(f"libvirt could not list domains: {exc}") from exc
 
+    def find_machine_domain(self, project: str, machine: str) -> str | None:
+        """The domain vmctl made for MACHINE of PROJECT, found by its metadata (used when
+        the project's state file is lost or corrupt)."""
+        from vmctl.domain import parse_machine_metadata
+
+        try:
+            domains = self._conn.listAllDomains()
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt could not list domains: {exc}") from exc
+        for dom in domains:
+            try:
+                meta = parse_machine_metadata(dom.XMLDesc(0))
+            except self._lv.libvirtError:
+                continue
+            if meta and meta.get("project") == project and meta.get("name") == machine:
+                return str(dom.name())
+        return None
+
     def _require(self, name: str) -> Any:
         dom = self._domain(name)
         if dom is None:

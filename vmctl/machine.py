@@ -292,6 +292,9 @@ class Machine:
                     self._start_with_port_retry(c, st, emit)
         if state == hypervisor.RUNNING:
             emit(f"==> {self.name}: machine already running.")
+            if self._needs_key(st):  # an earlier up was interrupted before the key swap
+                with self._ssh_session() as s:
+                    self._insert_key(s, st, emit).close()
             if provision:
                 with self._ssh_session() as s:
                     self._provision(s, emit=emit, emit_output=emit_output, forced=True, only=None)
@@ -307,6 +310,8 @@ class Machine:
         session = self._wait_ssh(st, emit=emit, cancel=cancel)
         timer.mark("wait for SSH")
         try:
+            if self._needs_key(st):
+                session = self._insert_key(session, st, emit)
             if state not in (hypervisor.SAVED, hypervisor.PAUSED):
                 self._configure_guest(session, emit=emit, first=False)
             self._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=None, first_run=not st.provisioned, skip=provision is False)
@@ -368,12 +373,14 @@ class Machine:
             if tail and isinstance(exc, VmctlError):
                 exc.message += f"\nlast lines of the serial console ({st.console_log}):\n{tail}"
             raise
+        # From here on the machine exists and answers: an interrupted up leaves it
+        # running and reachable, and the next up or ssh picks it up from there.
+        st.phase = "created"
+        self.save()
         try:
-            if cfg.ssh.insert_key and not st.key_inserted and not cfg.ssh.private_key_path:
+            if self._needs_key(st):
                 session = self._insert_key(session, st, emit)
                 timer.mark("key swap")
-            st.phase = "created"
-            self.save()
             self._configure_guest(session, emit=emit, first=True)
             timer.mark("configure guest")
             self._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=None, first_run=True, skip=provision is False)
@@ -556,6 +563,10 @@ class Machine:
             yield s
         finally:
             s.close()
+
+    def _needs_key(self, st: MachineState) -> bool:
+        ssh = self.config.ssh
+        return ssh.insert_key and not st.key_inserted and not ssh.private_key_path
 
     def _insert_key(self, session: Session, st: MachineState, emit: Emit) -> Session:
         from vmctl import ssh

@@ -97,10 +97,7 @@ def _shell(
     exports = "".join(f"export {k}={shlex.quote(str(v))}; " for k, v in p.env.items())
     runner = remote if script.startswith("#!") else f"/bin/sh {remote}"
     # Vagrant appends a String args verbatim (the shell splits it) and quotes Array items.
-    if p.args_verbatim:
-        args = " ".join(p.args)
-    else:
-        args = " ".join(shlex.quote(a) for a in p.args)
+    args = " ".join(p.args) if p.args_verbatim else " ".join(shlex.quote(a) for a in p.args)
     body = f"{exports}{runner} {args}".strip()
     command = f"sudo -n sh -c {shlex.quote(body)}" if p.privileged else f"sh -c {shlex.quote(body)}"
     out = LineWriter(emit, f"    {machine}: ")

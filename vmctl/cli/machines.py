@@ -117,25 +117,54 @@ def status(
 ) -> None:
     """Show the state of the project's machines (asks libvirt)."""
     from vmctl import hypervisor, term
+    from vmctl.errors import StateError
 
     project = _project("status", *(names or []))
     machines = project.machines(names or [])
     states: dict[str, str] = {}
     by_uri: dict[str, list] = {}
+    unreadable = []  # machines whose state file is corrupt: ask libvirt by metadata
     for m in machines:
-        if m.state is None:
+        try:
+            st = m.state
+        except StateError as exc:
+            term.error(str(exc), exc.hint)
+            unreadable.append(m)
+            continue
+        if st is None:
             states[m.name] = hypervisor.NOT_CREATED
         else:
-            by_uri.setdefault(m.state.uri, []).append(m)
+            by_uri.setdefault(st.uri, []).append(m)
     for uri, group in by_uri.items():
         with hypervisor.connect(uri) as c:
             for m in group:
                 states[m.name] = m.status(c)
+    domains: dict[str, str | None] = {}
+    if unreadable:
+        with hypervisor.connect(hypervisor.resolve_uri()) as c:
+            for m in unreadable:
+                dom = c.find_machine_domain(str(project.root), m.name)
+                domains[m.name] = dom
+                states[m.name] = c.state(dom) if dom else hypervisor.NOT_CREATED
     if as_json:
-        term.out_json({"machines": [m.status_json(states[m.name]) for m in machines]})
+        out = []
+        for m in machines:
+            if m in unreadable:
+                out.append({"name": m.name, "state": states[m.name], "domain": domains[m.name],
+                            "ssh": None, "forwarded_ports": [], "state_file_error": True})
+            else:
+                out.append(m.status_json(states[m.name]))
+        term.out_json({"machines": out})
+        if unreadable:
+            raise typer.Exit(1)
         return
-    rows = [[m.name, states[m.name], m.state.domain if m.state else "-"] for m in machines]
+    rows = []
+    for m in machines:
+        dom = domains.get(m.name) if m in unreadable else (m.state.domain if m.state else None)
+        rows.append([m.name, states[m.name], dom or "-"])
     term.table(["name", "state", "domain"], rows)
+    if unreadable:
+        raise typer.Exit(1)
 
 
 def global_status(
