@@ -173,9 +173,16 @@ def global_status(
 ) -> None:
     """Show every vmctl machine on this host, whatever its project."""
     from vmctl import hypervisor, term
+    from vmctl.errors import StateError
     from vmctl.state import index_lock, load_index, save_index
 
-    entries = load_index()
+    try:
+        entries = load_index()
+    except StateError as exc:
+        # The index is unreadable: say so, and still tell the truth by asking libvirt.
+        term.error(str(exc), exc.hint)
+        _global_status_from_libvirt(as_json)
+        raise typer.Exit(1) from exc
     states: dict[str, str] = {}
     by_uri: dict[str, list] = {}
     for e in entries.values():
@@ -212,6 +219,24 @@ def global_status(
         term.info("no vmctl machines on this host")
         return
     term.table(["id", "name", "state", "project"], [[e.id, e.name, states.get(e.id, "unknown"), e.project] for e in items])
+
+
+def _global_status_from_libvirt(as_json: bool) -> None:
+    from vmctl import hypervisor, term
+    from vmctl.domain import parse_machine_metadata
+
+    uri = hypervisor.resolve_uri()
+    found = []
+    with hypervisor.connect(uri) as c:
+        for name in c.domain_names("vmctl-"):
+            meta = parse_machine_metadata(c.xml(name) or "") or {}
+            found.append({"id": meta.get("id"), "name": meta.get("name"), "project": meta.get("project"),
+                          "state": c.state(name), "domain": name, "uri": uri, "ports": []})
+    if as_json:
+        term.out_json({"machines": found, "index_error": True})
+        return
+    term.table(["id", "name", "state", "project"],
+               [[str(m["id"]), str(m["name"]), m["state"], str(m["project"])] for m in found])
 
 
 def halt(
