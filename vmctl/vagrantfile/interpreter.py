@@ -465,6 +465,9 @@ class Interpreter:
         if body is None:
             return ""
         tag = node.text
+        if tag.lstrip("<~-").startswith("`"):
+            # <<`EOS` is a command heredoc: Ruby runs its body as a shell command.
+            raise self.unsupported(node, _REFUSED_NODES["subshell"], "a command heredoc runs a host command")
         raw = "'" in tag
         squiggly = tag.startswith("<<~")
         segments: list[tuple[str, str]] = []
