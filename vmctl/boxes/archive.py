@@ -5,7 +5,8 @@ A box is a tar archive (plain, gzip, bzip2, xz, or zstd) holding ``metadata.json
 Vagrantfile names, for example). Every member is checked before anything is written: only
 regular files and folders, no absolute path, no ``..``, no symbolic or hard link, no device or
 FIFO. The caller unpacks into a scratch folder it deletes on any failure, so a refused box
-leaves nothing behind.
+leaves nothing behind. Sparse members (GNU tar --sparse, PAX sparse) are written region by
+region, so the time taken follows the archive's data, never the size its holes declare.
 
 ``metadata.json`` must say ``provider: libvirt``, ``format: qcow2`` and give ``virtual_size``;
 ``box.img`` is inspected with ``qemu-img info --output=json`` and refused unless its format is
@@ -127,6 +128,10 @@ def unpack(archive: Path, dest: Path, *, scratch: Path, label: str | None = None
                             raise BoxError(f"refusing the box {label}: {str(rel)!r} is both a file and a folder")
                         target.mkdir(mode=0o755, exist_ok=True)
                         continue
+                    if member.sparse is not None:
+                        _write_sparse(target, tar, member, label, str(rel))
+                        written.append(str(rel))
+                        continue
                     src = tar.extractfile(member)
                     if src is None:  # pragma: no cover - isreg() members always have data
                         raise BoxError(f"refusing the box {label}: cannot read member {member.name!r}")
@@ -158,19 +163,56 @@ def _make_parents(dest: Path, rel: PurePosixPath) -> None:
         folder.mkdir(mode=0o755, exist_ok=True)
 
 
-def _write_file(target: Path, src: IO[bytes], size: int, label: str, rel: str) -> None:
-    """Write SRC to TARGET (which must not exist), keeping runs of zeros sparse."""
+def _create(target: Path, label: str, rel: str) -> int:
     try:
-        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        return os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
     except FileExistsError as exc:
         raise BoxError(f"refusing the box {label}: member {rel!r} appears more than once") from exc
-    with os.fdopen(fd, "wb") as out:
-        while chunk := src.read(CHUNK):
-            if chunk.count(0) == len(chunk):
-                out.seek(len(chunk), os.SEEK_CUR)
-            else:
-                out.write(chunk)
+
+
+def _copy(src: IO[bytes], out: IO[bytes], length: int | None) -> None:
+    """Copy LENGTH bytes (None: to the end) from SRC to OUT, seeking over runs of zeros."""
+    left = length
+    while left is None or left > 0:
+        chunk = src.read(CHUNK if left is None else min(CHUNK, left))
+        if not chunk:
+            if left is not None:
+                raise EOFError("a member ends early")
+            return
+        if left is not None:
+            left -= len(chunk)
+        if chunk.count(0) == len(chunk):
+            out.seek(len(chunk), os.SEEK_CUR)
+        else:
+            out.write(chunk)
+
+
+def _write_file(target: Path, src: IO[bytes], size: int, label: str, rel: str) -> None:
+    """Write SRC to TARGET (which must not exist), keeping runs of zeros sparse."""
+    with os.fdopen(_create(target, label, rel), "wb") as out:
+        _copy(src, out, None)
         out.truncate(size)
+
+
+def _write_sparse(target: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, label: str,
+                  rel: str) -> None:
+    """Write the sparse MEMBER (GNU or PAX sparse) to TARGET: only its data regions are read
+    and written, the holes are left as holes. (tarfile's own reader makes up every byte of
+    the holes, so a few bytes of archive declaring a terabyte of holes would take hours.)"""
+    stream = tar.fileobj
+    assert stream is not None and member.sparse is not None
+    stream.seek(member.offset_data)
+    with os.fdopen(_create(target, label, rel), "wb") as out:
+        end = 0
+        for offset, length in member.sparse:
+            if length == 0:  # unused slots of the map
+                continue
+            if offset < end or length < 0 or offset + length > member.size:
+                raise BoxError(f"refusing the box {label}: member {rel!r} has a bad sparse map")
+            out.seek(offset)
+            _copy(stream, out, length)
+            end = offset + length
+        out.truncate(member.size)
 
 
 # --- what the box holds --------------------------------------------------------------------
