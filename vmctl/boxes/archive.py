@@ -106,11 +106,19 @@ def unpack(archive: Path, dest: Path, *, scratch: Path, label: str | None = None
     kind = compression(archive)
     source = archive
     if kind == "zstd":
+        from vmctl.errors import MissingToolError, VmctlError
         from vmctl.run import run
 
         source = scratch / "box.tar"
-        run(["zstd", "-d", "-q", "-f", "-o", source, archive], purpose="decompress a zstd box archive",
-            timeout=3600)
+        try:
+            run(["zstd", "-d", "-q", "-f", "-o", source, archive],
+                purpose="decompress a zstd box archive", timeout=3600)
+        except MissingToolError:
+            raise
+        except VmctlError as exc:  # corrupt data, or no room for the decompressed copy
+            source.unlink(missing_ok=True)
+            raise BoxError(f"{label} could not be decompressed: {exc.message}",
+                           hint="the box file is damaged, or the disk under VMCTL_HOME is full") from exc
     written: list[str] = []
     dest.mkdir(parents=True, exist_ok=True)
     try:
