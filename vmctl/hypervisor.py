@@ -187,20 +187,33 @@ def qemu_alive(uri: str, domain_name: str) -> bool | None:
 
 def _open(libvirt: Any, uri: str) -> Any:
     started = time.monotonic()
-    try:
-        conn = libvirt.open(uri)
-    except libvirt.libvirtError as exc:
-        hint = "check that libvirt is installed and running"
-        if "system" in uri:
-            hint = "start the daemons (libvirtd -d; virtlogd -d) or use the default embedded driver"
-        raise HypervisorError(f"could not connect to libvirt at {uri}: {exc}", hint=hint) from exc
-    log.debug("libvirt: opened %s in %.0f ms", uri, (time.monotonic() - started) * 1000)
-    return conn
+    while True:
+        try:
+            conn = libvirt.open(uri)
+        except libvirt.libvirtError as exc:
+            # Another process's embedded driver on this root may still be shutting down
+            # (it released vmctl's lock a moment ago): wait for it, briefly.
+            if "driver.pid" in str(exc) and time.monotonic() - started < 15:
+                time.sleep(0.1)
+                continue
+            hint = "check that libvirt is installed and running"
+            if "system" in uri:
+                hint = "start the daemons (libvirtd -d; virtlogd -d) or use the default embedded driver"
+            raise HypervisorError(f"could not connect to libvirt at {uri}: {exc}", hint=hint) from exc
+        log.debug("libvirt: opened %s in %.0f ms", uri, (time.monotonic() - started) * 1000)
+        return conn
 
 
 def _close(conn: Any) -> None:
     try:
-        conn.close()
+        refs = conn.close()
+        if refs:
+            # Domain objects still hold the connection: free them, or the embedded
+            # driver (and its root) stays held until this process exits.
+            import gc
+
+            gc.collect()
+        log.debug("libvirt: closed (%s references were left)", refs)
     except Exception:  # noqa: BLE001 - closing must never mask the real error
         log.debug("libvirt: close failed", exc_info=True)
 
