@@ -115,7 +115,7 @@ def _embedded_root(uri: str) -> Path:
 class _Shared:
     """One open connection per URI in this process, shared by threads while in use."""
 
-    def __init__(self, connection: Connection, release: Any) -> None:
+    def __init__(self, connection: Connection | WorkerConnection, release: Any) -> None:
         self.connection = connection
         self.release = release
         self.refs = 0
@@ -126,18 +126,18 @@ _shared_lock = threading.RLock()
 
 
 @contextmanager
-def connect(uri: str) -> Iterator[Connection]:
-    """An open libvirt connection; for the embedded driver, held under its lock.
+def connect(uri: str) -> Iterator[Connection | WorkerConnection]:
+    """An open libvirt connection, shared by this process's threads while any uses it.
 
-    Threads of one process share the connection while any of them uses it, and it is
-    closed when the last one is done. That matters for the embedded driver: every open
-    registers a new driver instance in this process (libvirt allows about 16), and
-    closing it releases the root for other vmctl processes.
+    For the embedded driver the connection lives in a worker process (see
+    vmctl.libvirt_worker) held under a file lock: the driver claims its root until the
+    process that opened it exits, so the worker exits, and the lock is released, as soon
+    as the last user here is done.
     """
     with _shared_lock:
         entry = _shared.get(uri)
         if entry is None:
-            entry = _open_shared(uri)
+            entry = _open_worker(uri) if is_embedded(uri) else _open_direct(uri)
             _shared[uri] = entry
         entry.refs += 1
     try:
@@ -150,25 +150,115 @@ def connect(uri: str) -> Iterator[Connection]:
                 entry.release()
 
 
-def _open_shared(uri: str) -> _Shared:
+def _open_direct(uri: str) -> _Shared:
+    conn, close = open_in_process(uri)
+    return _Shared(conn, close)
+
+
+def open_in_process(uri: str) -> tuple[Connection, Any]:
+    """Open URI in this process; returns the connection and its close function. For the
+    embedded driver, only the worker process calls this."""
+    libvirt = _import_libvirt()
+    if is_embedded(uri):
+        _start_event_loop(libvirt)
+    conn = _open(libvirt, uri)
+    return Connection(libvirt, conn, uri), lambda: _close(conn)
+
+
+def _open_worker(uri: str) -> _Shared:
+    root = _embedded_root(uri)
+    _prepare_embedded_root(root)
+    lock_name = "libvirt-" + hashlib.sha256(str(root).encode()).hexdigest()[:12]
     from contextlib import ExitStack
 
     stack = ExitStack()
-    if is_embedded(uri):
-        root = _embedded_root(uri)
-        _prepare_embedded_root(root)
-    libvirt = _import_libvirt()
+    stack.enter_context(file_lock(lock_name))
     try:
-        if is_embedded(uri):
-            _start_event_loop(libvirt)
-            lock_name = "libvirt-" + hashlib.sha256(str(root).encode()).hexdigest()[:12]
-            stack.enter_context(file_lock(lock_name))
-        conn = _open(libvirt, uri)
+        worker = WorkerConnection.spawn(uri, root / "log" / "worker.log")
     except BaseException:
         stack.close()
         raise
-    stack.callback(_close, conn)
-    return _Shared(Connection(libvirt, conn, uri), stack.close)
+    stack.callback(worker.terminate)
+    return _Shared(worker, stack.close)
+
+
+class WorkerConnection:
+    """The Connection API, served by a vmctl.libvirt_worker process over a pipe."""
+
+    def __init__(self, proc: subprocess.Popen[str], uri: str) -> None:
+        self._proc = proc
+        self._lock = threading.Lock()
+        self.uri = uri
+
+    @classmethod
+    def spawn(cls, uri: str, log_file: Path) -> WorkerConnection:
+        import sys
+
+        started = time.monotonic()
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with open(log_file, "ab") as err:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "vmctl.libvirt_worker", uri],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+                start_new_session=True,  # Ctrl-C goes to vmctl, which then stops the worker
+            )  # fmt: skip
+        worker = cls(proc, uri)
+        try:
+            worker._receive()
+        except BaseException:
+            worker.terminate()
+            raise
+        log.debug("libvirt: worker for %s ready in %.0f ms", uri, (time.monotonic() - started) * 1000)
+        return worker
+
+    def terminate(self) -> None:
+        try:
+            if self._proc.stdin:
+                self._proc.stdin.close()
+            self._proc.wait(timeout=30)
+        except (OSError, subprocess.TimeoutExpired):
+            self._proc.kill()
+            self._proc.wait()
+
+    def _receive(self) -> Any:
+        import json
+
+        from vmctl import errors
+
+        assert self._proc.stdout is not None
+        line = self._proc.stdout.readline()
+        if not line:
+            raise HypervisorError(
+                "the libvirt worker exited unexpectedly",
+                hint=f"see {_embedded_root(self.uri) / 'log' / 'worker.log'}",
+            )
+        reply = json.loads(line)
+        if "error" in reply:
+            err = reply["error"]
+            cls = getattr(errors, err.get("type", ""), HypervisorError)
+            if not (isinstance(cls, type) and issubclass(cls, VmctlError)):
+                cls = HypervisorError
+            raise cls(err["message"], hint=err.get("hint"))
+        return reply["ok"]
+
+    def _call(self, op: str, *args: Any) -> Any:
+        import json
+
+        with self._lock:
+            assert self._proc.stdin is not None
+            try:
+                self._proc.stdin.write(json.dumps({"op": op, "args": list(args)}) + "\n")
+                self._proc.stdin.flush()
+            except OSError as exc:
+                raise HypervisorError(f"the libvirt worker is gone: {exc}") from exc
+            return self._receive()
+
+    def __getattr__(self, op: str) -> Any:
+        from vmctl.libvirt_worker import OPS
+
+        if op not in OPS:
+            raise AttributeError(op)
+        return lambda *args: self._call(op, *args)
 
 
 def qemu_alive(uri: str, domain_name: str) -> bool | None:
