@@ -32,6 +32,7 @@ from vmctl.boxes.build import (
 from vmctl.errors import BuildError, MissingToolError
 
 TINY = Path(__file__).resolve().parents[2] / "boxes" / "tiny"
+COREOS = Path(__file__).resolve().parents[2] / "boxes" / "coreos-like"
 KERNEL = "linux-image-6.1.0-99-cloud-amd64=6.1.999-1"
 
 
@@ -64,6 +65,28 @@ def test_tiny_recipe_parses() -> None:
     assert (TINY / recipe.overlay / "etc" / "inittab").is_file()
 
 
+def test_coreos_like_recipe_parses() -> None:
+    recipe = parse_recipe(COREOS)
+    assert recipe.name == "vmctl/coreos-like"
+    assert recipe.ssh_username == "core"
+    assert recipe.kernel.root_modules is True
+    assert {
+        "systemd", "openssh-server", "sudo", "rsync", "podman", "podman-docker",
+        "etcd-server", "etcd-client", "busybox-static",
+    } <= set(recipe.packages)  # fmt: skip
+    assert (COREOS / recipe.overlay / "etc" / "systemd" / "system" / "usr.mount").is_file()
+    assert os.access(COREOS / "customize.sh", os.X_OK)
+
+
+def test_ssh_username_and_root_modules(tmp_path: Path) -> None:
+    text = MINIMAL + 'ssh_username = "core"\n[kernel]\nroot_modules = true\n'
+    recipe = parse_recipe(write_recipe(tmp_path / "r", text))
+    assert recipe.ssh_username == "core"
+    assert recipe.kernel.root_modules is True
+    plain = parse_recipe(write_recipe(tmp_path / "p", MINIMAL))
+    assert plain.ssh_username is None and plain.kernel.root_modules is False
+
+
 def test_defaults_of_a_minimal_recipe(tmp_path: Path) -> None:
     recipe = parse_recipe(write_recipe(tmp_path / "r", MINIMAL))
     assert recipe == Recipe(folder=(tmp_path / "r").absolute(), name="test/box", version="0.1.0")
@@ -78,6 +101,9 @@ def test_defaults_of_a_minimal_recipe(tmp_path: Path) -> None:
         ('name = "a b"\nversion = "1"\n', "'a b'"),
         ('name = "x"\nversion = "one"\n', "'one'"),
         (MINIMAL + 'variant = "huge"\n', "'huge'"),
+        (MINIMAL + 'ssh_username = "Core User"\n', "ssh_username = 'Core User'"),
+        (MINIMAL + "ssh_username = 500\n", "ssh_username = 500"),
+        (MINIMAL + '[kernel]\nroot_modules = "yes"\n', "kernel.root_modules = 'yes'"),
         (MINIMAL + "disk_size_gb = 0\n", "disk_size_gb = 0"),
         (MINIMAL + 'disk_size_gb = "4"\n', "'4'"),
         (MINIMAL + 'packages = "sudo"\n', "'sudo'"),
@@ -222,6 +248,32 @@ def test_metadata_and_vagrantfile() -> None:
     ]
 
 
+def test_vagrantfile_with_an_ssh_username() -> None:
+    lines = render_vagrantfile("root=/dev/vda rw", ssh_username="core").splitlines()
+    assert lines[:3] == [
+        'Vagrant.configure("2") do |config|',
+        '  config.ssh.username = "core"',
+        "  config.vm.provider :libvirt do |libvirt|",
+    ]
+    assert lines[3:] == render_vagrantfile("root=/dev/vda rw").splitlines()[2:]
+
+
+def test_the_box_vagrantfile_gives_projects_its_ssh_user(tmp_path: Path) -> None:
+    from vmctl.vagrantfile import load_project
+
+    box_file = tmp_path / "box" / "Vagrantfile"
+    box_file.parent.mkdir()
+    box_file.write_text(render_vagrantfile("root=/dev/vda rw console=ttyS0", "core"))
+    project = tmp_path / "Vagrantfile"
+    project.write_text(
+        'Vagrant.configure("2") do |config|\n  config.vm.box = "vmctl/coreos-like"\nend\n'
+    )
+    machine = load_project(project, box_vagrantfile=lambda name, version: box_file).primary()
+    assert machine.ssh.username == "core"
+    assert machine.libvirt.cmd_line == "root=/dev/vda rw console=ttyS0"
+    assert machine.libvirt.kernel == str(box_file.parent / "vmlinuz")
+
+
 # --- the initramfs parts ---------------------------------------------------------------------
 
 
@@ -357,6 +409,37 @@ def test_initramfs_holds_busybox_modules_and_init(tmp_path: Path) -> None:
     assert entries["lib/modules/virtio_blk.ko"][1] == b"virtio_blk"
     assert entries["bin/mount"][1] == b"busybox"
     assert stat.S_ISCHR(entries["dev/console"][0])
+
+
+def test_root_modules_are_copied_without_the_build_links(tmp_path: Path) -> None:
+    modules = fake_modules(tmp_path / "lib" / "modules" / "6.1.0-99-cloud-amd64")
+    (modules / "kernel" / "fs").mkdir(parents=True)
+    (modules / "kernel" / "fs" / "overlay.ko").write_bytes(b"overlay")
+    (modules / "build").symlink_to("/usr/src/linux-headers-6.1.0-99-cloud-amd64")
+    kernel = HostKernel("linux-image-x", "1", modules.name, tmp_path / "vmlinuz", modules)
+    root = tmp_path / "root"
+    (root / "usr" / "lib").mkdir(parents=True)
+    (root / "lib").symlink_to("usr/lib")
+    build.install_modules(kernel, root)
+    target = root / "usr" / "lib" / "modules" / modules.name
+    assert (target / "kernel" / "fs" / "overlay.ko").read_bytes() == b"overlay"
+    assert (target / "modules.dep").read_text() == (modules / "modules.dep").read_text()
+    assert not (target / "build").exists() and not (target / "build").is_symlink()
+
+
+def test_root_modules_of_an_unpacked_package_are_indexed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    modules = tmp_path / "unpacked" / "lib" / "modules" / "6.1.0-99-cloud-amd64"
+    (modules / "kernel").mkdir(parents=True)
+    (modules / "kernel" / "veth.ko").write_bytes(b"veth")
+    kernel = HostKernel("linux-image-x", "1", modules.name, tmp_path / "vmlinuz", modules)
+    calls: list[list[str]] = []
+    monkeypatch.setattr(build.run, "run", lambda argv, **kw: calls.append([str(a) for a in argv]))
+    root = tmp_path / "root"
+    build.install_modules(kernel, root)
+    assert (root / "usr" / "lib" / "modules" / modules.name / "kernel" / "veth.ko").is_file()
+    assert calls == [["depmod", "-b", str(root), modules.name]]
 
 
 # --- building, with the heavy steps replaced -------------------------------------------------

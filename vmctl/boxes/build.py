@@ -65,6 +65,7 @@ KEEP_BUILDS = 3
 # Fixed timestamp for archive members and the initramfs, so equal inputs give equal bytes.
 EPOCH = 1_700_000_000
 KERNEL_SOURCES = ("auto", "host", "mirror")
+USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+)*([.-][A-Za-z0-9.]+)?$")
 VARIANTS = (
@@ -91,6 +92,7 @@ class KernelSpec:
     modules: tuple[str, ...] = ()
     cmdline: str = "root=/dev/vda rw console=ttyS0"
     initramfs_init: str = "initramfs/init"
+    root_modules: bool = False  # the kernel's modules also go into the root's /usr/lib/modules
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ class Recipe:
     overlay: str | None = None
     customize: tuple[str, ...] = ()
     disk_size_gb: int = 4
+    ssh_username: str | None = None  # config.ssh.username in the box's Vagrantfile
     kernel: KernelSpec = field(default_factory=KernelSpec)
 
     @property
@@ -229,7 +232,7 @@ def parse_recipe(folder: Path) -> Recipe:
     known = {
         "name", "version", "description", "suite", "variant", "mirror", "security_mirror",
         "components", "packages", "dpkg_exclude", "dpkg_include", "overlay", "customize",
-        "disk_size_gb", "kernel",
+        "disk_size_gb", "ssh_username", "kernel",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -257,12 +260,18 @@ def parse_recipe(folder: Path) -> Recipe:
     customize = strings(data, "customize")
     for script in customize:
         relative_file("customize", script)
+    ssh_username = data.get("ssh_username")
+    if ssh_username is not None and (
+        not isinstance(ssh_username, str) or not USER_RE.match(ssh_username)
+    ):
+        raise bad("ssh_username", ssh_username, 'a user name such as "core"')
 
     kernel_table = data.get("kernel", {})
     if not isinstance(kernel_table, dict):
         raise bad("kernel", kernel_table, "a table ([kernel])")
     unknown = sorted(
-        set(kernel_table) - {"package", "source", "modules", "cmdline", "initramfs_init"}
+        set(kernel_table)
+        - {"package", "source", "modules", "cmdline", "initramfs_init", "root_modules"}
     )
     if unknown:
         raise BuildError(f"{path}: unknown key kernel.{unknown[0]}")
@@ -272,7 +281,10 @@ def parse_recipe(folder: Path) -> Recipe:
         modules=strings(kernel_table, "modules", "kernel."),
         cmdline=text(kernel_table, "cmdline", KernelSpec.cmdline, "kernel."),
         initramfs_init=text(kernel_table, "initramfs_init", KernelSpec.initramfs_init, "kernel."),
+        root_modules=kernel_table.get("root_modules", False),
     )
+    if not isinstance(kernel.root_modules, bool):
+        raise bad("kernel.root_modules", kernel.root_modules, "true or false")
     relative_file("kernel.initramfs_init", kernel.initramfs_init)
     if kernel.source not in KERNEL_SOURCES:
         raise bad("kernel.source", kernel.source, f"one of {', '.join(KERNEL_SOURCES)}")
@@ -299,6 +311,7 @@ def parse_recipe(folder: Path) -> Recipe:
         overlay=overlay,
         customize=customize,
         disk_size_gb=disk,
+        ssh_username=ssh_username,
         kernel=kernel,
     )
 
@@ -349,10 +362,15 @@ def builder_fingerprint() -> bytes:
 # Small renderers (pure functions)
 
 
-def render_vagrantfile(cmdline: str) -> str:
-    """The box's own Vagrantfile: direct kernel boot, paths relative to the box."""
+def render_vagrantfile(cmdline: str, ssh_username: str | None = None) -> str:
+    """The box's own Vagrantfile: direct kernel boot, paths relative to the box.
+
+    With SSH_USERNAME, it also sets config.ssh.username, so projects need not.
+    """
+    ssh = f'  config.ssh.username = "{ssh_username}"\n' if ssh_username else ""
     return (
         'Vagrant.configure("2") do |config|\n'
+        f"{ssh}"
         "  config.vm.provider :libvirt do |libvirt|\n"
         '    libvirt.kernel = File.join(File.dirname(__FILE__), "vmlinuz")\n'
         '    libvirt.initrd = File.join(File.dirname(__FILE__), "initrd.img")\n'
@@ -531,6 +549,9 @@ def build_into_cache(
             kernel = unpack_kernel(debs, work / "kernel")
         notify(f"kernel: {kernel.package} {kernel.version}")
         shutil.copyfile(kernel.vmlinuz, work / "vmlinuz")
+        if recipe.kernel.root_modules:
+            notify(f"modules: {kernel.release} into the root's /usr/lib/modules")
+            install_modules(kernel, root)
         notify(f"initramfs: busybox + {', '.join(recipe.kernel.modules) or 'no modules'}")
         (work / "initrd.img").write_bytes(make_initramfs(recipe, root, kernel))
         notify(f"filesystem: ext4, {recipe.disk_size_gb} GB")
@@ -708,6 +729,28 @@ def find_host_kernel(package: str) -> HostKernel:
         vmlinuz=vmlinuz,
         modules_dir=modules_dir,
     )
+
+
+def install_modules(kernel: HostKernel, root: Path) -> None:
+    """Copy KERNEL's modules into ROOT/usr/lib/modules/RELEASE (for modprobe at run time)."""
+    target = root / "usr/lib/modules" / kernel.release
+    if target.exists():
+        remove_tree(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # build and source point at headers on the build host: not part of the box.
+    shutil.copytree(
+        kernel.modules_dir,
+        target,
+        symlinks=True,
+        ignore=lambda folder, names: (
+            ["build", "source"] if Path(folder) == kernel.modules_dir else []
+        ),
+    )
+    if not (target / "modules.dep").is_file():  # unpacked from a package: depmod never ran
+        run.run(
+            ["depmod", "-b", root, kernel.release],
+            purpose="index the kernel modules (kmod)",
+        )
 
 
 def resolve_modules(modules_dir: Path, wanted: tuple[str, ...]) -> list[Path]:
@@ -918,7 +961,7 @@ def write_box(box: Path, work: Path, recipe: Recipe) -> None:
     """A plain tar (its big members are compressed already), members owned by root."""
     members = {
         "metadata.json": render_metadata(recipe.disk_size_gb).encode(),
-        "Vagrantfile": render_vagrantfile(recipe.kernel.cmdline).encode(),
+        "Vagrantfile": render_vagrantfile(recipe.kernel.cmdline, recipe.ssh_username).encode(),
     }
     with tarfile.open(box, "w", format=tarfile.GNU_FORMAT) as tar:
         for name, data in members.items():

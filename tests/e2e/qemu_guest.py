@@ -1,0 +1,193 @@
+"""Boot a built box with plain QEMU under TCG and log in with the insecure key (paramiko).
+
+Shared by the box tests and their measuring scripts: no libvirt, no vmctl machine layer, just
+``qemu-system-x86_64 -accel tcg`` on a qcow2 overlay, user networking with the SSH port
+forwarded on 127.0.0.1, and the clock running from ``Popen`` to the first successful login.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import subprocess
+import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import vmctl
+
+KEY = Path(vmctl.__file__).parent / "data" / "insecure-keys" / "vagrant.key.ed25519"
+# Failed attempts while the guest boots are expected; paramiko would log each one.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
+
+
+@dataclass
+class Guest:
+    proc: subprocess.Popen
+    port: int
+    user: str
+    seconds_to_ssh: float
+    host_key: str
+    console: Path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def unpack_box(box: Path, folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(box) as tar:
+        tar.extractall(folder, filter="data")
+    return folder
+
+
+def box_setting(box_dir: Path, name: str) -> str | None:
+    """A string setting (e.g. cmd_line, username) of the box's own Vagrantfile, or None."""
+    for line in (box_dir / "Vagrantfile").read_text().splitlines():
+        if f".{name} = " in line:
+            return line.split('"')[1]
+    return None
+
+
+def make_overlay(box_dir: Path, name: str) -> Path:
+    overlay = box_dir / name
+    subprocess.run(
+        ["qemu-img", "create", "-q", "-f", "qcow2", "-b", box_dir / "box.img", "-F", "qcow2",
+         overlay],
+        check=True,
+    )  # fmt: skip
+    return overlay
+
+
+def connect(port: int, user: str, timeout: float = 1.0):
+    """An authenticated paramiko client, or an exception if the guest is not ready yet."""
+    import paramiko
+
+    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    client = paramiko.SSHClient()
+    client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
+    try:
+        client.connect(
+            "127.0.0.1",
+            port=port,
+            username=user,
+            pkey=paramiko.Ed25519Key.from_private_key_file(str(KEY)),
+            sock=sock,
+            timeout=timeout,
+            banner_timeout=timeout,
+            auth_timeout=timeout,
+            allow_agent=False,
+            look_for_keys=False,
+        )
+    except BaseException:
+        client.close()
+        sock.close()
+        raise
+    return client
+
+
+def boot(
+    box_dir: Path,
+    overlay: Path,
+    *,
+    deadline: float = 60.0,
+    memory_mib: int = 512,
+    cpus: int = 1,
+    user: str | None = None,
+) -> Guest:
+    """Start QEMU (TCG) on OVERLAY and wait until an SSH login with the insecure key works.
+
+    USER defaults to the box's config.ssh.username, else vagrant.
+    """
+    user = user or box_setting(box_dir, "username") or "vagrant"
+    port = free_port()
+    console = Path(f"{overlay}.console.log")
+    argv = [
+        "qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-m", str(memory_mib),
+        "-smp", str(cpus), "-nodefaults", "-nographic", "-serial", f"file:{console}",
+        "-kernel", str(box_dir / "vmlinuz"), "-initrd", str(box_dir / "initrd.img"),
+        "-append", box_setting(box_dir, "cmd_line") or "",
+        "-drive", f"file={overlay},if=virtio,format=qcow2",
+        "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
+        "-device", "virtio-net-pci,netdev=n0,addr=0x10",
+        "-monitor", f"unix:{overlay}.monitor,server=on,wait=off",
+    ]  # fmt: skip
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    try:
+        while True:
+            if proc.poll() is not None:
+                raise AssertionError(
+                    f"QEMU exited with status {proc.returncode} before SSH answered"
+                )
+            try:
+                client = connect(port, user)
+            except Exception:
+                if time.monotonic() - start > deadline:
+                    raise AssertionError(
+                        f"no SSH login as {user} within {deadline} s; console:\n"
+                        + console_tail(console)
+                    ) from None
+                time.sleep(0.1)
+                continue
+            seconds = time.monotonic() - start
+            key = client.get_transport().get_remote_server_key()
+            client.close()
+            return Guest(proc, port, user, seconds, f"{key.get_name()} {key.get_base64()}", console)
+    except BaseException:
+        stop(proc)
+        raise
+
+
+def console_tail(console: Path, lines: int = 40) -> str:
+    with contextlib.suppress(OSError):
+        return "\n".join(console.read_text(errors="replace").splitlines()[-lines:])
+    return "(no console log)"
+
+
+def ssh(guest: Guest, command: str, timeout: float = 60) -> tuple[int, str]:
+    """Run COMMAND in the guest; its exit status and its output (stdout and stderr)."""
+    client = connect(guest.port, guest.user, timeout=5.0)
+    try:
+        channel = client.get_transport().open_session(timeout=5.0)
+        channel.set_combine_stderr(True)
+        channel.settimeout(timeout)
+        channel.exec_command(command)
+        output = b""
+        while chunk := channel.recv(65536):
+            output += chunk
+        return channel.recv_exit_status(), output.decode(errors="replace")
+    finally:
+        client.close()
+
+
+def power_off(guest: Guest, command: str = "sudo -n poweroff", timeout: float = 60) -> float:
+    """COMMAND over SSH; how long QEMU took to exit."""
+    start = time.monotonic()
+    with contextlib.suppress(Exception):
+        ssh(guest, command, timeout=10)
+    guest.proc.wait(timeout=timeout)
+    return time.monotonic() - start
+
+
+def stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.kill()
+        proc.wait()
+
+
+@contextlib.contextmanager
+def running(box_dir: Path, overlay: Path, **options) -> Iterator[Guest]:
+    guest = boot(box_dir, overlay, **options)
+    try:
+        yield guest
+    finally:
+        stop(guest.proc)
