@@ -172,9 +172,9 @@ def _open_worker(uri: str) -> _Shared:
     from contextlib import ExitStack
 
     stack = ExitStack()
-    stack.enter_context(file_lock(lock_name))
+    lock_fd = stack.enter_context(file_lock(lock_name))
     try:
-        worker = WorkerConnection.spawn(uri, root / "log" / "worker.log")
+        worker = WorkerConnection.spawn(uri, root / "log" / "worker.log", lock_fd)
     except BaseException:
         stack.close()
         raise
@@ -191,25 +191,37 @@ class WorkerConnection:
         self.uri = uri
 
     @classmethod
-    def spawn(cls, uri: str, log_file: Path) -> WorkerConnection:
+    def spawn(cls, uri: str, log_file: Path, lock_fd: int) -> WorkerConnection:
+        """Start a worker. It inherits LOCK_FD, so the root stays locked until the worker
+        has exited, even if this process is killed while the worker is still busy."""
         import sys
 
         started = time.monotonic()
         log_file.parent.mkdir(parents=True, exist_ok=True)
-        with open(log_file, "ab") as err:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "vmctl.libvirt_worker", uri],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
-                start_new_session=True,  # Ctrl-C goes to vmctl, which then stops the worker
-            )  # fmt: skip
-        worker = cls(proc, uri)
-        try:
-            worker._receive()
-        except BaseException:
-            worker.terminate()
-            raise
-        log.debug("libvirt: worker for %s ready in %.0f ms", uri, (time.monotonic() - started) * 1000)
-        return worker
+        while True:
+            with open(log_file, "ab") as err:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "vmctl.libvirt_worker", uri],
+                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+                    pass_fds=(lock_fd,),
+                    start_new_session=True,  # Ctrl-C goes to vmctl, which then stops the worker
+                )  # fmt: skip
+            worker = cls(proc, uri)
+            try:
+                worker._receive()
+            except HypervisorError as exc:
+                worker.terminate()
+                # A driver of another process (an older vmctl) may still be letting go of
+                # the root; a new worker succeeds once it has.
+                if "driver.pid" in exc.message and time.monotonic() - started < 15:
+                    time.sleep(0.2)
+                    continue
+                raise
+            except BaseException:
+                worker.terminate()
+                raise
+            log.debug("libvirt: worker for %s ready in %.0f ms", uri, (time.monotonic() - started) * 1000)
+            return worker
 
     def terminate(self) -> None:
         try:
@@ -277,21 +289,15 @@ def qemu_alive(uri: str, domain_name: str) -> bool | None:
 
 def _open(libvirt: Any, uri: str) -> Any:
     started = time.monotonic()
-    while True:
-        try:
-            conn = libvirt.open(uri)
-        except libvirt.libvirtError as exc:
-            # Another process's embedded driver on this root may still be shutting down
-            # (it released vmctl's lock a moment ago): wait for it, briefly.
-            if "driver.pid" in str(exc) and time.monotonic() - started < 15:
-                time.sleep(0.1)
-                continue
-            hint = "check that libvirt is installed and running"
-            if "system" in uri:
-                hint = "start the daemons (libvirtd -d; virtlogd -d) or use the default embedded driver"
-            raise HypervisorError(f"could not connect to libvirt at {uri}: {exc}", hint=hint) from exc
-        log.debug("libvirt: opened %s in %.0f ms", uri, (time.monotonic() - started) * 1000)
-        return conn
+    try:
+        conn = libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        hint = "check that libvirt is installed and running"
+        if "system" in uri:
+            hint = "start the daemons (libvirtd -d; virtlogd -d) or use the default embedded driver"
+        raise HypervisorError(f"could not connect to libvirt at {uri}: {exc}", hint=hint) from exc
+    log.debug("libvirt: opened %s in %.0f ms", uri, (time.monotonic() - started) * 1000)
+    return conn
 
 
 def _close(conn: Any) -> None:

@@ -66,8 +66,9 @@ def read_json(path: Path, default: Any = None, *, what: str = "state file") -> A
 
 
 @contextmanager
-def file_lock(name: str, *, wait: bool = True, busy_message: str | None = None) -> Iterator[None]:
-    """Hold the lock VMCTL_HOME/locks/NAME.lock; without WAIT, raise MachineError if busy."""
+def file_lock(name: str, *, wait: bool = True, busy_message: str | None = None) -> Iterator[int]:
+    """Hold the lock VMCTL_HOME/locks/NAME.lock; without WAIT, raise MachineError if busy.
+    Yields the locked file descriptor (a child process given it keeps the lock held)."""
     lock_dir = paths.locks_dir()
     lock_dir.mkdir(parents=True, exist_ok=True)
     fd = os.open(lock_dir / f"{name}.lock", os.O_RDWR | os.O_CREAT, 0o600)
@@ -80,7 +81,7 @@ def file_lock(name: str, *, wait: bool = True, busy_message: str | None = None) 
                 busy_message or f"{name} is busy: another vmctl command is using it",
                 hint="wait for the other command to finish, then try again",
             ) from exc
-        yield
+        yield fd
     finally:
         os.close(fd)
 
