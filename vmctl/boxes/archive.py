@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import os
 import tarfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -124,8 +124,8 @@ def unpack(archive: Path, dest: Path, *, scratch: Path, label: str | None = None
     try:
         with source.open("rb") as raw:
             reader = _Counting(raw, tick) if source == archive else raw
-            with tarfile.open(fileobj=reader, mode="r|*") as tar:  # type: ignore[call-overload]
-                for member in tar:
+            with _open_tar(reader, label) as tar:
+                for member in _members(tar, label):
                     rel = member_path(member, label)
                     if rel is None:
                         continue
@@ -146,11 +146,7 @@ def unpack(archive: Path, dest: Path, *, scratch: Path, label: str | None = None
                     _write_file(target, src, member.size, label, str(rel))
                     written.append(str(rel))
     except tarfile.TarError as exc:
-        raise BoxError(
-            f"{label} is not a box archive that can be read ({exc})",
-            hint="a box is a tar archive (optionally gzip, bzip2, xz or zstd compressed) "
-            "holding metadata.json and box.img",
-        ) from exc
+        raise _unreadable(label, exc) from exc
     except EOFError as exc:
         raise BoxError(f"the box archive {label} is truncated") from exc
     except OSError as exc:
@@ -160,6 +156,39 @@ def unpack(archive: Path, dest: Path, *, scratch: Path, label: str | None = None
         if source != archive:
             source.unlink(missing_ok=True)
     return written
+
+
+def _unreadable(label: str, exc: BaseException) -> BoxError:
+    return BoxError(
+        f"{label} is not a box archive that can be read ({exc or type(exc).__name__})",
+        hint="a box is a tar archive (optionally gzip, bzip2, xz or zstd compressed) "
+        "holding metadata.json and box.img",
+    )
+
+
+# tarfile lets some damage through as other exceptions: a PAX header's non-numeric size or
+# sparse map (ValueError), a gzip header cut short (TypeError from ord()).
+_TARFILE_SLIPS = (ValueError, TypeError, IndexError, OverflowError)
+
+
+def _open_tar(reader: Any, label: str) -> tarfile.TarFile:
+    try:
+        return tarfile.open(fileobj=reader, mode="r|*")
+    except _TARFILE_SLIPS as exc:
+        raise _unreadable(label, exc) from exc
+
+
+def _members(tar: tarfile.TarFile, label: str) -> Iterator[tarfile.TarInfo]:
+    """The members of TAR, as tarfile reads them, with tarfile's slips translated."""
+    members = iter(tar)
+    while True:
+        try:
+            member = next(members)
+        except StopIteration:
+            return
+        except _TARFILE_SLIPS as exc:
+            raise _unreadable(label, exc) from exc
+        yield member
 
 
 def _make_parents(dest: Path, rel: PurePosixPath) -> None:
