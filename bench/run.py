@@ -53,7 +53,7 @@ end
 """
 
 TIMING = re.compile(r"timing: (\S+): (.+?) (\d+) ms")
-OPENED = re.compile(r"libvirt: opened .* in (\d+) ms")
+OPENED = re.compile(r"libvirt: (?:opened|worker for) \S+ (?:ready )?in (\d+) ms")
 
 
 # --- results ---------------------------------------------------------------------------
@@ -81,7 +81,8 @@ class Results:
     def add(self, row: Row) -> None:
         self.rows.append(row)
         mark = {True: "met", False: "MISSED", None: "-"}[row.met]
-        print(f"  {row.name}: {row.figure} (budget {row.budget}: {mark}) {row.note}".rstrip(), flush=True)
+        print(f"  {row.name}: {row.figure} (budget {row.budget}: {mark}; {fmt_s(row.subject_s)} "
+              f"vs {fmt_s(row.baseline_s)}) {row.note}".rstrip(), flush=True)
 
 
 def median(values: list[float]) -> float:
@@ -98,6 +99,9 @@ def bench_env(home: Path) -> dict[str, str]:
     env = dict(os.environ)
     env["VMCTL_HOME"] = str(home)
     env.pop("VMCTL_DEBUG", None)
+    # An installed vmctl runs from compiled bytecode (pip compiles it); a checkout under
+    # PYTHONDONTWRITEBYTECODE=1 would recompile every module on every start (~70 ms).
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     env.pop("VMCTL_VAGRANTFILE", None)
     env["NO_COLOR"] = "1"
     return env
