@@ -34,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from vmctl import domain, hypervisor, network, paths
 from vmctl.errors import (
     BootTimeoutError,
+    BoxError,
     HypervisorError,
     MachineError,
     SSHError,
@@ -58,6 +59,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("vmctl.machine")
 
 Emit = Callable[[str], None]
+
+# Machines of one `up` that need the same missing box wait for the first to fetch it.
+_box_fetch_lock = threading.Lock()
 
 
 @dataclass
@@ -390,6 +394,8 @@ class Machine:
         emit(f"==> {self.name}: machine is ready (SSH on 127.0.0.1:{st.ssh_port}; log in with: vmctl ssh {self.name})")
 
     def _ensure_box(self, emit: Emit) -> Any:
+        """The installed box, adding (or building) it first when it is missing. Machines
+        coming up in parallel wait for one another here, so a box is fetched once."""
         from vmctl.boxes import store
 
         cfg = self.config
@@ -401,6 +407,24 @@ class Machine:
         box = store.find_box(cfg.box, cfg.box_version)
         if box is not None:
             return box
+        with _box_fetch_lock:
+            box = store.find_box(cfg.box, cfg.box_version)
+            if box is not None:
+                return box
+            try:
+                return self._fetch_box(emit)
+            except BoxError:
+                # Another vmctl process may have installed it meanwhile.
+                box = store.find_box(cfg.box, cfg.box_version)
+                if box is None:
+                    raise
+                return box
+
+    def _fetch_box(self, emit: Emit) -> Any:
+        from vmctl.boxes import store
+
+        cfg = self.config
+        assert cfg.box is not None
         if cfg.box_url:
             emit(f"==> {self.name}: box {cfg.box} is not installed; adding it from {cfg.box_url}")
             from vmctl.term import Progress
