@@ -1,0 +1,92 @@
+"""The CoreOS walkthrough: Vagrantfile.example on the coreos-like box, one machine and a
+three-machine etcd cluster (slow, but CI runs it)."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+from conftest import Vmctl
+
+REPO = Path(__file__).resolve().parents[2]
+INSECURE_BLOB = "AAAAC3NzaC1lZDI1NTE5AAAAIN1YdxBpNlzxDqfJyw/QKow1F+wvG9hXGoqiysfJOn5Y"
+
+
+@pytest.fixture(scope="module")
+def coreos_box(vmctl: Vmctl, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("coreos-build")
+    vmctl("box", "build", "coreos-like", "--output", str(out), "--add", timeout=1800)
+    return out
+
+
+def example_project(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(REPO / "Vagrantfile.example", folder / "Vagrantfile")
+    return folder
+
+
+def eventually(vmctl: Vmctl, project: Path, machine: str, command: str, expect: str,
+               env: dict[str, str], timeout: float = 120) -> str:
+    """Run COMMAND until its output contains EXPECT (services settle after `up` returns)."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        r = vmctl("ssh", machine, "-c", command, cwd=project, env=env, check=False, timeout=120)
+        last = r.stdout + r.stderr
+        if r.returncode == 0 and expect in r.stdout:
+            return r.stdout
+        time.sleep(2)
+    raise AssertionError(f"{machine}: {command!r} never printed {expect!r}; last output:\n{last}")
+
+
+def test_example_one_machine(vmctl: Vmctl, coreos_box: Path, tmp_path: Path, destroy_after: list[Path]) -> None:
+    project = example_project(tmp_path / "coreos")
+    env = {"NUM_INSTANCES": "1"}
+    destroy_after.append(project)
+    up = vmctl("up", cwd=project, env=env, timeout=600)
+    assert "core-01" in up.stderr
+
+    [m] = vmctl("status", "--json", cwd=project, env=env).json()["machines"]
+    assert m["name"] == "core-01" and m["state"] == "running" and m["ssh"]["user"] == "core"
+
+    def ssh(command: str) -> str:
+        return vmctl("ssh", "-c", command, cwd=project, env=env, timeout=120).stdout
+
+    assert ssh("whoami").strip() == "core"
+    assert ssh("hostname").strip() == "core-01"
+    assert "ro" in ssh("findmnt -no OPTIONS /usr").strip().split(",")
+    assert ssh("docker run --rm debian:bookworm /bin/echo hello world").strip() == "hello world"
+    keys = ssh("cat ~/.ssh/authorized_keys")
+    assert INSECURE_BLOB not in keys and "insecure" not in keys
+    assert "172.17.8.101/24" in ssh("ip -4 addr")
+
+    eventually(vmctl, project, "core-01", "journalctl -u hello.service --no-pager", "Hello World", env)
+    eventually(vmctl, project, "core-01", "etcdctl put /message hello", "OK", env)
+    assert ssh("etcdctl get --print-value-only /message").strip() == "hello"
+
+
+@pytest.mark.slow
+def test_example_three_machine_cluster(
+    vmctl: Vmctl, coreos_box: Path, tmp_path: Path, destroy_after: list[Path]
+) -> None:
+    project = example_project(tmp_path / "cluster")
+    env = {"NUM_INSTANCES": "3"}
+    destroy_after.append(project)
+    # destroy_after runs without NUM_INSTANCES: destroy the cluster explicitly as well.
+    try:
+        vmctl("up", cwd=project, env=env, timeout=1200)
+        machines = vmctl("status", "--json", cwd=project, env=env).json()["machines"]
+        assert [(m["name"], m["state"]) for m in machines] == [
+            ("core-01", "running"), ("core-02", "running"), ("core-03", "running"),
+        ]
+        members = eventually(vmctl, project, "core-02", "etcdctl member list", "core-03", env)
+        assert len([line for line in members.splitlines() if "started" in line]) == 3, members
+        eventually(vmctl, project, "core-01", "etcdctl put /services/web 172.17.8.101:80", "OK", env)
+        got = eventually(vmctl, project, "core-03", "etcdctl get --print-value-only /services/web",
+                         "172.17.8.101:80", env)
+        assert got.strip() == "172.17.8.101:80"
+        eventually(vmctl, project, "core-02", "journalctl -u hello.service --no-pager", "Hello World", env)
+    finally:
+        vmctl("destroy", "-f", cwd=project, env=env, check=False, timeout=300)
