@@ -474,7 +474,8 @@ def _stream(
         raise translate_request_error(exc, url, partial=part) from exc
     except OSError as exc:
         raise DownloadError(f"could not write {part}: {exc.strerror}",
-                            hint="free some disk space and run the command again") from exc
+                            hint=f"free some disk space under {part.parent} and run the same command "
+                            "again: the download resumes where it stopped") from exc
     size = part.stat().st_size
     if total is not None and size != total:
         raise DownloadError(
