@@ -25,6 +25,14 @@ def listening(port: int) -> list[str]:
     return found
 
 
+def occupied_port() -> tuple[socket.socket, int]:
+    """A port some other program listens on (on 127.0.0.1), for collision tests."""
+    blocker = socket.socket()
+    blocker.bind(("127.0.0.1", 0))
+    blocker.listen()
+    return blocker, blocker.getsockname()[1]
+
+
 def test_lifecycle(vmctl: Vmctl, tiny_box: Path, project: Path, destroy_after: list[Path]) -> None:
     (project / "hello.txt").write_text("synced\n")
     write_vagrantfile(project, """
@@ -137,10 +145,7 @@ def test_destroy_without_terminal_needs_force(vmctl: Vmctl, tiny_box: Path, proj
 def test_two_machines_in_parallel_with_port_collision(
     vmctl: Vmctl, tiny_box: Path, project: Path, destroy_after: list[Path]
 ) -> None:
-    blocker = socket.socket()
-    blocker.bind(("127.0.0.1", 0))
-    blocker.listen()
-    taken = blocker.getsockname()[1]
+    blocker, taken = occupied_port()
     write_vagrantfile(project, f"""
         Vagrant.configure("2") do |config|
           config.vm.box = "vmctl/tiny"
@@ -175,10 +180,7 @@ def test_two_machines_in_parallel_with_port_collision(
 def test_taken_port_without_auto_correct_is_a_clear_error(
     vmctl: Vmctl, tiny_box: Path, project: Path, destroy_after: list[Path]
 ) -> None:
-    blocker = socket.socket()
-    blocker.bind(("127.0.0.1", 0))
-    blocker.listen()
-    taken = blocker.getsockname()[1]
+    blocker, taken = occupied_port()
     write_vagrantfile(project, f"""
         Vagrant.configure("2") do |config|
           config.vm.box = "vmctl/tiny"
