@@ -52,6 +52,7 @@ Vagrant.configure("2") do |config|
 end
 """
 
+NOTES_MARKER = "<!-- analysis: kept when bench/run.py rewrites the figures above -->"
 TIMING = re.compile(r"timing: (\S+): (.+?) (\d+) ms")
 OPENED = re.compile(r"libvirt: (?:opened|worker for) \S+ (?:ready )?in (\d+) ms")
 
@@ -77,6 +78,7 @@ class Results:
     phases: dict[str, float] = field(default_factory=dict)  # median ms per `up` phase
     notes: list[str] = field(default_factory=list)
     samples: dict[str, list[float]] = field(default_factory=dict)
+    load: list[float] = field(default_factory=list)  # 1-minute load average at each step
 
     def add(self, row: Row) -> None:
         self.rows.append(row)
@@ -508,6 +510,8 @@ def render_markdown(r: Results, info: dict[str, str], runs: int) -> str:
         f"| OpenSSH | {info['openssh']} |",
         f"| vmctl | {info['vmctl']} |",
         f"| runs per figure | {runs} (10 at least for the short commands) |",
+        f"| 1-minute load average during the run | {', '.join(f'{x:.1f}' for x in r.load)} "
+        "(other work on this machine; the subject and its baseline share it) |",
         "",
         "A warm-up `vmctl up` and `vmctl destroy -f` ran first in the benchmark's VMCTL_HOME, so",
         "libvirt's QEMU capabilities probe and vmctl's KVM probe (about 4 s each, once per",
@@ -572,7 +576,9 @@ def main(argv: list[str] | None = None) -> int:
             ensure_destroyed(s)
         for names, step in steps:
             if want & names:
+                r.load.append(os.getloadavg()[0])
                 step()
+        r.load.append(os.getloadavg()[0])
     finally:
         ensure_destroyed(s)
         shutil.rmtree(work, ignore_errors=True)
@@ -583,7 +589,13 @@ def main(argv: list[str] | None = None) -> int:
     for note in r.notes:
         print(note)
     if not args.no_write and (args.only is None or args.write):
-        args.output.write_text(render_markdown(r, machine_info(args.home), args.runs))
+        # Hand-written analysis below the marker survives a refresh of the figures.
+        kept = ""
+        if args.output.exists():
+            old = args.output.read_text()
+            if NOTES_MARKER in old:
+                kept = "\n" + old[old.index(NOTES_MARKER):]
+        args.output.write_text(render_markdown(r, machine_info(args.home), args.runs) + kept)
         print(f"wrote {args.output}")
     return 0 if all(row.met is not False for row in r.rows) else 1
 
