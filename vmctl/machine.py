@@ -752,7 +752,7 @@ class Machine:
                 targets.append((e.id, e.domain, e.uri))
         for machine_id, dom, uri in targets:
             with hypervisor.connect(uri) as c:
-                c.destroy(dom)
+                c.destroy(dom, True)  # its disk goes next: nothing to flush
                 c.undefine(dom)
             shutil.rmtree(paths.machines_dir() / machine_id, ignore_errors=True)
             with index_lock():
