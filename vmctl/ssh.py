@@ -271,8 +271,13 @@ def _handshake(endpoint: Endpoint, banner_timeout: float, pinned_type: str | Non
         transport.close()
         raise _NotReady(str(exc)) from exc
     try:
+        if not transport.is_active():
+            raise _NotReady("the SSH handshake did not complete")
         _check_host_key(transport, endpoint)
-    except VmctlError:
+    except (paramiko.SSHException, EOFError, OSError) as exc:
+        transport.close()
+        raise _NotReady(str(exc)) from exc
+    except (VmctlError, _NotReady):
         transport.close()
         raise
     return transport
@@ -415,10 +420,14 @@ def wait_for_ssh(
             log.debug("ssh: not ready: %s", exc)
             wake.set()
             return
-        except BaseException as exc:  # noqa: BLE001 - handed to the waiting thread
+        except VmctlError as exc:  # a changed host key, every key refused: stop waiting
             with lock:
                 fatal.append(exc)
             done.set()
+            wake.set()
+            return
+        except Exception as exc:  # noqa: BLE001 - anything else from paramiko: try again
+            log.debug("ssh: attempt failed: %r", exc)
             wake.set()
             return
         finally:

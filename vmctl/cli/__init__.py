@@ -163,3 +163,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(exc.exit_code)
     except BrokenPipeError:
         sys.exit(1)
+    except Exception as exc:  # a bug: still one line, unless --debug asks for the traceback
+        if _debug:
+            raise
+        error(f"internal error: {type(exc).__name__}: {exc}",
+              "run again with --debug for the traceback, and report it")
+        sys.exit(1)
