@@ -277,6 +277,7 @@ class Machine:
         reload_config: Callable[[], MachineConfig] | None = None,
     ) -> None:
         with self.locked():
+            self._triggers("before", "up", emit, emit_output)
             timer = Timer(self.name)
             st = self.state
             if st is not None and st.phase == "created":
@@ -284,6 +285,7 @@ class Machine:
             else:
                 self._up_new(provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=cancel, reload_config=reload_config)
             timer.total()
+            self._triggers("after", "up", emit, emit_output)
 
     def _up_existing(self, st: MachineState, *, provision: bool | None, emit: Emit, emit_output: Emit, timer: Timer, cancel: threading.Event | None) -> None:
         with hypervisor.connect(st.uri) as c:
@@ -649,14 +651,40 @@ class Machine:
     def provision(self, *, only: set[str] | None, emit: Emit, emit_output: Emit) -> None:
         with self.locked():
             self.require_running()
+            self._triggers("before", "provision", emit, emit_output)
             with self._ssh_session() as s:
                 self._provision(s, emit=emit, emit_output=emit_output, forced=True, only=only)
+            self._triggers("after", "provision", emit, emit_output)
+
+    def _triggers(self, when: str, command: str, emit: Emit, emit_output: Emit) -> None:
+        """Run the Vagrantfile's triggers for WHEN (before/after) COMMAND."""
+        from vmctl import triggers
+
+        chosen = triggers.select(self.config.triggers, when, command)
+        if not chosen:
+            return
+        opened: list[Session | None] = []
+
+        def session() -> Session | None:
+            if not opened:
+                running = self.state is not None and self._qemu_running()
+                opened.append(self.session() if running else None)
+            return opened[0]
+
+        try:
+            triggers.run(chosen, machine=self.name, project_root=self.project_root,
+                         session=session, emit=emit, emit_output=emit_output)
+        finally:
+            if opened and opened[0] is not None:
+                opened[0].close()
 
     # --- halt, suspend, resume, reload ------------------------------------------------
 
     def halt(self, *, force: bool, emit: Emit, timeout: float = 60.0) -> None:
         with self.locked():
+            self._triggers("before", "halt", emit, emit)
             self._halt(force=force, emit=emit, timeout=timeout)
+            self._triggers("after", "halt", emit, emit)
 
     def _halt(self, *, force: bool, emit: Emit, timeout: float) -> None:
         from vmctl import guest
@@ -694,9 +722,11 @@ class Machine:
     def suspend(self, *, emit: Emit) -> None:
         with self.locked():
             st = self.require_running()
+            self._triggers("before", "suspend", emit, emit)
             emit(f"==> {self.name}: saving the machine's memory and stopping it...")
             with hypervisor.connect(st.uri) as c:
                 c.suspend(st.domain)
+            self._triggers("after", "suspend", emit, emit)
 
     def resume(self, *, emit: Emit, emit_output: Emit) -> None:
         with self.locked():
@@ -707,17 +737,21 @@ class Machine:
                     f"machine {self.name} is not suspended (it is {state})",
                     hint="vmctl up starts a stopped machine",
                 )
+            self._triggers("before", "resume", emit, emit_output)
             emit(f"==> {self.name}: resuming...")
             with hypervisor.connect(st.uri) as c:
                 c.resume(st.domain)
             self._wait_ssh(st, emit=emit, cancel=None).close()
+            self._triggers("after", "resume", emit, emit_output)
 
     def reload(self, *, provision: bool | None, emit: Emit, emit_output: Emit) -> None:
         with self.locked():
+            self._triggers("before", "reload", emit, emit_output)
             self._halt(force=False, emit=emit, timeout=60.0)
             st = self.require_state()
             timer = Timer(self.name)
             self._up_existing(st, provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=None)
+            self._triggers("after", "reload", emit, emit_output)
 
     def rsync(self, *, emit: Emit) -> None:
         self.require_running()
@@ -732,8 +766,10 @@ class Machine:
         with self.locked():
             if self.state is None and not self._index_entries():
                 return False
+            self._triggers("before", "destroy", emit, emit)
             emit(f"==> {self.name}: destroying...")
             self._cleanup(emit=emit)
+            self._triggers("after", "destroy", emit, emit)
             return True
 
     def _index_entries(self) -> list[IndexEntry]:

@@ -39,7 +39,17 @@ class Project:
 
     @cached_property
     def config(self) -> ProjectConfig:
-        return self.load()
+        from vmctl import term
+
+        cfg = self.load()
+        # What the Vagrantfile printed (puts, warn), as Vagrant shows it on every command;
+        # what vmctl ignores in it, on the commands that act on that.
+        for message in cfg.messages:
+            term.info(message)
+        if self.words[:1] and self.words[0] in ("up", "reload", "provision"):
+            for warning in cfg.warnings:
+                term.warn(warning)
+        return cfg
 
     def reload_machine_config(self, name: str) -> Callable[[], MachineConfig]:
         def reload() -> MachineConfig:
