@@ -154,7 +154,8 @@ def test_security_after_up(vmctl: Vmctl, tiny_box: Path, project: Path, destroy_
 
     ssh = vmctl("ssh", "-c", "touch ~/sent-by-ssh", cwd=project, check=False)
     assert ssh.returncode == 255, (ssh.returncode, ssh.stderr)
-    assert "host key" in ssh.stderr.lower(), ssh.stderr
+    assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in ssh.stderr, ssh.stderr
+    assert "Host key verification failed" in ssh.stderr, ssh.stderr
 
     provision = vmctl("provision", cwd=project, check=False)
     assert provision.returncode == 1, provision.stderr
