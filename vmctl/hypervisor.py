@@ -182,10 +182,66 @@ def _open_worker(uri: str) -> _Shared:
     return _Shared(worker, stack.close)
 
 
+class _ForkedWorker:
+    """The few Popen methods WorkerConnection uses, for a worker made with fork()."""
+
+    def __init__(self, pid: int, stdin: Any, stdout: Any) -> None:
+        self.pid = pid
+        self.stdin = stdin
+        self.stdout = stdout
+        self.returncode: int | None = None
+
+    def wait(self, timeout: float | None = None) -> int:
+        if self.returncode is None:
+            _, status = os.waitpid(self.pid, 0)
+            self.returncode = os.waitstatus_to_exitcode(status)
+        return self.returncode
+
+    def kill(self) -> None:
+        import signal
+
+        with suppress(OSError):
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def _fork_worker(uri: str, lock_fd: int) -> _ForkedWorker | None:
+    """Fork the worker instead of starting a new interpreter (saves ~50 ms per command).
+    Only from a single-threaded process: a fork copies no other thread, and a lock one
+    of them held would stay locked forever in the child."""
+    if threading.active_count() != 1 or not hasattr(os, "fork"):
+        return None
+    to_child_r, to_child_w = os.pipe()
+    to_parent_r, to_parent_w = os.pipe()
+    import sys
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the worker
+        code = 1
+        try:
+            os.setsid()  # Ctrl-C goes to vmctl, which then stops the worker
+            os.close(to_child_w)
+            os.close(to_parent_r)
+            log_file = _embedded_root(uri) / "log" / "worker.log"
+            err = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.dup2(err, 2)
+            from vmctl.libvirt_worker import serve
+
+            with os.fdopen(to_child_r, "r") as requests, os.fdopen(to_parent_w, "w") as out:
+                code = serve(uri, requests, out)
+        finally:
+            os._exit(code)  # no atexit handlers, no second flush of the parent's buffers
+    os.close(to_child_r)
+    os.close(to_parent_w)
+    del lock_fd  # the child inherited it with everything else: it holds the lock too
+    return _ForkedWorker(pid, os.fdopen(to_child_w, "w"), os.fdopen(to_parent_r, "r"))
+
+
 class WorkerConnection:
     """The Connection API, served by a vmctl.libvirt_worker process over a pipe."""
 
-    def __init__(self, proc: subprocess.Popen[str], uri: str) -> None:
+    def __init__(self, proc: subprocess.Popen[str] | _ForkedWorker, uri: str) -> None:
         self._proc = proc
         self._lock = threading.Lock()
         self.uri = uri
@@ -194,19 +250,15 @@ class WorkerConnection:
     def spawn(cls, uri: str, log_file: Path, lock_fd: int) -> WorkerConnection:
         """Start a worker. It inherits LOCK_FD, so the root stays locked until the worker
         has exited, even if this process is killed while the worker is still busy."""
-        import sys
 
         started = time.monotonic()
         log_file.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            with open(log_file, "ab") as err:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "vmctl.libvirt_worker", uri],
-                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
-                    pass_fds=(lock_fd,),
-                    start_new_session=True,  # Ctrl-C goes to vmctl, which then stops the worker
-                )  # fmt: skip
-            worker = cls(proc, uri)
+            forked = _fork_worker(uri, lock_fd)
+            if forked is not None:
+                worker = cls(forked, uri)
+            else:
+                worker = cls(cls._popen(uri, log_file, lock_fd), uri)
             try:
                 worker._receive()
             except HypervisorError as exc:
@@ -222,6 +274,18 @@ class WorkerConnection:
                 raise
             log.debug("libvirt: worker for %s ready in %.0f ms", uri, (time.monotonic() - started) * 1000)
             return worker
+
+    @staticmethod
+    def _popen(uri: str, log_file: Path, lock_fd: int) -> subprocess.Popen[str]:
+        import sys
+
+        with open(log_file, "ab") as err:
+            return subprocess.Popen(
+                [sys.executable, "-m", "vmctl.libvirt_worker", uri],
+                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True,
+                pass_fds=(lock_fd,),
+                start_new_session=True,  # Ctrl-C goes to vmctl, which then stops the worker
+            )  # fmt: skip
 
     def terminate(self) -> None:
         """Tell the worker to finish. It shuts the driver down on its own (that takes a

@@ -37,10 +37,11 @@ def _error(exc: BaseException) -> dict[str, Any]:
     return {"error": {"type": "HypervisorError", "message": f"libvirt worker: {exc}", "hint": None}}
 
 
-def serve(uri: str) -> int:
+def serve(uri: str, requests: Any = None, out: Any = None) -> int:
     from vmctl import hypervisor
 
-    out = sys.stdout
+    requests = requests if requests is not None else sys.stdin
+    out = out if out is not None else sys.stdout
     try:
         session = hypervisor.open_in_process(uri)
     except BaseException as exc:  # noqa: BLE001 - reported to the parent
@@ -49,7 +50,7 @@ def serve(uri: str) -> int:
     conn, close = session
     _reply(out, {"ok": "ready"})
     try:
-        for line in sys.stdin:
+        for line in requests:
             try:
                 request = json.loads(line)
                 op = request["op"]
