@@ -99,11 +99,18 @@ def test_coreos_like_box(box_dir: Path) -> None:
         )
         journal = ""
         for _ in range(60):
-            journal = ssh(guest, "journalctl -u hello.service --no-pager -o cat")[1]
+            journal = ssh(guest, "journalctl _SYSTEMD_UNIT=hello.service --no-pager -o cat")[1]
             if "Hello World" in journal:
                 break
             time.sleep(1)
         assert "Hello World" in journal, journal
+        # What the unit itself wrote: only the container's output, no podman events mixed in.
+        assert set(journal.split("\n")) <= {"Hello World", ""}, journal
+        # Stopping the unit stops the container (docker runs containers with an init that
+        # forwards SIGTERM), rather than waiting for the stop timeout.
+        check(guest, "sudo -n systemctl stop hello.service")
+        assert check(guest, "systemctl show -P Result hello.service").strip() == "success"
+        assert check(guest, "docker ps -q") == ""
 
         # poweroff (with the container still running) makes QEMU exit.
         assert power_off(guest) < 30
