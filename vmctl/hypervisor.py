@@ -221,11 +221,21 @@ def _fork_worker(uri: str, lock_fd: int) -> _ForkedWorker | None:
         code = 1
         try:
             os.setsid()  # Ctrl-C goes to vmctl, which then stops the worker
-            os.close(to_child_w)
-            os.close(to_parent_r)
+            # Keep only what a spawned worker would have: its pipes, the root's lock, and
+            # quiet stdio. An inherited machine lock or the caller's stdout would otherwise
+            # stay held for as long as the worker lives, after vmctl itself has gone.
+            null = os.open(os.devnull, os.O_RDWR)
             log_file = _embedded_root(uri) / "log" / "worker.log"
             err = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.dup2(null, 0)
+            os.dup2(null, 1)
             os.dup2(err, 2)
+            keep = sorted({to_child_r, to_parent_w, lock_fd})
+            start = 3
+            for fd in keep:
+                os.closerange(start, fd)
+                start = fd + 1
+            os.closerange(start, os.sysconf("SC_OPEN_MAX"))
             from vmctl.libvirt_worker import serve
 
             with os.fdopen(to_child_r, "r") as requests, os.fdopen(to_parent_w, "w") as out:
@@ -234,7 +244,7 @@ def _fork_worker(uri: str, lock_fd: int) -> _ForkedWorker | None:
             os._exit(code)  # no atexit handlers, no second flush of the parent's buffers
     os.close(to_child_r)
     os.close(to_parent_w)
-    del lock_fd  # the child inherited it with everything else: it holds the lock too
+    # The child kept LOCK_FD: it holds the root's lock until it exits.
     return _ForkedWorker(pid, os.fdopen(to_child_w, "w"), os.fdopen(to_parent_r, "r"))
 
 
