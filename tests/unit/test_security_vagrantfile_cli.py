@@ -137,18 +137,32 @@ def test_attack_in_a_required_file_names_that_file(outcomes: dict[tuple[str, str
     assert out.stderr.startswith("error: unsupported construct `system` (runs a host command) at evil.rb:2\n"), out.stderr
 
 
-def test_validate_never_runs_a_host_trigger(tmp_path: Path) -> None:
-    """`t.run` is Vagrant's declared way to run a host command at a hook, so vmctl runs it at
-    `up` as Vagrant does; evaluating the file (`validate`) never does."""
+def test_host_trigger_runs_only_when_allowed(tmp_path: Path) -> None:
+    """`t.run` is Vagrant's declared host command at a hook. `validate` never runs it; `up`
+    skips it with a warning unless VMCTL_ALLOW_HOST_TRIGGERS=1 (docs/vagrantfile.md), and with
+    that it does run: the positive control showing a canary would be seen."""
     canary = tmp_path / "canary-trigger"
     (tmp_path / "Vagrantfile").write_text(TRIGGER.replace("CANARY", str(canary)))
     env = {k: v for k, v in os.environ.items() if not k.startswith("VMCTL_")}
     env.update(VMCTL_HOME=str(tmp_path / "home"), NO_COLOR="1")
-    proc = subprocess.run([*VMCTL, "validate", "--json"], cwd=tmp_path, env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True, timeout=60, check=False)
+
+    def run(*args: str, **extra: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*VMCTL, *args], cwd=tmp_path, env={**env, **extra}, stdin=subprocess.DEVNULL,
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    proc = run("validate", "--json")
     assert proc.returncode == 0, proc.stderr
     assert '"touch ' in proc.stdout  # the trigger was read...
     assert not canary.exists()  # ...and not run
+
+    proc = run("up")  # the box is not installed: up fails after its before-up triggers
+    assert proc.returncode == 1 and "box test/box is not installed" in proc.stderr, proc.stderr
+    assert "not running its host command" in proc.stderr and "VMCTL_ALLOW_HOST_TRIGGERS=1" in proc.stderr
+    assert not canary.exists()
+
+    proc = run("up", VMCTL_ALLOW_HOST_TRIGGERS="1")
+    assert proc.returncode == 1
+    assert canary.exists()
 
 
 def test_the_vagrantfile_template_is_valid(tmp_path: Path) -> None:
