@@ -471,6 +471,8 @@ class Connection:
                 while state in busy and time.monotonic() < deadline:
                     time.sleep(0.05)
                     state, reason = dom.state()
+            if state == lv.VIR_DOMAIN_RUNNING and is_embedded(self.uri) and self._powered_off(dom):
+                return POWEROFF
             has_save = dom.hasManagedSaveImage() == 1
         except lv.libvirtError as exc:
             if exc.get_error_code() == lv.VIR_ERR_NO_DOMAIN:
@@ -492,6 +494,25 @@ class Connection:
             # Shutting down: still running until QEMU exits (or has it already?).
             return POWEROFF if qemu_alive(self.uri, name) is False else RUNNING
         return POWEROFF
+
+    def _powered_off(self, dom: Any) -> bool:
+        """Whether the guest powered itself off while no driver was attached: QEMU then
+        waits in its "shutdown" state (libvirt runs it with -no-shutdown) and libvirt
+        still says running. Finish the job as on_poweroff = destroy asks."""
+        import json
+
+        try:
+            import libvirt_qemu
+
+            reply = libvirt_qemu.qemuMonitorCommand(dom, '{"execute": "query-status"}', 0)
+            status = json.loads(reply).get("return", {}).get("status")
+        except (ImportError, ValueError, self._lv.libvirtError):
+            return False
+        if status != "shutdown":
+            return False
+        with suppress(self._lv.libvirtError):
+            dom.destroy()
+        return True
 
     def define(self, xml: str) -> None:
         try:

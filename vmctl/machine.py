@@ -193,13 +193,13 @@ class Machine:
             return hypervisor.POWEROFF
         return state
 
-    def _qemu_running(self) -> bool:
+    def _qemu_running(self, conn: hypervisor.Connection | None = None) -> bool:
         """Cheap liveness for polling loops: the QEMU process, else libvirt's state."""
         st = self.require_state()
         alive = hypervisor.qemu_alive(st.uri, st.domain)
         if alive is not None:
             return alive
-        return self.status() in (hypervisor.RUNNING, hypervisor.PAUSED)
+        return self.status(conn) in (hypervisor.RUNNING, hypervisor.PAUSED)
 
     # --- SSH --------------------------------------------------------------------------
 
@@ -693,30 +693,32 @@ class Machine:
         if st is None:
             emit(f"==> {self.name}: not created.")
             return
-        state = self.status()
-        if state not in (hypervisor.RUNNING, hypervisor.PAUSED):
-            emit(f"==> {self.name}: already stopped ({state}).")
-            return
-        st.halted = True
-        self.save()
-        if not force and state == hypervisor.RUNNING:
-            emit(f"==> {self.name}: shutting down gracefully...")
-            try:
-                with self._ssh_session() as s:
-                    guest.request_poweroff(s)
-            except SSHError as exc:
-                log.debug("halt over SSH failed: %s; trying ACPI", exc)
-                with hypervisor.connect(st.uri) as c:
-                    c.shutdown(st.domain)
-            deadline = time.monotonic() + timeout
-            while time.monotonic() < deadline:
-                if not self._qemu_running():
-                    return
-                time.sleep(0.2)
-            emit(f"==> {self.name}: the guest did not stop within {timeout:.0f} s; forcing it off.")
-        else:
-            emit(f"==> {self.name}: forcing shutdown...")
+        # The connection stays open while the guest powers off: QEMU runs with
+        # -no-shutdown, and only a libvirt driver that is there to see the guest's
+        # shutdown makes QEMU exit (on_poweroff = destroy).
         with hypervisor.connect(st.uri) as c:
+            state = self.status(c)
+            if state not in (hypervisor.RUNNING, hypervisor.PAUSED):
+                emit(f"==> {self.name}: already stopped ({state}).")
+                return
+            st.halted = True
+            self.save()
+            if not force and state == hypervisor.RUNNING:
+                emit(f"==> {self.name}: shutting down gracefully...")
+                try:
+                    with self._ssh_session() as s:
+                        guest.request_poweroff(s)
+                except SSHError as exc:
+                    log.debug("halt over SSH failed: %s; trying ACPI", exc)
+                    c.shutdown(st.domain)
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    if not self._qemu_running(c):
+                        return
+                    time.sleep(0.2)
+                emit(f"==> {self.name}: the guest did not stop within {timeout:.0f} s; forcing it off.")
+            else:
+                emit(f"==> {self.name}: forcing shutdown...")
             c.destroy(st.domain)
 
     def suspend(self, *, emit: Emit) -> None:
