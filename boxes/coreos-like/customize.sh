@@ -51,6 +51,10 @@ rm -rf "$root/run/containers" "$root/run/libpod"
 in_root systemctl enable systemd-networkd.service systemd-resolved.service ssh.service
 # etcd is installed, not started: the machine's provisioning configures its cluster and starts it.
 in_root systemctl disable etcd.service
+# Podman's API (the Docker API, /run/docker.sock) starts when a client connects to its socket,
+# as Docker's does, not at boot, where it costs seconds of CPU under TCG before SSH answers.
+in_root systemctl disable podman.service
+in_root systemctl enable podman.socket
 # What a server VM does not need, and what cannot work with a read-only /usr.
 in_root systemctl mask \
     getty.target getty@tty1.service serial-getty@ttyS0.service console-getty.service \
@@ -61,7 +65,14 @@ in_root systemctl mask \
     sys-kernel-debug.mount sys-kernel-tracing.mount sys-fs-fuse-connections.mount \
     modprobe@drm.service modprobe@efi_pstore.service modprobe@fuse.service modprobe@loop.service \
     modprobe@dm_mod.service modprobe@configfs.service sys-kernel-config.mount \
-    podman-auto-update.timer podman-auto-update.service
+    podman-auto-update.timer podman-auto-update.service systemd-network-generator.service
+# Generators for what a VM with one ext4 disk and no init scripts does not have (encrypted,
+# verity or integrity volumes, GPT auto-discovery, hibernation, SysV scripts, rc.local, gettys).
+mkdir -p "$root/etc/systemd/system-generators"
+for generator in cryptsetup gpt-auto hibernate-resume integritysetup veritysetup rc-local \
+    system-update sysv getty; do
+    ln -sf /dev/null "$root/etc/systemd/system-generators/systemd-$generator-generator"
+done
 
 # /usr is read-only: nothing there is updated at boot (ldconfig, hwdb, sysusers, catalogs).
 in_root systemd-hwdb update

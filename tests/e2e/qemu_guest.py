@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import socket
 import subprocess
 import tarfile
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +25,8 @@ KEY = Path(vmctl.__file__).parent / "data" / "insecure-keys" / "vagrant.key.ed25
 # Failed attempts while the guest boots are expected; paramiko would log each one.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
+ATTEMPT_EVERY = 0.5  # seconds between the starts of two login attempts while the guest boots
+ATTEMPTS_IN_FLIGHT = 3
 
 
 @dataclass
@@ -66,11 +70,11 @@ def make_overlay(box_dir: Path, name: str) -> Path:
     return overlay
 
 
-def connect(port: int, user: str, timeout: float = 1.0):
+def connect(port: int, user: str, timeout: float = 10.0):
     """An authenticated paramiko client, or an exception if the guest is not ready yet."""
     import paramiko
 
-    sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    sock = socket.create_connection(("127.0.0.1", port), timeout=1.0)
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     client = paramiko.SSHClient()
     client.set_missing_host_key_policy(paramiko.AutoAddPolicy())
@@ -123,28 +127,65 @@ def boot(
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     try:
-        while True:
-            if proc.poll() is not None:
-                raise AssertionError(
-                    f"QEMU exited with status {proc.returncode} before SSH answered"
-                )
-            try:
-                client = connect(port, user)
-            except Exception:
-                if time.monotonic() - start > deadline:
-                    raise AssertionError(
-                        f"no SSH login as {user} within {deadline} s; console:\n"
-                        + console_tail(console)
-                    ) from None
-                time.sleep(0.1)
-                continue
-            seconds = time.monotonic() - start
-            key = client.get_transport().get_remote_server_key()
-            client.close()
-            return Guest(proc, port, user, seconds, f"{key.get_name()} {key.get_base64()}", console)
+        client = first_login(proc, port, user, start + deadline)
+    except TimeoutError:
+        stop(proc)
+        raise AssertionError(
+            f"no SSH login as {user} within {deadline} s; console:\n" + console_tail(console)
+        ) from None
     except BaseException:
         stop(proc)
         raise
+    seconds = time.monotonic() - start
+    key = client.get_transport().get_remote_server_key()
+    client.close()
+    return Guest(proc, port, user, seconds, f"{key.get_name()} {key.get_base64()}", console)
+
+
+def first_login(proc: subprocess.Popen, port: int, user: str, deadline: float):
+    """The first SSH login that succeeds; a new attempt starts every ATTEMPT_EVERY seconds.
+
+    Attempts overlap (at most ATTEMPTS_IN_FLIGHT): QEMU accepts the TCP connection before the
+    guest has its address, and such a connection hangs until the guest answers a retransmitted
+    SYN, seconds later; and under TCG sshd's first logins, while the guest still starts
+    services, take over a second. Waiting for one attempt at a time, or giving up on each after
+    a short timeout, would both report a later time than the first possible login.
+    """
+    results: queue.Queue = queue.Queue()
+    finished = threading.Event()
+
+    def attempt() -> None:
+        try:
+            client = connect(port, user)
+        except Exception:
+            results.put(None)
+            return
+        if finished.is_set():
+            client.close()
+        else:
+            results.put(client)
+
+    in_flight = 0
+    last = float("-inf")
+    while True:
+        if proc.poll() is not None:
+            raise AssertionError(f"QEMU exited with status {proc.returncode} before SSH answered")
+        now = time.monotonic()
+        if now > deadline:
+            finished.set()
+            raise TimeoutError
+        if in_flight < ATTEMPTS_IN_FLIGHT and now - last >= ATTEMPT_EVERY:
+            threading.Thread(target=attempt, daemon=True).start()
+            in_flight += 1
+            last = now
+        try:
+            client = results.get(timeout=0.05)
+        except queue.Empty:
+            continue
+        in_flight -= 1
+        if client is not None:
+            finished.set()
+            return client
 
 
 def console_tail(console: Path, lines: int = 40) -> str:
@@ -155,7 +196,7 @@ def console_tail(console: Path, lines: int = 40) -> str:
 
 def ssh(guest: Guest, command: str, timeout: float = 60) -> tuple[int, str]:
     """Run COMMAND in the guest; its exit status and its output (stdout and stderr)."""
-    client = connect(guest.port, guest.user, timeout=5.0)
+    client = connect(guest.port, guest.user)
     try:
         channel = client.get_transport().open_session(timeout=5.0)
         channel.set_combine_stderr(True)
