@@ -47,12 +47,16 @@ def test_lifecycle(vmctl: Vmctl, tiny_box: Path, project: Path, destroy_after: l
           config.vm.provision "file", source: "hello.txt", destination: "/home/vagrant/copied.txt"
           config.vm.provider :libvirt do |lv|
             lv.memory = 256
+            lv.machine_virtual_size = 6
           end
         end
     """)
     destroy_after.append(project)
 
     up = vmctl("up", cwd=project)
+    # machine_virtual_size grows the overlay (the box's disk is 4 GB).
+    sectors = vmctl("ssh", "-c", "cat /sys/block/vda/size", cwd=project).stdout
+    assert int(sectors) * 512 == 6 * 1024**3
     assert "provisioned as root" in up.stdout
     assert "    default: " in up.stdout  # provisioner output is prefixed with the machine
 
@@ -90,6 +94,8 @@ def test_lifecycle(vmctl: Vmctl, tiny_box: Path, project: Path, destroy_after: l
     vmctl("ssh", "-c", "echo kept > ~/data && sync", cwd=project)
     vmctl("halt", cwd=project)
     assert vmctl("status", "--json", cwd=project).json()["machines"][0]["state"] == "poweroff"
+    stopped = vmctl("ssh", "-c", "true", cwd=project, check=False)
+    assert stopped.returncode == 1 and "is not running" in stopped.stderr
     up2 = vmctl("up", cwd=project)
     assert "provisioned as" not in up2.stdout
     assert vmctl("ssh", "-c", "cat ~/data", cwd=project).stdout == "kept\n"

@@ -55,13 +55,21 @@ def ssh(
     ssh_args: list[str] | None = typer.Argument(None, help="Extra arguments for ssh, after --."),
 ) -> None:
     """Log in to a machine with OpenSSH (or run one command with -c)."""
+    from vmctl import hypervisor
     from vmctl import ssh as sshmod
+    from vmctl.errors import MachineError
     from vmctl.run import require_tool
 
     project = _project("ssh", *([name] if name else []))
     m = project.one_machine(name)
     st = m.require_state()
-    del st
+    # For the embedded driver, whether QEMU runs is a cheap check (no libvirt call):
+    # say so plainly instead of letting ssh report a refused connection.
+    if hypervisor.qemu_alive(st.uri, st.domain) is False:
+        raise MachineError(
+            f"machine {m.name} is not running",
+            hint=f"start it with vmctl up {m.name}",
+        )
     binary = require_tool("ssh", "log in to the machine")
     argv = [binary, *sshmod.openssh_options(m.endpoint(), m.login_key())]
     argv += list(ssh_args or [])
