@@ -28,14 +28,17 @@ class Project:
         return cls(paths.require_vagrantfile(), words)
 
     def load(self) -> ProjectConfig:
-        from vmctl.vagrantfile import load_project
+        from vmctl.vagrantfile import has_plugin_setting, load_project
 
         def box_vagrantfile(name: str, constraint: str | None) -> Path | None:
             from vmctl.boxes.store import find_box_vagrantfile
 
             return find_box_vagrantfile(name, constraint)
 
-        return load_project(self.vagrantfile, box_vagrantfile=box_vagrantfile, argv=self.words)
+        return load_project(
+            self.vagrantfile, box_vagrantfile=box_vagrantfile, argv=self.words,
+            has_plugin=has_plugin_setting(),
+        )
 
     @cached_property
     def config(self) -> ProjectConfig:

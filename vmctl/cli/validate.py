@@ -23,9 +23,12 @@ def box_vagrantfile_lookup() -> Any:
 def load_current_project(argv: tuple[str, ...]) -> Any:
     """The project of the current folder (or VMCTL_VAGRANTFILE), as the machine layer sees it."""
     from vmctl.paths import require_vagrantfile
-    from vmctl.vagrantfile import load_project
+    from vmctl.vagrantfile import has_plugin_setting, load_project
 
-    return load_project(require_vagrantfile(), box_vagrantfile=box_vagrantfile_lookup(), argv=argv)
+    return load_project(
+        require_vagrantfile(), box_vagrantfile=box_vagrantfile_lookup(), argv=argv,
+        has_plugin=has_plugin_setting(),
+    )
 
 
 def project_json(project: ProjectConfig) -> dict[str, Any]:

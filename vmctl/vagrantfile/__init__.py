@@ -47,3 +47,10 @@ def load_project(
     return evaluate_project(
         vagrantfile, box_vagrantfile=box_vagrantfile, env=env, argv=argv, has_plugin=has_plugin
     )
+
+
+def has_plugin_setting() -> bool:
+    """What `Vagrant.has_plugin?` answers: true unless VMCTL_HAS_PLUGIN=0."""
+    import os
+
+    return os.environ.get("VMCTL_HAS_PLUGIN", "1") != "0"
