@@ -12,7 +12,7 @@ import typer
 if TYPE_CHECKING:
     from vmctl.project import Project
 
-NAMES = typer.Argument(None, help="Machine names (default: all machines of the project).")
+NAMES = typer.Argument(None, metavar="NAME", show_default=False, help="Machine names (default: all machines of the project).")
 
 
 def _project(*words: str) -> Project:
@@ -50,9 +50,9 @@ def up(
 
 
 def ssh(
-    name: str | None = typer.Argument(None, help="Machine (default: the primary or only one)."),
+    name: str | None = typer.Argument(None, metavar="NAME", show_default=False, help="Machine (default: the primary or only one)."),
     command: str | None = typer.Option(None, "-c", "--command", help="Run CMD and exit with its status."),
-    ssh_args: list[str] | None = typer.Argument(None, help="Extra arguments for ssh, after --."),
+    ssh_args: list[str] | None = typer.Argument(None, metavar="SSH_ARGS", show_default=False, help="Extra arguments for ssh, after --."),
 ) -> None:
     """Log in to a machine with OpenSSH (or run one command with -c)."""
     from vmctl import hypervisor
@@ -318,7 +318,7 @@ def provision(
 
 
 def port(
-    name: str | None = typer.Argument(None, help="Machine (default: the primary or only one)."),
+    name: str | None = typer.Argument(None, metavar="NAME", show_default=False, help="Machine (default: the primary or only one)."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Show the forwarded ports of a machine."""
