@@ -207,6 +207,8 @@ def _create(target: Path, label: str, rel: str) -> int:
         raise BoxError(f"refusing the box {label}: member {rel!r} appears more than once") from exc
 
 
+_ZEROS = bytes(CHUNK)
+
 def _copy(src: IO[bytes], out: IO[bytes], length: int | None) -> None:
     """Copy LENGTH bytes (None: to the end) from SRC to OUT, seeking over runs of zeros."""
     left = length
@@ -218,7 +220,7 @@ def _copy(src: IO[bytes], out: IO[bytes], length: int | None) -> None:
             return
         if left is not None:
             left -= len(chunk)
-        if chunk.count(0) == len(chunk):
+        if chunk == _ZEROS[: len(chunk)]:  # a memcmp: counting the zeros cost ~25 ms per box
             out.seek(len(chunk), os.SEEK_CUR)
         else:
             out.write(chunk)
