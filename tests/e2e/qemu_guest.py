@@ -219,6 +219,19 @@ def power_off(guest: Guest, command: str = "sudo -n poweroff", timeout: float = 
     return time.monotonic() - start
 
 
+def press_power_button(guest: Guest, overlay: Path, timeout: float = 60) -> float:
+    """The ACPI power button (what `virsh shutdown` does); how long QEMU took to exit.
+
+    OVERLAY is the disk the guest was booted on: its QEMU monitor listens at OVERLAY.monitor.
+    """
+    start = time.monotonic()
+    with socket.socket(socket.AF_UNIX) as monitor:
+        monitor.connect(f"{overlay}.monitor")
+        monitor.sendall(b"system_powerdown\n")
+        guest.proc.wait(timeout=timeout)
+    return time.monotonic() - start
+
+
 def stop(proc: subprocess.Popen) -> None:
     if proc.poll() is None:
         proc.kill()
