@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from vmctl import paths
 from vmctl.errors import HypervisorError, MissingToolError, VmctlError
+from vmctl.libvirt_worker import OPS
 from vmctl.state import file_lock, read_json, write_json
 
 if TYPE_CHECKING:
@@ -191,7 +192,7 @@ class _ForkedWorker:
         self.stdout = stdout
         self.returncode: int | None = None
 
-    def wait(self, timeout: float | None = None) -> int:
+    def wait(self) -> int:
         if self.returncode is None:
             _, status = os.waitpid(self.pid, 0)
             self.returncode = os.waitstatus_to_exitcode(status)
@@ -348,8 +349,6 @@ class WorkerConnection:
             return self._receive()
 
     def __getattr__(self, op: str) -> Any:
-        from vmctl.libvirt_worker import OPS
-
         if op not in OPS:
             raise AttributeError(op)
         return lambda *args: self._call(op, *args)

@@ -126,7 +126,7 @@ def _slug(text: str) -> str:
 class Machine:
     """One machine of a project: its settings (from the Vagrantfile) and its state."""
 
-    def __init__(self, project_root: Path, config: MachineConfig, argv_provider: Any = None) -> None:
+    def __init__(self, project_root: Path, config: MachineConfig) -> None:
         self.project_root = project_root
         self.config = config
         self.name = config.name
@@ -308,33 +308,34 @@ class Machine:
         if state == hypervisor.NOT_CREATED:
             # The domain vanished behind our back (someone ran virsh undefine): start over.
             emit(f"==> {self.name}: its domain is gone; creating the machine again.")
-            self._cleanup(emit=None)
+            self._cleanup()
             self._state = None
             self._up_new(provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=cancel, reload_config=None)
             return
         timer.mark("start")
-        session = self._wait_ssh(st, emit=emit, cancel=cancel)
+        session = self._wait_ssh(st, cancel=cancel)
         timer.mark("wait for SSH")
         try:
             if self._needs_key(st):
                 session = self._insert_key(session, st, emit)
             if state not in (hypervisor.SAVED, hypervisor.PAUSED):
-                self._configure_guest(session, emit=emit, first=False)
+                self._configure_guest(session, emit=emit)
             self._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=None, first_run=not st.provisioned, skip=provision is False)
             timer.mark("provision")
         finally:
             session.close()
 
     def _up_new(self, *, provision: bool | None, emit: Emit, emit_output: Emit, timer: Timer, cancel: threading.Event | None, reload_config: Callable[[], MachineConfig] | None) -> None:
-        box = self._ensure_box(emit)
-        if reload_config is not None and (self.config.libvirt.kernel is None and box.vagrantfile is not None):
-            # The box was just installed: its own Vagrantfile now supplies defaults.
+        box, was_missing = self._ensure_box(emit)
+        if reload_config is not None and was_missing and box.vagrantfile is not None:
+            # The box was installed after the Vagrantfile was read: its own Vagrantfile
+            # now supplies defaults (kernel, ssh username, ...).
             self.config = reload_config()
         cfg = self.config
         old = self.state  # a creation that was interrupted (killed): clean it up first
         if old is not None:
             emit(f"==> {self.name}: cleaning up an interrupted creation...")
-            self._cleanup(emit=None)
+            self._cleanup()
             self._state = None
 
         machine_id = uuid.uuid4().hex[:12]
@@ -366,14 +367,14 @@ class Machine:
                 timer.mark("define")
                 self._start_with_port_retry(c, st, emit)
             timer.mark("start")
-            session = self._wait_ssh(st, emit=emit, cancel=cancel)
+            session = self._wait_ssh(st, cancel=cancel)
             timer.mark("wait for SSH")
         except BaseException as exc:
             # Nothing half-made: a new machine that never answered is removed again.
             emit(f"==> {self.name}: removing the machine that did not come up...")
             tail = self._console_tail() if isinstance(exc, (BootTimeoutError, HypervisorError)) else ""
             try:
-                self._cleanup(emit=None)
+                self._cleanup()
             except VmctlError as cleanup_exc:
                 log.debug("cleanup failed: %s", cleanup_exc)
             if tail and isinstance(exc, VmctlError):
@@ -387,7 +388,7 @@ class Machine:
             if self._needs_key(st):
                 session = self._insert_key(session, st, emit)
                 timer.mark("key swap")
-            self._configure_guest(session, emit=emit, first=True)
+            self._configure_guest(session, emit=emit)
             timer.mark("configure guest")
             self._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=None, first_run=True, skip=provision is False)
             timer.mark("provision")
@@ -395,9 +396,10 @@ class Machine:
             session.close()
         emit(f"==> {self.name}: machine is ready (SSH on 127.0.0.1:{st.ssh_port}; log in with: vmctl ssh {self.name})")
 
-    def _ensure_box(self, emit: Emit) -> Any:
-        """The installed box, adding (or building) it first when it is missing. Machines
-        coming up in parallel wait for one another here, so a box is fetched once."""
+    def _ensure_box(self, emit: Emit) -> tuple[Any, bool]:
+        """The installed box, adding (or building) it first when it is missing, and whether
+        it was missing. Machines coming up in parallel wait for one another here, so a box
+        is fetched once."""
         from vmctl.boxes import store
 
         cfg = self.config
@@ -408,19 +410,19 @@ class Machine:
             )
         box = store.find_box(cfg.box, cfg.box_version)
         if box is not None:
-            return box
+            return box, False
         with _box_fetch_lock:
             box = store.find_box(cfg.box, cfg.box_version)
-            if box is not None:
-                return box
+            if box is not None:  # a machine of this up fetched it meanwhile
+                return box, True
             try:
-                return self._fetch_box(emit)
+                return self._fetch_box(emit), True
             except BoxError:
                 # Another vmctl process may have installed it meanwhile.
                 box = store.find_box(cfg.box, cfg.box_version)
                 if box is None:
                     raise
-                return box
+                return box, True
 
     def _fetch_box(self, emit: Emit) -> Any:
         from vmctl.boxes import store
@@ -571,7 +573,7 @@ class Machine:
 
     # --- boot, keys, guest configuration ----------------------------------------------
 
-    def _wait_ssh(self, st: MachineState, *, emit: Emit, cancel: threading.Event | None) -> Session:
+    def _wait_ssh(self, st: MachineState, *, cancel: threading.Event | None) -> Session:
         from vmctl import ssh, term
 
         def alive() -> bool:
@@ -610,7 +612,7 @@ class Machine:
         self.save()
         return new_session
 
-    def _configure_guest(self, session: Session, *, emit: Emit, first: bool) -> None:
+    def _configure_guest(self, session: Session, *, emit: Emit) -> None:
         from vmctl import guest
 
         cfg = self.config
@@ -743,7 +745,7 @@ class Machine:
             emit(f"==> {self.name}: resuming...")
             with hypervisor.connect(st.uri) as c:
                 c.resume(st.domain)
-            self._wait_ssh(st, emit=emit, cancel=None).close()
+            self._wait_ssh(st, cancel=None).close()
             self._triggers("after", "resume", emit, emit_output)
 
     def reload(self, *, provision: bool | None, emit: Emit, emit_output: Emit) -> None:
@@ -770,7 +772,7 @@ class Machine:
                 return False
             self._triggers("before", "destroy", emit, emit)
             emit(f"==> {self.name}: destroying...")
-            self._cleanup(emit=emit)
+            self._cleanup()
             self._triggers("after", "destroy", emit, emit)
             return True
 
@@ -780,7 +782,7 @@ class Machine:
             if e.project == str(self.project_root) and e.name == self.name
         ]  # fmt: skip
 
-    def _cleanup(self, *, emit: Emit | None) -> None:
+    def _cleanup(self) -> None:
         st = self.state
         targets: list[tuple[str, str, str]] = []  # (id, domain, uri)
         if st is not None:

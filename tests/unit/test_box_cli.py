@@ -11,43 +11,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
+from cli_runner import Outcome, run_commands
 
 from vmctl.cli import box as box_cli
-from vmctl.errors import VmctlError
 from vmctl.state import IndexEntry, save_index
 
 VMCTL = Path(sys.executable).parent / "vmctl"
 
 
-@dataclass
-class Outcome:
-    code: int
-    stdout: str
-    stderr: str
-
-
 def run_box(*args: str) -> Outcome:
-    """Invoke `vmctl box ARGS` on an app holding only the box commands, rendering VmctlError
-    as vmctl.cli.main does."""
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-
-    @app.callback()
-    def _root() -> None:
-        pass
-
-    box_cli.register(app)
-    result = CliRunner().invoke(app, ["box", *args], env={"COLUMNS": "120", "NO_COLOR": "1"})
-    stderr = result.stderr
-    code = result.exit_code
-    if isinstance(result.exception, VmctlError):
-        exc = result.exception
-        stderr += f"error: {exc}\n" + (f"hint: {exc.hint}\n" if exc.hint else "")
-        code = exc.exit_code
-    elif result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return Outcome(code, result.stdout, stderr)
+    """Invoke `vmctl box ARGS` on an app holding only those commands."""
+    return run_commands(box_cli.register, "box", *args)
 
 
 def test_list_empty(box_home: Path) -> None:

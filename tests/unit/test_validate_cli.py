@@ -6,46 +6,19 @@ import json
 import subprocess
 import sys
 import textwrap
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import typer
-from typer.testing import CliRunner
+from cli_runner import Outcome, run_commands
 
 from vmctl.cli import validate as validate_cli
-from vmctl.errors import VmctlError
 
 CORPUS = Path(__file__).resolve().parent.parent / "vagrantfiles"
 
 
-@dataclass
-class Outcome:
-    code: int
-    stdout: str
-    stderr: str
-
-
 def run_validate(*args: str) -> Outcome:
-    """Invoke `vmctl validate ARGS` on an app holding only that command, rendering a
-    VmctlError as vmctl.cli.main does."""
-    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
-
-    @app.callback()
-    def _root() -> None:
-        pass
-
-    validate_cli.register(app)
-    result = CliRunner().invoke(app, ["validate", *args], env={"COLUMNS": "120", "NO_COLOR": "1"})
-    stderr = result.stderr
-    code = result.exit_code
-    if isinstance(result.exception, VmctlError):
-        exc = result.exception
-        stderr += f"error: {exc}\n" + (f"hint: {exc.hint}\n" if exc.hint else "")
-        code = exc.exit_code
-    elif result.exception is not None and not isinstance(result.exception, SystemExit):
-        raise result.exception
-    return Outcome(code, result.stdout, stderr)
+    """Invoke `vmctl validate ARGS` on an app holding only those commands."""
+    return run_commands(validate_cli.register, "validate", *args)
 
 
 @pytest.fixture
