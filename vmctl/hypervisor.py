@@ -166,14 +166,17 @@ def open_in_process(uri: str) -> tuple[Connection, Any]:
     return Connection(libvirt, conn, uri), lambda: _close(conn)
 
 
+def _lock_name(root: Path) -> str:
+    return "libvirt-" + hashlib.sha256(str(root).encode()).hexdigest()[:12]
+
+
 def _open_worker(uri: str) -> _Shared:
     root = _embedded_root(uri)
     _prepare_embedded_root(root)
-    lock_name = "libvirt-" + hashlib.sha256(str(root).encode()).hexdigest()[:12]
     from contextlib import ExitStack
 
     stack = ExitStack()
-    lock_fd = stack.enter_context(file_lock(lock_name))
+    lock_fd = stack.enter_context(file_lock(_lock_name(root)))
     try:
         worker = WorkerConnection.spawn(uri, root / "log" / "worker.log", lock_fd)
     except BaseException:
@@ -366,6 +369,59 @@ def qemu_alive(uri: str, domain_name: str) -> bool | None:
     except (OSError, ValueError):
         return False
     return f"guest={domain_name},".encode() in cmdline or f"guest={domain_name}\0".encode() in cmdline
+
+
+def running_without_driver(uri: str, domain_name: str) -> bool:
+    """Whether an embedded-driver domain is plainly running, found out without opening
+    the driver (which costs a worker process and 30-60 ms): QEMU's pid file names a live
+    QEMU of this domain, and QEMU answers "running" on its monitor. That is asked under
+    the root's lock, when no driver of ours holds the monitor; if another vmctl command
+    holds the lock, or anything is unclear, the answer is False: ask libvirt."""
+    if not qemu_alive(uri, domain_name):
+        return False
+    root = _embedded_root(uri)
+    try:
+        with file_lock(_lock_name(root), wait=False):
+            return qemu_alive(uri, domain_name) and _qmp_status(root, domain_name) == "running"
+    except VmctlError:  # busy: another command has the driver open
+        return False
+
+
+def _qmp_status(root: Path, domain_name: str) -> str | None:
+    """QEMU's own run state (query-status), on the monitor socket named in libvirt's
+    status file; None if it cannot be asked within half a second."""
+    import json
+    import re
+    import socket
+
+    try:
+        status_xml = (root / "run" / "qemu" / f"{domain_name}.xml").read_text()
+    except OSError:
+        return None
+    found = re.search(r"<monitor path='([^']+)' type='unix'", status_xml)
+    if not found:
+        return None
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(0.5)
+            sock.connect(found.group(1))
+            replies = sock.makefile("rb")
+
+            def ask(command: str) -> Any:
+                sock.sendall(json.dumps({"execute": command}).encode() + b"\n")
+                for line in replies:
+                    reply = json.loads(line)
+                    if "return" in reply or "error" in reply:  # not an event
+                        return reply.get("return")
+                return None
+
+            if "QMP" not in json.loads(replies.readline() or b"{}"):
+                return None
+            ask("qmp_capabilities")
+            result = ask("query-status")
+            return result.get("status") if isinstance(result, dict) else None
+    except (OSError, ValueError):
+        return None
 
 
 def _kill_qemu(uri: str, domain_name: str) -> None:

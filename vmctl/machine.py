@@ -193,6 +193,12 @@ class Machine:
             return hypervisor.POWEROFF
         return state
 
+    def plainly_running(self) -> bool:
+        """Running, as its QEMU says without libvirt being opened (see
+        hypervisor.running_without_driver); False means: ask libvirt with status()."""
+        st = self.state
+        return st is not None and hypervisor.running_without_driver(st.uri, st.domain)
+
     def _qemu_running(self, conn: hypervisor.Connection | None = None) -> bool:
         """Cheap liveness for polling loops: the QEMU process, else libvirt's state."""
         st = self.require_state()

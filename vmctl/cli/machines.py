@@ -144,9 +144,16 @@ def status(
         else:
             by_uri.setdefault(st.uri, []).append(m)
     for uri, group in by_uri.items():
-        with hypervisor.connect(uri) as c:
-            for m in group:
-                states[m.name] = m.status(c)
+        asked = []  # the machines not plainly running: libvirt tells the rest
+        for m in group:
+            if m.plainly_running():
+                states[m.name] = hypervisor.RUNNING
+            else:
+                asked.append(m)
+        if asked:
+            with hypervisor.connect(uri) as c:
+                for m in asked:
+                    states[m.name] = m.status(c)
     domains: dict[str, str | None] = {}
     if unreadable:
         with hypervisor.connect(hypervisor.resolve_uri()) as c:
@@ -196,12 +203,20 @@ def global_status(
     for e in entries.values():
         by_uri.setdefault(e.uri, []).append(e)
     for uri, group in by_uri.items():
+        asked = []  # the machines not plainly running: libvirt tells the rest
+        for e in group:
+            if hypervisor.running_without_driver(uri, e.domain):
+                states[e.id] = hypervisor.RUNNING
+            else:
+                asked.append(e)
+        if not asked:
+            continue
         try:
             with hypervisor.connect(uri) as c:
-                for e in group:
+                for e in asked:
                     states[e.id] = c.state(e.domain)
         except Exception:  # noqa: BLE001 - an unreachable libvirt must not hide the others
-            for e in group:
+            for e in asked:
                 states[e.id] = "unknown"
     if prune:
         gone = [
