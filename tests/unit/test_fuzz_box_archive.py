@@ -239,7 +239,7 @@ def check_unpack(data: bytes | None = None, draw: st.DataObject | None = None) -
         started = time.monotonic()
         with watchdog(WALL_BOUND):
             try:
-                written = archive.unpack(path, dest, scratch=stage, label="fuzz.box")
+                written = archive.unpack(path, dest, label="fuzz.box")
             except VmctlError as exc:
                 assert exc.message
                 note(f"unpack refused: {type(exc).__name__}")
@@ -301,7 +301,7 @@ def test_sparse_members_unpack_exactly(tmp_path: Path) -> None:
         with tarfile.open(box) as members:
             assert members.getmember("box.img").sparse, fmt  # it really is a sparse member
         dest = tmp_path / "out"
-        assert archive.unpack(box, dest, scratch=tmp_path) == ["box.img"]
+        assert archive.unpack(box, dest) == ["box.img"]
         assert (dest / "box.img").read_bytes() == image.read_bytes(), fmt
         assert os.stat(dest / "box.img").st_blocks * 512 < 2 * 2**20  # the holes stayed holes
         for p in dest.iterdir():

@@ -2,10 +2,10 @@
 (a subprocess) on small tmpfs mounts says so clearly (exit 1, "no space" / "disk is full", a
 hint), installs nothing half-way and leaves the machine index alone.
 
-What stays behind is by design: a download cut short by a full disk keeps its partial file
-in VMCTL_HOME/downloads (like any cut-off download) so that the next `box add`, once space is
-freed, resumes it with a Range request. A complete download that cannot be unpacked is
-removed with the staging folder, which gives the space back.
+What stays behind is by design: a download cut short by a full disk (whether writing the
+download or the box unpacked while it downloads) keeps its partial file in
+VMCTL_HOME/downloads, like any cut-off download, so that the next `box add`, once space is
+freed, resumes it with a Range request. The staging folder is removed.
 
 Mounting needs root (these machines run the tests as root)."""
 
@@ -130,20 +130,30 @@ def test_download_that_fills_the_disk_then_resumes(box_server, small_fs: Callabl
     assert (home / "index.json").read_bytes() == index
 
 
-def test_unpack_that_fills_the_disk_after_the_download(box_server, small_fs: Callable[..., Path]) -> None:
+def test_unpack_that_fills_the_disk_during_the_download(box_server, small_fs: Callable[..., Path]) -> None:
+    """The box is unpacked while it downloads: 5 MB fits, the download and its unpacked
+    copy together do not. Whichever write fails first, the error is the same in substance."""
     home = small_fs("home", "8m")
     index = seed_index(home)
-    url = box_server.put("mid.box", box_bytes(5 * MIB))  # 5 MB fits; its unpacked copy does not
+    url = box_server.put("mid.box", box_bytes(5 * MIB))
 
     proc = vmctl("box", "add", url, "--name", "t/mid", home=home)
 
     assert_clear_error(proc, "no space left on device")
-    assert "could not unpack" in proc.stderr and "free disk space" in proc.stderr
-    assert box_store_entries(home) == []
-    assert list((home / "downloads").iterdir()) == []  # the space is given back
+    assert "free some disk space" in proc.stderr and "resume" in proc.stderr
+    assert box_store_entries(home) == []  # the staging copy is gone
     assert (home / "index.json").read_bytes() == index
-    assert int(subprocess.run(["df", "--output=used", "-B1", str(home)], capture_output=True, text=True,
-                              check=True).stdout.split()[-1]) < 1 * MIB
+    parts = list((home / "downloads").glob("*.part"))
+    assert len(parts) == 1
+    used = int(subprocess.run(["df", "--output=used", "-B1", str(home)], capture_output=True, text=True,
+                              check=True).stdout.split()[-1])
+    assert used < parts[0].stat().st_size + 1 * MIB  # only the partial download is kept
+
+    remount(home, "16m")
+    proc = vmctl("box", "add", url, "--name", "t/mid", home=home)
+    assert proc.returncode == 0, proc.stderr
+    assert box_store_entries(home)[:1] == ["t-VAGRANTSLASH-mid"]
+    assert list((home / "downloads").iterdir()) == []  # dropped once installed
 
 
 def test_local_box_that_does_not_fit(tmp_path: Path, small_fs: Callable[..., Path]) -> None:

@@ -15,10 +15,14 @@ qcow2 or raw and it names no backing file and no external data file.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
+import subprocess
 import tarfile
+import threading
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
@@ -28,35 +32,7 @@ CHUNK = 1024 * 1024
 RESERVED = frozenset({"vmctl-box.json"})
 IMAGE_FORMATS = ("qcow2", "raw")
 
-_MAGIC = (
-    (b"\x28\xb5\x2f\xfd", "zstd"),
-    (b"\x1f\x8b", "gzip"),
-    (b"BZh", "bzip2"),
-    (b"\xfd7zXZ\x00", "xz"),
-)
-
-
-def compression(path: Path) -> str | None:
-    """The compression of the archive at PATH by its magic bytes (None: plain or unknown)."""
-    with path.open("rb") as f:
-        head = f.read(8)
-    for magic, name in _MAGIC:
-        if head.startswith(magic):
-            return name
-    return None
-
-
-class _Counting:
-    """A read-only file wrapper that reports how many bytes were read."""
-
-    def __init__(self, f: IO[bytes], advance: Callable[[int], None]) -> None:
-        self._f = f
-        self._advance = advance
-
-    def read(self, n: int = -1) -> bytes:
-        data = self._f.read(n)
-        self._advance(len(data))
-        return data
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # tarfile reads gzip, bzip2 and xz streams by itself
 
 
 def member_path(member: tarfile.TarInfo, archive: str) -> PurePosixPath | None:
@@ -94,57 +70,152 @@ def member_path(member: tarfile.TarInfo, archive: str) -> PurePosixPath | None:
     return rel
 
 
-def unpack(archive: Path, dest: Path, *, scratch: Path, label: str | None = None,
+def unpack(archive: Path, dest: Path, *, label: str | None = None,
            advance: Callable[[int], None] | None = None) -> list[str]:
-    """Unpack the box ARCHIVE into the empty folder DEST, checking every member.
-
-    SCRATCH is a folder (on the same filesystem, deleted by the caller) for a decompressed copy
-    of a zstd archive. Returns the relative paths of the files written.
-    """
+    """Unpack the box ARCHIVE into the empty folder DEST, checking every member. Returns the
+    relative paths of the files written."""
     label = label or str(archive)
-    tick = advance or (lambda _n: None)
-    kind = compression(archive)
-    source = archive
-    if kind == "zstd":
-        from vmctl.errors import MissingToolError, VmctlError
-        from vmctl.run import run
+    unpacker = StreamUnpacker(dest, label=label)
+    try:
+        with archive.open("rb") as f:
+            while chunk := f.read(CHUNK):
+                unpacker.feed(chunk)
+                if advance is not None:
+                    advance(len(chunk))
+    except OSError as exc:
+        unpacker.abort()
+        raise BoxError(f"could not read {archive}: {exc.strerror or exc}") from exc
+    except BaseException:
+        unpacker.abort()
+        raise
+    return unpacker.finish()
 
-        source = scratch / "box.tar"
+
+class StreamUnpacker:
+    """Unpacks a box archive while its bytes still arrive (from a download, or a file).
+
+    feed() takes the archive's bytes in order and writes them into a pipe; a thread reads
+    the pipe as a tar stream (through `zstd -d` for a zstd archive: tarfile reads gzip,
+    bzip2 and xz itself) and unpacks it into DEST. So a downloaded box is unpacked while
+    it downloads and is hashed, and never read back. finish() waits for the thread and
+    raises its error; abort() stops it. `error` keeps the unpacking's own failure, so a
+    caller can tell a bad archive (or a full disk) from a failed download.
+    """
+
+    def __init__(self, dest: Path, *, label: str) -> None:
+        self.dest = dest
+        self.label = label
+        self.error: BaseException | None = None
+        self._files: list[str] = []
+        self._pipe: int | None = None  # the write end
+        self._thread: threading.Thread | None = None
+        self._zstd: subprocess.Popen[bytes] | None = None
+
+    def feed(self, data: bytes) -> None:
+        if self._thread is None:
+            self._start(data[:8])
+        assert self._pipe is not None
+        view = memoryview(data)
         try:
-            run(["zstd", "-d", "-q", "-f", "-o", source, archive],
-                purpose="decompress a zstd box archive", timeout=3600)
-        except MissingToolError:
-            raise
-        except VmctlError as exc:  # corrupt data, or no room for the decompressed copy
-            source.unlink(missing_ok=True)
-            raise BoxError(f"{label} could not be decompressed: {exc.message}",
-                           hint="the box file is damaged, or the disk under VMCTL_HOME is full") from exc
+            while view:
+                view = view[os.write(self._pipe, view):]
+        except BrokenPipeError:
+            # The unpacking stopped early: its error says why.
+            self._close_pipe()
+            self._join()
+            if self.error is None:
+                self.error = BoxError(f"the box archive {self.label} has data after its end")
+            raise self.error  # noqa: B904 - its own cause (a full disk, say) is what matters
+
+    def finish(self) -> list[str]:
+        """Every byte was fed: the files written, once the unpacking has ended."""
+        if self._thread is None:
+            self._start(b"")
+        self._close_pipe()
+        self._join()
+        if self.error is not None:
+            raise self.error
+        return self._files
+
+    def abort(self) -> None:
+        """Stop unpacking (the caller removes DEST)."""
+        self._close_pipe()
+        self._join()
+
+    def _start(self, head: bytes) -> None:
+        read_end, self._pipe = os.pipe()
+        with suppress(OSError):  # a bigger pipe means fewer switches between the threads
+            fcntl.fcntl(self._pipe, fcntl.F_SETPIPE_SZ, CHUNK)
+        if head.startswith(_ZSTD_MAGIC):
+            from vmctl.run import require_tool
+
+            try:
+                self._zstd = subprocess.Popen(
+                    [require_tool("zstd", "decompress a zstd box archive"), "-d", "-q", "-c"],
+                    stdin=read_end, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                )  # fmt: skip
+            finally:
+                os.close(read_end)
+            assert self._zstd.stdout is not None
+            source: IO[bytes] = self._zstd.stdout
+        else:
+            source = os.fdopen(read_end, "rb", buffering=CHUNK)
+        self._thread = threading.Thread(target=self._run, args=(source,), name="box-unpack", daemon=True)
+        self._thread.start()
+
+    def _run(self, source: IO[bytes]) -> None:
+        try:
+            with source:  # closed on the way out: a writer still feeding gets EPIPE
+                self._files = _unpack_stream(source, self.dest, self.label)
+                while source.read(CHUNK):  # the end-of-archive padding: never leave the writer blocked
+                    pass
+        except BaseException as exc:  # noqa: BLE001 - handed to the feeding thread
+            self.error = exc
+
+    def _close_pipe(self) -> None:
+        if self._pipe is not None:
+            os.close(self._pipe)
+            self._pipe = None
+
+    def _join(self) -> None:
+        if self._thread is not None:
+            self._thread.join()
+        if self._zstd is not None:
+            assert self._zstd.stderr is not None
+            problem = self._zstd.stderr.read().decode(errors="replace").strip()
+            self._zstd.stderr.close()
+            if self._zstd.wait() != 0 and self.error is not None:
+                # zstd's complaint explains a damaged archive better than the cut-off tar does.
+                self.error = BoxError(f"{self.label} could not be decompressed: {problem or 'zstd failed'}",
+                                      hint="the box file is damaged")
+            self._zstd = None
+
+
+def _unpack_stream(reader: IO[bytes], dest: Path, label: str) -> list[str]:
     written: list[str] = []
     dest.mkdir(parents=True, exist_ok=True)
     try:
-        with source.open("rb") as raw:
-            reader = _Counting(raw, tick) if source == archive else raw
-            with _open_tar(reader, label) as tar:
-                for member in _members(tar, label):
-                    rel = member_path(member, label)
-                    if rel is None:
-                        continue
-                    target = dest.joinpath(*rel.parts)
-                    _make_parents(dest, rel)
-                    if member.isdir():
-                        if target.exists() and not target.is_dir():
-                            raise BoxError(f"refusing the box {label}: {str(rel)!r} is both a file and a folder")
-                        target.mkdir(mode=0o755, exist_ok=True)
-                        continue
-                    if member.sparse is not None:
-                        _write_sparse(target, tar, member, label, str(rel))
-                        written.append(str(rel))
-                        continue
-                    src = tar.extractfile(member)
-                    if src is None:  # pragma: no cover - isreg() members always have data
-                        raise BoxError(f"refusing the box {label}: cannot read member {member.name!r}")
-                    _write_file(target, src, member.size, label, str(rel))
+        with _open_tar(reader, label) as tar:
+            for member in _members(tar, label):
+                rel = member_path(member, label)
+                if rel is None:
+                    continue
+                target = dest.joinpath(*rel.parts)
+                _make_parents(dest, rel)
+                if member.isdir():
+                    if target.exists() and not target.is_dir():
+                        raise BoxError(f"refusing the box {label}: {str(rel)!r} is both a file and a folder")
+                    target.mkdir(mode=0o755, exist_ok=True)
+                    continue
+                if member.sparse is not None:
+                    _write_sparse(target, tar, member, label, str(rel))
                     written.append(str(rel))
+                    continue
+                src = tar.extractfile(member)
+                if src is None:  # pragma: no cover - isreg() members always have data
+                    raise BoxError(f"refusing the box {label}: cannot read member {member.name!r}")
+                _write_file(target, src, member.size, label, str(rel))
+                written.append(str(rel))
     except tarfile.TarError as exc:
         raise _unreadable(label, exc) from exc
     except EOFError as exc:
@@ -152,9 +223,6 @@ def unpack(archive: Path, dest: Path, *, scratch: Path, label: str | None = None
     except OSError as exc:
         raise BoxError(f"could not unpack {label}: {exc.strerror or exc}",
                        hint="check the free disk space under VMCTL_HOME") from exc
-    finally:
-        if source != archive:
-            source.unlink(missing_ok=True)
     return written
 
 

@@ -53,6 +53,7 @@ class ProgressLike(Protocol):
 
 ProgressFactory = Callable[[str, int | None, int], ProgressLike]
 Notify = Callable[[str], None]
+Consumer = Callable[[bytes], None]  # takes the bytes of a box file in order (an unpacker)
 
 
 class _NoProgress:
@@ -189,14 +190,18 @@ def hash_local(
     expected: Checksum | None,
     description: str,
     progress: ProgressFactory | None = None,
+    consume: Consumer | None = None,
 ) -> Fetched:
-    """Hash (and verify) the local file PATH in place: no copy is made."""
+    """Hash (and verify) the local file PATH in place: no copy is made. CONSUME, if given,
+    is handed every byte of the file, in order, as it is read."""
     try:
         size = path.stat().st_size
         hasher = Hasher(expected)
         with path.open("rb") as f, _progress(progress, description, size, 0) as bar:
             while chunk := f.read(CHUNK):
                 hasher.update(chunk)
+                if consume is not None:
+                    consume(chunk)
                 bar.advance(len(chunk))
     except FileNotFoundError as exc:
         raise BoxError(f"no such file: {path}") from exc
@@ -391,8 +396,11 @@ def download(
     progress: ProgressFactory | None = None,
     notify: Notify | None = None,
     timeout: tuple[float, float] | None = None,
+    consume: Consumer | None = None,
 ) -> Fetched:
-    """Download URL into downloads_dir(), resuming a partial download of the same URL."""
+    """Download URL into downloads_dir(), resuming a partial download of the same URL.
+    CONSUME, if given, is handed every byte of the file in order while it downloads (a
+    resumed download's bytes already on disk first), so that it can unpack meanwhile."""
     import requests
 
     say = notify or (lambda _msg: None)
@@ -422,7 +430,7 @@ def download(
                 if have and resp.status_code == 416:
                     _, total = _parse_content_range(resp.headers.get("Content-Range"))
                     if total == have:
-                        return _finish(url, part, sidecar, expected, description, progress, have)
+                        return _finish(url, part, sidecar, expected, description, progress, have, consume)
                     say(f"box: the server cannot resume {url}; starting over")
                     _discard(part, sidecar)
                     continue
@@ -442,7 +450,8 @@ def download(
                     _write_sidecar(sidecar, url, _validator(resp.headers), total)
                 else:
                     raise _http_status_error(resp, url)
-                return _stream(resp, url, part, sidecar, mode, have, total, expected, description, progress)
+                return _stream(resp, url, part, sidecar, mode, have, total, expected, description, progress,
+                               consume)
         raise DownloadError(f"the server keeps answering unexpected ranges for {url}",
                             hint=f"delete {part} and try again")
 
@@ -458,18 +467,21 @@ def _stream(
     expected: Checksum | None,
     description: str,
     progress: ProgressFactory | None,
+    consume: Consumer | None,
 ) -> Fetched:
     import requests
 
     hasher = Hasher(expected)
     if have:
-        _hash_file(part, hasher, have)
+        _hash_file(part, hasher, have, consume=consume)
     try:
         with part.open(mode) as f, _progress(progress, description, total, have) as bar:
             for chunk in resp.iter_content(CHUNK):
                 if chunk:
                     f.write(chunk)
                     hasher.update(chunk)
+                    if consume is not None:
+                        consume(chunk)
                     bar.advance(len(chunk))
     except requests.RequestException as exc:
         raise translate_request_error(exc, url, partial=part) from exc
@@ -487,10 +499,10 @@ def _stream(
 
 
 def _finish(url: str, part: Path, sidecar: Path, expected: Checksum | None, description: str,
-            progress: ProgressFactory | None, size: int) -> Fetched:
+            progress: ProgressFactory | None, size: int, consume: Consumer | None) -> Fetched:
     hasher = Hasher(expected)
     with _progress(progress, f"{description} (verifying)", size, 0) as bar:
-        _hash_file(part, hasher, size, bar)
+        _hash_file(part, hasher, size, bar, consume=consume)
     return _verified(url, part, sidecar, hasher, size)
 
 
@@ -504,11 +516,14 @@ def _verified(url: str, part: Path, sidecar: Path, hasher: Hasher, size: int) ->
                    _cleanup=[part, sidecar])
 
 
-def _hash_file(path: Path, hasher: Hasher, size: int, bar: ProgressLike | None = None) -> None:
+def _hash_file(path: Path, hasher: Hasher, size: int, bar: ProgressLike | None = None, *,
+               consume: Consumer | None = None) -> None:
     with path.open("rb") as f:
         remaining = size
         while remaining > 0 and (chunk := f.read(min(CHUNK, remaining))):
             hasher.update(chunk)
+            if consume is not None:
+                consume(chunk)
             remaining -= len(chunk)
             if bar is not None:
                 bar.advance(len(chunk))
@@ -518,6 +533,11 @@ def _write_sidecar(sidecar: Path, url: str, validator: dict[str, str], total: in
     from vmctl.state import write_json
 
     write_json(sidecar, {"url": url, "validator": validator, "total": total, "started": time.time()})
+
+
+def discard_partial(url: str) -> None:
+    """Forget a partial download of URL (its bytes are known to be no use)."""
+    _discard(*partial_paths(url))
 
 
 def _discard(part: Path, sidecar: Path) -> None:

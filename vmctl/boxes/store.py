@@ -309,10 +309,33 @@ def _boxes_lock() -> Iterator[None]:
         yield
 
 
-def _clean_stale_staging() -> None:
-    root = paths.boxes_dir()
+@contextlib.contextmanager
+def _staging(root: Path) -> Iterator[Path]:
+    """A new staging folder under ROOT, locked while in use and removed afterwards. Folders
+    left by a killed vmctl are removed by the next one; folders in use are left alone."""
+    root.mkdir(parents=True, exist_ok=True)
     for entry in root.glob(".staging-*"):
-        shutil.rmtree(entry, ignore_errors=True)
+        with contextlib.suppress(OSError), _locked(entry, wait=False):
+            shutil.rmtree(entry, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
+    try:
+        with _locked(staging):
+            yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _locked(folder: Path, *, wait: bool = True) -> Iterator[None]:
+    """flock on FOLDER itself (BlockingIOError, an OSError, when busy and not WAIT)."""
+    import fcntl
+
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        yield
+    finally:
+        os.close(fd)
 
 
 def add_box(
@@ -332,6 +355,9 @@ def add_box(
     verified against the catalog's checksum (a CHECKSUM given here takes precedence). A box
     file needs NAME and is installed as version "0". Raises BoxError (DownloadError,
     ChecksumError) and leaves nothing behind on failure.
+
+    The box is unpacked into a staging folder while it downloads (or is read) and hashed;
+    only a verified, checked box is moved into the store.
     """
     say = notify or (lambda _msg: None)
     if name is not None:
@@ -345,71 +371,87 @@ def add_box(
             hint="add --force to replace it",
         )
     say(f"box: adding {plan.name} {plan.version} from {plan.box_url}")
-    fetched = _fetch(plan, progress, say)
+    label = f"{plan.name} {plan.version} ({plan.box_url})"
+    root = paths.boxes_dir()
     try:
-        box = _install(plan, fetched, final, progress, force=force)
-    except BoxError:
-        fetched.cleanup()  # complete and verified, but not a box: fetching it again cannot help
-        raise
+        with _staging(root) as staging:
+            unpacker = archive.StreamUnpacker(staging / PROVIDER, label=label)
+            try:
+                fetched = _fetch(plan, progress, say, unpacker.feed)
+                files = unpacker.finish()
+            except BaseException as exc:
+                unpacker.abort()
+                if exc is not unpacker.error or not download.is_http(plan.box_url):
+                    raise
+                if not isinstance(exc.__cause__, OSError):
+                    download.discard_partial(plan.box_url)  # not a box: resuming it cannot help
+                    raise
+                raise BoxError(  # the disk filled up: the download itself is fine
+                    f"could not unpack {label}: {exc.__cause__.strerror or exc.__cause__}",
+                    hint=f"free some disk space under {root} and run the same command again: "
+                    "the download resumes where it stopped",
+                ) from exc.__cause__
+            try:
+                box = _install(plan, fetched, files, staging, final, force=force)
+            except BoxError:
+                fetched.cleanup()  # complete and verified, but not a box: fetching it again cannot help
+                raise
+    except OSError as exc:
+        raise BoxError(f"could not install box {plan.name} {plan.version}: {exc.strerror or exc}",
+                       hint=f"check the free space and permissions under {root}") from exc
     fetched.cleanup()
     say(f"box: installed {box.name} {box.version} in {box.dir}")
     return box
 
 
-def _fetch(plan: _Plan, progress: ProgressFactory | None, say: Notify) -> Fetched:
+def _fetch(plan: _Plan, progress: ProgressFactory | None, say: Notify, consume: download.Consumer) -> Fetched:
     description = f"{plan.name} {plan.version}"
     if download.is_http(plan.box_url):
         fetched = download.download(plan.box_url, expected=plan.checksum,
                                     description=f"downloading {description}",
-                                    progress=progress, notify=say)
+                                    progress=progress, notify=say, consume=consume)
     else:
         local = _local_path(plan.box_url)
         assert local is not None
         fetched = download.hash_local(local, expected=plan.checksum,
-                                      description=f"reading {local.name}", progress=progress)
+                                      description=f"reading {local.name}", progress=progress,
+                                      consume=consume)
     if plan.checksum is not None:
         say(f"box: {plan.checksum.type} checksum verified")
     return fetched
 
 
-def _install(plan: _Plan, fetched: Fetched, final: Path, progress: ProgressFactory | None, *,
+def _install(plan: _Plan, fetched: Fetched, files: list[str], staging: Path, final: Path, *,
              force: bool) -> InstalledBox:
-    root = paths.boxes_dir()
-    root.mkdir(parents=True, exist_ok=True)
+    """Check the box unpacked in STAGING/libvirt, record it, and move it to FINAL."""
+    new = staging / PROVIDER
     label = f"{plan.name} {plan.version} ({plan.box_url})"
+    archive.check_metadata(new, label)
+    info = archive.inspect_image(new / "box.img", label)
+    checksum = plan.checksum or Checksum("sha256", fetched.digests["sha256"])
+    record = {
+        "name": plan.name,
+        "version": plan.version,
+        "provider": PROVIDER,
+        "source": plan.source,
+        "catalog_url": plan.catalog_url,
+        "box_url": plan.box_url,
+        "checksum_type": checksum.type,
+        "checksum": checksum.hex,
+        "sha256": fetched.digests["sha256"],
+        "size": fetched.size,
+        "image_format": info.get("format"),
+        "files": sorted(files),
+        "added": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    }
+    (new / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    _os_sync_dir(new)
     with _boxes_lock():
-        _clean_stale_staging()
-        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists() and not force:  # another vmctl installed it meanwhile
+            raise BoxError(f"box {plan.name} version {plan.version} is already installed",
+                           hint="add --force to replace it")
         try:
-            new = staging / PROVIDER
-            bar_factory = progress or (lambda d, t, a: download._NoProgress())
-            with bar_factory(f"unpacking {plan.name} {plan.version}", fetched.size, 0) as bar:
-                files = archive.unpack(fetched.path, new, scratch=staging, label=label,
-                                       advance=bar.advance)
-            archive.check_metadata(new, label)
-            info = archive.inspect_image(new / "box.img", label)
-            checksum = plan.checksum or Checksum("sha256", fetched.digests["sha256"])
-            record = {
-                "name": plan.name,
-                "version": plan.version,
-                "provider": PROVIDER,
-                "source": plan.source,
-                "catalog_url": plan.catalog_url,
-                "box_url": plan.box_url,
-                "checksum_type": checksum.type,
-                "checksum": checksum.hex,
-                "sha256": fetched.digests["sha256"],
-                "size": fetched.size,
-                "image_format": info.get("format"),
-                "files": sorted(files),
-                "added": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            }
-            (new / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
-            _os_sync_dir(new)
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if final.exists() and not force:  # another vmctl installed it meanwhile
-                raise BoxError(f"box {plan.name} version {plan.version} is already installed",
-                               hint="add --force to replace it")
             if final.exists():
                 os.rename(final, staging / "replaced")
             try:
@@ -418,11 +460,7 @@ def _install(plan: _Plan, fetched: Fetched, final: Path, progress: ProgressFacto
                 if (staging / "replaced").exists():
                     os.rename(staging / "replaced", final)
                 raise
-        except OSError as exc:
-            raise BoxError(f"could not install box {plan.name} {plan.version}: {exc.strerror or exc}",
-                           hint=f"check the free space and permissions under {root}") from exc
         finally:
-            shutil.rmtree(staging, ignore_errors=True)
             _remove_empty_parents(final)
     box = _load(final, plan.name, plan.version, PROVIDER)
     if box is None:  # pragma: no cover - we just wrote it
@@ -517,18 +555,16 @@ def remove_box(
                 )
     root = paths.boxes_dir()
     with _boxes_lock():
-        _clean_stale_staging()
         for box in targets:
-            trash = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
-            try:
-                os.rename(box.dir, trash / "removed")
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise BoxError(f"could not remove {box.dir}: {exc.strerror}") from exc
-            finally:
-                shutil.rmtree(trash, ignore_errors=True)
-                _remove_empty_parents(box.dir)
+            with _staging(root) as trash:
+                try:
+                    os.rename(box.dir, trash / "removed")
+                except FileNotFoundError:
+                    pass
+                except OSError as exc:
+                    raise BoxError(f"could not remove {box.dir}: {exc.strerror}") from exc
+                finally:
+                    _remove_empty_parents(box.dir)
     return targets
 
 
