@@ -184,3 +184,44 @@ def test_members_without_dot_prefix_and_subfolders(box_home: Path, box_make: Cal
                   name="test/files")
     assert (box.dir / "boot" / "vmlinuz").read_bytes() == b"kernel"
     assert (box.dir / "initrd.img").read_bytes() == b"initrd"
+
+
+# --- unpacking while the bytes arrive ---------------------------------------------------------
+
+def test_data_after_the_end_of_the_archive_is_read_through(box_home: Path, box_make: Callable[..., Path],
+                                                          tmp_path: Path) -> None:
+    """The unpacking thread stops reading at the end-of-archive marker; what follows (tar's
+    record padding, or more) is drained, so the feeding side never blocks on a full pipe."""
+    path = tmp_path / "padded.box"
+    path.write_bytes(box_make(compression="").read_bytes() + bytes(8 * 1024 * 1024))
+    box = add_box(str(path), name="test/padded")
+    assert (box.dir / "box.img").exists()
+
+
+def test_damaged_zstd_says_so(box_home: Path, box_make: Callable[..., Path], tmp_path: Path) -> None:
+    plain = box_make("plain.box", compression="")
+    packed = subprocess.run(["zstd", "-q", "-c", str(plain)], capture_output=True, check=True).stdout
+    path = tmp_path / "bad.box"
+    path.write_bytes(packed[: len(packed) // 2] + b"\0garbage" * 64)
+    with pytest.raises(BoxError, match="could not be decompressed|truncated|not a box archive"):
+        add_box(str(path), name="test/badzstd")
+    _assert_nothing_installed(box_home)
+
+
+def test_a_staging_folder_in_use_is_left_alone(box_home: Path, box_make: Callable[..., Path]) -> None:
+    """Another box add unpacking right now keeps its (locked) staging folder; a killed one's
+    (unlocked) folder is removed by the next add."""
+    import fcntl
+    import os
+
+    boxes = box_home / "boxes"
+    busy, stale = boxes / ".staging-busy", boxes / ".staging-stale"
+    for folder in (busy, stale):
+        (folder / "libvirt").mkdir(parents=True)
+    fd = os.open(busy, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        add_box(str(box_make()), name="test/staging")
+        assert busy.exists() and not stale.exists()
+    finally:
+        os.close(fd)

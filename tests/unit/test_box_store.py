@@ -278,3 +278,28 @@ def test_outdated_and_prune(box_home: Path, box_make: Callable[..., Path], box_c
     assert [b.version for b in prune_boxes(dry_run=True)] == ["1.0.0"]
     assert [b.version for b in prune_boxes()] == ["1.0.0"]
     assert [(b.name, b.version) for b in list_boxes()] == [("direct/box", "0"), ("vmctl/tiny", "1.1.0")]
+
+
+def test_a_download_that_is_not_a_box_is_not_kept_to_resume(box_home: Path, box_server) -> None:
+    """Refused while it streams (not a tar archive): resuming those bytes cannot help."""
+    url = box_server.put("junk.box", b"not a tar archive, whatever its size " * 100_000)
+    with pytest.raises(BoxError, match="not a box archive"):
+        add_box(url, name="test/junk")
+    assert list((box_home / "downloads").glob("*.part")) == []
+    assert not (box_home / "boxes").exists() or [p.name for p in (box_home / "boxes").iterdir()] == []
+
+
+def test_a_resumed_download_is_unpacked_from_its_start(box_home: Path, box_server, box_make) -> None:
+    """The bytes already on disk are unpacked first, then the rest as it arrives."""
+    from vmctl.boxes.download import partial_paths
+
+    data = box_make(compression="").read_bytes()
+    url = box_server.put("half.box", data)
+    part, sidecar = partial_paths(url)
+    part.parent.mkdir(parents=True, exist_ok=True)
+    part.write_bytes(data[: len(data) // 2])
+    etag = box_server.files["half.box"].etag
+    sidecar.write_text(json.dumps({"url": url, "validator": {"etag": etag}, "total": len(data)}))
+    box = add_box(url, name="test/half")
+    assert box_server.requests[-1]["headers"].get("Range") == f"bytes={len(data) // 2}-"
+    assert (box.dir / "box.img").exists() and not part.exists()
