@@ -241,7 +241,7 @@ _TARFILE_SLIPS = (ValueError, TypeError, IndexError, OverflowError)
 
 def _open_tar(reader: Any, label: str) -> tarfile.TarFile:
     try:
-        return tarfile.open(fileobj=reader, mode="r|*")
+        return tarfile.open(fileobj=reader, mode="r|*", bufsize=CHUNK)
     except _TARFILE_SLIPS as exc:
         raise _unreadable(label, exc) from exc
 
