@@ -312,30 +312,28 @@ def _boxes_lock() -> Iterator[None]:
 @contextlib.contextmanager
 def _staging(root: Path) -> Iterator[Path]:
     """A new staging folder under ROOT, locked while in use and removed afterwards. Folders
-    left by a killed vmctl are removed by the next one; folders in use are left alone."""
-    root.mkdir(parents=True, exist_ok=True)
-    for entry in root.glob(".staging-*"):
-        with contextlib.suppress(OSError), _locked(entry, wait=False):
-            shutil.rmtree(entry, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
-    try:
-        with _locked(staging):
-            yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _locked(folder: Path, *, wait: bool = True) -> Iterator[None]:
-    """flock on FOLDER itself (BlockingIOError, an OSError, when busy and not WAIT)."""
+    left by a killed vmctl (unlocked) are removed first; folders in use are left alone.
+    Made and locked under the boxes lock, so no other vmctl takes a new one for a stale one."""
     import fcntl
 
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    root.mkdir(parents=True, exist_ok=True)
+    with _boxes_lock():
+        for entry in root.glob(".staging-*"):
+            with contextlib.suppress(OSError):
+                fd = os.open(entry, os.O_RDONLY | os.O_DIRECTORY)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # BlockingIOError: in use
+                    shutil.rmtree(entry, ignore_errors=True)
+                finally:
+                    os.close(fd)
+        staging = Path(tempfile.mkdtemp(prefix=".staging-", dir=root))
+        lock = os.open(staging, os.O_RDONLY | os.O_DIRECTORY)
+        fcntl.flock(lock, fcntl.LOCK_EX)
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        yield
+        yield staging
     finally:
-        os.close(fd)
+        shutil.rmtree(staging, ignore_errors=True)
+        os.close(lock)
 
 
 def add_box(
@@ -554,17 +552,16 @@ def remove_box(
                     hint="destroy those machines first (vmctl destroy), or add --force",
                 )
     root = paths.boxes_dir()
-    with _boxes_lock():
-        for box in targets:
-            with _staging(root) as trash:
-                try:
-                    os.rename(box.dir, trash / "removed")
-                except FileNotFoundError:
-                    pass
-                except OSError as exc:
-                    raise BoxError(f"could not remove {box.dir}: {exc.strerror}") from exc
-                finally:
-                    _remove_empty_parents(box.dir)
+    with _staging(root) as trash, _boxes_lock():
+        for i, box in enumerate(targets):
+            try:
+                os.rename(box.dir, trash / f"removed-{i}")
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise BoxError(f"could not remove {box.dir}: {exc.strerror}") from exc
+            finally:
+                _remove_empty_parents(box.dir)
     return targets
 
 
