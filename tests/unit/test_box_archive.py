@@ -225,3 +225,16 @@ def test_a_staging_folder_in_use_is_left_alone(box_home: Path, box_make: Callabl
         assert busy.exists() and not stale.exists()
     finally:
         os.close(fd)
+
+
+def test_two_box_adds_at_once_both_install(box_home: Path, box_make: Callable[..., Path]) -> None:
+    """Each add unpacks into its own locked staging folder; neither removes the other's."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    first, second = box_make("first.box"), box_make("second.box")
+    with ThreadPoolExecutor(2) as pool:
+        boxes = list(pool.map(lambda a: add_box(str(a[0]), name=a[1]),
+                              [(first, "test/first"), (second, "test/second")]))
+    assert sorted(b.name for b in boxes) == ["test/first", "test/second"]
+    assert all((b.dir / "box.img").exists() for b in boxes)
+    assert not list((box_home / "boxes").glob(".staging-*"))
