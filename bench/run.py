@@ -4,8 +4,10 @@
 
 Benchmarks (names for --only): up, cli, ssh, destroy, box-add, disk, vagrant.
 `destroy` is measured on the machines that the `up` benchmark brings up, so
-`--only destroy` runs `up` too. A full run writes docs/performance.md with the machine
-it ran on; `--only` prints without writing unless --write is given.
+`--only destroy` runs `up` too. `vagrant` runs vagrant + vagrant-libvirt against its own
+libvirtd in a network and mount namespace (bench/vagrant.py). A full run writes
+docs/performance.md with the machine it ran on; `--only` prints without writing unless
+--write is given.
 
 Every figure is the median of --runs runs (default 5); the subject and its baseline
 alternate within each round, so slow phases of a noisy machine hit both alike. The
@@ -457,16 +459,46 @@ def bench_disk(s: Setup, work: Path, r: Results) -> None:
               share < 0.10, note="(st_blocks * 512, summed over the ten overlays)"))
 
 
-def bench_vagrant(r: Results) -> None:
-    if shutil.which("vagrant") is None:
-        print("vagrant: not installed, skipped", flush=True)
-        r.notes.append("vagrant: not installed, skipped (up, ssh -c true, status and destroy "
+def bench_vagrant(s: Setup, work: Path, runs: int, r: Results) -> None:
+    """vagrant + vagrant-libvirt against vmctl on the same box, rounds alternating (bench/vagrant.py)."""
+    import vagrant  # bench/vagrant.py, beside this script
+
+    lacking = vagrant.missing()
+    if lacking:
+        what = "not installed" if lacking == "vagrant" else f"{lacking} not installed"
+        print(f"vagrant: {what}, skipped", flush=True)
+        r.notes.append(f"vagrant: {what}, skipped (up, ssh -c true, status and destroy "
                        "against vagrant-libvirt were not measured)")
         return
-    print("vagrant: installed, but the side-by-side run needs a libvirtd in a network "
-          "namespace (see DESIGN.md); skipped", flush=True)
-    r.notes.append("vagrant: installed but not benchmarked by this script (needs libvirtd "
-                   "in a network namespace)")
+    os.environ["VMCTL_HOME"] = str(s.home)
+    from vmctl.hypervisor import kvm_works
+
+    # The accelerator vmctl picks (TCG where KVM does not really work), so both run the guest alike.
+    driver = "kvm" if kvm_works(s.kernel) else "qemu"
+    out = work / "built-vagrant"
+    vmctl("box", "build", "tiny", "--output", str(out), env=s.env, cwd=ROOT, timeout=1800)
+    print(f"vagrant: {runs} rounds of vagrant and vmctl {', '.join(vagrant.OPERATIONS)} on {BOX}, "
+          "after one warm-up round of each", flush=True)
+
+    def run_vmctl(*args: str) -> tuple[float, str]:
+        seconds, proc = vmctl(*args, env=s.env, cwd=s.project)
+        return seconds, proc.stdout
+
+    ensure_destroyed(s)
+    try:
+        samples = vagrant.side_by_side(next(out.glob("*.box")), run_vmctl, runs, driver, s.memory,
+                                       s.cpus)
+    finally:
+        ensure_destroyed(s)
+        shutil.rmtree(out, ignore_errors=True)
+    for op, (theirs, ours) in samples.items():
+        v, o = median(theirs), median(ours)
+        r.samples.update({f"vagrant {op}": theirs, f"vmctl {op} (beside vagrant)": ours})
+        r.add(Row(f"vagrant {op} / vmctl {op}", f"vagrant {op}", f"vmctl {op}", v, o, f"{v / o:.1f}x",
+                  "-", None))
+    r.notes.append(f"vagrant: vagrant and vagrant-libvirt with `libvirt.driver = \"{driver}\"`, the memory "
+                   "and CPUs vmctl gives the box and vagrant-libvirt's other defaults (VNC display, NAT "
+                   "management network), against their own libvirtd in a network and mount namespace")
 
 
 # --- the machine it ran on -------------------------------------------------------------
@@ -602,7 +634,7 @@ def main(argv: list[str] | None = None) -> int:
         ({"ssh"}, lambda: bench_ssh(s, args.runs, r)),
         ({"box-add"}, lambda: bench_box_add(s, work, args.runs, r)),
         ({"disk"}, lambda: bench_disk(s, work, r)),
-        ({"vagrant"}, lambda: bench_vagrant(r)),
+        ({"vagrant"}, lambda: bench_vagrant(s, work, args.runs, r)),
     ]
     try:
         if want & {"up", "destroy", "cli", "ssh"}:
