@@ -371,20 +371,31 @@ def qemu_alive(uri: str, domain_name: str) -> bool | None:
     return f"guest={domain_name},".encode() in cmdline or f"guest={domain_name}\0".encode() in cmdline
 
 
-def running_without_driver(uri: str, domain_name: str) -> bool:
-    """Whether an embedded-driver domain is plainly running, found out without opening
-    the driver (which costs a worker process and 30-60 ms): QEMU's pid file names a live
-    QEMU of this domain, and QEMU answers "running" on its monitor. That is asked under
-    the root's lock, when no driver of ours holds the monitor; if another vmctl command
-    holds the lock, or anything is unclear, the answer is False: ask libvirt."""
+def qemu_status(uri: str, domain_name: str) -> str | None:
+    """QEMU's own run state for an embedded-driver domain ("running", "shutdown" once the
+    guest has powered itself off, "paused", ...), found out without opening the driver,
+    which costs a worker process and 30-60 ms. Asked on QEMU's monitor under the root's
+    lock, so no driver of ours holds the monitor. None when it cannot be told that way:
+    another vmctl command holds the lock, no QEMU of this domain runs, another URI, no
+    answer. Ask libvirt then."""
     if not qemu_alive(uri, domain_name):
-        return False
+        return None
     root = _embedded_root(uri)
     try:
         with file_lock(_lock_name(root), wait=False):
-            return qemu_alive(uri, domain_name) and _qmp_status(root, domain_name) == "running"
+            status = _qmp_status(root, domain_name) if qemu_alive(uri, domain_name) else None
     except VmctlError:  # busy: another command has the driver open
-        return False
+        status = None
+    log.debug("qemu: %s says %s (asked without libvirt)", domain_name, status or "nothing")
+    return status
+
+
+def settled_state(libvirt_state: str, qemu_said: str | None) -> str:
+    """libvirt's state, given what QEMU said just before the driver was opened. A guest that
+    powered itself off leaves QEMU waiting in "shutdown" (it runs with -no-shutdown); libvirt,
+    reconnecting, finishes the job (on_poweroff = destroy) but, having missed the guest's
+    shutdown event, may report "running" until QEMU exits and "crashed" afterwards."""
+    return POWEROFF if qemu_said == "shutdown" else libvirt_state
 
 
 def _qmp_status(root: Path, domain_name: str) -> str | None:

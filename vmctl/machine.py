@@ -18,6 +18,7 @@ changes it, so a second command says "busy" instead of racing.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import re
@@ -26,7 +27,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -180,7 +181,9 @@ class Machine:
             return self.state.uri
         return hypervisor.resolve_uri(self.config.libvirt.uri)
 
-    def status(self, conn: hypervisor.Connection | None = None) -> str:
+    def status(self, conn: hypervisor.Connection | None = None, *, qemu_said: str | None = None) -> str:
+        """The machine's state, from libvirt (CONN, or a connection opened here). QEMU_SAID
+        is QEMU's own state read just before (see qemu_status())."""
         st = self.state
         if st is None:
             return hypervisor.NOT_CREATED
@@ -191,13 +194,25 @@ class Machine:
                 state = c.state(st.domain)
         if state == hypervisor.CRASHED and st.halted:
             return hypervisor.POWEROFF
+        state = hypervisor.settled_state(state, qemu_said)
+        if qemu_said == "shutdown":
+            self._remember_halted()  # libvirt will call it a crash from now on
         return state
 
-    def plainly_running(self) -> bool:
-        """Running, as its QEMU says without libvirt being opened (see
-        hypervisor.running_without_driver); False means: ask libvirt with status()."""
+    def _remember_halted(self) -> None:
+        """Mark the machine stopped on purpose (MachineState.halted), unless another vmctl
+        command is working on it (that one knows)."""
+        with suppress(MachineError), self.locked():
+            st = self.state
+            if st is not None and not st.halted:
+                st.halted = True
+                self.save()
+
+    def qemu_status(self) -> str | None:
+        """QEMU's own run state, read without opening libvirt (hypervisor.qemu_status):
+        "running" is the answer status needs; None or anything else means ask libvirt."""
         st = self.state
-        return st is not None and hypervisor.running_without_driver(st.uri, st.domain)
+        return hypervisor.qemu_status(st.uri, st.domain) if st is not None else None
 
     def _qemu_running(self, conn: hypervisor.Connection | None = None) -> bool:
         """Cheap liveness for polling loops: the QEMU process, else libvirt's state."""
@@ -847,6 +862,18 @@ class Machine:
         ports = [{"id": "ssh", "guest": 22, "host": st.ssh_port, "host_ip": "127.0.0.1", "protocol": "tcp"}]
         ports += [asdict(f) for f in st.forwards]
         return ports
+
+
+def stopped_on_purpose(project: str, name: str) -> bool:
+    """Whether machine NAME of the project in folder PROJECT was stopped on purpose (its
+    state's `halted`), read without its Vagrantfile: global-status reports it poweroff
+    where libvirt can only say crashed."""
+    try:
+        data = json.loads((paths.project_state_dir(Path(project) / "Vagrantfile") / "machines" / name
+                           / "state.json").read_bytes())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and data.get("halted") is True
 
 
 def _choose_accel(driver: str | None, kernel: Path | None) -> str:

@@ -92,6 +92,36 @@ def test_qemu_killed(vmctl: Vmctl, tiny_box: Path, project: Path, destroy_after:
     assert vmctl("ssh", "-c", "cat ~/data", cwd=project).stdout == "survived\n"
 
 
+def test_guest_powers_itself_off_while_no_vmctl_runs(
+    vmctl: Vmctl, tiny_box: Path, project: Path, destroy_after: list[Path]
+) -> None:
+    """`status` of a running machine asks QEMU's monitor, not libvirt; once the guest has
+    powered itself off (QEMU then waits in its "shutdown" state), status asks libvirt,
+    which says poweroff and stops that QEMU; `up` boots the machine again."""
+    write_vagrantfile(project, SMALL)
+    destroy_after.append(project)
+    vmctl("up", cwd=project)
+    running = vmctl("--debug", "status", cwd=project)
+    assert "running" in running.stdout and "libvirt: worker" not in running.stderr, running.stderr
+    domain = json.loads(machine_state_file(project).read_text())["domain"]
+    pid = int(qemu_pid_file(vmctl, domain).read_text())
+
+    vmctl("ssh", "-c", "sudo poweroff", cwd=project, check=False)  # the connection may drop
+    deadline = time.monotonic() + 60
+    while (state := state_of(vmctl, project)) == "running" and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert state == "poweroff"
+    wait_for(lambda: not Path(f"/proc/{pid}/cmdline").exists() or not Path(f"/proc/{pid}/cmdline").read_bytes(),
+             10, "the powered-off QEMU to be stopped")
+    # Still poweroff once QEMU is gone, though libvirt, which missed the guest's shutdown,
+    # now calls it a crash; global-status agrees.
+    assert state_of(vmctl, project) == "poweroff"
+    listed = vmctl("global-status", "--json").json()["machines"]
+    assert [m["state"] for m in listed if m["project"] == str(project)] == ["poweroff"]
+    vmctl("up", cwd=project)
+    assert state_of(vmctl, project) == "running"
+
+
 def test_vmctl_killed_mid_up_then_up_again(
     vmctl: Vmctl, tiny_box: Path, project: Path, destroy_after: list[Path]
 ) -> None:

@@ -74,40 +74,40 @@ def _uri(root: Path) -> str:
     return f"qemu:///embed?root={root}"
 
 
-@pytest.mark.parametrize(("status", "event", "expected"), [
-    ("running", False, True),
-    ("running", True, True),  # events between replies are skipped
-    ("shutdown", False, False),  # the guest powered off while detached: libvirt tidies up
-    ("paused", False, False),
+@pytest.mark.parametrize(("status", "event"), [
+    ("running", False),
+    ("running", True),  # events between replies are skipped
+    ("shutdown", False),  # the guest powered off while detached: libvirt tidies up
+    ("paused", False),
 ])  # fmt: skip
-def test_monitor_answer(root: Path, status: str, event: bool, expected: bool) -> None:
+def test_monitor_answer(root: Path, status: str, event: bool) -> None:
     _serve(root.parent / "monitor.sock", status, event=event)
-    assert hypervisor.running_without_driver(_uri(root), DOMAIN) is expected
+    assert hypervisor.qemu_status(_uri(root), DOMAIN) == status
 
 
 def test_silent_monitor_means_ask_libvirt(root: Path) -> None:
     """A monitor another client holds queues us without a greeting: give up quickly."""
     _serve(root.parent / "monitor.sock", None)
     started = time.monotonic()
-    assert hypervisor.running_without_driver(_uri(root), DOMAIN) is False
+    assert hypervisor.qemu_status(_uri(root), DOMAIN) is None
     assert time.monotonic() - started < 1.2
 
 
 def test_no_monitor_or_status_file_means_ask_libvirt(root: Path) -> None:
-    assert hypervisor.running_without_driver(_uri(root), DOMAIN) is False  # nobody listens
+    assert hypervisor.qemu_status(_uri(root), DOMAIN) is None  # nobody listens
     (root / "run" / "qemu" / f"{DOMAIN}.xml").unlink()
-    assert hypervisor.running_without_driver(_uri(root), DOMAIN) is False
+    assert hypervisor.qemu_status(_uri(root), DOMAIN) is None
 
 
 def test_lock_held_by_another_command_means_ask_libvirt(root: Path) -> None:
     _serve(root.parent / "monitor.sock", "running")
     with file_lock(hypervisor._lock_name(root)):
-        assert hypervisor.running_without_driver(_uri(root), DOMAIN) is False
-    assert hypervisor.running_without_driver(_uri(root), DOMAIN) is True
+        assert hypervisor.qemu_status(_uri(root), DOMAIN) is None
+    assert hypervisor.qemu_status(_uri(root), DOMAIN) == "running"
 
 
 def test_other_uris_always_ask_libvirt() -> None:
-    assert hypervisor.running_without_driver("qemu:///system", DOMAIN) is False
+    assert hypervisor.qemu_status("qemu:///system", DOMAIN) is None
 
 
 def test_real_pid_file_check(tmp_path: Path) -> None:
@@ -116,3 +116,13 @@ def test_real_pid_file_check(tmp_path: Path) -> None:
     run.mkdir(parents=True)
     (run / f"{DOMAIN}.pid").write_text(f"{os.getpid()}\n")
     assert hypervisor.qemu_alive(_uri(tmp_path), DOMAIN) is False  # this process is pytest
+
+
+@pytest.mark.parametrize(("libvirt_state", "qemu_said", "expected"), [
+    (hypervisor.CRASHED, "shutdown", hypervisor.POWEROFF),  # libvirt missed the guest's shutdown
+    (hypervisor.RUNNING, "shutdown", hypervisor.POWEROFF),  # libvirt is still finishing the job
+    (hypervisor.CRASHED, None, hypervisor.CRASHED),  # QEMU killed: nothing said otherwise
+    (hypervisor.PAUSED, "paused", hypervisor.PAUSED),
+])  # fmt: skip
+def test_settled_state(libvirt_state: str, qemu_said: str | None, expected: str) -> None:
+    assert hypervisor.settled_state(libvirt_state, qemu_said) == expected

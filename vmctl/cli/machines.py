@@ -144,16 +144,13 @@ def status(
         else:
             by_uri.setdefault(st.uri, []).append(m)
     for uri, group in by_uri.items():
-        asked = []  # the machines not plainly running: libvirt tells the rest
-        for m in group:
-            if m.plainly_running():
-                states[m.name] = hypervisor.RUNNING
-            else:
-                asked.append(m)
+        said = {m.name: m.qemu_status() for m in group}  # QEMU's word, without libvirt
+        asked = [m for m in group if said[m.name] != "running"]
+        states.update({m.name: hypervisor.RUNNING for m in group if m not in asked})
         if asked:
             with hypervisor.connect(uri) as c:
                 for m in asked:
-                    states[m.name] = m.status(c)
+                    states[m.name] = m.status(c, qemu_said=said[m.name])
     domains: dict[str, str | None] = {}
     if unreadable:
         with hypervisor.connect(hypervisor.resolve_uri()) as c:
@@ -189,6 +186,7 @@ def global_status(
     """Show every vmctl machine on this host, whatever its project."""
     from vmctl import hypervisor, term
     from vmctl.errors import StateError
+    from vmctl.machine import stopped_on_purpose
     from vmctl.state import index_lock, load_index, save_index
 
     try:
@@ -203,18 +201,17 @@ def global_status(
     for e in entries.values():
         by_uri.setdefault(e.uri, []).append(e)
     for uri, group in by_uri.items():
-        asked = []  # the machines not plainly running: libvirt tells the rest
-        for e in group:
-            if hypervisor.running_without_driver(uri, e.domain):
-                states[e.id] = hypervisor.RUNNING
-            else:
-                asked.append(e)
+        said = {e.id: hypervisor.qemu_status(uri, e.domain) for e in group}  # without libvirt
+        asked = [e for e in group if said[e.id] != "running"]
+        states.update({e.id: hypervisor.RUNNING for e in group if e not in asked})
         if not asked:
             continue
         try:
             with hypervisor.connect(uri) as c:
                 for e in asked:
-                    states[e.id] = c.state(e.domain)
+                    states[e.id] = hypervisor.settled_state(c.state(e.domain), said[e.id])
+                    if states[e.id] == hypervisor.CRASHED and stopped_on_purpose(e.project, e.name):
+                        states[e.id] = hypervisor.POWEROFF
         except Exception:  # noqa: BLE001 - an unreachable libvirt must not hide the others
             for e in asked:
                 states[e.id] = "unknown"
