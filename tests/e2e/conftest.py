@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -22,6 +23,13 @@ from pathlib import Path
 import pytest
 
 VMCTL = [sys.executable, "-m", "vmctl"]
+
+# The Ctrl-C tests send SIGINT to vmctl as a terminal would. A test run started in the
+# background by a non-interactive shell inherits SIGINT ignored, and so would every vmctl it
+# starts (an ignored signal stays ignored across exec): give them the default, as a
+# terminal session has.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
