@@ -390,12 +390,16 @@ def qemu_status(uri: str, domain_name: str) -> str | None:
     return status
 
 
-def settled_state(libvirt_state: str, qemu_said: str | None) -> str:
-    """libvirt's state, given what QEMU said just before the driver was opened. A guest that
-    powered itself off leaves QEMU waiting in "shutdown" (it runs with -no-shutdown); libvirt,
+def settled_state(libvirt_state: str, qemu_said: str | None, *, halted: bool) -> str:
+    """libvirt's state, given what QEMU said just before the driver was opened and whether
+    vmctl recorded the machine as stopped on purpose (HALTED). An embedded driver that was
+    not attached when QEMU exited can only say "crashed" afterwards. A guest that powered
+    itself off leaves QEMU waiting in "shutdown" (it runs with -no-shutdown); libvirt,
     reconnecting, finishes the job (on_poweroff = destroy) but, having missed the guest's
     shutdown event, may report "running" until QEMU exits and "crashed" afterwards."""
-    return POWEROFF if qemu_said == "shutdown" else libvirt_state
+    if qemu_said == "shutdown" or (libvirt_state == CRASHED and halted):
+        return POWEROFF
+    return libvirt_state
 
 
 def _qmp_status(root: Path, domain_name: str) -> str | None:

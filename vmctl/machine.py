@@ -131,7 +131,7 @@ class Machine:
         self.project_root = project_root
         self.config = config
         self.name = config.name
-        self.dir = paths.project_state_dir(project_root / "Vagrantfile") / "machines" / self.name
+        self.dir = paths.machine_state_dir(project_root, self.name)
         self.state_file = self.dir / "state.json"
         self.key_file = self.dir / "private_key"
         self.known_hosts = self.dir / "known_hosts"
@@ -192,9 +192,7 @@ class Machine:
         else:
             with hypervisor.connect(st.uri) as c:
                 state = c.state(st.domain)
-        if state == hypervisor.CRASHED and st.halted:
-            return hypervisor.POWEROFF
-        state = hypervisor.settled_state(state, qemu_said)
+        state = hypervisor.settled_state(state, qemu_said, halted=st.halted)
         if qemu_said == "shutdown":
             self._remember_halted()  # libvirt will call it a crash from now on
         return state
@@ -869,8 +867,7 @@ def stopped_on_purpose(project: str, name: str) -> bool:
     state's `halted`), read without its Vagrantfile: global-status reports it poweroff
     where libvirt can only say crashed."""
     try:
-        data = json.loads((paths.project_state_dir(Path(project) / "Vagrantfile") / "machines" / name
-                           / "state.json").read_bytes())
+        data = json.loads((paths.machine_state_dir(Path(project), name) / "state.json").read_bytes())
     except (OSError, ValueError):
         return False
     return isinstance(data, dict) and data.get("halted") is True

@@ -88,3 +88,8 @@ def require_vagrantfile(start: Path | None = None) -> Path:
 
 def project_state_dir(vagrantfile: Path) -> Path:
     return vagrantfile.parent / ".vmctl"
+
+
+def machine_state_dir(project_root: Path, name: str) -> Path:
+    """PROJECT/.vmctl/machines/NAME: the machine's state.json, key and known_hosts."""
+    return project_state_dir(project_root / "Vagrantfile") / "machines" / name

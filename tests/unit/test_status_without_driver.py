@@ -118,11 +118,12 @@ def test_real_pid_file_check(tmp_path: Path) -> None:
     assert hypervisor.qemu_alive(_uri(tmp_path), DOMAIN) is False  # this process is pytest
 
 
-@pytest.mark.parametrize(("libvirt_state", "qemu_said", "expected"), [
-    (hypervisor.CRASHED, "shutdown", hypervisor.POWEROFF),  # libvirt missed the guest's shutdown
-    (hypervisor.RUNNING, "shutdown", hypervisor.POWEROFF),  # libvirt is still finishing the job
-    (hypervisor.CRASHED, None, hypervisor.CRASHED),  # QEMU killed: nothing said otherwise
-    (hypervisor.PAUSED, "paused", hypervisor.PAUSED),
+@pytest.mark.parametrize(("libvirt_state", "qemu_said", "halted", "expected"), [
+    (hypervisor.CRASHED, "shutdown", False, hypervisor.POWEROFF),  # libvirt missed the guest's shutdown
+    (hypervisor.RUNNING, "shutdown", False, hypervisor.POWEROFF),  # libvirt is still finishing the job
+    (hypervisor.CRASHED, None, False, hypervisor.CRASHED),  # QEMU killed: nothing said otherwise
+    (hypervisor.CRASHED, None, True, hypervisor.POWEROFF),  # stopped on purpose, driver detached
+    (hypervisor.PAUSED, "paused", False, hypervisor.PAUSED),
 ])  # fmt: skip
-def test_settled_state(libvirt_state: str, qemu_said: str | None, expected: str) -> None:
-    assert hypervisor.settled_state(libvirt_state, qemu_said) == expected
+def test_settled_state(libvirt_state: str, qemu_said: str | None, halted: bool, expected: str) -> None:
+    assert hypervisor.settled_state(libvirt_state, qemu_said, halted=halted) == expected

@@ -390,7 +390,7 @@ def add_box(
                     "the download resumes where it stopped",
                 ) from exc.__cause__
             try:
-                box = _install(plan, fetched, files, staging, final, force=force)
+                box = _install(plan, fetched, files, staging, final, label, force=force)
             except BoxError:
                 fetched.cleanup()  # complete and verified, but not a box: fetching it again cannot help
                 raise
@@ -419,11 +419,10 @@ def _fetch(plan: _Plan, progress: ProgressFactory | None, say: Notify, consume: 
     return fetched
 
 
-def _install(plan: _Plan, fetched: Fetched, files: list[str], staging: Path, final: Path, *,
+def _install(plan: _Plan, fetched: Fetched, files: list[str], staging: Path, final: Path, label: str, *,
              force: bool) -> InstalledBox:
     """Check the box unpacked in STAGING/libvirt, record it, and move it to FINAL."""
     new = staging / PROVIDER
-    label = f"{plan.name} {plan.version} ({plan.box_url})"
     archive.check_metadata(new, label)
     info = archive.inspect_image(new / "box.img", label)
     checksum = plan.checksum or Checksum("sha256", fetched.digests["sha256"])

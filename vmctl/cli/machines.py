@@ -209,9 +209,8 @@ def global_status(
         try:
             with hypervisor.connect(uri) as c:
                 for e in asked:
-                    states[e.id] = hypervisor.settled_state(c.state(e.domain), said[e.id])
-                    if states[e.id] == hypervisor.CRASHED and stopped_on_purpose(e.project, e.name):
-                        states[e.id] = hypervisor.POWEROFF
+                    states[e.id] = hypervisor.settled_state(
+                        c.state(e.domain), said[e.id], halted=stopped_on_purpose(e.project, e.name))
         except Exception:  # noqa: BLE001 - an unreachable libvirt must not hide the others
             for e in asked:
                 states[e.id] = "unknown"
