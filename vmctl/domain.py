@@ -13,6 +13,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from vmctl import untrusted
+
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 VMCTL_NS = "https://github.com/vmctl/vmctl/xmlns/machine/1"
 ET.register_namespace("qemu", QEMU_NS)
@@ -60,11 +62,21 @@ class DomainSpec:
 
 
 def hostfwd_rules(forwards: tuple[Forward, ...]) -> str:
+    """QEMU's hostfwd options. This string is comma-separated options: every part is
+    checked here (an address with a comma in it would add options such as guestfwd=)."""
     rules = []
     for f in forwards:
-        if not f.host_ip:
-            raise ValueError("a forwarded port needs a host address")
-        rules.append(f"hostfwd={f.protocol}:{f.host_ip}:{f.host_port}-:{f.guest_port}")
+        address = untrusted.parse_address(f.host_ip)
+        if address is None:
+            raise ValueError(f"a forwarded port needs a host address, not {f.host_ip!r}")
+        if ":" in address:
+            address = f"[{address}]"
+        if f.protocol not in ("tcp", "udp"):
+            raise ValueError(f"forwarded port protocol {f.protocol!r}")
+        for port in (f.host_port, f.guest_port):
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+                raise ValueError(f"forwarded port {port!r}")
+        rules.append(f"hostfwd={f.protocol}:{address}:{f.host_port}-:{f.guest_port}")
     return ",".join(rules)
 
 

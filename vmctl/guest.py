@@ -13,6 +13,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
+from vmctl import untrusted
 from vmctl.errors import ConfigError, SSHError, VmctlError
 from vmctl.run import require_tool
 from vmctl.ssh import Endpoint, Session, openssh_options
@@ -110,6 +111,9 @@ def rsync_folder(
         what=f"prepare {guest}",
     )
     ssh_cmd = shlex.join([ssh, *openssh_options(endpoint, key)])
+    problem = untrusted.rsync_args_problem(list(folder.rsync_args or ()))
+    if problem is not None:  # resolve.py refused it already: this is the last line of defence
+        raise ConfigError(f"synced folder {guest}: {problem}")
     args = list(folder.rsync_args) if folder.rsync_args is not None else [
         "--archive", "--delete", "--compress", "--copy-links",
     ]  # fmt: skip

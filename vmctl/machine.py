@@ -22,7 +22,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import threading
 import time
 import uuid
@@ -97,10 +96,32 @@ class MachineState:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MachineState:
+        """The state in DATA, checked: it names paths vmctl removes and a domain it
+        destroys, so every such value must have the one shape vmctl gives it (ValueError)."""
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
         data = dict(data)
         data["forwards"] = [ForwardState(**f) for f in data.get("forwards", [])]
         known = {f for f in cls.__dataclass_fields__}
-        return cls(**{k: v for k, v in data.items() if k in known})
+        st = cls(**{k: v for k, v in data.items() if k in known})
+        st.check()
+        return st
+
+    def check(self) -> None:
+        if not isinstance(self.id, str) or not MACHINE_ID_RE.fullmatch(self.id):
+            raise ValueError(f"id {self.id!r} is not a vmctl machine id")
+        if not isinstance(self.domain, str) or not DOMAIN_NAME_RE.fullmatch(self.domain):
+            raise ValueError(f"domain {self.domain!r} is not a vmctl domain name")
+        home = paths.machines_dir() / self.id
+        if self.disk != str(home / DISK_FILE) or self.console_log != str(home / CONSOLE_FILE):
+            raise ValueError(f"its disk and console log are not in {home}")
+        if not isinstance(self.uri, str) or any(c in self.uri for c in "\n\r\0"):
+            raise ValueError("the libvirt URI is not a string")
+        ports = [self.ssh_port, *(f.host for f in self.forwards), *(f.guest for f in self.forwards)]
+        if any(isinstance(p, bool) or not isinstance(p, int) or not 0 <= p <= 65535 for p in ports):
+            raise ValueError("a port is not a port number")
+        if not isinstance(self.macs, list) or not all(isinstance(m, str) and MAC_RE.fullmatch(m) for m in self.macs):
+            raise ValueError("a MAC address is not one")
 
 
 class Timer:
@@ -120,6 +141,18 @@ class Timer:
         log.debug("timing: %s: total %.0f ms", self.machine, (time.monotonic() - self.start) * 1000)
 
 
+MACHINE_ID_RE = re.compile(r"[0-9a-f]{12}")
+DOMAIN_NAME_RE = re.compile(r"vmctl-[A-Za-z0-9_.-]{1,120}")
+MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+# What vmctl keeps in VMCTL_HOME/machines/ID and PROJECT/.vmctl/machines/NAME: destroy
+# removes these files and then the folder, never anything else.
+DISK_FILE = "disk.qcow2"
+CONSOLE_FILE = "console.log"
+MACHINE_HOME_FILES = (DISK_FILE, CONSOLE_FILE)
+STATE_FILES = ("state.json", "private_key", "private_key.pub", "known_hosts", "insecure_private_key")
+TEMP_PREFIXES = tuple(f".{name}." for name in STATE_FILES)  # state.write_atomic's temporary files
+
+
 def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", text).strip("-")[:40] or "project"
 
@@ -137,22 +170,34 @@ class Machine:
         self.known_hosts = self.dir / "known_hosts"
         self._state: MachineState | None = None
         self._state_loaded = False
+        self.foreign_state = False
 
     # --- state ------------------------------------------------------------------------
 
     @property
     def state(self) -> MachineState | None:
+        """The machine's state, None when not created. A state file that this host's vmctl
+        did not write (its machine is not in the index: it came with the project's files,
+        or outlived an interrupted destroy) is not trusted: it counts as no state
+        (`foreign_state` says so), and `up` and `destroy` remove it."""
         if not self._state_loaded:
-            data = read_json(self.state_file, None, what="machine state")
+            self._state = None
+            self.foreign_state = False
+            data = read_json(self.state_file, None, what="machine state", follow_links=False)
             if data is not None:
                 try:
-                    self._state = MachineState.from_json(data)
-                except (TypeError, KeyError) as exc:
+                    st = MachineState.from_json(data)
+                except (TypeError, KeyError, ValueError) as exc:
                     raise StateError(
-                        f"the machine state {self.state_file} is not in the expected shape",
+                        f"the machine state {self.state_file} is not in the expected shape ({exc})",
                         hint=f"move it aside (mv {self.state_file} {self.state_file}.bad), "
                         "then run vmctl destroy or vmctl up again",
                     ) from exc
+                if any(e.id == st.id and e.domain == st.domain for e in self._index_entries()):
+                    self._state = st
+                else:
+                    log.debug("%s: ignoring state %s: machine %s is not in the index", self.name, self.state_file, st.id)
+                    self.foreign_state = True
             self._state_loaded = True
         return self._state
 
@@ -356,17 +401,22 @@ class Machine:
             emit(f"==> {self.name}: cleaning up an interrupted creation...")
             self._cleanup()
             self._state = None
+        elif self.foreign_state:
+            emit(f"==> {self.name}: removing state in {self.dir} that vmctl did not make on this host...")
+        # A new machine starts from an empty state folder: a key or known_hosts file that
+        # came with the project's files is never used.
+        self._remove_state_files()
 
         machine_id = uuid.uuid4().hex[:12]
         home_dir = paths.machines_dir() / machine_id
-        home_dir.mkdir(parents=True, exist_ok=True)
+        home_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         dom_name = f"vmctl-{_slug(self.project_root.name)}-{_slug(self.name)}-{machine_id[:6]}"
         st = MachineState(
             id=machine_id,
             domain=dom_name,
             uri=hypervisor.resolve_uri(cfg.libvirt.uri),
-            disk=str(home_dir / "disk.qcow2"),
-            console_log=str(home_dir / "console.log"),
+            disk=str(home_dir / DISK_FILE),
+            console_log=str(home_dir / CONSOLE_FILE),
             ssh_port=0,
             ssh_user=cfg.ssh.username,
             box_name=box.name,
@@ -788,6 +838,8 @@ class Machine:
         Running it again (or after a killed destroy) finishes what is left."""
         with self.locked():
             if self.state is None and not self._index_entries():
+                if self.foreign_state:
+                    self._remove_state_files()
                 return False
             self._triggers("before", "destroy", emit, emit)
             emit(f"==> {self.name}: destroying...")
@@ -807,22 +859,34 @@ class Machine:
         if st is not None:
             targets.append((st.id, st.domain, st.uri))
         for e in self._index_entries():
-            if st is None or e.id != st.id:
+            if (st is None or e.id != st.id) and MACHINE_ID_RE.fullmatch(e.id) and DOMAIN_NAME_RE.fullmatch(e.domain):
                 targets.append((e.id, e.domain, e.uri))
         for machine_id, dom, uri in targets:
             with hypervisor.connect(uri) as c:
                 c.destroy(dom, True)  # its disk goes next: nothing to flush
                 c.undefine(dom)
-            shutil.rmtree(paths.machines_dir() / machine_id, ignore_errors=True)
+            self._remove_owned(paths.machines_dir() / machine_id, MACHINE_HOME_FILES)
+            if hypervisor.is_embedded(uri):
+                # libvirt's own log of the domain's QEMU, which it never removes
+                with suppress(FileNotFoundError):
+                    (paths.libvirt_root() / "log" / "qemu" / f"{dom}.log").unlink()
             with index_lock():
                 entries = load_index()
                 if entries.pop(machine_id, None) is not None:
                     save_index(entries)
-        if st is not None and st.disk and Path(st.disk).exists():
-            Path(st.disk).unlink(missing_ok=True)
-        shutil.rmtree(self.dir, ignore_errors=True)
+        self._remove_state_files()
         self._state = None
         self._state_loaded = True
+        self.foreign_state = False
+
+    def _remove_state_files(self) -> None:
+        self._remove_owned(self.dir, STATE_FILES, temp_prefixes=TEMP_PREFIXES)
+
+    @staticmethod
+    def _remove_owned(folder: Path, names: tuple[str, ...], temp_prefixes: tuple[str, ...] = ()) -> None:
+        left = paths.remove_owned_dir(folder, names, temp_prefixes=temp_prefixes)
+        if left:
+            log.warning("left %s in place: it holds files vmctl did not make (%s)", folder, ", ".join(sorted(left)[:5]))
 
     def _console_tail(self, lines: int = 15) -> str:
         st = self.state
@@ -868,7 +932,7 @@ def stopped_on_purpose(project: str, name: str) -> bool:
     where libvirt can only say crashed."""
     try:
         data = json.loads((paths.machine_state_dir(Path(project), name) / "state.json").read_bytes())
-    except (OSError, ValueError):
+    except (OSError, ValueError, StateError):
         return False
     return isinstance(data, dict) and data.get("halted") is True
 

@@ -89,7 +89,9 @@ def generate_key(private_path: Path, comment: str) -> str:
     finally:
         os.close(fd)
     line = f"{public.decode()} {comment}"
-    (private_path.parent / (private_path.name + ".pub")).write_text(line + "\n")
+    from vmctl.state import write_atomic
+
+    write_atomic(private_path.parent / (private_path.name + ".pub"), (line + "\n").encode())
     return line
 
 
@@ -500,11 +502,12 @@ def replace_insecure_key(s: Session, new_public_line: str) -> None:
 
 
 def openssh_options(endpoint: Endpoint, key: Path) -> list[str]:
-    """OpenSSH options that log in with KEY and enforce the pinned host key."""
+    """OpenSSH options that log in with KEY and enforce the pinned host key. An -o value
+    is read as a config line: paths are quoted by the same rule as ssh-config's."""
     pin = read_pin(endpoint.known_hosts, endpoint.alias)
     opts = [
         "-o", f"HostKeyAlias={endpoint.alias}",
-        "-o", f"UserKnownHostsFile={endpoint.known_hosts}",
+        "-o", f"UserKnownHostsFile={_config_value(str(endpoint.known_hosts))}",
         "-o", "StrictHostKeyChecking=yes",
         "-o", "GlobalKnownHostsFile=/dev/null",
         "-o", "IdentitiesOnly=yes",
@@ -518,3 +521,35 @@ def openssh_options(endpoint: Endpoint, key: Path) -> list[str]:
     if pin:
         opts[0:0] = ["-o", f"HostKeyAlgorithms={pin[0]}"]
     return opts
+
+
+def _config_value(value: str, *, pattern_ok: bool = True) -> str:
+    from vmctl import untrusted
+
+    try:
+        return untrusted.ssh_config_value(value, pattern_ok=pattern_ok)
+    except ValueError as exc:
+        raise SSHError(f"cannot hand this to OpenSSH: {exc}",
+                       hint="move the project to a folder whose path has no control characters or double quotes") from exc
+
+
+def config_block(host: str, endpoint: Endpoint, key: Path) -> str:
+    """An OpenSSH config entry `Host HOST` that logs in to ENDPOINT with KEY and the pinned
+    host key. Every value is checked and quoted: a line break in one would add lines of its
+    own (a ProxyCommand runs a command), a pattern in HOST would match other hosts."""
+    pin = read_pin(endpoint.known_hosts, endpoint.alias)
+    lines = [
+        f"Host {_config_value(host, pattern_ok=False)}",
+        "  HostName 127.0.0.1",
+        f"  User {_config_value(endpoint.user, pattern_ok=False)}",
+        f"  Port {int(endpoint.port)}",
+        f"  UserKnownHostsFile {_config_value(str(endpoint.known_hosts))}",
+        "  StrictHostKeyChecking yes",
+        f"  HostKeyAlias {_config_value(endpoint.alias, pattern_ok=False)}",
+        *([f"  HostKeyAlgorithms {_config_value(pin[0], pattern_ok=False)}"] if pin else []),
+        "  PasswordAuthentication no",
+        f"  IdentityFile {_config_value(str(key))}",
+        "  IdentitiesOnly yes",
+        "  LogLevel ERROR",
+    ]
+    return "\n".join(lines)

@@ -12,6 +12,7 @@ import errno
 import fcntl
 import json
 import os
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -22,6 +23,8 @@ from typing import Any
 
 from vmctl import paths
 from vmctl.errors import MachineError, StateError, VmctlError
+
+MAX_STATE_BYTES = 1024 * 1024
 
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
@@ -47,13 +50,28 @@ def write_json(path: Path, data: Any, mode: int = 0o644) -> None:
     write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), mode)
 
 
-def read_json(path: Path, default: Any = None, *, what: str = "state file") -> Any:
-    """The JSON in PATH, DEFAULT if it does not exist, StateError naming it if corrupt."""
+def read_json(path: Path, default: Any = None, *, what: str = "state file", follow_links: bool = True) -> Any:
+    """The JSON in PATH, DEFAULT if it does not exist, StateError naming it if corrupt.
+    Without FOLLOW_LINKS, a symbolic link is refused (state in a project folder)."""
     try:
-        text = path.read_text()
+        if follow_links:
+            text = path.read_text()
+        else:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+            with os.fdopen(fd, "rb") as f:
+                if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                    raise StateError(f"the {what} {path} is not a regular file",
+                                     hint=f"move it aside: mv {path} {path}.bad")
+                text = f.read(MAX_STATE_BYTES + 1).decode("utf-8", "replace")
+            if len(text) > MAX_STATE_BYTES:
+                raise StateError(f"the {what} {path} is too large to be vmctl's",
+                                 hint=f"move it aside: mv {path} {path}.bad")
     except FileNotFoundError:
         return default
     except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise StateError(f"refusing the {what} {path}: it is a symbolic link",
+                             hint=f"remove it (rm {path}); vmctl writes its state files itself") from exc
         raise StateError(f"could not read the {what} {path}: {exc.strerror}") from exc
     try:
         return json.loads(text)

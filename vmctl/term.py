@@ -1,7 +1,8 @@
 """The one place that owns the terminal.
 
 Results (and --json) go to stdout; progress, messages and errors go to stderr. Text that
-comes from users or guests is never read as markup. Spinners and bars appear only on an
+comes from users or guests is never read as markup, and its control characters are shown
+as \\xNN instead of reaching the terminal. Spinners and bars appear only on an
 interactive terminal; elsewhere (CI) progress is a few plain lines. NO_COLOR is honoured.
 rich is imported lazily, so commands that print nothing fancy start fast.
 """
@@ -17,6 +18,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from typing import Any
+
+from vmctl.untrusted import terminal_safe, visible
 
 _lock = threading.Lock()
 
@@ -40,9 +43,10 @@ def stderr_console():  # type: ignore[no-untyped-def]
 
 
 def out(text: str = "") -> None:
-    """A line of result on stdout (plain text, no markup)."""
+    """A line of result on stdout (plain text, no markup). It may carry a guest's output:
+    colours pass, every other control sequence is shown, not obeyed."""
     with _lock:
-        sys.stdout.write(text + "\n")
+        sys.stdout.write(terminal_safe(text) + "\n")
         sys.stdout.flush()
 
 
@@ -51,9 +55,10 @@ def out_json(data: Any) -> None:
 
 
 def info(text: str) -> None:
-    """A progress or status message on stderr."""
+    """A progress or status message on stderr. Messages quote Vagrantfiles, boxes and
+    guests (`puts`, names, errors): control characters are shown, not obeyed."""
     with _lock:
-        sys.stderr.write(text + "\n")
+        sys.stderr.write(visible(text) + "\n")
         sys.stderr.flush()
 
 

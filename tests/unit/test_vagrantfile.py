@@ -28,7 +28,8 @@ def write(folder: Path, code: str, name: str = "Vagrantfile") -> Path:
 
 def load(folder: Path, code: str, **kwargs: object) -> ProjectConfig:
     kwargs.setdefault("env", {"HOME": "/home/tester"})
-    return load_project(write(folder, code), **kwargs)  # type: ignore[arg-type]
+    # In this process (load_project forks): the box lookup callbacks are observed here.
+    return evaluate_project(write(folder, code), **kwargs)  # type: ignore[arg-type]
 
 
 def output(folder: Path, code: str, **kwargs: object) -> list[str]:

@@ -15,6 +15,7 @@ qcow2 or raw and it names no backing file and no external data file.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -30,6 +31,20 @@ from vmctl.errors import BoxError
 
 CHUNK = 1024 * 1024
 RESERVED = frozenset({"vmctl-box.json"})
+# A box holds a handful of files: metadata.json, disk images, a Vagrantfile, a kernel...
+MAX_MEMBERS = 10_000
+# metadata.json and the box's Vagrantfile are read by every command that uses the box.
+MAX_SMALL_FILE = 1024 * 1024
+SMALL_FILES = frozenset({"metadata.json", "Vagrantfile"})
+# What a box may unpack to, in bytes of data (runs of zeros are holes and cost nothing):
+# at most EXPANSION times the archive bytes read so far, plus a margin (real boxes are
+# compressed qcow2 images, or raw images whose zeros are holes: they expand a few times
+# at most); and once metadata.json has been read, at most the disks it declares plus
+# a margin. So a small archive that expands to gigabytes is stopped early.
+EXPANSION = 20
+EXPANSION_MARGIN = 256 * 1024 * 1024
+DECLARED_MARGIN = 1024 * 1024 * 1024
+GB = 1024 ** 3
 IMAGE_FORMATS = ("qcow2", "raw")
 
 _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"  # tarfile reads gzip, bzip2 and xz streams by itself
@@ -106,6 +121,7 @@ class StreamUnpacker:
         self.dest = dest
         self.label = label
         self.error: BaseException | None = None
+        self.budget = Budget(label)
         self._files: list[str] = []
         self._pipe: int | None = None  # the write end
         self._thread: threading.Thread | None = None
@@ -115,6 +131,7 @@ class StreamUnpacker:
         if self._thread is None:
             self._start(data[:8])
         assert self._pipe is not None
+        self.budget.fed += len(data)
         view = memoryview(data)
         try:
             while view:
@@ -166,7 +183,7 @@ class StreamUnpacker:
     def _run(self, source: IO[bytes]) -> None:
         try:
             with source:  # closed on the way out: a writer still feeding gets EPIPE
-                self._files = _unpack_stream(source, self.dest, self.label)
+                self._files = _unpack_stream(source, self.dest, self.label, self.budget)
                 while source.read(CHUNK):  # the end-of-archive padding: never leave the writer blocked
                     pass
         except BaseException as exc:  # noqa: BLE001 - handed to the feeding thread
@@ -184,22 +201,68 @@ class StreamUnpacker:
             assert self._zstd.stderr is not None
             problem = self._zstd.stderr.read().decode(errors="replace").strip()
             self._zstd.stderr.close()
-            if self._zstd.wait() != 0 and self.error is not None:
+            failed = self._zstd.wait() != 0
+            if failed and self.error is not None and not isinstance(self.error.__cause__, OSError):
                 # zstd's complaint explains a damaged archive better than the cut-off tar does.
                 self.error = BoxError(f"{self.label} could not be decompressed: {problem or 'zstd failed'}",
                                       hint="the box file is damaged")
             self._zstd = None
 
 
-def _unpack_stream(reader: IO[bytes], dest: Path, label: str) -> list[str]:
+class Budget:
+    """How many bytes of data the box may still write (see EXPANSION): `fed` counts the
+    archive's bytes read so far, `declared` the bytes metadata.json's disks allow."""
+
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.fed = 0
+        self.written = 0
+        self.declared: int | None = None
+
+    def spend(self, n: int) -> None:
+        self.written += n
+        limit = EXPANSION * self.fed + EXPANSION_MARGIN
+        if self.declared is not None:
+            limit = min(limit, self.declared)
+        if self.written > limit:
+            why = ("more than its metadata.json declares" if self.declared is not None and limit == self.declared
+                   else f"more than {EXPANSION} times its own size")
+            raise BoxError(f"refusing the box {self.label}: it unpacks to {why}",
+                           hint="a box archive that expands this far is a decompression bomb; nothing was installed")
+
+    def declare(self, metadata_file: Path) -> None:
+        """Bound the rest by the disk sizes metadata.json declares (if it can be read now;
+        check_metadata judges it later either way)."""
+        try:
+            data = json.loads(metadata_file.read_bytes())
+        except (OSError, ValueError):
+            return
+        sizes = [data.get("virtual_size")] if isinstance(data, dict) else []
+        if isinstance(data, dict) and isinstance(data.get("disks"), list):
+            sizes += [d.get("virtual_size") for d in data["disks"] if isinstance(d, dict)]
+        gb = sum(x for x in sizes if isinstance(x, int | float) and not isinstance(x, bool) and x > 0)
+        if gb:
+            self.declared = int(gb * GB * 1.1) + DECLARED_MARGIN
+
+
+def _unpack_stream(reader: IO[bytes], dest: Path, label: str, budget: Budget | None = None) -> list[str]:
     written: list[str] = []
+    budget = budget or Budget(label)
     dest.mkdir(parents=True, exist_ok=True)
+    count = 0
     try:
         with _open_tar(reader, label) as tar:
             for member in _members(tar, label):
+                count += 1
+                if count > MAX_MEMBERS:
+                    raise BoxError(f"refusing the box {label}: it holds more than {MAX_MEMBERS} files",
+                                   hint="a box holds metadata.json, its disk images and a few small files; nothing was installed")
                 rel = member_path(member, label)
                 if rel is None:
                     continue
+                if str(rel) in SMALL_FILES and member.size > MAX_SMALL_FILE:
+                    raise BoxError(f"refusing the box {label}: its {rel} is {member.size} bytes "
+                                   f"(at most {MAX_SMALL_FILE} are allowed)")
                 target = dest.joinpath(*rel.parts)
                 _make_parents(dest, rel)
                 if member.isdir():
@@ -208,19 +271,24 @@ def _unpack_stream(reader: IO[bytes], dest: Path, label: str) -> list[str]:
                     target.mkdir(mode=0o755, exist_ok=True)
                     continue
                 if member.sparse is not None:
-                    _write_sparse(target, tar, member, label, str(rel))
+                    _write_sparse(target, tar, member, label, str(rel), budget)
                     written.append(str(rel))
                     continue
                 src = tar.extractfile(member)
                 if src is None:  # pragma: no cover - isreg() members always have data
                     raise BoxError(f"refusing the box {label}: cannot read member {member.name!r}")
-                _write_file(target, src, member.size, label, str(rel))
+                _write_file(target, src, member.size, label, str(rel), budget)
                 written.append(str(rel))
+                if str(rel) == "metadata.json":
+                    budget.declare(target)
     except tarfile.TarError as exc:
         raise _unreadable(label, exc) from exc
     except EOFError as exc:
         raise BoxError(f"the box archive {label} is truncated") from exc
     except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise BoxError(f"could not unpack {label}: the disk is full ({exc.strerror})",
+                           hint="free some disk space under VMCTL_HOME and run the command again") from exc
         raise BoxError(f"could not unpack {label}: {exc.strerror or exc}",
                        hint="check the free disk space under VMCTL_HOME") from exc
     return written
@@ -277,8 +345,9 @@ def _create(target: Path, label: str, rel: str) -> int:
 
 _ZEROS = bytes(CHUNK)
 
-def _copy(src: IO[bytes], out: IO[bytes], length: int | None) -> None:
-    """Copy LENGTH bytes (None: to the end) from SRC to OUT, seeking over runs of zeros."""
+def _copy(src: IO[bytes], out: IO[bytes], length: int | None, budget: Budget) -> None:
+    """Copy LENGTH bytes (None: to the end) from SRC to OUT, seeking over runs of zeros;
+    the data written is charged to BUDGET."""
     left = length
     while left is None or left > 0:
         chunk = src.read(CHUNK if left is None else min(CHUNK, left))
@@ -291,18 +360,19 @@ def _copy(src: IO[bytes], out: IO[bytes], length: int | None) -> None:
         if chunk == _ZEROS[: len(chunk)]:  # a memcmp: counting the zeros cost ~25 ms per box
             out.seek(len(chunk), os.SEEK_CUR)
         else:
+            budget.spend(len(chunk))
             out.write(chunk)
 
 
-def _write_file(target: Path, src: IO[bytes], size: int, label: str, rel: str) -> None:
+def _write_file(target: Path, src: IO[bytes], size: int, label: str, rel: str, budget: Budget) -> None:
     """Write SRC to TARGET (which must not exist), keeping runs of zeros sparse."""
     with os.fdopen(_create(target, label, rel), "wb") as out:
-        _copy(src, out, None)
+        _copy(src, out, None, budget)
         out.truncate(size)
 
 
 def _write_sparse(target: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, label: str,
-                  rel: str) -> None:
+                  rel: str, budget: Budget) -> None:
     """Write the sparse MEMBER (GNU or PAX sparse) to TARGET: only its data regions are read
     and written, the holes are left as holes. (tarfile's own reader makes up every byte of
     the holes, so a few bytes of archive declaring a terabyte of holes would take hours.)"""
@@ -317,7 +387,7 @@ def _write_sparse(target: Path, tar: tarfile.TarFile, member: tarfile.TarInfo, l
             if offset < end or length < 0 or offset + length > member.size:
                 raise BoxError(f"refusing the box {label}: member {rel!r} has a bad sparse map")
             out.seek(offset)
-            _copy(stream, out, length)
+            _copy(stream, out, length, budget)
             end = offset + length
         out.truncate(member.size)
 
@@ -336,10 +406,12 @@ def check_metadata(box_dir: Path, label: str) -> dict[str, Any]:
 
     if not path.is_file():
         raise bad("it has no metadata.json")
+    if path.stat().st_size > MAX_SMALL_FILE:
+        raise bad(f"metadata.json is larger than {MAX_SMALL_FILE} bytes")
     try:
         data = json.loads(path.read_text())
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise bad(f"metadata.json is not valid JSON ({exc})") from exc
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:
+        raise bad(f"metadata.json is not valid JSON ({str(exc)[:200]})") from exc
     if not isinstance(data, dict):
         raise bad("metadata.json is not a JSON object")
     provider = data.get("provider")

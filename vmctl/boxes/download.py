@@ -24,6 +24,7 @@ import hashlib
 import json
 import os
 import re
+import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -195,7 +196,12 @@ def hash_local(
     """Hash (and verify) the local file PATH in place: no copy is made. CONSUME, if given,
     is handed every byte of the file, in order, as it is read."""
     try:
-        size = path.stat().st_size
+        st = path.stat()
+        if stat.S_ISDIR(st.st_mode):
+            raise IsADirectoryError
+        if not stat.S_ISREG(st.st_mode):  # /dev/zero or a FIFO would never end
+            raise BoxError(f"{path} is not a regular file, so it is not a box file")
+        size = st.st_size
         hasher = Hasher(expected)
         with path.open("rb") as f, _progress(progress, description, size, 0) as bar:
             while chunk := f.read(CHUNK):

@@ -119,8 +119,9 @@ def box_dir(name: str, version: str, provider: str = PROVIDER) -> Path:
 
 def _load(folder: Path, name: str, version: str, provider: str) -> InstalledBox | None:
     try:
-        metadata = json.loads((folder / "metadata.json").read_text())
-    except (OSError, ValueError):
+        with (folder / "metadata.json").open("rb") as f:
+            metadata = json.loads(f.read(archive.MAX_SMALL_FILE + 1))
+    except (OSError, ValueError, RecursionError):
         return None
     if not isinstance(metadata, dict):
         return None
@@ -238,6 +239,8 @@ def _read_catalog(source: str) -> Catalog | None:
             )
         if local.is_dir():
             raise BoxError(f"{local} is a folder; give a .box file or a box catalog JSON")
+        if not local.is_file():
+            raise BoxError(f"{local} is not a regular file; give a .box file or a box catalog JSON")
         if local.suffix.lower() != ".json" and not _looks_like_json(local):
             return None
         try:
@@ -293,6 +296,13 @@ def _plan(source: str, name: str | None, constraint: str | None, checksum: Check
         )
     box_name = parse_box_name(catalog.name)
     version, provider = select_version(catalog, parse_constraint(constraint))
+    if download.is_http(catalog.url) and not download.is_http(provider.url):
+        # A catalog from the network names network URLs only: a file:// URL or a path
+        # would make vmctl read this computer's files (/dev/zero hangs, a key leaks).
+        raise BoxError(
+            f"the catalog {catalog.url} names {provider.url!r}, which is not an http(s) URL",
+            hint="a catalog fetched over HTTP(S) may only point at http:// or https:// boxes; nothing was installed",
+        )
     if checksum is None and provider.checksum is not None:
         checksum = Checksum(provider.checksum_type or "sha256", provider.checksum)
     record_source = catalog.url if download.is_http(catalog.url) else str(_local_path(catalog.url))

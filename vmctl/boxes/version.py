@@ -29,6 +29,7 @@ _SEGMENT_RE = re.compile(r"[0-9]+|[A-Za-z]+")
 _CLAUSE_RE = re.compile(r"^\s*(~>|>=|<=|!=|=|>|<)?\s*(\S+)\s*$")
 
 Segment = int | str
+MAX_VERSION_LENGTH = 128
 
 
 @functools.total_ordering
@@ -81,9 +82,11 @@ def _compare(a: tuple[Segment, ...], b: tuple[Segment, ...]) -> int:
 def parse_version(text: str) -> Version:
     """TEXT as a Version, or BoxError quoting it."""
     value = str(text).strip()
-    if not _VERSION_RE.match(value):
+    # Checked for length first: the pattern backtracks over long runs of digits, and a
+    # catalog or a Vagrantfile can hand in any string.
+    if len(value) > MAX_VERSION_LENGTH or not _VERSION_RE.match(value):
         raise BoxError(
-            f"invalid box version {text!r}",
+            f"invalid box version {str(text)[:80]!r}",
             hint="versions are dot-separated numbers, like 1.0.3 (a suffix like 1.0.0.beta1 marks a pre-release)",
         )
     segments: list[Segment] = []
@@ -150,6 +153,8 @@ def parse_constraint(text: str | None) -> Constraint:
     """A Vagrant-style constraint (``">= 1.2, < 2"``), or BoxError quoting the bad part."""
     if text is None or not str(text).strip():
         return ANY
+    if len(str(text)) > 16 * MAX_VERSION_LENGTH:
+        raise BoxError(f"invalid version constraint {str(text)[:60]!r}...: it is too long")
     clauses: list[Clause] = []
     for part in str(text).split(","):
         match = _CLAUSE_RE.match(part)

@@ -88,30 +88,14 @@ def ssh_config(
 ) -> None:
     """Print an OpenSSH config for the machines (ssh -F FILE NAME logs in)."""
     from vmctl import term
-    from vmctl.ssh import read_pin
+    from vmctl.ssh import config_block
 
     project = _project("ssh-config", *(names or []))
     blocks = []
     for m in project.machines(names or []):
         if m.state is None:
             continue
-        e = m.endpoint()
-        pin = read_pin(e.known_hosts, e.alias)
-        lines = [
-            f"Host {host or m.name}",
-            "  HostName 127.0.0.1",
-            f"  User {e.user}",
-            f"  Port {e.port}",
-            f"  UserKnownHostsFile {e.known_hosts}",
-            "  StrictHostKeyChecking yes",
-            f"  HostKeyAlias {e.alias}",
-            *([f"  HostKeyAlgorithms {pin[0]}"] if pin else []),
-            "  PasswordAuthentication no",
-            f"  IdentityFile {m.login_key()}",
-            "  IdentitiesOnly yes",
-            "  LogLevel ERROR",
-        ]
-        blocks.append("\n".join(lines))
+        blocks.append(config_block(host or m.name, m.endpoint(), m.login_key()))
     if not blocks:
         from vmctl.errors import MachineError
 

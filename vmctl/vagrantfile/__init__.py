@@ -35,17 +35,23 @@ def load_project(
     argv: Sequence[str] = (),
     has_plugin: bool = True,
 ) -> ProjectConfig:
-    """Evaluate VAGRANTFILE (and the Vagrantfiles of the boxes it names) into settings.
+    """Evaluate VAGRANTFILE (and the Vagrantfiles of the boxes it names) into settings, in a
+    child process under CPU-time, memory and wall-clock limits (sandbox.py).
 
     box_vagrantfile(name, version_constraint) returns the installed box's Vagrantfile or
     None; env defaults to os.environ (`ENV[...] =` writes go to an overlay only); argv
     is what the Vagrantfile sees as ARGV, in Vagrant's words, e.g. ("up",) or
     ("ssh", "core-01"); has_plugin is what `Vagrant.has_plugin?` answers.
     """
+    from vmctl.vagrantfile.interpreter import Limits
     from vmctl.vagrantfile.loader import evaluate_project
+    from vmctl.vagrantfile.sandbox import run_bounded
 
-    return evaluate_project(
-        vagrantfile, box_vagrantfile=box_vagrantfile, env=env, argv=argv, has_plugin=has_plugin
+    limits = Limits()
+    return run_bounded(
+        lambda: evaluate_project(vagrantfile, box_vagrantfile=box_vagrantfile, env=env, argv=argv,
+                                 has_plugin=has_plugin, limits=limits),
+        seconds=limits.seconds, what=Path(vagrantfile).name,
     )
 
 

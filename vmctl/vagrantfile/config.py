@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from vmctl.errors import ConfigError
+from vmctl.untrusted import machine_name_problem, visible
 from vmctl.vagrantfile import builtins
 from vmctl.vagrantfile.objects import RObject
 from vmctl.vagrantfile.values import Proc, Symbol, inspect, to_json_value, to_s
@@ -46,6 +47,12 @@ class NetworkRec:
 class FolderRec:
     options: dict[str, Any]  # includes "hostpath" and "guestpath"
     node: Node
+    # Where each option was set, when layers merged options of one folder (a box's
+    # Vagrantfile may set some, the project others): the rules for a box apply per option.
+    option_nodes: dict[str, Node] = field(default_factory=dict)
+
+    def node_of(self, key: str) -> Node:
+        return self.option_nodes.get(key, self.node)
 
 
 @dataclass
@@ -55,6 +62,17 @@ class ProvisionerRec:
     options: dict[str, Any]
     node: Node
     preserve_order: bool = False
+    option_nodes: dict[str, Node] = field(default_factory=dict)
+
+    def node_of(self, key: str) -> Node:
+        return self.option_nodes.get(key, self.node)
+
+
+def merged_option_nodes(earlier: FolderRec | ProvisionerRec, later: FolderRec | ProvisionerRec) -> dict[str, Node]:
+    """Where each option of LATER merged over EARLIER was set."""
+    nodes = {k: earlier.node_of(k) for k in earlier.options}
+    nodes.update({k: later.node_of(k) for k in later.options})
+    return nodes
 
 
 @dataclass
@@ -407,8 +425,10 @@ class VmConfig(Namespace):
         if len(positional) != 1:
             raise config_error(ip, node, "config.vm.define needs a machine name")
         name = to_s(positional[0])
-        if not name or len(name) > 200:
-            raise config_error(ip, node, f"invalid machine name {inspect(positional[0])[:60]}")
+        problem = machine_name_problem(name)
+        if problem is not None:
+            raise config_error(ip, node, f"invalid machine name {visible(inspect(positional[0])[:80])}: {problem}",
+                               hint='name machines like "default", "web", "node-1"')
         if ip.inert:
             return None
         if not self.allow_define:

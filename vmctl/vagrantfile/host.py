@@ -404,7 +404,7 @@ def kernel_eval(ip: Interpreter, node: Node, scope: Scope, arg_kids: list[Node])
                 raise ip.error_at(node, "Errno::ENOENT", f"No such file or directory @ rb_sysopen - {path_value}")
             from vmctl.vagrantfile.syntax import Source, parse
 
-            text = read_bytes(path, to_s(path_value))
+            text = read_bytes(ip, path, to_s(path_value))
             ip.files_loaded += 1
             if ip.files_loaded > ip.limits.max_files:
                 raise ip.limit(node, "too many files loaded")

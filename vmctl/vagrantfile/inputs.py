@@ -3,11 +3,10 @@ against the project folder), the environment (writes go to an overlay), YAML and
 
 from __future__ import annotations
 
-import glob as globlib
 import json
 import os
 import posixpath
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,8 +64,62 @@ def resolve_local(ip: Interpreter, text: str, node: Node | None) -> Path:
     return Path(posixpath.normpath(str(path)))
 
 
-def read_bytes(path: Path, shown: str) -> bytes:
-    """A regular file's content, at most MAX_FILE_BYTES (devices and FIFOs would block)."""
+# -- the read policy ------------------------------------------------------------------------
+# A Vagrantfile from a cloned repository is a stranger's program: what it reads can leave
+# the computer (in a box_url fetched during `up`, a provisioner's text, a log). So it reads
+# what real Vagrantfiles read: files in the project's folder (config.rb, YAML and JSON
+# beside the Vagrantfile, scripts), a box's own folder while its Vagrantfile runs, and
+# public keys (~/.ssh/*.pub). Anything else needs the user's word: VMCTL_READ_PATHS, a
+# list of files or folders separated by ":". /proc, /sys and /dev are never files. The
+# rule applies to where a path really leads (symbolic links resolved), so a link in the
+# project to ~/.ssh/id_ed25519 is refused too.
+
+READ_PATHS_VARIABLE = "VMCTL_READ_PATHS"
+_NEVER = ("/proc", "/sys", "/dev")
+
+
+def read_roots(ip: Interpreter) -> list[str]:
+    """The real paths a Vagrantfile may read below (the project, boxes, the user's list)."""
+    roots = [os.path.realpath(ip.project_dir)]
+    roots += [os.path.realpath(folder) for folder in ip.box_dirs]
+    extra = ip.env.get(READ_PATHS_VARIABLE, "")
+    roots += [os.path.realpath(os.path.expanduser(p)) for p in extra.split(":") if p.strip()]
+    return roots
+
+
+def _inside(real: str, root: str) -> bool:
+    return real == root or real.startswith(root.rstrip("/") + "/")
+
+
+def _public_key(real: str) -> bool:
+    ssh_dir = os.path.realpath(os.path.join(str(Path.home()), ".ssh"))
+    return os.path.dirname(real) == ssh_dir and real.endswith(".pub")
+
+
+def read_refusal(ip: Interpreter, path: Path, *, listing: bool = False) -> str | None:
+    """Why the read policy refuses to read (or, with LISTING, list) PATH, or None."""
+    real = os.path.realpath(path)
+    if any(_inside(real, never) for never in _NEVER):
+        return f"{real} is not a file a Vagrantfile may read"
+    if any(_inside(real, root) for root in read_roots(ip)):
+        return None
+    ssh_dir = os.path.realpath(os.path.join(str(Path.home()), ".ssh"))
+    if (listing and real == ssh_dir) or (not listing and _public_key(real)):
+        return None
+    return (f"{real} lies outside the project folder, and vmctl lets a Vagrantfile read only "
+            f"its project's files (and ~/.ssh/*.pub); to allow more, set {READ_PATHS_VARIABLE}=PATH[:PATH...]")
+
+
+def check_read(ip: Interpreter, path: Path, shown: str, *, listing: bool = False) -> None:
+    refusal = read_refusal(ip, path, listing=listing)
+    if refusal is not None:
+        raise err("Errno::EACCES", f"Permission denied by vmctl's read policy @ rb_sysopen - {shown}: {refusal}")
+
+
+def read_bytes(ip: Interpreter, path: Path, shown: str) -> bytes:
+    """A regular file's content, at most MAX_FILE_BYTES (devices and FIFOs would block),
+    if the read policy allows it."""
+    check_read(ip, path, shown)
     try:
         if path.is_dir():
             raise err("Errno::EISDIR", f"Is a directory @ io_fread - {shown}")
@@ -84,7 +137,7 @@ def read_bytes(path: Path, shown: str) -> bytes:
 
 
 def read_text(ip: Interpreter, text: str, node: Node | None) -> str:
-    return read_bytes(resolve_local(ip, text, node), text).decode("utf-8", "replace")
+    return read_bytes(ip, resolve_local(ip, text, node), text).decode("utf-8", "replace")
 
 
 def _file_join(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
@@ -220,6 +273,10 @@ _FILE_REFUSED = {
 }
 
 
+MAX_GLOB_VISITS = 100_000
+MAX_BRACE_PATTERNS = 1_000
+
+
 def _dir_glob(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
     if not args:
         raise err("ArgumentError", "wrong number of arguments (given 0, expected 1..2)")
@@ -229,15 +286,18 @@ def _dir_glob(ip: Interpreter, args: list[Any], block: Proc | None, node: Node |
     if Symbol("base") in opts:
         base = resolve_local(ip, builtins.need_str(opts[Symbol("base")]), node)
     results: list[str] = []
+    budget = [MAX_GLOB_VISITS]
     for pattern in patterns:
         text = builtins.need_str(pattern)
+        if "\0" in text:
+            raise err("ArgumentError", "string contains null byte")
         absolute = text.startswith(("/", "~"))
-        if "**" in text and (absolute or ".." in text):
-            raise err("NotImplementedError", "recursive globs (**) work only inside the project folder")
-        full = expand_path(ip, text) if absolute else str(base / text)
-        for match in sorted(globlib.iglob(full, recursive=True)):
-            results.append(match if absolute else os.path.relpath(match, base))
-            ip.check_size(len(results), node)
+        full = expand_path(ip, text) if absolute else posixpath.join(str(base), text)
+        for variant in _expand_braces(full):
+            for match in _glob(ip, variant, budget, node):
+                results.append(match if absolute else os.path.relpath(match, base))
+                ip.check_size(len(results), node)
+    results = sorted(set(results))
     if block is not None:
         for r in results:
             builtins.call(ip, block, r, node=node)
@@ -245,9 +305,87 @@ def _dir_glob(ip: Interpreter, args: list[Any], block: Proc | None, node: Node |
     return results
 
 
+def _expand_braces(pattern: str) -> list[str]:
+    """Ruby's {a,b} alternatives, expanded (at most MAX_BRACE_PATTERNS patterns)."""
+    out = [pattern]
+    done: list[str] = []
+    while out:
+        item = out.pop()
+        start = item.find("{")
+        depth, end = 0, -1
+        for i in range(start, len(item)) if start >= 0 else ():
+            depth += {"{": 1, "}": -1}.get(item[i], 0)
+            if depth == 0:
+                end = i
+                break
+        if start < 0 or end < 0:
+            done.append(item)
+            continue
+        inner, parts, depth, last = item[start + 1:end], [], 0, 0
+        for i, c in enumerate(inner):
+            depth += {"{": 1, "}": -1}.get(c, 0)
+            if c == "," and depth == 0:
+                parts.append(inner[last:i])
+                last = i + 1
+        parts.append(inner[last:])
+        out.extend(item[:start] + part + item[end + 1:] for part in parts)
+        if len(out) + len(done) > MAX_BRACE_PATTERNS:
+            raise err("ArgumentError", f"a glob pattern with more than {MAX_BRACE_PATTERNS} {{...}} alternatives")
+    return done
+
+
+def _glob(ip: Interpreter, pattern: str, budget: list[int], node: Node | None) -> Iterator[str]:
+    """The paths matching the absolute PATTERN, walked by hand: `**` descends without
+    following symbolic links (as Ruby's does), every folder listed must pass the read
+    policy, and at most MAX_GLOB_VISITS entries are looked at."""
+    import fnmatch
+    import re as _re
+
+    parts = [p for p in pattern.split("/") if p]
+    magic = _re.compile(r"[*?\[]")
+
+    def visit(folder: str, rest: list[str]) -> Iterator[str]:
+        if not rest:
+            yield folder
+            return
+        head, tail = rest[0], rest[1:]
+        if head == "**":
+            yield from visit(folder, tail)  # zero folders
+            for name, is_dir in listing(folder):
+                if is_dir and not name.startswith("."):
+                    yield from visit(posixpath.join(folder, name), rest)
+            return
+        if not magic.search(head):
+            child = posixpath.join(folder, head)
+            if tail or os.path.lexists(child):
+                yield from visit(child, tail)
+            return
+        rule = _re.compile(fnmatch.translate(head))
+        for name, _is_dir in listing(folder):
+            if name.startswith(".") and not head.startswith("."):
+                continue
+            if rule.match(name):
+                yield from visit(posixpath.join(folder, name), tail)
+
+    def listing(folder: str) -> list[tuple[str, bool]]:
+        if read_refusal(ip, Path(folder), listing=True) is not None:
+            return []
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            return []
+        budget[0] -= len(entries)
+        if budget[0] < 0:
+            raise ip.limit(node, f"a glob that looks at more than {MAX_GLOB_VISITS} files")
+        return sorted((e.name, e.is_dir(follow_symlinks=False)) for e in entries)
+
+    yield from visit("/", parts)
+
+
 def _dir_entries(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
     builtins.arity(args, 1, 2)
     path = resolve_local(ip, builtins.need_str(args[0]), node)
+    check_read(ip, path, to_s(args[0]), listing=True)
     try:
         names = sorted(os.listdir(path))
     except OSError:

@@ -173,6 +173,7 @@ class Interpreter:
     ) -> None:
         self.limits = limits or Limits()
         self.project_dir = project_dir
+        self.box_dirs: dict[Path, str] = {}  # folder of a box whose Vagrantfile runs -> box name
         self.cwd = cwd or project_dir
         self.env = env
         self.env_overlay: dict[str, str | None] = {}
@@ -207,7 +208,7 @@ class Interpreter:
         if self.files_loaded > self.limits.max_files:
             raise self.limit(node, "too many files loaded")
         try:
-            text = host.read_bytes(path, display)
+            text = host.read_bytes(self, path, display)
         except RubyError as exc:
             raise ConfigError(f"cannot read {display}: {exc.message}", file=display) from None
         program = parse(Source(path, text, display))

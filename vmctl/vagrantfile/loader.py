@@ -28,6 +28,7 @@ from vmctl.vagrantfile.config import (
     ProviderRec,
     ProvisionerRec,
     TriggerRec,
+    merged_option_nodes,
 )
 from vmctl.vagrantfile.interpreter import Break, Interpreter, Limits, Next, Return
 from vmctl.vagrantfile.model import ProjectConfig
@@ -62,7 +63,8 @@ def merge_layers(layers: list[ConfigRoot]) -> Merged:
         for key, folder in vm.folders.items():
             previous = out.folders.get(key)
             if previous is not None:
-                out.folders[key] = FolderRec({**previous.options, **folder.options}, folder.node)
+                out.folders[key] = FolderRec({**previous.options, **folder.options}, folder.node,
+                                             merged_option_nodes(previous, folder))
             else:
                 out.folders[key] = folder
         out.provisioners = _merge_provisioners(out.provisioners, vm.provisioners)
@@ -83,7 +85,7 @@ def _merge_provisioners(earlier: list[ProvisionerRec], later: list[ProvisionerRe
             result.append(prov)
             continue
         merged = ProvisionerRec(match.name, match.type, {**prov.options, **match.options}, match.node,
-                                match.preserve_order)
+                                match.preserve_order, merged_option_nodes(prov, match))
         index = pending.index(match)
         if match.preserve_order:
             result.append(merged)
@@ -186,6 +188,7 @@ class ProjectLoader:
             return None
         if key in self.box_layers:
             return self.box_layers[key]
+        ip = self.ip
         box, version = key
         try:
             path = self.box_lookup(box, version)
@@ -197,6 +200,8 @@ class ProjectLoader:
             ) from None
         layer = None
         if path is not None:
+            # Settings made in the box's folder are held to the rules for boxes (resolve.py).
+            ip.box_dirs[Path(path).resolve().parent] = box
             layer = self.evaluate_box_file(Path(path))
         self.box_layers[key] = layer
         return layer
@@ -205,6 +210,9 @@ class ProjectLoader:
         ip = self.ip
         saved = ip.configure_blocks
         ip.configure_blocks = []
+        # A box may add methods and constants but not replace the project's: the project's
+        # own helpers must keep meaning what the project wrote.
+        project_methods, project_constants = dict(ip.methods), dict(ip.constants)
         try:
             from vmctl.vagrantfile.inputs import display_path
 
@@ -212,6 +220,8 @@ class ProjectLoader:
             blocks = ip.configure_blocks
         finally:
             ip.configure_blocks = saved
+            ip.methods.update(project_methods)
+            ip.constants.update(project_constants)
         layer = ConfigRoot(allow_define=False)
         for proc, _node in blocks:
             ip.call_configure_block(proc, [layer])

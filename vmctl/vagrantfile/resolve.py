@@ -4,13 +4,15 @@ checking each value where it was set: errors name the file and line of that sett
 from __future__ import annotations
 
 import ipaddress
+import os
 import posixpath
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from vmctl import untrusted
 from vmctl.errors import ConfigError
-from vmctl.vagrantfile.config import Ignored, did_you_mean
+from vmctl.vagrantfile.config import FolderRec, Ignored, ProvisionerRec, did_you_mean
 from vmctl.vagrantfile.inputs import env_get
 from vmctl.vagrantfile.model import (
     ForwardedPort,
@@ -45,6 +47,38 @@ class Resolver:
     def warn(self, node: Node | None, message: str) -> None:
         self.ip.warn(message, node)
 
+    # where a value came from -----------------------------------------------------------
+    # A box's own Vagrantfile is merged under every project that uses the box, so what it
+    # sets is held to what a box legitimately sets: host paths only inside the box's (or
+    # the project's) folder, no host-side arguments, no forwards off loopback, no libvirt
+    # connection. What it may not set is ignored with a warning naming the box; the
+    # project's own Vagrantfile may still ask for all of it.
+    def box_of(self, node: Node | None) -> str | None:
+        """The box whose Vagrantfile (or a file in its folder) set the value at NODE."""
+        if node is None or not self.ip.box_dirs:
+            return None
+        path = Path(os.path.realpath(node.source.path))
+        for folder, box in self.ip.box_dirs.items():
+            if path.is_relative_to(folder):
+                return box
+        return None
+
+    def box_folder(self, box: str) -> Path:
+        return next(folder for folder, name in self.ip.box_dirs.items() if name == box)
+
+    def from_box_outside(self, node: Node | None, path: str, *, project_ok: bool = False) -> str | None:
+        """The box that set host path PATH at NODE when PATH lies outside that box's folder
+        (and, with PROJECT_OK, outside the project's): such a path is ignored."""
+        box = self.box_of(node)
+        if box is None:
+            return None
+        real = Path(os.path.realpath(path))
+        folders = [self.box_folder(box)] + ([Path(os.path.realpath(self.ip.project_dir))] if project_ok else [])
+        return None if any(real.is_relative_to(f) for f in folders) else box
+
+    def ignore_from_box(self, node: Node | None, box: str, what: str) -> None:
+        self.warn(node, f"the Vagrantfile of box {box} {what}, which a box may not do (ignored)")
+
     # paths -------------------------------------------------------------------------
     def host_path(self, text: str, base: Path) -> str:
         if text.startswith("~"):
@@ -70,7 +104,7 @@ class Resolver:
         return value
 
     # sections ----------------------------------------------------------------------
-    def forwarded_port(self, options: dict[str, Any], node: Node) -> ForwardedPort:
+    def forwarded_port(self, options: dict[str, Any], node: Node) -> ForwardedPort | None:
         known = {"guest", "host", "host_ip", "protocol", "auto_correct", "id"}
         for key in options:
             if key not in known:
@@ -81,12 +115,24 @@ class Resolver:
         host = self.port(node, "host", options["host"]) if options.get("host") is not None else None
         host_ip = options.get("host_ip")
         host_ip = "127.0.0.1" if host_ip in (None, "") else self.want(node, "host_ip", host_ip, str)
+        address = untrusted.parse_address(host_ip)
+        if address is None:
+            raise self.error(node, f"forwarded_port host_ip: {untrusted.visible(host_ip)[:80]!r} is not an IP address",
+                             hint='leave it out for 127.0.0.1, or write an address such as "0.0.0.0"')
+        host_ip = address
         protocol = self.want(node, "protocol", options.get("protocol") or "tcp", str).lower()
         if protocol not in ("tcp", "udp"):
             raise self.error(node, f'forwarded_port protocol must be "tcp" or "udp", not {protocol!r}')
         auto = options.get("auto_correct", False)
         auto = self.want(node, "auto_correct", auto, bool) if auto is not None else False
         port_id = options.get("id")
+        if not untrusted.is_loopback(host_ip):
+            box = self.box_of(node)
+            if box is not None:
+                self.ignore_from_box(node, box, f"forwards port {guest} on {host_ip}")
+                return None
+            self.warn(node, f"forwarded port {host if host else guest} listens on {host_ip}: "
+                      "other computers can reach it, not only this one")
         return ForwardedPort(guest=guest, host=host, host_ip=host_ip, protocol=protocol, auto_correct=auto,
                              id=to_s(port_id) if port_id is not None else None)
 
@@ -145,12 +191,20 @@ class Resolver:
         except ValueError:
             raise self.error(node, f"netmask {text!r} is not a netmask") from None
 
-    def synced_folder(self, options: dict[str, Any], node: Node) -> SyncedFolder:
+    def synced_folder(self, rec: FolderRec) -> SyncedFolder | None:
+        options, node = rec.options, rec.node
         guest = options["guestpath"]
+        if any(ord(c) < 32 for c in guest):
+            raise self.error(node, f"the guest path {untrusted.visible(guest)!r} holds a control character")
         host_value = options.get("hostpath")
         host = self.want(node, "synced folder host path", host_value, str)
         host = self.host_path(host, self.ip.project_dir)
         disabled = truthy(options.get("disabled", False))
+        if not disabled:
+            box = self.from_box_outside(rec.node_of("hostpath"), host, project_ok=True)
+            if box is not None:
+                self.ignore_from_box(rec.node_of("hostpath"), box, f"syncs the host folder {host} to {guest}")
+                return None
         kind_value = options.get("type")
         if kind_value is None and truthy(options.get("nfs")):
             kind_value = "nfs"
@@ -163,10 +217,22 @@ class Resolver:
         args_value = options.get("rsync__args")
         rsync_args = None
         if args_value is not None:
+            args_node = rec.node_of("rsync__args")
             items = args_value if isinstance(args_value, list) else [args_value]
-            rsync_args = tuple(self.want(node, "rsync__args", x, str) for x in items)
+            rsync_args = tuple(self.want(args_node, "rsync__args", x, str) for x in items)
+            box = self.box_of(args_node)
+            if box is not None:
+                self.ignore_from_box(args_node, box, f"passes rsync__args to the host's rsync for {guest}")
+                rsync_args = None
+            elif (problem := untrusted.rsync_args_problem(list(rsync_args))) is not None:
+                raise self.error(args_node, f"synced folder {guest}: {untrusted.visible(problem)}",
+                                 hint="rsync__args may hold options that shape the copy (such as --archive, "
+                                 "--delete, --exclude=PATTERN, --chmod=...); vmctl refuses options that act on the host")
         owner = options.get("owner")
         group = options.get("group")
+        for what, value in (("owner", owner), ("group", group)):
+            if value is not None and untrusted.user_name_problem(to_s(value)):
+                raise self.error(node, f"synced folder {guest}: {what} {untrusted.visible(to_s(value))[:40]!r} is not a user or group name")
         folder = SyncedFolder(
             host=host, guest=guest, type=kind, disabled=disabled,
             owner=to_s(owner) if owner is not None else None,
@@ -192,7 +258,15 @@ class Resolver:
                              hint="create it, or add create: true")
         return folder
 
-    def provisioner(self, name: str | None, kind: str, options: dict[str, Any], node: Node) -> Provisioner:
+    def provisioner(self, rec: ProvisionerRec) -> Provisioner | None:
+        name, kind, options, node = rec.name, rec.type, rec.options, rec.node
+        for key in ("path", "source"):
+            value = options.get(key)
+            if isinstance(value, str) and not re.match(r"^[a-z][a-z0-9+.-]*://", value):
+                box = self.from_box_outside(rec.node_of(key), self.host_path(value, self.ip.project_dir))
+                if box is not None:
+                    self.ignore_from_box(rec.node_of(key), box, f"gives a {kind} provisioner the host file {value}")
+                    return None
         run = options.get("run", "once")
         run = to_s(run) if run is not None else "once"
         if run not in ("once", "always", "never"):
@@ -289,6 +363,14 @@ class Resolver:
 
         run_inline, run_path, run_args = run_spec("run")
         remote_inline, remote_path, remote_args = run_spec("run_remote")
+        box = self.box_of(node)
+        if box is not None:
+            if run_inline is not None or run_path is not None:
+                self.ignore_from_box(node, box, "runs a trigger command on the host")
+                run_inline, run_path, run_args = None, None, ()
+            if remote_path is not None and self.from_box_outside(node, remote_path) is not None:
+                self.ignore_from_box(node, box, f"uploads the host file {remote_path} in a trigger")
+                remote_path, remote_args = None, ()
         exit_codes = options.get("exit_codes", 0)
         codes = exit_codes if isinstance(exit_codes, list) else [exit_codes]
         ignore = options.get("ignore") or []
@@ -315,13 +397,39 @@ class Resolver:
                 value, node = entry
                 base = node.source.path.parent if node is not None else self.ip.project_dir
                 values[key] = self.host_path(value, base)
+                box = self.from_box_outside(node, values[key])
+                if box is not None:
+                    self.ignore_from_box(node, box, f"boots the host file {values[key]} as libvirt.{key}")
+                    values[key] = None
+        uri = self.merged.libvirt.get("uri")
+        if uri is not None and (box := self.box_of(uri[1])) is not None:
+            self.ignore_from_box(uri[1], box, f"connects to libvirt at {uri[0]}")
+            values["uri"] = None
+        driver = self.merged.libvirt.get("driver")
+        if driver is not None and driver[0] == "kvm" and self.box_of(driver[1]) is not None:
+            # Many published boxes say kvm; on a host where KVM does not work the box must
+            # still boot: vmctl's own choice (KVM where it works, else TCG) serves both.
+            values["driver"] = None
         return LibvirtSettings(**values)
 
     def ssh(self) -> SshSettings:
         values = {k: v for k, (v, _) in self.merged.ssh.items() if v is not None}
+        user = values.get("username")
+        if user is not None and untrusted.user_name_problem(user):
+            node = self.merged.ssh["username"][1]
+            raise self.error(node, f"config.ssh.username {untrusted.visible(user)[:40]!r} is not a user name",
+                             hint=untrusted.user_name_problem(user))
         keys = values.get("private_key_path")
         if keys is not None:
-            values["private_key_path"] = tuple(self.host_path(k, self.ip.project_dir) for k in keys)
+            node = self.merged.ssh["private_key_path"][1]
+            paths = tuple(self.host_path(k, self.ip.project_dir) for k in keys)
+            box = self.box_of(node)
+            if box is not None:
+                inside = tuple(k for k in paths if self.from_box_outside(node, k) is None)
+                for k in sorted(set(paths) - set(inside)):
+                    self.ignore_from_box(node, box, f"names the host key {k} as config.ssh.private_key_path")
+                paths = inside
+            values["private_key_path"] = paths or None
         return SshSettings(**values)
 
 
@@ -338,7 +446,9 @@ def resolve_machine(
     networks: list[PrivateNetwork] = []
     for net in merged.networks.values():
         if net.type == "forwarded_port":
-            ports.append(r.forwarded_port(net.options, net.node))
+            port = r.forwarded_port(net.options, net.node)
+            if port is not None:
+                ports.append(port)
         elif net.type == "private_network":
             networks.append(r.private_network(net.options, net.node))
         elif net.type == "public_network":
@@ -350,12 +460,15 @@ def resolve_machine(
             guess = did_you_mean(net.type, list(SUPPORTED_NETWORKS))
             raise r.error(net.node, f"unknown network type {net.type!r}: vmctl supports forwarded_port and private_network",
                           hint=f"did you mean {guess!r}?" if guess else None)
-    folders = [r.synced_folder(f.options, f.node) for f in merged.folders.values()]
+    folders = [f for f in (r.synced_folder(rec) for rec in merged.folders.values()) if f is not None]
     if "/vagrant" not in merged.folders:
         folders.insert(0, SyncedFolder(host=str(ip.project_dir), guest="/vagrant", type="rsync"))
-    provisioners = [r.provisioner(p.name, p.type, p.options, p.node) for p in merged.provisioners]
+    provisioners = [p for p in (r.provisioner(rec) for rec in merged.provisioners) if p is not None]
     triggers = [t for t in (r.trigger(t.when, t.commands, t.options, t.node, name) for t in merged.triggers) if t]
     box_urls = vm.get("box_url")
+    if box_urls and (box := r.box_of(merged.vm["box_url"][1])) is not None:
+        r.ignore_from_box(merged.vm["box_url"][1], box, "sets config.vm.box_url")
+        box_urls = None
     box_url = box_urls[0] if box_urls else None
     if box_urls and len(box_urls) > 1:
         ip.warn(f"config.vm.box_url lists {len(box_urls)} URLs; vmctl uses the first one", merged.vm["box_url"][1])
