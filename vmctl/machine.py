@@ -838,8 +838,7 @@ class Machine:
         Running it again (or after a killed destroy) finishes what is left."""
         with self.locked():
             if self.state is None and not self._index_entries():
-                if self.foreign_state:
-                    self._remove_state_files()
+                self._remove_state_files()  # a shipped state, or a folder a user emptied
                 return False
             self._triggers("before", "destroy", emit, emit)
             emit(f"==> {self.name}: destroying...")

@@ -168,6 +168,16 @@ def test_security_after_up(vmctl: Vmctl, tiny_box: Path, project: Path, destroy_
     assert guest_run(new_port, machine_key, "sudo cat /root/provision-count") == "run\n"
     assert (state / "known_hosts").read_text() == pinned
 
-    # destroy needs no SSH: it still removes everything.
+    # destroy needs no SSH: it still removes everything vmctl made, and only that: a file
+    # of the user's in the state folder stays (so does the folder), libvirt's log goes.
+    domain = m["domain"]
+    qemu_log = vmctl.home / "libvirt" / "log" / "qemu" / f"{domain}.log"
+    assert qemu_log.exists()
+    machine_home = Path(m["ssh"]["private_key"]).parent  # PROJECT/.vmctl/machines/default
+    (machine_home / "notes.txt").write_text("mine")
+    vmctl("destroy", "-f", cwd=project)
+    assert sorted(p.name for p in state.iterdir()) == ["notes.txt"]
+    assert not qemu_log.exists()
+    (state / "notes.txt").unlink()
     vmctl("destroy", "-f", cwd=project)
     assert not state.exists()

@@ -42,7 +42,7 @@ SMALL_FILES = frozenset({"metadata.json", "Vagrantfile"})
 # at most); and once metadata.json has been read, at most the disks it declares plus
 # a margin. So a small archive that expands to gigabytes is stopped early.
 EXPANSION = 20
-EXPANSION_MARGIN = 256 * 1024 * 1024
+EXPANSION_MARGIN = 64 * 1024 * 1024
 DECLARED_MARGIN = 1024 * 1024 * 1024
 GB = 1024 ** 3
 IMAGE_FORMATS = ("qcow2", "raw")

@@ -47,7 +47,7 @@ def load_project(
     from vmctl.vagrantfile.loader import evaluate_project
     from vmctl.vagrantfile.sandbox import run_bounded
 
-    limits = Limits()
+    limits = Limits(seconds=evaluation_seconds())
     return run_bounded(
         lambda: evaluate_project(vagrantfile, box_vagrantfile=box_vagrantfile, env=env, argv=argv,
                                  has_plugin=has_plugin, limits=limits),
@@ -60,3 +60,14 @@ def has_plugin_setting() -> bool:
     import os
 
     return os.environ.get("VMCTL_HAS_PLUGIN", "1") != "0"
+
+
+def evaluation_seconds() -> float:
+    """The time bound of one evaluation: VMCTL_EVAL_SECONDS (1 to 600), else 10. Set by the
+    user only: a Vagrantfile's `ENV[...] =` never reaches the environment."""
+    import os
+
+    try:
+        return min(600.0, max(1.0, float(os.environ.get("VMCTL_EVAL_SECONDS", "10"))))
+    except ValueError:
+        return 10.0

@@ -57,6 +57,8 @@ def run_bounded(fn: Callable[[], T], *, seconds: float, memory_bytes: int = MEMO
             resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
             try:
                 outcome: tuple[str, Any, str] = ("ok", fn(), "")
+            except MemoryError:
+                outcome = ("error", LimitError(_out_of_memory(memory_bytes), file=what), "")
             except BaseException as exc:  # noqa: BLE001 - handed to the parent
                 outcome = ("error", exc, traceback.format_exc())
             try:
@@ -98,8 +100,8 @@ def run_bounded(fn: Callable[[], T], *, seconds: float, memory_bytes: int = MEMO
         if sig in (signal.SIGXCPU, signal.SIGKILL):
             raise LimitError(f"evaluation stopped: used more than {seconds:g} s of CPU time", file=what)
         raise LimitError(
-            f"evaluation stopped: ran out of memory (more than {memory_bytes // (1024 * 1024)} MiB)"
-            if sig in (None, signal.SIGSEGV, signal.SIGABRT) else f"evaluation stopped: killed by signal {sig}",
+            _out_of_memory(memory_bytes) if sig in (None, signal.SIGSEGV, signal.SIGABRT)
+            else f"evaluation stopped: killed by signal {sig}",
             file=what,
         )
     kind, value, trace = pickle.loads(data)  # noqa: S301 - our own child's bytes
@@ -111,3 +113,7 @@ def run_bounded(fn: Callable[[], T], *, seconds: float, memory_bytes: int = MEMO
         logging.getLogger("vmctl.vagrantfile").debug("in the evaluating process:\n%s", trace)
     raise value
 
+
+
+def _out_of_memory(memory_bytes: int) -> str:
+    return f"evaluation stopped: ran out of memory (more than {memory_bytes // (1024 * 1024)} MiB)"
