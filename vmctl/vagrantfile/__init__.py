@@ -42,17 +42,35 @@ def load_project(
     None; env defaults to os.environ (`ENV[...] =` writes go to an overlay only); argv
     is what the Vagrantfile sees as ARGV, in Vagrant's words, e.g. ("up",) or
     ("ssh", "core-01"); has_plugin is what `Vagrant.has_plugin?` answers.
+
+    With the real environment, the result is kept (cache.py) and used again while
+    everything the evaluation read still reads the same.
     """
+    from vmctl.vagrantfile import cache
+
+    use_cache = env is None and cache.enabled()
+    if use_cache:
+        kept = cache.load(vagrantfile, argv=tuple(argv), has_plugin=has_plugin, box_lookup=box_vagrantfile)
+        if kept is not None:
+            return kept  # type: ignore[no-any-return]
+
     from vmctl.vagrantfile.interpreter import Limits
     from vmctl.vagrantfile.loader import evaluate_project
+    from vmctl.vagrantfile.recording import Recorder
     from vmctl.vagrantfile.sandbox import run_bounded
 
     limits = Limits(seconds=evaluation_seconds())
-    return run_bounded(
-        lambda: evaluate_project(vagrantfile, box_vagrantfile=box_vagrantfile, env=env, argv=argv,
-                                 has_plugin=has_plugin, limits=limits),
-        seconds=limits.seconds, what=Path(vagrantfile).name,
-    )
+
+    def evaluate() -> tuple[ProjectConfig, dict]:
+        recorder = Recorder()
+        config = evaluate_project(vagrantfile, box_vagrantfile=box_vagrantfile, env=env, argv=argv,
+                                  has_plugin=has_plugin, limits=limits, recorder=recorder)
+        return config, recorder.probes
+
+    config, probes = run_bounded(evaluate, seconds=limits.seconds, what=Path(vagrantfile).name)
+    if use_cache:
+        cache.store(vagrantfile, config, probes, has_plugin=has_plugin)
+    return config
 
 
 def has_plugin_setting() -> bool:

@@ -43,6 +43,7 @@ from vmctl.vagrantfile.inputs import (  # noqa: F401 - re-exported
     _yaml_load_file,
     display_path,
     expand_path,
+    file_test,
     home_dir,
     json_generate,
     read_bytes,
@@ -251,7 +252,7 @@ def _require_relative(ip: Interpreter, args: list[Any], block: Proc | None, node
 
 def _load(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
     path = resolve_local(ip, builtins.need_str(args[0] if args else None), node)
-    if not path.is_file():
+    if not file_test(ip, "file?", path):
         raise err("LoadError", f"cannot load such file -- {args[0]}")
     ip.run_file(path, display_path(ip, path), node)
     return True
@@ -400,7 +401,7 @@ def kernel_eval(ip: Interpreter, node: Node, scope: Scope, arg_kids: list[Node])
         ):
             path_value = ip.eval(args_node.kids[0], scope)
             path = resolve_local(ip, builtins.need_str(path_value), node)
-            if not path.is_file():
+            if not file_test(ip, "file?", path):
                 raise ip.error_at(node, "Errno::ENOENT", f"No such file or directory @ rb_sysopen - {path_value}")
             from vmctl.vagrantfile.syntax import Source, parse
 
@@ -439,7 +440,7 @@ def require(ip: Interpreter, name: str, node: Node | None, *, relative: bool) ->
     path = None
     for c in candidates:
         for option in (c, Path(str(c) + ".rb")):
-            if option.is_file():
+            if file_test(ip, "file?", option):
                 path = option
                 break
         if path is not None:
@@ -649,16 +650,16 @@ def _make_constants() -> dict[str, Any]:
         "expand_path": _file_expand_path,
         "absolute_path": _file_absolute_path,
         "realpath": _file_expand_path,
-        "exist?": _file_test(lambda p: p.exists()),
-        "exists?": _file_test(lambda p: p.exists()),
-        "file?": _file_test(lambda p: p.is_file()),
-        "directory?": _file_test(lambda p: p.is_dir()),
-        "readable?": _file_test(lambda p: os.access(p, os.R_OK)),
-        "executable?": _file_test(lambda p: os.access(p, os.X_OK)),
-        "symlink?": _file_test(lambda p: p.is_symlink()),
-        "zero?": _file_test(lambda p: p.exists() and p.stat().st_size == 0),
-        "empty?": _file_test(lambda p: p.exists() and p.stat().st_size == 0),
-        "size?": _file_test(lambda p: p.exists() and p.stat().st_size > 0),
+        "exist?": _file_test("exist?"),
+        "exists?": _file_test("exist?"),
+        "file?": _file_test("file?"),
+        "directory?": _file_test("directory?"),
+        "readable?": _file_test("readable?"),
+        "executable?": _file_test("executable?"),
+        "symlink?": _file_test("symlink?"),
+        "zero?": _file_test("zero?"),
+        "empty?": _file_test("zero?"),
+        "size?": _file_test("size?"),
         "size": _file_size,
         "read": _file_read,
         "readlines": _file_readlines,
@@ -676,14 +677,14 @@ def _make_constants() -> dict[str, Any]:
         "pwd": lambda ip, a, b, n: str(ip.cwd),
         "getwd": lambda ip, a, b, n: str(ip.cwd),
         "home": lambda ip, a, b, n: home_dir(ip) if not a else expand_path(ip, "~" + to_s(a[0])),
-        "exist?": _file_test(lambda p: p.is_dir()),
-        "exists?": _file_test(lambda p: p.is_dir()),
+        "exist?": _file_test("directory?"),
+        "exists?": _file_test("directory?"),
         "glob": _dir_glob,
         "[]": _dir_glob,
         "entries": _dir_entries,
         "children": _dir_children,
         "each_child": _dir_children,
-        "empty?": _file_test(lambda p: p.is_dir() and not any(p.iterdir())),
+        "empty?": _file_test("dir_empty?"),
     })
     dir_mod.refused = {"*": "a Vagrantfile may not change folders or the working folder"}
     yaml = Module("YAML", {
@@ -715,7 +716,7 @@ def _make_constants() -> dict[str, Any]:
     errno = Module("Errno", constants={name.split("::")[1]: class_object(name)
                                        for name in EXCEPTION_CLASSES if name.startswith("Errno::")})
     kernel = Module("Kernel", dict(KERNEL), refused=dict(REFUSED_FUNCTIONS))
-    etc = Module("Etc", {"nprocessors": lambda ip, a, b, n: os.cpu_count() or 1},
+    etc = Module("Etc", {"nprocessors": lambda ip, a, b, n: ip.recorder.note("cpus", None, os.cpu_count() or 1)},
                  refused={"*": "only Etc.nprocessors is supported"})
     shellwords = Module("Shellwords", {
         "escape": lambda ip, a, b, n: shlex.quote(builtins.need_str(a[0])),

@@ -6,14 +6,15 @@ from __future__ import annotations
 import json
 import os
 import posixpath
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vmctl.vagrantfile import builtins
+from vmctl.vagrantfile import builtins, recording
 from vmctl.vagrantfile.objects import MAX_FILE_BYTES, Method, ReadFile, RObject
 from vmctl.vagrantfile.values import (
     Proc,
+    RubyError,
     Symbol,
     class_name,
     inspect,
@@ -118,8 +119,13 @@ def check_read(ip: Interpreter, path: Path, shown: str, *, listing: bool = False
 
 def read_bytes(ip: Interpreter, path: Path, shown: str) -> bytes:
     """A regular file's content, at most MAX_FILE_BYTES (devices and FIFOs would block),
-    if the read policy allows it."""
-    check_read(ip, path, shown)
+    if the read policy allows it. The read is a probe of the recorder (what was read)."""
+    try:
+        check_read(ip, path, shown)
+    except RubyError:
+        ip.recorder.note("file", str(path), (os.path.realpath(path), "refused"))
+        raise
+    ip.recorder.note("file", str(path), recording.file_answer(path))
     try:
         if path.is_dir():
             raise err("Errno::EISDIR", f"Is a directory @ io_fread - {shown}")
@@ -133,6 +139,8 @@ def read_bytes(ip: Interpreter, path: Path, shown: str) -> bytes:
         raise err("Errno::EACCES", f"{exc.strerror or exc} @ rb_sysopen - {shown}") from None
     if len(data) > MAX_FILE_BYTES:
         raise err("IOError", f"{shown} is larger than {MAX_FILE_BYTES} bytes")
+    # What was evaluated is what was read: the probe holds the hash of these very bytes.
+    ip.recorder.probes[("file", str(path))] = (os.path.realpath(path), recording.digest(data))
     return data
 
 
@@ -206,15 +214,17 @@ def _file_absolute_path(ip: Interpreter, args: list[Any], block: Proc | None, no
     return posixpath.normpath(posixpath.join(base, text))
 
 
-def _file_test(test: Callable[[Path], bool]) -> Method:
+def file_test(ip: Interpreter, name: str, path: Path) -> bool:
+    """The file test NAME (recording.FILE_TESTS) of PATH, as a probe."""
+    return bool(ip.recorder.note("test", (name, str(path)), recording.file_test(name, path)))
+
+
+def _file_test(name: str) -> Method:
     def fn(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
         builtins.arity(args, 1)
         if args[0] is None:
             raise err("TypeError", "no implicit conversion of nil into String")
-        try:
-            return test(resolve_local(ip, ip.to_s(args[0]), node))
-        except OSError:
-            return False
+        return file_test(ip, name, resolve_local(ip, ip.to_s(args[0]), node))
 
     return fn
 
@@ -222,10 +232,10 @@ def _file_test(test: Callable[[Path], bool]) -> Method:
 def _file_size(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
     builtins.arity(args, 1)
     path = resolve_local(ip, builtins.need_str(args[0]), node)
-    try:
-        return path.stat().st_size
-    except OSError:
-        raise err("Errno::ENOENT", f"No such file or directory - {args[0]}") from None
+    size = ip.recorder.note("size", str(path), recording.file_size(path))
+    if size is None:
+        raise err("Errno::ENOENT", f"No such file or directory - {args[0]}")
+    return size
 
 
 def _file_read(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
@@ -357,7 +367,7 @@ def _glob(ip: Interpreter, pattern: str, budget: list[int], node: Node | None) -
             return
         if not magic.search(head):
             child = posixpath.join(folder, head)
-            if tail or os.path.lexists(child):
+            if tail or ip.recorder.note("lexists", child, os.path.lexists(child)):
                 yield from visit(child, tail)
             return
         rule = _re.compile(fnmatch.translate(head))
@@ -367,17 +377,15 @@ def _glob(ip: Interpreter, pattern: str, budget: list[int], node: Node | None) -
             if rule.match(name):
                 yield from visit(posixpath.join(folder, name), tail)
 
-    def listing(folder: str) -> list[tuple[str, bool]]:
+    def listing(folder: str) -> tuple[tuple[str, bool], ...]:
         if read_refusal(ip, Path(folder), listing=True) is not None:
-            return []
-        try:
-            entries = list(os.scandir(folder))
-        except OSError:
-            return []
+            ip.recorder.note("file", folder, (os.path.realpath(folder), "refused"))
+            return ()
+        entries = ip.recorder.note("listdir", folder, recording.listing(folder)) or ()
         budget[0] -= len(entries)
         if budget[0] < 0:
             raise ip.limit(node, f"a glob that looks at more than {MAX_GLOB_VISITS} files")
-        return sorted((e.name, e.is_dir(follow_symlinks=False)) for e in entries)
+        return entries
 
     yield from visit("/", parts)
 
@@ -385,13 +393,17 @@ def _glob(ip: Interpreter, pattern: str, budget: list[int], node: Node | None) -
 def _dir_entries(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
     builtins.arity(args, 1, 2)
     path = resolve_local(ip, builtins.need_str(args[0]), node)
-    check_read(ip, path, to_s(args[0]), listing=True)
     try:
-        names = sorted(os.listdir(path))
-    except OSError:
-        raise err("Errno::ENOENT", f"No such file or directory @ dir_initialize - {args[0]}") from None
+        check_read(ip, path, to_s(args[0]), listing=True)
+    except RubyError:
+        ip.recorder.note("file", str(path), (os.path.realpath(path), "refused"))
+        raise
+    entries = ip.recorder.note("listdir", str(path), recording.listing(str(path)))
+    if entries is None:
+        raise err("Errno::ENOENT", f"No such file or directory @ dir_initialize - {args[0]}")
+    names = [".", "..", *(name for name, _ in entries)]
     ip.check_size(len(names), node)
-    return names
+    return sorted(names)
 
 
 def _dir_children(ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:

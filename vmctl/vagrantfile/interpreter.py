@@ -20,6 +20,7 @@ from typing import Any
 
 from vmctl.errors import ConfigError, UnsupportedConstruct
 from vmctl.vagrantfile import builtins, host, objects
+from vmctl.vagrantfile.recording import Recorder, RecordingEnv
 from vmctl.vagrantfile.syntax import Node, Source, parse
 from vmctl.vagrantfile.values import (
     Abort,
@@ -170,14 +171,17 @@ class Interpreter:
         has_plugin: bool,
         limits: Limits | None = None,
         cwd: Path | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
         self.limits = limits or Limits()
         self.project_dir = project_dir
         self.box_dirs: dict[Path, str] = {}  # folder of a box whose Vagrantfile runs -> box name
-        self.cwd = cwd or project_dir
-        self.env = env
+        # Every input from outside the Vagrantfile is a probe of the recorder (cache.py).
+        self.recorder = recorder or Recorder()
+        self._cwd = cwd or project_dir
+        self.env: Mapping[str, str] = RecordingEnv(env, self.recorder)
         self.env_overlay: dict[str, str | None] = {}
-        self.argv = argv
+        self._argv = argv
         self.has_plugin = has_plugin
         self.globals: dict[str, Any] = {}
         self.constants: dict[str, Any] = {}
@@ -199,6 +203,14 @@ class Interpreter:
         self._handlers: dict[str, Callable[[Node, Scope], Any]] = {
             name[3:]: getattr(self, name) for name in dir(self) if name.startswith("ev_")
         }
+
+    @property
+    def cwd(self) -> Path:
+        return Path(self.recorder.note("cwd", None, str(self._cwd)))
+
+    @property
+    def argv(self) -> list[str]:
+        return list(self.recorder.note("argv", None, tuple(self._argv)))
 
     # -- entry points ----------------------------------------------------------------
 

@@ -32,6 +32,7 @@ from vmctl.vagrantfile.config import (
 )
 from vmctl.vagrantfile.interpreter import Break, Interpreter, Limits, Next, Return
 from vmctl.vagrantfile.model import ProjectConfig
+from vmctl.vagrantfile.recording import Recorder
 from vmctl.vagrantfile.values import Abort, LimitError, RubyError
 
 BoxLookup = Callable[[str, "str | None"], "Path | None"]
@@ -116,6 +117,7 @@ class ProjectLoader:
         argv: Sequence[str],
         has_plugin: bool,
         limits: Limits,
+        recorder: Recorder | None = None,
     ) -> None:
         self.vagrantfile = vagrantfile
         self.project_dir = vagrantfile.parent
@@ -126,7 +128,7 @@ class ProjectLoader:
             cwd = self.project_dir
         self.ip = Interpreter(
             project_dir=self.project_dir, env=env, argv=list(argv), has_plugin=has_plugin,
-            limits=limits, cwd=cwd,
+            limits=limits, cwd=cwd, recorder=recorder,
         )
         self.box_layers: dict[tuple[str, str | None], ConfigRoot | None] = {}
 
@@ -192,6 +194,7 @@ class ProjectLoader:
         box, version = key
         try:
             path = self.box_lookup(box, version)
+            ip.recorder.note("box", (box, version), str(path) if path is not None else None)
         except Exception as exc:  # the box store's failure must surface as a config error
             message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
             raise ConfigError(
@@ -276,8 +279,10 @@ def evaluate_project(
     argv: Sequence[str] = (),
     has_plugin: bool = True,
     limits: Limits | None = None,
+    recorder: Recorder | None = None,
 ) -> ProjectConfig:
-    """`load_project` with the evaluation bounds as a parameter (tests use small ones)."""
+    """`load_project` in this process, with the evaluation bounds as a parameter (tests use
+    small ones); RECORDER, if given, collects what the evaluation read (recording.py)."""
     vagrantfile = Path(os.path.abspath(vagrantfile))
     display = vagrantfile.name
     loader: ProjectLoader | None = None
@@ -285,7 +290,7 @@ def evaluate_project(
         loader = ProjectLoader(
             vagrantfile, box_vagrantfile=box_vagrantfile,
             env=os.environ if env is None else env, argv=argv, has_plugin=has_plugin,
-            limits=limits or Limits(),
+            limits=limits or Limits(), recorder=recorder,
         )
         with _stack_room(20_000):
             return loader.load()

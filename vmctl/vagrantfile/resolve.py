@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 from vmctl import untrusted
 from vmctl.errors import ConfigError
 from vmctl.vagrantfile.config import FolderRec, Ignored, ProvisionerRec, did_you_mean
-from vmctl.vagrantfile.inputs import env_get
+from vmctl.vagrantfile.inputs import env_get, file_test
 from vmctl.vagrantfile.model import (
     ForwardedPort,
     IgnoredSetting,
@@ -251,8 +251,8 @@ class Resolver:
         for key in options:
             if key not in quiet:
                 self.warn(node, f"the synced_folder option {key}: is not used by vmctl (ignored)")
-        if not Path(host).is_dir() and not truthy(options.get("create")):
-            if Path(host).exists():
+        if not file_test(self.ip, "directory?", Path(host)) and not truthy(options.get("create")):
+            if file_test(self.ip, "exist?", Path(host)):
                 raise self.error(node, f"the host path of synced folder {guest} is not a folder: {host}")
             raise self.error(node, f"the host path of synced folder {guest} does not exist: {host}",
                              hint="create it, or add create: true")
@@ -281,7 +281,7 @@ class Resolver:
             if source is None or destination is None:
                 raise self.error(node, "the file provisioner needs source: and destination:")
             source_path = self.host_path(self.want(node, "file provisioner source", source, str), self.ip.project_dir)
-            if not Path(source_path).exists():
+            if not file_test(self.ip, "exist?", Path(source_path)):
                 raise self.error(node, f"the file provisioner's source does not exist: {source_path}")
             return Provisioner(type="file", name=label, run=run, source=source_path,
                                destination=self.want(node, "file provisioner destination", destination, str))
@@ -300,7 +300,7 @@ class Resolver:
                 raise self.error(node, f"shell provisioner path {text!r} is a URL: vmctl runs local scripts only",
                                  hint="download the script into the project and name its path")
             resolved_path = self.host_path(text, self.ip.project_dir)
-            if not Path(resolved_path).is_file():
+            if not file_test(self.ip, "file?", Path(resolved_path)):
                 raise self.error(node, f"the shell provisioner's script does not exist: {resolved_path}")
         inline_text = None
         if inline is not None:
