@@ -16,6 +16,7 @@ hold the ``boxes`` lock; stale staging folders (a killed process) are cleaned un
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -26,13 +27,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from vmctl import paths
 from vmctl.boxes import archive, download
 from vmctl.boxes.catalog import PROVIDER, Catalog, newest_version, parse_catalog, select_version
 from vmctl.boxes.download import Checksum, Fetched, Notify, ProgressFactory, parse_checksum
 from vmctl.boxes.version import Version, parse_constraint, parse_version
-from vmctl.errors import BoxError
+from vmctl.errors import BoxError, DownloadError
 
 SLASH = "-VAGRANTSLASH-"
 RECORD = "vmctl-box.json"
@@ -54,7 +56,16 @@ class InstalledBox:
 
     @property
     def image(self) -> Path:
-        return self.dir / "box.img"
+        """The first (boot) disk."""
+        return self.disks[0][0]
+
+    @property
+    def disks(self) -> list[tuple[Path, str]]:
+        """Every disk of the box in order (vda, vdb, ...): (file, format qemu-img found)."""
+        found = self.record.get("disks")
+        if isinstance(found, list) and found and all(isinstance(d, dict) for d in found):
+            return [(self.dir / str(d.get("path")), str(d.get("format") or "qcow2")) for d in found]
+        return [(self.dir / path, fmt or self.image_format) for path, fmt in archive.disk_files(self.metadata)]
 
     @property
     def vagrantfile(self) -> Path | None:
@@ -224,19 +235,59 @@ def _decode_json(data: bytes, where: str) -> Any:
                        hint="a box catalog is Vagrant's box metadata JSON") from exc
 
 
-def _read_catalog(source: str) -> Catalog | None:
-    """The catalog SOURCE names, or None when SOURCE is a box file."""
+DEFAULT_SERVER_URL = "https://vagrantcloud.com"
+_REGISTRY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*/[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def server_url(configured: str | None = None) -> str:
+    """The box registry: VMCTL_SERVER_URL, else the Vagrantfile's config.vm.box_server_url
+    (CONFIGURED), else Vagrant's VAGRANT_SERVER_URL, else the public Vagrant registry."""
+    return (os.environ.get("VMCTL_SERVER_URL") or configured or os.environ.get("VAGRANT_SERVER_URL")
+            or DEFAULT_SERVER_URL).rstrip("/")
+
+
+def registry_name(source: str) -> str | None:
+    """SOURCE if it is a box name to look up on the registry (owner/box, not a file here)."""
+    if download.is_url(source) or not _REGISTRY_NAME.fullmatch(source) or ".." in source:
+        return None
+    if Path(source).expanduser().exists():
+        return None
+    return source
+
+
+def registry_options(options: download.FetchOptions, server: str) -> download.FetchOptions:
+    """OPTIONS with VAGRANT_CLOUD_TOKEN (or VMCTL_CLOUD_TOKEN), sent to SERVER's host only."""
+    token = os.environ.get("VMCTL_CLOUD_TOKEN") or os.environ.get("VAGRANT_CLOUD_TOKEN")
+    if not token:
+        return options
+    return dataclasses.replace(options, token=token, token_host=urlsplit(server).netloc)
+
+
+def _read_catalog(source: str, options: download.FetchOptions = download.NO_OPTIONS,
+                  server: str | None = None) -> Catalog | None:
+    """The catalog SOURCE names, or None when SOURCE is a box file. A box name (owner/box)
+    that is no local file is looked up on the registry, as Vagrant does: GET SERVER/NAME
+    with Accept: application/json answers its catalog."""
+    name = registry_name(source)
+    if name is not None:
+        base = server or server_url()
+        url = f"{base}/{name}"
+        try:
+            raw = download.fetch_small(url, options=options, accept_json=True)
+        except DownloadError as exc:
+            if "HTTP 404" in exc.message:
+                raise BoxError(f"box {name} was not found on {base}",
+                               hint="check the name, or set VAGRANT_SERVER_URL to the registry that has it") from exc
+            raise
+        data = _decode_json(raw, url)
+        if not isinstance(data, dict) or "versions" not in data:
+            raise BoxError(f"{url} did not answer a box catalog for {name}",
+                           hint="set VAGRANT_SERVER_URL to a Vagrant box registry")
+        return parse_catalog(data, url)
     local = _local_path(source)
     if local is not None:
         if not local.exists():
-            looks_like_a_name = not download.is_url(source) and _NAME_RE.match(source) is not None \
-                and source.count("/") == 1 and "." not in source
-            raise BoxError(
-                f"no such file: {local}",
-                hint="vmctl cannot look boxes up by name on Vagrant Cloud; give a .box file or a "
-                "catalog URL, or build one with: vmctl box build tiny --add"
-                if looks_like_a_name else "check the path",
-            )
+            raise BoxError(f"no such file: {local}", hint="check the path")
         if local.is_dir():
             raise BoxError(f"{local} is a folder; give a .box file or a box catalog JSON")
         if not local.is_file():
@@ -254,11 +305,11 @@ def _read_catalog(source: str) -> Catalog | None:
     else:
         path = source.split("?", 1)[0].lower()
         if path.endswith(".json"):
-            raw = download.fetch_small(source)
+            raw = download.fetch_small(source, options=options)
         elif path.endswith(".box"):
             return None
         else:
-            probed = download.probe_catalog(source)
+            probed = download.probe_catalog(source, options=options)
             if probed is None:
                 return None
             raw = probed
@@ -272,8 +323,9 @@ def _read_catalog(source: str) -> Catalog | None:
     return parse_catalog(data, url)
 
 
-def _plan(source: str, name: str | None, constraint: str | None, checksum: Checksum | None) -> _Plan:
-    catalog = _read_catalog(source)
+def _plan(source: str, name: str | None, constraint: str | None, checksum: Checksum | None,
+          options: download.FetchOptions = download.NO_OPTIONS, server: str | None = None) -> _Plan:
+    catalog = _read_catalog(source, options, server)
     if catalog is None:
         if name is None:
             raise BoxError(
@@ -356,8 +408,11 @@ def add_box(
     force: bool = False,
     progress: ProgressFactory | None = None,
     notify: Notify | None = None,
+    options: download.FetchOptions = download.NO_OPTIONS,
+    server: str | None = None,
 ) -> InstalledBox:
-    """Install the box SOURCE names (a .box or a catalog; a path, file://, http:// or https://).
+    """Install the box SOURCE names (a .box or a catalog; a path, file://, http:// or https://;
+    or a box name, owner/box, looked up on the registry SERVER, by default server_url()).
 
     From a catalog: the newest version satisfying VERSION_CONSTRAINT with a libvirt provider,
     verified against the catalog's checksum (a CHECKSUM given here takes precedence). A box
@@ -371,7 +426,9 @@ def add_box(
     if name is not None:
         name = parse_box_name(name)
     expected = parse_checksum(checksum, checksum_type)
-    plan = _plan(source, name, version_constraint, expected)
+    server = server or server_url()
+    options = registry_options(options, server)
+    plan = _plan(source, name, version_constraint, expected, options, server)
     final = box_dir(plan.name, plan.version)
     if final.exists() and not force:
         raise BoxError(
@@ -385,7 +442,7 @@ def add_box(
         with _staging(root) as staging:
             unpacker = archive.StreamUnpacker(staging / PROVIDER, label=label)
             try:
-                fetched = _fetch(plan, progress, say, unpacker.feed)
+                fetched = _fetch(plan, progress, say, unpacker.feed, options)
                 files = unpacker.finish()
             except BaseException as exc:
                 unpacker.abort()
@@ -412,12 +469,13 @@ def add_box(
     return box
 
 
-def _fetch(plan: _Plan, progress: ProgressFactory | None, say: Notify, consume: download.Consumer) -> Fetched:
+def _fetch(plan: _Plan, progress: ProgressFactory | None, say: Notify, consume: download.Consumer,
+           options: download.FetchOptions = download.NO_OPTIONS) -> Fetched:
     description = f"{plan.name} {plan.version}"
     if download.is_http(plan.box_url):
         fetched = download.download(plan.box_url, expected=plan.checksum,
                                     description=f"downloading {description}",
-                                    progress=progress, notify=say, consume=consume)
+                                    progress=progress, notify=say, consume=consume, options=options)
     else:
         local = _local_path(plan.box_url)
         assert local is not None
@@ -433,8 +491,15 @@ def _install(plan: _Plan, fetched: Fetched, files: list[str], staging: Path, fin
              force: bool) -> InstalledBox:
     """Check the box unpacked in STAGING/libvirt, record it, and move it to FINAL."""
     new = staging / PROVIDER
-    archive.check_metadata(new, label)
-    info = archive.inspect_image(new / "box.img", label)
+    metadata = archive.check_metadata(new, label)
+    disks = []
+    for path, declared in archive.disk_files(metadata):
+        info = archive.inspect_image(new / path, label)
+        if declared is not None and declared != info.get("format"):
+            raise BoxError(f"refusing the box {label}: metadata.json says {path} is {declared}, "
+                           f"but it is {info.get('format')}")
+        disks.append({"path": path, "format": info.get("format"), "virtual_size": info.get("virtual-size")})
+    info = {"format": disks[0]["format"]}
     checksum = plan.checksum or Checksum("sha256", fetched.digests["sha256"])
     record = {
         "name": plan.name,
@@ -448,6 +513,7 @@ def _install(plan: _Plan, fetched: Fetched, files: list[str], staging: Path, fin
         "sha256": fetched.digests["sha256"],
         "size": fetched.size,
         "image_format": info.get("format"),
+        "disks": disks,
         "files": sorted(files),
         "added": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
