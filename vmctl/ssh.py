@@ -499,22 +499,27 @@ def replace_insecure_key(s: Session, new_public_line: str) -> None:
     )
 
 
-def openssh_options(endpoint: Endpoint, key: Path) -> list[str]:
-    """OpenSSH options that log in with KEY and enforce the pinned host key."""
+def openssh_options(endpoint: Endpoint, key: Path, *, plain: bool = False) -> list[str]:
+    """OpenSSH options that log in with KEY and enforce the pinned host key. PLAIN (Vagrant's
+    `ssh --plain`): no user and no key, authentication is left to the user; the host key
+    is still checked against the pin."""
     pin = read_pin(endpoint.known_hosts, endpoint.alias)
     opts = [
         "-o", f"HostKeyAlias={endpoint.alias}",
         "-o", f"UserKnownHostsFile={endpoint.known_hosts}",
         "-o", "StrictHostKeyChecking=yes",
         "-o", "GlobalKnownHostsFile=/dev/null",
-        "-o", "IdentitiesOnly=yes",
-        "-o", "PasswordAuthentication=no",
         "-o", "LogLevel=ERROR",
         "-o", "ConnectTimeout=10",
-        "-i", str(key),
         "-p", str(endpoint.port),
-        "-l", endpoint.user,
     ]  # fmt: skip
+    if not plain:
+        opts += [
+            "-o", "IdentitiesOnly=yes",
+            "-o", "PasswordAuthentication=no",
+            "-i", str(key),
+            "-l", endpoint.user,
+        ]  # fmt: skip
     if pin:
         opts[0:0] = ["-o", f"HostKeyAlgorithms={pin[0]}"]
     return opts

@@ -4,6 +4,11 @@ Results (and --json) go to stdout; progress, messages and errors go to stderr. T
 comes from users or guests is never read as markup. Spinners and bars appear only on an
 interactive terminal; elsewhere (CI) progress is a few plain lines. NO_COLOR is honoured.
 rich is imported lazily, so commands that print nothing fancy start fast.
+
+The CLI sets three modes before a command runs: colour (--color, --no-color: forced on,
+off, or decided by the terminal), interactivity (--no-tty: no spinners or bars), and a UI
+hook (--machine-readable: every message becomes one of Vagrant's `ui` lines on stdout,
+see vmctl/cli/machine_readable.py).
 """
 
 from __future__ import annotations
@@ -13,37 +18,77 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import cache
 from typing import Any
 
 _lock = threading.Lock()
 
+UIHook = Callable[[str, str], None]  # (kind: "output", "info", "warn", "error"; text)
+
+
+class _Modes:
+    color: bool | None = None  # None: decided by the terminal
+    interactive: bool = True  # False: --no-tty
+    ui: UIHook | None = None  # set: --machine-readable
+
+
+_modes = _Modes()
+
+
+def set_modes(*, color: bool | None = None, interactive: bool = True, ui: UIHook | None = None) -> None:
+    """Set how this command talks to the terminal (the CLI calls this once, first)."""
+    _modes.color = color
+    _modes.interactive = interactive
+    _modes.ui = ui
+    stdout_console.cache_clear()
+    stderr_console.cache_clear()
+
+
+def machine_readable() -> bool:
+    return _modes.ui is not None
+
 
 def interactive() -> bool:
-    return sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+    return (_modes.interactive and _modes.ui is None and sys.stderr.isatty()
+            and os.environ.get("TERM") != "dumb")
+
+
+def _console(stderr: bool):  # type: ignore[no-untyped-def]
+    from rich.console import Console
+
+    colour: dict[str, Any] = {}
+    if _modes.color is True:
+        colour = {"force_terminal": True, "no_color": False}
+    elif _modes.color is False:
+        colour = {"no_color": True}
+    return Console(stderr=stderr, highlight=False, emoji=False, soft_wrap=True, **colour)
 
 
 @cache
 def stdout_console():  # type: ignore[no-untyped-def]
-    from rich.console import Console
-
-    return Console(highlight=False, emoji=False, soft_wrap=True)
+    return _console(stderr=False)
 
 
 @cache
 def stderr_console():  # type: ignore[no-untyped-def]
-    from rich.console import Console
+    return _console(stderr=True)
 
-    return Console(stderr=True, highlight=False, emoji=False, soft_wrap=True)
+
+def raw(text: str) -> None:
+    """A line on stdout as it is, in every mode (machine-readable lines, a config file)."""
+    with _lock:
+        sys.stdout.write(text + "\n")
+        sys.stdout.flush()
 
 
 def out(text: str = "") -> None:
     """A line of result on stdout (plain text, no markup)."""
-    with _lock:
-        sys.stdout.write(text + "\n")
-        sys.stdout.flush()
+    if _modes.ui is not None:
+        _modes.ui("output", text)
+        return
+    raw(text)
 
 
 def out_json(data: Any) -> None:
@@ -52,24 +97,42 @@ def out_json(data: Any) -> None:
 
 def info(text: str) -> None:
     """A progress or status message on stderr."""
+    if _modes.ui is not None:
+        _modes.ui("info", text)
+        return
     with _lock:
         sys.stderr.write(text + "\n")
         sys.stderr.flush()
 
 
+def detail(text: str) -> None:
+    """A line of a guest's output (provisioners, triggers): stdout, as vmctl always did."""
+    if _modes.ui is not None:
+        _modes.ui("detail", text)
+        return
+    raw(text)
+
+
 def warn(text: str) -> None:
+    if _modes.ui is not None:
+        _modes.ui("warn", text)
+        return
     info(f"warning: {text}")
 
 
 def error(message: str, hint: str | None = None) -> None:
+    if _modes.ui is not None:
+        _modes.ui("error", message + (f"\nhint: {hint}" if hint else ""))
+        return
     info(f"error: {message}")
     if hint:
         info(f"hint: {hint}")
 
 
 def table(columns: list[str], rows: list[list[str]]) -> None:
-    """A table on stdout: rich on a terminal, aligned plain text otherwise."""
-    if sys.stdout.isatty():
+    """A table on stdout: rich on a terminal (or with --color), aligned plain text otherwise
+    (`ui,info` lines with --machine-readable)."""
+    if _modes.ui is None and (sys.stdout.isatty() or _modes.color is True):
         from rich.table import Table
 
         t = Table(box=None, header_style="bold", pad_edge=False)
@@ -80,9 +143,10 @@ def table(columns: list[str], rows: list[list[str]]) -> None:
         stdout_console().print(t, markup=False)
         return
     widths = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(columns)]
-    out("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
+    line = info if _modes.ui is not None else raw
+    line("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip())
     for row in rows:
-        out("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
+        line("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip())
 
 
 @contextmanager
