@@ -28,7 +28,7 @@ def _register() -> None:
     register()
 
 
-def _configure(flags: GlobalFlags) -> None:
+def _configure(flags: GlobalFlags, argv: list[str]) -> None:
     """Terminal modes and logs, from the flags and then Vagrant's environment variables."""
     global _debug
     from vmctl import environment, term
@@ -47,6 +47,9 @@ def _configure(flags: GlobalFlags) -> None:
 
         stamps = flags.timestamp or environment.log_timestamps()
         logging.basicConfig(level=level, handlers=[_log_handler(stamps)], force=True)
+        from vmctl import __version__
+
+        logging.getLogger("vmctl.cli").debug("vmctl %s invoked: %s", __version__, argv)
 
 
 def _log_handler(timestamps: bool):  # type: ignore[no-untyped-def]
@@ -72,12 +75,7 @@ def _split_ssh_extra(args: list[str]) -> tuple[list[str], list[str]]:
     return args, []
 
 
-def _run(args: list[str], flags: GlobalFlags) -> None:
-    if flags.version:
-        from vmctl import __version__
-
-        sys.stdout.write(f"vmctl {__version__}\n")
-        return
+def _run(args: list[str]) -> None:
     args, extra = _split_ssh_extra(args)
     from vmctl.cli import fast
 
@@ -97,12 +95,18 @@ def main(argv: list[str] | None = None) -> None:
 
     Usage errors (exit status 2) come from typer; Ctrl-C exits 130.
     """
-    flags, args = split(list(sys.argv[1:] if argv is None else argv))
+    argv = list(sys.argv[1:] if argv is None else argv)
+    flags, args = split(argv)
+    if flags.version:
+        from vmctl import __version__
+
+        sys.stdout.write(f"vmctl {__version__}\n")
+        return
     from vmctl.errors import VmctlError
 
     try:
-        _configure(flags)
-        _run(args, flags)
+        _configure(flags, argv)
+        _run(args)
     except VmctlError as exc:
         _report(exc, flags, traceback=_debug)
         sys.exit(exc.exit_code)
