@@ -2,7 +2,7 @@
 contents, copied over OpenSSH with the machine key and the pinned host key.
 
 Each upload is one OpenSSH connection running one POSIX shell script in the guest, which
-receives the data on its stdin: a file as it is, a folder as a tar stream (made here with
+receives the data on its stdin: a file as it is (its mode kept), a folder as a tar stream (made here with
 tarfile, so the host needs no tar), gzip-compressed for `--compress` (tgz), or a zip file
 for `--compression-type zip`, unpacked by the guest's `unzip` (or busybox's). The script
 creates what is missing of the destination's folders, and for `--temporary` makes the
@@ -102,8 +102,11 @@ def guest_script(u: Upload) -> str:
     if u.compression is not None and not u.is_dir:
         lines.append('work=$(mktemp -d "${TMPDIR:-/tmp}/vmctl-XXXXXX")')
         lines.append("trap 'rm -rf \"$work\"' EXIT")
-    if u.compression is None:
-        lines.append('tar -xf - -C "$dest"' if u.is_dir else 'cat > "$dest"')
+    if u.compression is None and u.is_dir:
+        lines.append('tar -xf - -C "$dest"')
+    elif u.compression is None:
+        lines.append('cat > "$dest"')
+        lines.append(f'chmod {u.source.stat().st_mode & 0o777:o} "$dest"')  # as tar keeps modes
     elif u.compression == "tgz":
         lines.append(f"tar -xzf - -C {target}")
     else:

@@ -341,6 +341,15 @@ def test_box_list_machine_readable_empty(project: Path) -> None:
         f"{T},,ui,warn,There are no installed boxes! Use `vmctl box add` to add some."]
 
 
+def test_box_add_name_and_source(project: Path, box_make: Any) -> None:
+    """Vagrant's `box add NAME URL` names the box as --name does."""
+    path = box_make()
+    out = run_main("box", "add", "acceptance", str(path))
+    assert (out.code, out.stdout) == (0, "added box acceptance 0 (libvirt)\n")
+    assert run_main("box", "add", "a", "b", "c").code == 2
+    assert run_main("box", "add", "a", str(path), "--name", "b").code == 2
+
+
 def test_box_provider_flag(project: Path, box_make: Any) -> None:
     path = box_make()
     bad = run_main("box", "add", str(path), "--name", "x/y", "--provider", "virtualbox")
@@ -645,6 +654,7 @@ def test_upload_guest_script(kind: str, compression: str | None, tmp_path: Path)
     if kind == "file":
         src = tmp_path / "notes.txt"
         src.write_text("one, two\n")
+        src.chmod(0o750)
     else:
         (src / "sub").mkdir(parents=True)
         (src / "a.txt").write_text("a\n")
@@ -676,6 +686,8 @@ def test_upload_guest_script(kind: str, compression: str | None, tmp_path: Path)
     def check(path: Path) -> None:
         if kind == "file":
             assert path.read_text() == "one, two\n"
+            if compression != "zip":
+                assert path.stat().st_mode & 0o777 == 0o750  # the mode is kept
         else:
             assert sorted(str(p.relative_to(path)) for p in path.rglob("*")) == [".hidden", "a.txt", "sub", "sub/b.txt"]
             assert (path / "sub" / "b.txt").read_text() == "b\n"

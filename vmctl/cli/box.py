@@ -25,7 +25,10 @@ PROVIDER = typer.Option("--provider", metavar="NAME", help="The provider: libvir
 
 @box_app.command("add")
 def add(
-    source: Annotated[str, typer.Argument(help="A .box file or a box catalog JSON: a path, file://, http:// or https:// URL.")],
+    words: Annotated[list[str], typer.Argument(
+        metavar="[NAME] SOURCE", show_default=False,
+        help="A .box file or a box catalog JSON: a path, file://, http:// or https:// URL; "
+        "before it, the box's name (Vagrant's `box add NAME URL`, like --name).")],
     name: Annotated[str | None, typer.Option("--name", help="The box's name (required for a .box file).")] = None,
     box_version: Annotated[
         str | None,
@@ -44,6 +47,14 @@ def add(
     from vmctl.boxes import add_box
 
     environment.require_provider(provider)
+    if len(words) > 2 or (len(words) == 2 and name is not None):
+        from vmctl.errors import UsageError
+
+        raise UsageError("box add takes SOURCE, or NAME and SOURCE (or --name NAME and SOURCE)",
+                         hint="e.g. vmctl box add vmctl/tiny ./tiny.box")
+    if len(words) == 2:
+        name = words[0]
+    source = words[-1]
     box = add_box(
         source,
         name=name,
