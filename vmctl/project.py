@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -125,6 +124,8 @@ def up_machines(
         for m in machines:
             one(m)
         return failures
+    from concurrent.futures import ThreadPoolExecutor  # not at the top: status and ssh start faster
+
     with ThreadPoolExecutor(max_workers=min(8, len(machines))) as pool:
         futures = [pool.submit(one, m) for m in machines]
         try:
@@ -155,6 +156,8 @@ def destroy_machines(
         for m in machines:
             one(m)
         return failures
+    from concurrent.futures import ThreadPoolExecutor
+
     with ThreadPoolExecutor(max_workers=min(8, len(machines))) as pool:
         for f in [pool.submit(one, m) for m in machines]:
             f.result()

@@ -12,6 +12,7 @@ machine that never answers, to see --destroy-on-error and its opposite.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import stat
 import subprocess
@@ -250,10 +251,17 @@ def test_basic_lifecycle(vagrant: Vagrant, machine: Machine) -> None:
     vagrant.assert_not_running(f)
     vagrant("resume", cwd=f)
     vagrant.assert_running(f)
-    vagrant("halt", cwd=f)
+    halted = vagrant("halt", "--machine-readable", cwd=f)
     vagrant.assert_not_running(f)
-    vagrant("up", cwd=f)
+    up = vagrant("--machine-readable", "up", cwd=f)
     vagrant.assert_running(f)
+    # machine-readable: every line is TIMESTAMP,TARGET,TYPE,DATA, messages about the machine
+    # name it, nothing on stderr
+    for r in (halted, up):
+        assert r.stderr == ""
+        assert all(re.fullmatch(r"\d+,[^,]*,[a-z-]+(,.*)?", line) for line in r.stdout.splitlines()), r.stdout
+    assert re.search(r"^\d+,default,ui,info,==> default: shutting down gracefully", halted.stdout, re.M)
+    assert re.search(r"^\d+,default,ui,info,==> default: booting the machine", up.stdout, re.M)
     gone = vagrant("destroy", "--force", cwd=f, env={"VMCTL_ALLOW_HOST_TRIGGERS": "1"})
     out = gone.stdout + gone.stderr
     for text in ("Destroying now", "Host says goodbye before destroy", "Destroyed",
