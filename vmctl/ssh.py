@@ -481,7 +481,7 @@ def session(endpoint: Endpoint, timeout: float = 10.0) -> Iterator[Session]:
 
 def replace_insecure_key(s: Session, new_public_line: str) -> None:
     """Install NEW_PUBLIC_LINE and remove every insecure key from authorized_keys,
-    atomically (a temporary file renamed over the old one).
+    atomically (a temporary file renamed over the old one) and durably (synced).
 
     One guest command does it all (each command is a fork and exec in the guest,
     70-300 ms under TCG), and the next login's key exchange starts meanwhile."""
@@ -493,7 +493,10 @@ def replace_insecure_key(s: Session, new_public_line: str) -> None:
     s.check(
         "umask 077; mkdir -p ~/.ssh && f=~/.ssh/authorized_keys && "
         f'{{ grep -v -F {patterns} "$f" 2>/dev/null; cat; }} > "$f.vmctl-tmp" && '
-        'chmod 600 "$f.vmctl-tmp" && mv -f "$f.vmctl-tmp" "$f"',
+        'chmod 600 "$f.vmctl-tmp" && mv -f "$f.vmctl-tmp" "$f" && '
+        # on disk before anyone pulls the plug (halt -f, reload -f): else the guest comes
+        # back with the insecure key only, which OpenSSH is not given
+        '{ sync -f "$f" 2>/dev/null || sync; }',
         stdin=(new + "\n").encode(),
         what="replace the insecure key",
     )

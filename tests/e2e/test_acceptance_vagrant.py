@@ -296,3 +296,24 @@ def test_destroy_on_error(vagrant: Vagrant, tiny_box: Path, tmp_path: Path) -> N
     finally:
         vagrant("destroy", "-f", cwd=folder, check=False, timeout=120)
     assert ",default,state,not_created" in vagrant("status", "--machine-readable", cwd=folder).stdout
+
+
+def test_reload_force_right_after_up(vagrant: Vagrant, tiny_box: Path, tmp_path: Path) -> None:
+    """`reload --force` pulls the plug at once: the machine key written during `up` must
+    already be on the guest's disk, or OpenSSH (given only that key) is refused after."""
+    folder = tmp_path / "force"
+    folder.mkdir()
+    folder.chmod(0o755)
+    (folder / "Vagrantfile").write_text(textwrap.dedent("""\
+        Vagrant.configure("2") do |config|
+          config.vm.box = "vmctl/tiny"
+          config.vm.synced_folder ".", "/vagrant", disabled: true
+        end
+    """))
+    try:
+        vagrant("up", cwd=folder)
+        forced = vagrant("reload", "--force", cwd=folder)
+        assert "forcing shutdown" in forced.stderr
+        vagrant.assert_running(folder)
+    finally:
+        vagrant("destroy", "-f", cwd=folder, check=False, timeout=120)
