@@ -180,6 +180,29 @@ def test_no_color_and_force_color(project: Path, monkeypatch: pytest.MonkeyPatch
     assert seen == [False, True, False, True, False]
 
 
+def test_no_tty_and_machine_readable_turn_spinners_off(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setattr(sys, "stderr", Terminal())
+    term.set_modes()
+    assert term.interactive()
+    term.set_modes(interactive=False)
+    assert not term.interactive()
+    term.set_modes(ui=machine_readable.ui)
+    assert not term.interactive()
+    seen: list[bool] = []
+    original = term.set_modes
+    monkeypatch.setattr(term, "set_modes", lambda **kw: (seen.append(kw.get("interactive", True)), original(**kw)))
+    run_main("version", "--no-tty")
+    run_main("version")
+    assert seen[:2] == [False, True]
+
+
 def test_forced_color_renders_tables_with_rich(project: Path) -> None:
     plain = run_main("status")
     assert plain.stdout.splitlines()[0].split() == ["NAME", "STATE", "DOMAIN"]
