@@ -6,7 +6,7 @@ Thin: parse, call vmctl.boxes, print. Results go to stdout; progress and message
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -20,9 +20,15 @@ box_app = typer.Typer(
 )
 
 
+PROVIDER = typer.Option("--provider", metavar="NAME", help="The provider: libvirt (vmctl's only one).")
+
+
 @box_app.command("add")
 def add(
-    source: Annotated[str, typer.Argument(help="A .box file or a box catalog JSON: a path, file://, http:// or https:// URL.")],
+    words: Annotated[list[str], typer.Argument(
+        metavar="[NAME] SOURCE", show_default=False,
+        help="A .box file or a box catalog JSON: a path, file://, http:// or https:// URL; "
+        "before it, the box's name (Vagrant's `box add NAME URL`, like --name).")],
     name: Annotated[str | None, typer.Option("--name", help="The box's name (required for a .box file).")] = None,
     box_version: Annotated[
         str | None,
@@ -34,11 +40,21 @@ def add(
         typer.Option("--checksum-type", help="sha256, sha512, sha384, sha1 or md5 (inferred from the length if omitted)."),
     ] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace the box if that version is installed.")] = False,
+    provider: Annotated[str | None, PROVIDER] = None,
 ) -> None:
     """Download, verify and install a box."""
-    from vmctl import term
+    from vmctl import environment, term
     from vmctl.boxes import add_box
 
+    environment.require_provider(provider)
+    if len(words) > 2 or (len(words) == 2 and name is not None):
+        from vmctl.errors import UsageError
+
+        raise UsageError("box add takes SOURCE, or NAME and SOURCE (or --name NAME and SOURCE)",
+                         hint="e.g. vmctl box add vmctl/tiny ./tiny.box")
+    if len(words) == 2:
+        name = words[0]
+    source = words[-1]
     box = add_box(
         source,
         name=name,
@@ -55,21 +71,38 @@ def add(
 @box_app.command("list")
 def list_(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    box_info: Annotated[bool, typer.Option("-i", "--box-info", help="Show the boxes' own information (their info.json).")] = False,
 ) -> None:
     """List installed boxes."""
     from vmctl import term
     from vmctl.boxes import list_boxes
 
     boxes = list_boxes()
+    if term.machine_readable():
+        if as_json:
+            from vmctl.errors import UsageError
+
+            raise UsageError("--json and --machine-readable cannot be used together",
+                             hint="choose one of the two output formats")
+        _list_machine_readable(boxes, box_info)
+        return
     if as_json:
         term.out_json(
             {
                 "boxes": [
-                    {"name": b.name, "version": b.version, "provider": b.provider, "size_bytes": b.size_bytes}
+                    {"name": b.name, "version": b.version, "provider": b.provider, "size_bytes": b.size_bytes,
+                     **({"info": _info(b)} if box_info else {})}
                     for b in boxes
                 ]
             }
         )
+        return
+    if boxes and box_info:
+        width = max(len(b.name) for b in boxes)
+        for b in boxes:
+            term.out(f"{b.name.ljust(width)} ({b.provider}, {b.version})")
+            for key, value in _info(b).items():
+                term.out(f"  - {key}: {value}")
         return
     if not boxes:
         term.info("no boxes installed")
@@ -81,18 +114,52 @@ def list_(
     )
 
 
+def _info(box: Any) -> dict[str, Any]:
+    """The box's own information (info.json in the box, as Vagrant's box list -i shows it)."""
+    import json
+
+    try:
+        data = json.loads((box.dir / "info.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _list_machine_readable(boxes: list[Any], box_info: bool) -> None:
+    """Vagrant's lines: for each box, a `ui,info` line for people, then box-name,
+    box-provider, box-version, box-architecture and one box-info line per info.json key."""
+    from vmctl.cli import machine_readable as mr
+
+    if not boxes:
+        mr.emit("ui", "warn", "There are no installed boxes! Use `vmctl box add` to add some.")
+        return
+    width = max(len(b.name) for b in boxes)
+    for b in boxes:
+        mr.emit("ui", "info", f"{b.name.ljust(width)} ({b.provider}, {b.version})")
+        mr.emit("box-name", b.name)
+        mr.emit("box-provider", b.provider)
+        mr.emit("box-version", b.version)
+        mr.emit("box-architecture", b.metadata.get("architecture") or "n/a")
+        for key, value in _info(b).items():
+            mr.emit("box-info", key, value)
+            if box_info:
+                mr.emit("ui", "info", f"  - {key}: {value}")
+
+
 @box_app.command("remove")
 def remove(
     name: Annotated[str, typer.Argument(help="The box's name.")],
     box_version: Annotated[str | None, typer.Option("--box-version", help="The version to remove.")] = None,
     all_versions: Annotated[bool, typer.Option("--all", help="Remove every installed version.")] = False,
     force: Annotated[bool, typer.Option("--force", "-f", help="Remove even while machines use it.")] = False,
+    provider: Annotated[str | None, PROVIDER] = None,
 ) -> None:
     """Remove an installed box."""
-    from vmctl import term
+    from vmctl import environment, term
     from vmctl.boxes import remove_box
     from vmctl.errors import UsageError
 
+    environment.require_provider(provider)
     if box_version is not None and all_versions:
         raise UsageError("--box-version and --all cannot be used together")
     for box in remove_box(name, version=box_version, all_versions=all_versions, force=force):
@@ -158,11 +225,13 @@ def outdated(
 @box_app.command("prune")
 def prune(
     dry_run: Annotated[bool, typer.Option("--dry-run", "-n", help="Only say what would be removed.")] = False,
+    provider: Annotated[str | None, PROVIDER] = None,
 ) -> None:
     """Remove old versions of boxes (keeping the newest and any a machine uses)."""
-    from vmctl import term
+    from vmctl import environment, term
     from vmctl.boxes import prune_boxes
 
+    environment.require_provider(provider)
     removed = prune_boxes(dry_run=dry_run)
     verb = "would remove" if dry_run else "removed"
     for box in removed:
