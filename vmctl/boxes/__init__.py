@@ -7,6 +7,8 @@ The machine layer uses this API; the CLI (`vmctl box ...`) is a thin layer over 
     add_box(source, ...)              install from a .box (path or URL) or a catalog JSON
     remove_box(name, ...)             uninstall, refusing while machines use it
     list_boxes()                      every installed box
+    update_box(name, constraint)      install a newer version from the box's catalog
+    repackage_box(name, version, out) an installed box back into a .box file
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from vmctl.boxes.store import (
     list_boxes,
     prune_boxes,
     remove_box,
+    repackage_box,
+    update_box,
 )
 
 __all__ = [
@@ -31,4 +35,6 @@ __all__ = [
     "list_boxes",
     "prune_boxes",
     "remove_box",
+    "repackage_box",
+    "update_box",
 ]

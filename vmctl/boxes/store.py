@@ -713,3 +713,75 @@ def prune_boxes(*, dry_run: bool = False) -> list[InstalledBox]:
                 remove_box(name, version=box.version)
             removed.append(box)
     return removed
+
+
+# --- update and repackage ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UpdateResult:
+    name: str
+    installed: str | None  # the newest version installed before
+    available: str | None  # the newest version the catalog offers within the constraint
+    added: InstalledBox | None = None  # what was installed now
+    note: str | None = None  # why nothing was done, when nothing was
+
+
+def update_box(
+    name: str,
+    constraint: str | None = None,
+    *,
+    source: str | None = None,
+    options: download.FetchOptions = download.NO_OPTIONS,
+    server: str | None = None,
+    progress: ProgressFactory | None = None,
+    notify: Notify | None = None,
+) -> UpdateResult:
+    """Install the newest version of box NAME that CONSTRAINT allows, if it is newer than the
+    newest installed one, from the catalog the box came from (else SOURCE, else the registry).
+    Installed versions stay: machines keep the version they were made from (as in Vagrant)."""
+    installed = _installed(name)
+    if not installed:
+        return UpdateResult(name, None, None, note="not installed (vmctl up adds it)")
+    newest = installed[-1]
+    catalog_source = newest.catalog_url or source or (registry_name(name) and name)
+    if not catalog_source:
+        return UpdateResult(name, newest.version, None, note="not added from a catalog: nothing to update from")
+    server = server or server_url()
+    options = registry_options(options, server)
+    catalog = _read_catalog(catalog_source, options, server)
+    if catalog is None:
+        return UpdateResult(name, newest.version, None, note=f"{catalog_source} is a box file, not a catalog")
+    version, _provider = select_version(catalog, parse_constraint(constraint))
+    if parse_version(str(version.version)) <= parse_version(newest.version):
+        return UpdateResult(name, newest.version, str(version.version), note="up to date")
+    added = add_box(catalog_source, version_constraint=f"= {version.version}", options=options, server=server,
+                    progress=progress, notify=notify)
+    return UpdateResult(name, newest.version, str(version.version), added=added)
+
+
+def repackage_box(name: str, version: str, output: Path) -> Path:
+    """Write the installed box NAME VERSION back into a box file at OUTPUT (Vagrant's `box
+    repackage`): the files the box came with, as a tar; vmctl's own record is left out."""
+    import tarfile
+
+    wanted = _same_version(version)
+    box = next((b for b in _installed(name) if wanted(b.version)), None)
+    if box is None:
+        raise BoxError(f"box {name} version {version} is not installed",
+                       hint="see the installed boxes with: vmctl box list")
+    files = box.record.get("files") or sorted(
+        str(p.relative_to(box.dir)) for p in box.dir.rglob("*") if p.is_file() and p.name != RECORD)
+    output = output.absolute()
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        with tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as tar:
+            for rel in files:
+                path = box.dir / rel
+                if path.is_file() and not path.is_symlink():
+                    tar.add(path, arcname=rel, recursive=False)
+        os.replace(tmp, output)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise BoxError(f"could not write {output}: {exc.strerror or exc}") from exc
+    return output

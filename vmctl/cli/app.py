@@ -134,7 +134,7 @@ def _without_pydantic() -> None:
 
 
 def _register() -> None:
-    from vmctl.cli import box, machines, port, ssh, status, upload, validate, version
+    from vmctl.cli import box, init, machines, port, ssh, status, upload, validate, version
 
     _without_pydantic()
     box.register(app)
@@ -145,6 +145,7 @@ def _register() -> None:
     port.register(app)
     upload.register(app)
     version.register(app)
+    init.register(app)
 
 
 def run(args: list[str], ssh_extra: list[str]) -> None:

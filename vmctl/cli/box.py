@@ -1,4 +1,4 @@
-"""Commands: vmctl box add | list | remove | build | outdated | prune.
+"""Commands: vmctl box add | list | remove | build | outdated | update | repackage | prune.
 
 Thin: parse, call vmctl.boxes, print. Results go to stdout; progress and messages to stderr.
 """
@@ -41,8 +41,13 @@ def add(
     ] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace the box if that version is installed.")] = False,
     provider: Annotated[str | None, PROVIDER] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Do not verify the server's TLS certificate (not recommended).")] = False,
+    cacert: Annotated[str | None, typer.Option("--cacert", metavar="FILE", help="A CA bundle to trust for the download.")] = None,
+    capath: Annotated[str | None, typer.Option("--capath", metavar="DIR", help="A folder of CA certificates to trust.")] = None,
+    cert: Annotated[str | None, typer.Option("--cert", metavar="FILE", help="A client certificate (PEM) for the download.")] = None,
 ) -> None:
-    """Download, verify and install a box."""
+    """Download, verify and install a box: a .box file or catalog (path or URL), or a box
+    name (owner/box) looked up on the registry (VAGRANT_SERVER_URL)."""
     from vmctl import environment, term
     from vmctl.boxes import add_box
 
@@ -64,6 +69,7 @@ def add(
         force=force,
         progress=term.Progress,
         notify=term.info,
+        options=_fetch_options(insecure, cacert or capath, cert),
     )
     term.out(f"added box {box.name} {box.version} ({box.provider})")
 
@@ -91,6 +97,7 @@ def list_(
             {
                 "boxes": [
                     {"name": b.name, "version": b.version, "provider": b.provider, "size_bytes": b.size_bytes,
+                     "disks": [{"path": str(path.relative_to(b.dir)), "format": fmt} for path, fmt in b.disks],
                      **({"info": _info(b)} if box_info else {})}
                     for b in boxes
                 ]
@@ -220,6 +227,79 @@ def outdated(
         status = r.error or ("newer version available" if r.outdated else "up to date")
         rows.append([r.box.name, r.box.version, r.latest or "-", status])
     term.table(["name", "installed", "latest", "status"], rows)
+
+
+@box_app.command("update")
+def update(
+    box: Annotated[str | None, typer.Option("--box", metavar="NAME", help="Update this box, not the project's.")] = None,
+    provider: Annotated[str | None, PROVIDER] = None,
+    insecure: Annotated[bool, typer.Option("--insecure", help="Do not verify the server's TLS certificate.")] = False,
+    cacert: Annotated[str | None, typer.Option("--cacert", metavar="FILE", help="A CA bundle to trust.")] = None,
+    cert: Annotated[str | None, typer.Option("--cert", metavar="FILE", help="A client certificate (PEM).")] = None,
+) -> None:
+    """Install newer versions of the project's boxes (or of --box NAME) from their catalogs.
+
+    Machines keep the version they were made from; new machines get the new one.
+    """
+    from vmctl import environment, term
+    from vmctl.boxes import update_box
+
+    environment.require_provider(provider)
+    options = _fetch_options(insecure, cacert, cert)
+    if box is not None:
+        wanted: list[tuple[str, str | None, str | None, str | None]] = [(box, None, None, None)]
+    else:
+        from vmctl.cli.common import project
+
+        seen: set[tuple[str, str | None]] = set()
+        wanted = []
+        for m in project("box", "update").config.machines:
+            if m.box and (m.box, m.box_version) not in seen:
+                seen.add((m.box, m.box_version))
+                wanted.append((m.box, m.box_version, m.box_url, m.box_download.server_url))
+        if not wanted:
+            term.info("no machine of this project names a box")
+            return
+    for name, constraint, source, server in wanted:
+        result = update_box(name, constraint, source=source, options=options,
+                            server=_server(server), progress=term.Progress, notify=term.info)
+        if result.added is not None:
+            term.out(f"updated box {name}: {result.installed} -> {result.added.version}")
+        else:
+            term.out(f"box {name} ({result.installed or 'not installed'}): {result.note}")
+
+
+@box_app.command("repackage")
+def repackage(
+    name: Annotated[str, typer.Argument(help="The box's name.")],
+    provider: Annotated[str, typer.Argument(help="Its provider: libvirt.")],
+    version: Annotated[str, typer.Argument(help="Its version.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The box file to write.")] = Path("package.box"),
+) -> None:
+    """Write an installed box back into a .box file (package.box in this folder)."""
+    from vmctl import environment, term
+    from vmctl.boxes import repackage_box
+
+    environment.require_provider(provider)
+    path = repackage_box(name, version, output)
+    term.out(f"wrote {path}")
+
+
+def _fetch_options(insecure: bool, ca: str | None, cert: str | None) -> Any:
+    from vmctl import term
+    from vmctl.boxes.download import FetchOptions
+
+    if insecure:
+        term.warn("--insecure: the server's TLS certificate is NOT verified; anyone on the network path "
+                  "can hand you another box")
+    return FetchOptions(ca_cert=str(Path(ca).absolute()) if ca else None,
+                        client_cert=str(Path(cert).absolute()) if cert else None, insecure=insecure)
+
+
+def _server(configured: str | None) -> str:
+    from vmctl.boxes.store import server_url
+
+    return server_url(configured)
 
 
 @box_app.command("prune")

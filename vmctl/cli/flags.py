@@ -24,7 +24,9 @@ VALUE_OPTIONS: dict[str, frozenset[str]] = {
     "ssh-config": frozenset({"--host"}),
     "port": frozenset({"--guest"}),
     "upload": frozenset({"-C", "--compression-type"}),
-    "box": frozenset({"--name", "--box-version", "--checksum", "--checksum-type", "--provider",
+    "init": frozenset({"--output", "--box-version"}),
+    "box": frozenset({"--name", "--box-version", "--checksum", "--checksum-type", "--provider", "--box",
+                      "--cacert", "--capath", "--cert",
                       "-o", "--output"}),
 }
 
