@@ -9,6 +9,9 @@ root=$1
 in_root() { chroot "$root" "$@"; }
 
 chmod 0440 "$root/etc/sudoers.d/vagrant"
+# Executable even when the recipe came through a channel that drops file modes: without its
+# hook the initramfs would have no disk driver.
+chmod 0755 "$root/etc/initramfs-tools/hooks/vmctl-disks"
 
 # --- the user vagrant (uid 1000) -------------------------------------------------------------
 in_root useradd --uid 1000 --user-group --groups sudo,adm,systemd-journal \

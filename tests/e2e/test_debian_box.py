@@ -86,7 +86,8 @@ def test_debian_box_through_vmctl(
 def test_debian_box_boots_under_uefi(debian_box: Path, tmp_path: Path) -> None:
     if not OVMF_CODE.is_file():
         pytest.fail(f"{OVMF_CODE} is missing: install the ovmf package (scripts/bootstrap does)")
-    box_dir = unpack_box(debian_box / "vmctl-debian-1.0.0.box", tmp_path / "box")
+    [box_file] = debian_box.glob("vmctl-debian-*.box")
+    box_dir = unpack_box(box_file, tmp_path / "box")
     assert box_setting(box_dir, "cmd_line") is None and not (box_dir / "vmlinuz").exists()
     overlay = make_overlay(box_dir, "uefi.qcow2")
     with running(box_dir, overlay, firmware="uefi", deadline=SSH_DEADLINE) as guest:

@@ -19,8 +19,9 @@ apt, and its ``box.img`` is a whole GPT disk that GRUB boots under BIOS and UEFI
 Built boxes are cached in ``cache_home()/builds/KEY/``, where KEY hashes the recipe's files, the
 builder's source (this module and diskimage.py) and the insecure public keys, and the kernel
 package's version (or, for a disk-booted box, the suite's kernel package and the host's GRUB
-packages): a rebuild with the same inputs links (or copies) the cached box to the output. Everything is built in a temporary
-folder and renamed into place, so a failed or interrupted build leaves no partial box behind.
+packages): a rebuild with the same inputs links (or copies) the cached box to the output.
+Everything is built in a temporary folder and renamed into place, so a failed or interrupted
+build leaves no partial box behind.
 """
 
 from __future__ import annotations
@@ -513,10 +514,11 @@ def build_recipe(
     folder = find_recipe(recipe)
     parsed = parse_recipe(folder)
     out_dir = Path(output) if output is not None else Path.cwd() / "build"
-    kernel: HostKernel | diskimage.Grub | None
+    kernel: HostKernel | None = None
+    grub: diskimage.Grub | None = None
     if parsed.boot is BootMode.DISK:
-        kernel = diskimage.find_grub()
-        identity = f"{disk_kernel_identity(parsed)}; {kernel.identity}"
+        grub = diskimage.find_grub()
+        identity = f"{disk_kernel_identity(parsed)}; {grub.identity}"
     else:
         kernel = find_kernel(parsed)
         identity = kernel_identity(parsed, kernel)
@@ -530,7 +532,7 @@ def build_recipe(
             info = read_cached(cached_dir, parsed)
             cached = info is not None
             if info is None:
-                info = build_into_cache(parsed, kernel, builds, key, notify)
+                info = build_into_cache(parsed, kernel, builds, key, notify, grub=grub)
             else:
                 notify(f"cached: {parsed.box_filename} ({key[:12]})")
             box_path = publish(cached_dir / parsed.box_filename, out_dir / parsed.box_filename)
@@ -597,17 +599,21 @@ def require_root() -> None:
 
 def build_into_cache(
     recipe: Recipe,
-    kernel: HostKernel | diskimage.Grub | None,
+    kernel: HostKernel | None,
     builds: Path,
     key: str,
     notify: Callable[[str], None],
+    *,
+    grub: diskimage.Grub | None = None,
 ) -> dict:
     """Build RECIPE into builds/KEY/ (through a temporary folder); its build record.
 
-    KERNEL is the host's kernel for direct kernel boot (None: download it), or the host's
-    GRUB for a disk-booted box.
+    KERNEL is the host's kernel for direct kernel boot (None: download it); GRUB, the host's
+    GRUB, is what a disk-booted box needs instead.
     """
     disk = recipe.boot is BootMode.DISK
+    if disk and grub is None:
+        raise BuildError("a disk-booted box needs GRUB on the build host")
     tools = {
         "mmdebstrap": "build the root filesystem from Debian packages",
         "mkfs.ext4": "turn the root filesystem into a disk image",
@@ -637,9 +643,9 @@ def build_into_cache(
         root = work / "root"
         packages = [*recipe.packages, *(disk_packages(recipe) if disk else ())]
         notify(f"mmdebstrap: {recipe.suite} {recipe.variant} + {', '.join(packages) or 'nothing'}")
-        if isinstance(kernel, diskimage.Grub):
+        if grub is not None:
             make_root(recipe, root)
-            members, kernel_record = make_disk_image(recipe, root, work, kernel, key, notify)
+            members, kernel_record = make_disk_image(recipe, root, work, grub, key, notify)
         else:
             members, kernel_record = make_kernel_image(recipe, root, work, kernel, notify)
         notify(f"archive: {recipe.box_filename}")
@@ -1240,7 +1246,9 @@ def prune_cache(builds: Path, name: str, *, keep: int, current: str) -> None:
 
 
 def check_free_space(folder: Path, recipe: Recipe) -> None:
-    need = 1024**3  # the root directory, the ext4 image and the box, with room to spare
+    # The root directory, the ext4 image and the box, with room to spare; a disk-booted box
+    # also has a kernel's modules in its root, and the whole disk beside the root's image.
+    need = (3 if recipe.boot is BootMode.DISK else 1) * 1024**3
     free = shutil.disk_usage(folder).free
     if free < need:
         raise BuildError(
