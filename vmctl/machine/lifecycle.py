@@ -141,7 +141,9 @@ class Machine(GuestMixin):
 
         machine_id = uuid.uuid4().hex[:12]
         home_dir = paths.machines_dir() / machine_id
-        home_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # Traversable but not listable: under a libvirt daemon (qemu:///system) QEMU runs as
+        # its own user and must reach the disk, which libvirt hands to it by ownership.
+        home_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
         dom_name = f"vmctl-{_slug(self.project_root.name)}-{_slug(self.name)}-{machine_id[:6]}"
         st = MachineState(
             id=machine_id,
