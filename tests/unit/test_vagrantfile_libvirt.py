@@ -200,6 +200,7 @@ def test_a_method_written_as_an_attribute_suggests_the_method(tmp_path: Path) ->
     ('libvirt.management_network_mac = "52:54:00:11:22"', "is not in 'xx:xx:xx:xx:xx:xx'"),
     ('libvirt.nic_model_type = "virtio-net-pci,x=1"', "is not a NIC model"),
     ('libvirt.graphics_ip = "everywhere"', "is not an IP address"),
+    ('libvirt.graphics_passwd = "longer-than-8"', "at most 8 characters"),
     ('libvirt.features = ["acpi", "<evil/>"]', "is not a feature libvirt knows"),
     ('libvirt.tpm_path = "/etc/passwd"', "is not a host TPM device"),
     ('libvirt.emulator_path = "/tmp/qemu"', "QEMU system emulator in a system folder"),

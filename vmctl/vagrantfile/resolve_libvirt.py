@@ -118,7 +118,7 @@ class _LibvirtResolver:
             raise self.r.error(node, f"{what} {path} does not exist (or is not a file)")
         return path
 
-    def file_name(self, key: str, text: str | None, node: Node | None, *, folder: str) -> str | None:
+    def file_name(self, key: str, text: str | None, node: Node | None, *, folder: str, prefix: str) -> str | None:
         """The file name vmctl keeps a file QEMU writes under (in FOLDER), from TEXT, which
         may be a path: vmctl does not let a Vagrantfile make it write files elsewhere."""
         if text is None:
@@ -128,7 +128,7 @@ class _LibvirtResolver:
         if problem is not None:
             raise self.r.error(node, f"libvirt.{key} {untrusted.visible(text)[:80]!r}: {problem}")
         if name != text:
-            self.r.warn(node, f"libvirt.{key} {text}: vmctl keeps this file as {folder}/{name} "
+            self.r.warn(node, f"libvirt.{key} {text}: vmctl keeps this file as {folder}/{prefix}{name} "
                         "(a Vagrantfile does not make vmctl write files outside its own folders)")
         return name
 
@@ -374,6 +374,10 @@ class _LibvirtResolver:
             values["graphics_ip"] = self.address("graphics_ip", values["graphics_ip"], self.node("graphics_ip"))
             if values["graphics_ip"] is None:
                 values.pop("graphics_ip")
+        passwd = values.get("graphics_passwd")
+        if passwd is not None and values.get("graphics_type", "vnc") == "vnc" and len(passwd) > 8:
+            raise self.r.error(self.node("graphics_passwd"), "libvirt.graphics_passwd: a VNC password is at most 8 "
+                               "characters (the VNC protocol's limit; libvirt refuses longer ones)")
         if values.get("keymap") is not None and not re.fullmatch(r"[a-z]{2}(-[a-z]{2,5})?", values["keymap"]):
             raise self.r.error(self.node("keymap"), f"libvirt.keymap {values['keymap'][:20]!r} is not a keymap such as en-us")
         if self.value("inputs") is not None:
@@ -383,14 +387,16 @@ class _LibvirtResolver:
             for e in self.entries("channels"):
                 o = dict(e.options)
                 # A disabled channel (vagrant-libvirt) holds back the automatic one of its name.
-                o["source_path"] = self.file_name("channel", o["source_path"], e.node, folder="VMCTL_HOME/machines/ID")
+                o["source_path"] = self.file_name("channel", o["source_path"], e.node, folder="VMCTL_HOME/machines/ID",
+                                                  prefix="channel-")
                 channels.append(ChannelEntry(**o))
             values["channels"] = tuple(channels)
         if self.value("serials") is not None:
             serials = []
             for e in self.entries("serials"):
                 o = dict(e.options)
-                o["source_path"] = self.file_name("serial", o["source_path"], e.node, folder="VMCTL_HOME/machines/ID")
+                o["source_path"] = self.file_name("serial", o["source_path"], e.node, folder="VMCTL_HOME/machines/ID",
+                                                  prefix="serial-")
                 serials.append(SerialEntry(**o))
             values["serials"] = tuple(serials)
         rng = self.value("rng")
