@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from vmctl.state import IndexEntry, save_index
 def test_public_api_is_pinned() -> None:
     assert sorted(vmctl.boxes.__all__) == [
         "InstalledBox", "add_box", "check_outdated", "find_box", "find_box_vagrantfile",
-        "list_boxes", "prune_boxes", "remove_box",
+        "list_boxes", "prune_boxes", "remove_box", "repackage_box", "update_box",
     ]
 
 
@@ -100,12 +101,55 @@ def test_file_url_source(box_home: Path, box_make: Callable[..., Path]) -> None:
     assert box.name == "x/file"
 
 
-def test_missing_source(box_home: Path, tmp_path: Path) -> None:
+def test_missing_source(box_home: Path, tmp_path: Path, box_server, monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(BoxError, match="no such file"):
         add_box(str(tmp_path / "nope.box"), name="x/y")
-    with pytest.raises(BoxError) as exc:
+    monkeypatch.setenv("VAGRANT_SERVER_URL", box_server.url(""))
+    with pytest.raises(BoxError, match=r"box hashicorp/bionic64 was not found on http://127\.0\.0\.1:\d+$"):
         add_box("hashicorp/bionic64")
-    assert "Vagrant Cloud" in (exc.value.hint or "")
+
+
+def _registry(box_server, box_make: Callable[..., Path], name: str, *, box_host: str = "127.0.0.1",
+              providers: tuple[str, ...] = ("libvirt",)) -> bytes:
+    data = box_make(vagrantfile="# from the registry\n").read_bytes()
+    box_url = box_server.put(f"downloads/{name}.box", data).replace("127.0.0.1", box_host)
+    catalog = {"name": name, "versions": [{"version": "2.1.0", "providers": [
+        {"name": p, "url": box_url, "checksum_type": "sha256", "checksum": hashlib.sha256(data).hexdigest()}
+        for p in providers]}]}
+    box_server.put(name, json.dumps(catalog).encode(), content_type="application/json")
+    return data
+
+
+def test_box_names_resolve_on_the_registry(box_home: Path, box_server, box_make: Callable[..., Path],
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    _registry(box_server, box_make, "acme/web")
+    monkeypatch.setenv("VAGRANT_SERVER_URL", box_server.url("").rstrip("/"))
+    box = add_box("acme/web", version_constraint="~> 2.0")
+    assert (box.name, box.version) == ("acme/web", "2.1.0")
+    catalog_request = box_server.requests[0]
+    assert catalog_request["path"] == "/acme/web"
+    assert catalog_request["headers"]["Accept"] == "application/json"
+    assert box.catalog_url == box_server.url("acme/web")
+
+
+def test_the_registry_token_goes_to_the_registry_only(box_home: Path, box_server, box_make: Callable[..., Path],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    _registry(box_server, box_make, "acme/private", box_host="localhost")
+    monkeypatch.setenv("VAGRANT_SERVER_URL", box_server.url(""))
+    monkeypatch.setenv("VAGRANT_CLOUD_TOKEN", "tok-123")
+    add_box("acme/private")
+    catalog, download = box_server.requests
+    assert catalog["headers"].get("Authorization") == "Bearer tok-123"
+    assert "Authorization" not in download["headers"]  # the box lives on another host
+
+
+def test_a_box_for_other_providers_names_them(box_home: Path, box_server, box_make: Callable[..., Path],
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    _registry(box_server, box_make, "acme/vbox", providers=("virtualbox", "vmware_desktop"))
+    monkeypatch.setenv("VMCTL_SERVER_URL", box_server.url(""))
+    monkeypatch.setenv("VAGRANT_SERVER_URL", "http://127.0.0.1:9/never-asked")
+    with pytest.raises(BoxError, match=r"has no libvirt version .*\(it has: virtualbox, vmware_desktop\)"):
+        add_box("acme/vbox")
 
 
 def _write_catalog(tmp_path: Path, box_make: Callable[..., Path], box_catalog_for: Callable[..., dict],
@@ -303,3 +347,34 @@ def test_a_resumed_download_is_unpacked_from_its_start(box_home: Path, box_serve
     box = add_box(url, name="test/half")
     assert box_server.requests[-1]["headers"].get("Range") == f"bytes={len(data) // 2}-"
     assert (box.dir / "box.img").exists() and not part.exists()
+
+
+def test_a_multi_disk_box_in_vagrant_libvirts_format(box_home: Path, box_make: Callable[..., Path],
+                                                     box_qcow2: bytes, tmp_path: Path) -> None:
+    import subprocess
+
+    raw = tmp_path / "data.raw"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(raw), "8M"], check=True)
+    metadata = {"provider": "libvirt", "disks": [{"path": "box.img"}, {"path": "disk2.qcow2", "format": "qcow2"},
+                                                 {"path": "data/third.img", "format": "raw"}]}
+    path = box_make(metadata=metadata, files={"disk2.qcow2": box_qcow2, "data/third.img": raw.read_bytes()})
+    box = add_box(str(path), name="multi/disk")
+    assert [(p.relative_to(box.dir).as_posix(), fmt) for p, fmt in box.disks] == [
+        ("box.img", "qcow2"), ("disk2.qcow2", "qcow2"), ("data/third.img", "raw")]
+    assert box.image == box.dir / "box.img"
+
+
+@pytest.mark.parametrize(("disks", "files", "error"), [
+    ([{"path": "box.img"}, {"path": "missing.qcow2"}], {}, "which the box does not hold"),
+    ([{"path": "../outside.img"}], {}, "is not a file of the box"),
+    ([{"path": "box.img"}, {"path": "box.img"}], {}, "is not a file of the box"),
+    ([{"path": "box.img", "format": "vmdk"}], {}, "expected qcow2 or raw"),
+    ([{"path": "box.img", "format": "raw"}], {}, "says box.img is raw, but it is qcow2"),
+    ([], {}, "list of 1 to 26 disks"),
+])
+def test_multi_disk_metadata_is_checked(box_home: Path, box_make: Callable[..., Path], disks: list, files: dict,
+                                        error: str) -> None:
+    path = box_make(metadata={"provider": "libvirt", "disks": disks}, files=files)
+    with pytest.raises(BoxError, match=re.escape(error)):
+        add_box(str(path), name="multi/bad")
+    assert not (box_home / "boxes" / "multi-VAGRANTSLASH-bad").exists()

@@ -27,14 +27,14 @@ from contextlib import suppress
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from vmctl.boxes.installed import MAX_SMALL_FILE
 from vmctl.errors import BoxError
 
 CHUNK = 1024 * 1024
 RESERVED = frozenset({"vmctl-box.json"})
 # A box holds a handful of files: metadata.json, disk images, a Vagrantfile, a kernel...
 MAX_MEMBERS = 10_000
-# metadata.json and the box's Vagrantfile are read by every command that uses the box.
-MAX_SMALL_FILE = 1024 * 1024
+
 SMALL_FILES = frozenset({"metadata.json", "Vagrantfile"})
 # What a box may unpack to, in bytes of data (runs of zeros are holes and cost nothing):
 # at most EXPANSION times the archive bytes read so far, plus a margin (real boxes are
@@ -420,6 +420,26 @@ def check_metadata(box_dir: Path, label: str) -> dict[str, Any]:
             f"metadata.json says provider {provider!r}; vmctl runs libvirt boxes"
             if provider is not None else 'metadata.json has no "provider" (expected "libvirt")'
         )
+    if "disks" in data:
+        # vagrant-libvirt's multi-disk boxes: each disk names its file (and format); the
+        # top-level format and virtual_size are not needed.
+        disks = data["disks"]
+        if not isinstance(disks, list) or not disks or len(disks) > 26:
+            raise bad('metadata.json\'s "disks" must be a list of 1 to 26 disks')
+        seen = set()
+        for i, disk in enumerate(disks):
+            if not isinstance(disk, dict) or not isinstance(disk.get("path"), str):
+                raise bad(f'metadata.json\'s disks[{i}] has no "path"')
+            rel = disk["path"]
+            parts = [x for x in rel.split("/") if x not in ("", ".")]
+            if rel.startswith("/") or ".." in parts or not parts or rel in seen:
+                raise bad(f"metadata.json's disks[{i}] path {rel!r} is not a file of the box")
+            seen.add(rel)
+            if not (box_dir / rel).is_file() or (box_dir / rel).is_symlink():
+                raise bad(f"metadata.json names the disk {rel!r}, which the box does not hold")
+            if disk.get("format") not in (None, *IMAGE_FORMATS):
+                raise bad(f"metadata.json's disks[{i}] has format {disk.get('format')!r}; expected qcow2 or raw")
+        return data
     fmt = data.get("format")
     if fmt != "qcow2":
         raise bad(
@@ -434,13 +454,14 @@ def check_metadata(box_dir: Path, label: str) -> dict[str, Any]:
     return data
 
 
+
 def inspect_image(image: Path, label: str) -> dict[str, Any]:
     """`qemu-img info` of the box's image, refused unless it is a self-contained qcow2 or raw."""
     from vmctl.errors import VmctlError
     from vmctl.run import run
 
     if image.is_symlink() or not image.is_file():
-        raise BoxError(f"refusing the box {label}: it has no box.img")
+        raise BoxError(f"refusing the box {label}: it has no {image.name}")
     try:
         proc = run(["qemu-img", "info", "--output=json", image], purpose="inspect box images",
                    timeout=120)
@@ -455,7 +476,7 @@ def inspect_image(image: Path, label: str) -> dict[str, Any]:
 
     def refuse(problem: str) -> BoxError:
         return BoxError(
-            f"refusing the box {label}: box.img {problem}",
+            f"refusing the box {label}: {image.name} {problem}",
             hint="a box image must be a self-contained qcow2 or raw image; nothing was installed",
         )
 

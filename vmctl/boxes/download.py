@@ -221,13 +221,48 @@ def hash_local(
 
 # --- HTTP ----------------------------------------------------------------------------------
 
-def _session() -> requests.Session:
+@dataclass(frozen=True)
+class FetchOptions:
+    """How to reach a server: Vagrant's box_download_* settings and the registry token.
+
+    ca_cert: a CA bundle (file or folder) to trust besides the system's
+    (config.vm.box_download_ca_cert); client_cert: a PEM certificate (and key) to present
+    (box_download_client_cert); insecure: skip TLS verification (box_download_insecure,
+    honoured with a loud warning by the caller); token: VAGRANT_CLOUD_TOKEN, sent as a bearer
+    token to token_host (the registry's host) and to no other host.
+    """
+
+    ca_cert: str | None = None
+    client_cert: str | None = None
+    insecure: bool = False
+    token: str | None = None
+    token_host: str | None = None
+
+    def headers_for(self, url: str) -> dict[str, str]:
+        if self.token and self.token_host and urlsplit(url).netloc.lower() == self.token_host.lower():
+            return {"Authorization": f"Bearer {self.token}"}
+        return {}
+
+
+NO_OPTIONS = FetchOptions()
+
+
+def _session(options: FetchOptions = NO_OPTIONS) -> requests.Session:
     import requests
 
     from vmctl import __version__
 
     s = requests.Session()
     s.headers["User-Agent"] = f"vmctl/{__version__}"
+    if options.insecure:
+        s.verify = False
+        import urllib3
+
+        urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    elif options.ca_cert:
+        s.verify = options.ca_cert
+    if options.client_cert:
+        s.cert = options.client_cert
     return s
 
 
@@ -296,12 +331,17 @@ def _http_status_error(resp: requests.Response, url: str) -> DownloadError:
     return DownloadError(f"{url} answered HTTP {resp.status_code} {resp.reason or ''}".rstrip())
 
 
-def fetch_small(url: str, *, limit: int = CATALOG_LIMIT, timeout: tuple[float, float] | None = None) -> bytes:
+def fetch_small(url: str, *, limit: int = CATALOG_LIMIT, timeout: tuple[float, float] | None = None,
+                options: FetchOptions = NO_OPTIONS, accept_json: bool = False) -> bytes:
     """The body of URL (a catalog), at most LIMIT bytes; DownloadError otherwise."""
     import requests
 
+    headers = options.headers_for(url)
+    if accept_json:
+        headers["Accept"] = "application/json"
     try:
-        with _session() as s, s.get(url, stream=True, timeout=timeout or (CONNECT_TIMEOUT, READ_TIMEOUT)) as resp:
+        with _session(options) as s, s.get(url, stream=True, headers=headers,
+                                           timeout=timeout or (CONNECT_TIMEOUT, READ_TIMEOUT)) as resp:
             if resp.status_code != 200:
                 raise _http_status_error(resp, url)
             return _read_limited(resp, url, limit)
@@ -318,14 +358,16 @@ def _read_limited(resp: requests.Response, url: str, limit: int) -> bytes:
     return bytes(data)
 
 
-def probe_catalog(url: str, *, timeout: tuple[float, float] | None = None) -> bytes | None:
+def probe_catalog(url: str, *, timeout: tuple[float, float] | None = None,
+                  options: FetchOptions = NO_OPTIONS) -> bytes | None:
     """For an HTTP URL that does not say what it is: its body when it looks like JSON, else None."""
     import requests
 
     try:
-        with _session() as s, s.get(
+        with _session(options) as s, s.get(
             url, stream=True, timeout=timeout or (CONNECT_TIMEOUT, READ_TIMEOUT),
-            headers={"Accept": "application/json, */*;q=0.5", "Accept-Encoding": "identity"},
+            headers={"Accept": "application/json, */*;q=0.5", "Accept-Encoding": "identity",
+                     **options.headers_for(url)},
         ) as resp:
             if resp.status_code != 200:
                 raise _http_status_error(resp, url)
@@ -403,6 +445,7 @@ def download(
     notify: Notify | None = None,
     timeout: tuple[float, float] | None = None,
     consume: Consumer | None = None,
+    options: FetchOptions = NO_OPTIONS,
 ) -> Fetched:
     """Download URL into downloads_dir(), resuming a partial download of the same URL.
     CONSUME, if given, is handed every byte of the file in order while it downloads (a
@@ -414,13 +457,13 @@ def download(
     part.parent.mkdir(parents=True, exist_ok=True)
     timeouts = timeout or (CONNECT_TIMEOUT, READ_TIMEOUT)
 
-    with _download_lock(_key(url)), _session() as session:
+    with _download_lock(_key(url)), _session(options) as session:
         for _attempt in range(3):
             have = part.stat().st_size if part.exists() else 0
             meta = _read_sidecar(sidecar, url) if have else None
             validator = (meta or {}).get("validator") or {}
             if_range = validator.get("etag") or validator.get("last_modified")
-            headers = {"Accept-Encoding": "identity"}
+            headers = {"Accept-Encoding": "identity", **options.headers_for(url)}
             if have and if_range:
                 headers["Range"] = f"bytes={have}-"
                 headers["If-Range"] = if_range

@@ -16,6 +16,7 @@ hold the ``boxes`` lock; stale staging folders (a killed process) are cleaned un
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as dt
 import json
 import os
@@ -26,165 +27,31 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from vmctl import paths
 from vmctl.boxes import archive, download
-from vmctl.boxes.catalog import PROVIDER, Catalog, newest_version, parse_catalog, select_version
+from vmctl.boxes.catalog import Catalog, newest_version, parse_catalog, select_version
 from vmctl.boxes.download import Checksum, Fetched, Notify, ProgressFactory, parse_checksum
-from vmctl.boxes.version import Version, parse_constraint, parse_version
-from vmctl.errors import BoxError
-
-SLASH = "-VAGRANTSLASH-"
-RECORD = "vmctl-box.json"
-DIRECT_VERSION = "0"
-
-_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._+@-]*(/[A-Za-z0-9_][A-Za-z0-9._+@-]*)*$")
-
-
-@dataclass(frozen=True)
-class InstalledBox:
-    """One installed box: NAME at VERSION for PROVIDER, unpacked in DIR."""
-
-    name: str
-    version: str
-    provider: str
-    dir: Path
-    metadata: dict[str, Any]
-    source: str | None  # the catalog URL, or the box's URL or path
-
-    @property
-    def image(self) -> Path:
-        return self.dir / "box.img"
-
-    @property
-    def vagrantfile(self) -> Path | None:
-        path = self.dir / "Vagrantfile"
-        return path if path.is_file() else None
-
-    @property
-    def size_bytes(self) -> int:
-        total = 0
-        for root, _dirs, files in os.walk(self.dir):
-            for f in files:
-                with contextlib.suppress(OSError):
-                    total += os.lstat(os.path.join(root, f)).st_size
-        return total
-
-    @property
-    def record(self) -> dict[str, Any]:
-        """vmctl's record of where the box came from (empty for boxes vmctl did not add)."""
-        try:
-            data = json.loads((self.dir / RECORD).read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    @property
-    def image_format(self) -> str:
-        """The format qemu-img found for box.img ("qcow2" or "raw")."""
-        return str(self.record.get("image_format") or "qcow2")
-
-    @property
-    def catalog_url(self) -> str | None:
-        value = self.record.get("catalog_url")
-        return value if isinstance(value, str) else None
-
-
-# --- names and places ----------------------------------------------------------------------
-
-def parse_box_name(name: str) -> str:
-    """NAME checked as a box name ("vmctl/tiny"), or BoxError quoting it."""
-    text = (name or "").strip()
-    if not _NAME_RE.match(text) or ".." in text.split("/") or SLASH in text:
-        raise BoxError(
-            f"invalid box name {name!r}",
-            hint='box names are like "vmctl/tiny": letters, digits, ".", "_", "-", separated by "/"',
-        )
-    return text
-
-
-def escape_name(name: str) -> str:
-    return name.replace("/", SLASH)
-
-
-def unescape_name(folder: str) -> str:
-    return folder.replace(SLASH, "/")
-
-
-def box_dir(name: str, version: str, provider: str = PROVIDER) -> Path:
-    return paths.boxes_dir() / escape_name(name) / version / provider
-
-
-# --- reading the store ---------------------------------------------------------------------
-
-def _load(folder: Path, name: str, version: str, provider: str) -> InstalledBox | None:
-    try:
-        with (folder / "metadata.json").open("rb") as f:
-            metadata = json.loads(f.read(archive.MAX_SMALL_FILE + 1))
-    except (OSError, ValueError, RecursionError):
-        return None
-    if not isinstance(metadata, dict):
-        return None
-    source = None
-    try:
-        record = json.loads((folder / RECORD).read_text())
-        if isinstance(record, dict) and isinstance(record.get("source"), str):
-            source = record["source"]
-    except (OSError, ValueError):
-        pass
-    return InstalledBox(name=name, version=version, provider=provider, dir=folder,
-                        metadata=metadata, source=source)
-
-
-def _version_key(box: InstalledBox) -> tuple[str, Any]:
-    try:
-        return box.name, parse_version(box.version)
-    except BoxError:
-        return box.name, parse_version("0")
-
-
-def list_boxes() -> list[InstalledBox]:
-    """Every installed libvirt box, sorted by name and then version."""
-    root = paths.boxes_dir()
-    found: list[InstalledBox] = []
-    if not root.is_dir():
-        return found
-    for name_dir in root.iterdir():
-        if name_dir.name.startswith(".") or not name_dir.is_dir():
-            continue
-        for version_dir in name_dir.iterdir():
-            folder = version_dir / PROVIDER
-            if version_dir.name.startswith(".") or not folder.is_dir():
-                continue
-            box = _load(folder, unescape_name(name_dir.name), version_dir.name, PROVIDER)
-            if box is not None:
-                found.append(box)
-    return sorted(found, key=_version_key)
-
-
-def _installed(name: str) -> list[InstalledBox]:
-    return [b for b in list_boxes() if b.name == name]
-
-
-def find_box(name: str, constraint: str | None = None) -> InstalledBox | None:
-    """The newest installed version of box NAME that satisfies CONSTRAINT, or None."""
-    allowed = parse_constraint(constraint)
-    best: tuple[Version, InstalledBox] | None = None
-    for box in _installed(name):
-        try:
-            version = parse_version(box.version)
-        except BoxError:
-            continue
-        if allowed.allows(version) and (best is None or version > best[0]):
-            best = (version, box)
-    return best[1] if best else None
-
-
-def find_box_vagrantfile(name: str, constraint: str | None = None) -> Path | None:
-    """The Vagrantfile the newest matching installed box carries, or None."""
-    box = find_box(name, constraint)
-    return box.vagrantfile if box is not None else None
-
+from vmctl.boxes.installed import (  # noqa: F401 - the store's readers, re-exported
+    DIRECT_VERSION,
+    PROVIDER,
+    RECORD,
+    SLASH,
+    InstalledBox,
+    _installed,
+    _load,
+    box_dir,
+    disk_files,
+    escape_name,
+    find_box,
+    find_box_vagrantfile,
+    list_boxes,
+    parse_box_name,
+    unescape_name,
+)
+from vmctl.boxes.version import parse_constraint, parse_version
+from vmctl.errors import BoxError, DownloadError
 
 # --- adding --------------------------------------------------------------------------------
 
@@ -224,19 +91,59 @@ def _decode_json(data: bytes, where: str) -> Any:
                        hint="a box catalog is Vagrant's box metadata JSON") from exc
 
 
-def _read_catalog(source: str) -> Catalog | None:
-    """The catalog SOURCE names, or None when SOURCE is a box file."""
+DEFAULT_SERVER_URL = "https://vagrantcloud.com"
+_REGISTRY_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*/[A-Za-z0-9_][A-Za-z0-9_.-]*")
+
+
+def server_url(configured: str | None = None) -> str:
+    """The box registry: VMCTL_SERVER_URL, else the Vagrantfile's config.vm.box_server_url
+    (CONFIGURED), else Vagrant's VAGRANT_SERVER_URL, else the public Vagrant registry."""
+    return (os.environ.get("VMCTL_SERVER_URL") or configured or os.environ.get("VAGRANT_SERVER_URL")
+            or DEFAULT_SERVER_URL).rstrip("/")
+
+
+def registry_name(source: str) -> str | None:
+    """SOURCE if it is a box name to look up on the registry (owner/box, not a file here)."""
+    if download.is_url(source) or not _REGISTRY_NAME.fullmatch(source) or ".." in source:
+        return None
+    if Path(source).expanduser().exists():
+        return None
+    return source
+
+
+def registry_options(options: download.FetchOptions, server: str) -> download.FetchOptions:
+    """OPTIONS with VAGRANT_CLOUD_TOKEN (or VMCTL_CLOUD_TOKEN), sent to SERVER's host only."""
+    token = os.environ.get("VMCTL_CLOUD_TOKEN") or os.environ.get("VAGRANT_CLOUD_TOKEN")
+    if not token:
+        return options
+    return dataclasses.replace(options, token=token, token_host=urlsplit(server).netloc)
+
+
+def _read_catalog(source: str, options: download.FetchOptions = download.NO_OPTIONS,
+                  server: str | None = None) -> Catalog | None:
+    """The catalog SOURCE names, or None when SOURCE is a box file. A box name (owner/box)
+    that is no local file is looked up on the registry, as Vagrant does: GET SERVER/NAME
+    with Accept: application/json answers its catalog."""
+    name = registry_name(source)
+    if name is not None:
+        base = server or server_url()
+        url = f"{base}/{name}"
+        try:
+            raw = download.fetch_small(url, options=options, accept_json=True)
+        except DownloadError as exc:
+            if "HTTP 404" in exc.message:
+                raise BoxError(f"box {name} was not found on {base}",
+                               hint="check the name, or set VAGRANT_SERVER_URL to the registry that has it") from exc
+            raise
+        data = _decode_json(raw, url)
+        if not isinstance(data, dict) or "versions" not in data:
+            raise BoxError(f"{url} did not answer a box catalog for {name}",
+                           hint="set VAGRANT_SERVER_URL to a Vagrant box registry")
+        return parse_catalog(data, url)
     local = _local_path(source)
     if local is not None:
         if not local.exists():
-            looks_like_a_name = not download.is_url(source) and _NAME_RE.match(source) is not None \
-                and source.count("/") == 1 and "." not in source
-            raise BoxError(
-                f"no such file: {local}",
-                hint="vmctl cannot look boxes up by name on Vagrant Cloud; give a .box file or a "
-                "catalog URL, or build one with: vmctl box build tiny --add"
-                if looks_like_a_name else "check the path",
-            )
+            raise BoxError(f"no such file: {local}", hint="check the path")
         if local.is_dir():
             raise BoxError(f"{local} is a folder; give a .box file or a box catalog JSON")
         if not local.is_file():
@@ -254,11 +161,11 @@ def _read_catalog(source: str) -> Catalog | None:
     else:
         path = source.split("?", 1)[0].lower()
         if path.endswith(".json"):
-            raw = download.fetch_small(source)
+            raw = download.fetch_small(source, options=options)
         elif path.endswith(".box"):
             return None
         else:
-            probed = download.probe_catalog(source)
+            probed = download.probe_catalog(source, options=options)
             if probed is None:
                 return None
             raw = probed
@@ -272,8 +179,9 @@ def _read_catalog(source: str) -> Catalog | None:
     return parse_catalog(data, url)
 
 
-def _plan(source: str, name: str | None, constraint: str | None, checksum: Checksum | None) -> _Plan:
-    catalog = _read_catalog(source)
+def _plan(source: str, name: str | None, constraint: str | None, checksum: Checksum | None,
+          options: download.FetchOptions = download.NO_OPTIONS, server: str | None = None) -> _Plan:
+    catalog = _read_catalog(source, options, server)
     if catalog is None:
         if name is None:
             raise BoxError(
@@ -356,8 +264,11 @@ def add_box(
     force: bool = False,
     progress: ProgressFactory | None = None,
     notify: Notify | None = None,
+    options: download.FetchOptions = download.NO_OPTIONS,
+    server: str | None = None,
 ) -> InstalledBox:
-    """Install the box SOURCE names (a .box or a catalog; a path, file://, http:// or https://).
+    """Install the box SOURCE names (a .box or a catalog; a path, file://, http:// or https://;
+    or a box name, owner/box, looked up on the registry SERVER, by default server_url()).
 
     From a catalog: the newest version satisfying VERSION_CONSTRAINT with a libvirt provider,
     verified against the catalog's checksum (a CHECKSUM given here takes precedence). A box
@@ -371,7 +282,9 @@ def add_box(
     if name is not None:
         name = parse_box_name(name)
     expected = parse_checksum(checksum, checksum_type)
-    plan = _plan(source, name, version_constraint, expected)
+    server = server or server_url()
+    options = registry_options(options, server)
+    plan = _plan(source, name, version_constraint, expected, options, server)
     final = box_dir(plan.name, plan.version)
     if final.exists() and not force:
         raise BoxError(
@@ -385,7 +298,7 @@ def add_box(
         with _staging(root) as staging:
             unpacker = archive.StreamUnpacker(staging / PROVIDER, label=label)
             try:
-                fetched = _fetch(plan, progress, say, unpacker.feed)
+                fetched = _fetch(plan, progress, say, unpacker.feed, options)
                 files = unpacker.finish()
             except BaseException as exc:
                 unpacker.abort()
@@ -412,12 +325,13 @@ def add_box(
     return box
 
 
-def _fetch(plan: _Plan, progress: ProgressFactory | None, say: Notify, consume: download.Consumer) -> Fetched:
+def _fetch(plan: _Plan, progress: ProgressFactory | None, say: Notify, consume: download.Consumer,
+           options: download.FetchOptions = download.NO_OPTIONS) -> Fetched:
     description = f"{plan.name} {plan.version}"
     if download.is_http(plan.box_url):
         fetched = download.download(plan.box_url, expected=plan.checksum,
                                     description=f"downloading {description}",
-                                    progress=progress, notify=say, consume=consume)
+                                    progress=progress, notify=say, consume=consume, options=options)
     else:
         local = _local_path(plan.box_url)
         assert local is not None
@@ -433,8 +347,15 @@ def _install(plan: _Plan, fetched: Fetched, files: list[str], staging: Path, fin
              force: bool) -> InstalledBox:
     """Check the box unpacked in STAGING/libvirt, record it, and move it to FINAL."""
     new = staging / PROVIDER
-    archive.check_metadata(new, label)
-    info = archive.inspect_image(new / "box.img", label)
+    metadata = archive.check_metadata(new, label)
+    disks = []
+    for path, declared in disk_files(metadata):
+        info = archive.inspect_image(new / path, label)
+        if declared is not None and declared != info.get("format"):
+            raise BoxError(f"refusing the box {label}: metadata.json says {path} is {declared}, "
+                           f"but it is {info.get('format')}")
+        disks.append({"path": path, "format": info.get("format"), "virtual_size": info.get("virtual-size")})
+    info = {"format": disks[0]["format"]}
     checksum = plan.checksum or Checksum("sha256", fetched.digests["sha256"])
     record = {
         "name": plan.name,
@@ -448,6 +369,7 @@ def _install(plan: _Plan, fetched: Fetched, files: list[str], staging: Path, fin
         "sha256": fetched.digests["sha256"],
         "size": fetched.size,
         "image_format": info.get("format"),
+        "disks": disks,
         "files": sorted(files),
         "added": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
@@ -647,3 +569,75 @@ def prune_boxes(*, dry_run: bool = False) -> list[InstalledBox]:
                 remove_box(name, version=box.version)
             removed.append(box)
     return removed
+
+
+# --- update and repackage ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class UpdateResult:
+    name: str
+    installed: str | None  # the newest version installed before
+    available: str | None  # the newest version the catalog offers within the constraint
+    added: InstalledBox | None = None  # what was installed now
+    note: str | None = None  # why nothing was done, when nothing was
+
+
+def update_box(
+    name: str,
+    constraint: str | None = None,
+    *,
+    source: str | None = None,
+    options: download.FetchOptions = download.NO_OPTIONS,
+    server: str | None = None,
+    progress: ProgressFactory | None = None,
+    notify: Notify | None = None,
+) -> UpdateResult:
+    """Install the newest version of box NAME that CONSTRAINT allows, if it is newer than the
+    newest installed one, from the catalog the box came from (else SOURCE, else the registry).
+    Installed versions stay: machines keep the version they were made from (as in Vagrant)."""
+    installed = _installed(name)
+    if not installed:
+        return UpdateResult(name, None, None, note="not installed (vmctl up adds it)")
+    newest = installed[-1]
+    catalog_source = newest.catalog_url or source or (registry_name(name) and name)
+    if not catalog_source:
+        return UpdateResult(name, newest.version, None, note="not added from a catalog: nothing to update from")
+    server = server or server_url()
+    options = registry_options(options, server)
+    catalog = _read_catalog(catalog_source, options, server)
+    if catalog is None:
+        return UpdateResult(name, newest.version, None, note=f"{catalog_source} is a box file, not a catalog")
+    version, _provider = select_version(catalog, parse_constraint(constraint))
+    if parse_version(str(version.version)) <= parse_version(newest.version):
+        return UpdateResult(name, newest.version, str(version.version), note="up to date")
+    added = add_box(catalog_source, version_constraint=f"= {version.version}", options=options, server=server,
+                    progress=progress, notify=notify)
+    return UpdateResult(name, newest.version, str(version.version), added=added)
+
+
+def repackage_box(name: str, version: str, output: Path) -> Path:
+    """Write the installed box NAME VERSION back into a box file at OUTPUT (Vagrant's `box
+    repackage`): the files the box came with, as a tar; vmctl's own record is left out."""
+    import tarfile
+
+    wanted = _same_version(version)
+    box = next((b for b in _installed(name) if wanted(b.version)), None)
+    if box is None:
+        raise BoxError(f"box {name} version {version} is not installed",
+                       hint="see the installed boxes with: vmctl box list")
+    files = box.record.get("files") or sorted(
+        str(p.relative_to(box.dir)) for p in box.dir.rglob("*") if p.is_file() and p.name != RECORD)
+    output = output.absolute()
+    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    try:
+        with tarfile.open(tmp, "w", format=tarfile.GNU_FORMAT) as tar:
+            for rel in files:
+                path = box.dir / rel
+                if path.is_file() and not path.is_symlink():
+                    tar.add(path, arcname=rel, recursive=False)
+        os.replace(tmp, output)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise BoxError(f"could not write {output}: {exc.strerror or exc}") from exc
+    return output

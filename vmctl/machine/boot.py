@@ -129,13 +129,19 @@ class BootMixin(StateMixin):
 
         cfg = self.config
         assert cfg.box is not None
-        if cfg.box_url:
-            emit(f"==> {self.name}: box {cfg.box} is not installed; adding it from {cfg.box_url}")
+        dl = cfg.box_download
+        if cfg.box_url or (store.registry_name(cfg.box) and not _shipped_recipe_for(cfg.box)):
+            source = cfg.box_url or cfg.box
+            where = cfg.box_url or store.server_url(dl.server_url)
+            emit(f"==> {self.name}: box {cfg.box} is not installed; adding it from {where}")
+            if dl.insecure:
+                emit(f"==> {self.name}: warning: box_download_insecure: the server's certificate is NOT verified")
             from vmctl.term import Progress
 
             return store.add_box(
-                cfg.box_url, name=cfg.box, version_constraint=cfg.box_version,
-                progress=Progress, notify=emit,
+                source, name=cfg.box if cfg.box_url else None, version_constraint=cfg.box_version,
+                checksum=dl.checksum, checksum_type=dl.checksum_type, progress=Progress, notify=emit,
+                options=download_options(dl), server=store.server_url(dl.server_url),
             )  # fmt: skip
         recipe = _shipped_recipe_for(cfg.box)
         if recipe is not None:
@@ -324,6 +330,13 @@ class BootMixin(StateMixin):
             return ""
         tail = [line for line in text.replace("\r", "").splitlines() if line.strip()][-lines:]
         return "\n".join("    " + line for line in tail)
+
+
+def download_options(dl: Any) -> Any:
+    """The box download settings of a machine (model.BoxDownload) for the box store."""
+    from vmctl.boxes.download import FetchOptions
+
+    return FetchOptions(ca_cert=dl.ca_cert or dl.ca_path, client_cert=dl.client_cert, insecure=dl.insecure)
 
 
 def _choose_accel(driver: str | None, kernel: Path | None) -> str:

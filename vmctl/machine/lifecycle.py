@@ -70,19 +70,23 @@ class Machine(GuestMixin):
         emit_output: Emit,
         cancel: threading.Event | None = None,
         reload_config: Callable[[], MachineConfig] | None = None,
+        only: set[str] | None = None,
+        destroy_on_error: bool = True,
     ) -> None:
+        """ONLY: run exactly these provisioners (--provision-with). DESTROY_ON_ERROR: a new
+        machine that does not come up is removed again (False keeps it to look at)."""
         with self.locked():
             self._triggers("before", "up", emit, emit_output)
             timer = Timer(self.name)
             st = self.state
             if st is not None and st.phase == "created":
-                self._up_existing(st, provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=cancel)
+                self._up_existing(st, provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=cancel, only=only)
             else:
-                self._up_new(provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=cancel, reload_config=reload_config)
+                self._up_new(provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=cancel, reload_config=reload_config, only=only, destroy_on_error=destroy_on_error)
             timer.total()
             self._triggers("after", "up", emit, emit_output)
 
-    def _up_existing(self, st: MachineState, *, provision: bool | None, emit: Emit, emit_output: Emit, timer: Timer, cancel: threading.Event | None) -> None:
+    def _up_existing(self, st: MachineState, *, provision: bool | None, emit: Emit, emit_output: Emit, timer: Timer, cancel: threading.Event | None, only: set[str] | None = None) -> None:
         with hypervisor.connect(st.uri) as c:
             state = self.status(c)
             if state in (hypervisor.POWEROFF, hypervisor.CRASHED, hypervisor.SAVED, hypervisor.PAUSED):
@@ -105,14 +109,14 @@ class Machine(GuestMixin):
                     self._insert_key(s, st, emit).close()
             if provision:
                 with self._ssh_session() as s:
-                    self._provision(s, emit=emit, emit_output=emit_output, forced=True, only=None)
+                    self._provision(s, emit=emit, emit_output=emit_output, forced=True, only=only)
             return
         if state == hypervisor.NOT_CREATED:
             # The domain vanished behind our back (someone ran virsh undefine): start over.
             emit(f"==> {self.name}: its domain is gone; creating the machine again.")
             self._cleanup()
             self._state = None
-            self._up_new(provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=cancel, reload_config=None)
+            self._up_new(provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=cancel, reload_config=None, only=only)
             return
         timer.mark("start")
         session = self._wait_ssh(st, cancel=cancel)
@@ -122,7 +126,7 @@ class Machine(GuestMixin):
                 session = self._insert_key(session, st, emit)
             if state not in (hypervisor.SAVED, hypervisor.PAUSED):
                 self._configure_guest(session, emit=emit)
-            self._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=None, first_run=not st.provisioned, skip=provision is False)
+            self._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=only, first_run=not st.provisioned, skip=provision is False)
             timer.mark("provision")
         finally:
             session.close()
@@ -140,7 +144,7 @@ class Machine(GuestMixin):
         self.save()
         self._make_disks(st, emit)
 
-    def _up_new(self, *, provision: bool | None, emit: Emit, emit_output: Emit, timer: Timer, cancel: threading.Event | None, reload_config: Callable[[], MachineConfig] | None) -> None:
+    def _up_new(self, *, provision: bool | None, emit: Emit, emit_output: Emit, timer: Timer, cancel: threading.Event | None, reload_config: Callable[[], MachineConfig] | None, only: set[str] | None = None, destroy_on_error: bool = True) -> None:
         box, was_missing = self._ensure_box(emit)
         if reload_config is not None and was_missing and box.vagrantfile is not None:
             # The box was installed after the Vagrantfile was read: its own Vagrantfile
@@ -200,13 +204,18 @@ class Machine(GuestMixin):
             session = self._wait_ssh(st, cancel=cancel)
             timer.mark("wait for SSH")
         except BaseException as exc:
-            # Nothing half-made: a new machine that never answered is removed again.
-            emit(f"==> {self.name}: removing the machine that did not come up...")
+            # Nothing half-made: a new machine that never answered is removed again
+            # (unless --no-destroy-on-error asks to keep it for a look).
             tail = self._console_tail() if isinstance(exc, (BootTimeoutError, HypervisorError)) else ""
-            try:
-                self._cleanup()
-            except VmctlError as cleanup_exc:
-                log.debug("cleanup failed: %s", cleanup_exc)
+            if destroy_on_error or not isinstance(exc, VmctlError):
+                emit(f"==> {self.name}: removing the machine that did not come up...")
+                try:
+                    self._cleanup()
+                except VmctlError as cleanup_exc:
+                    log.debug("cleanup failed: %s", cleanup_exc)
+            else:
+                exc.hint = (f"the machine is kept as it is (--no-destroy-on-error): look at it, "
+                            f"then remove it with vmctl destroy -f {self.name}")
             if tail and isinstance(exc, VmctlError):
                 exc.message += f"\nlast lines of the serial console ({st.console_log}):\n{tail}"
             raise
@@ -220,7 +229,7 @@ class Machine(GuestMixin):
                 timer.mark("key swap")
             self._configure_guest(session, emit=emit)
             timer.mark("configure guest")
-            self._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=None, first_run=True, skip=provision is False)
+            self._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=only, first_run=True, skip=provision is False)
             timer.mark("provision")
         finally:
             session.close()
@@ -314,23 +323,28 @@ class Machine(GuestMixin):
             self._wait_ssh(st, cancel=None).close()
             self._triggers("after", "resume", emit, emit_output)
 
-    def reload(self, *, provision: bool | None, emit: Emit, emit_output: Emit) -> None:
+    def reload(self, *, provision: bool | None, emit: Emit, emit_output: Emit, force: bool = False,
+               only: set[str] | None = None) -> None:
+        """FORCE: pull the plug instead of shutting down; ONLY: --provision-with."""
         with self.locked():
             self._triggers("before", "reload", emit, emit_output)
-            self._halt(force=False, emit=emit, timeout=None)
+            self._halt(force=force, emit=emit, timeout=None)
             st = self.require_state()
             timer = Timer(self.name)
-            self._up_existing(st, provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=None)
+            self._up_existing(st, provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=None, only=only)
             self._triggers("after", "reload", emit, emit_output)
 
-    def destroy(self, *, emit: Emit) -> bool:
+    def destroy(self, *, emit: Emit, graceful: bool = False) -> bool:
         """Remove the domain, every disk vmctl made, the index entry and the project state.
-        Running it again (or after a killed destroy) finishes what is left."""
+        Running it again (or after a killed destroy) finishes what is left.
+        GRACEFUL (destroy -g): shut the guest down first instead of pulling the plug."""
         with self.locked():
             if self.state is None and not self._index_entries():
                 self._remove_state_files()  # a shipped state, or a folder a user emptied
                 return False
             self._triggers("before", "destroy", emit, emit)
+            if graceful and self.state is not None:
+                self._halt(force=False, emit=emit, timeout=None)
             emit(f"==> {self.name}: destroying...")
             self._cleanup()
             self._triggers("after", "destroy", emit, emit)

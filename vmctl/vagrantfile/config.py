@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import difflib
 import itertools
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -376,13 +377,13 @@ OTHER_PROVISIONERS = frozenset({
 class VmConfig(Namespace):
     prefix = "config.vm"
     settings = frozenset({"box", "box_version", "box_url", "hostname", "boot_timeout", "ignore_box_vagrantfile",
-                          "communicator", "graceful_halt_timeout"})
+                          "communicator", "box_server_url", "box_download_ca_cert", "box_download_ca_path",
+                          "box_download_checksum", "box_download_checksum_type", "box_download_client_cert",
+                          "box_download_insecure", "graceful_halt_timeout"})
     silent_settings = frozenset({"box_check_update"})
     ignored_settings = frozenset({
         "allowed_synced_folder_types", "allow_fstab_modification", "allow_hosts_modification", "base_mac",
-        "base_address", "box_server_url", "box_download_ca_cert", "box_download_ca_path",
-        "box_download_checksum", "box_download_checksum_type", "box_download_client_cert",
-        "box_download_insecure", "box_download_location_trusted", "box_download_options",
+        "base_address", "box_download_location_trusted", "box_download_options",
         "box_extra_download_options", "box_architecture", "cloud_init_first_boot_only",
         "guest", "post_up_message", "usable_port_range",
     })
@@ -417,8 +418,20 @@ class VmConfig(Namespace):
             if timeout is not None and timeout <= 0:
                 raise config_error(ip, node, f"{setting} must be a positive number of seconds")
             return timeout
-        if attr == "ignore_box_vagrantfile":
+        if attr in ("ignore_box_vagrantfile", "box_download_insecure"):
             return want_bool(ip, setting, value, node)
+        if attr in ("box_server_url", "box_download_ca_cert", "box_download_ca_path", "box_download_client_cert"):
+            return want_str(ip, setting, value, node)
+        if attr == "box_download_checksum":
+            text = want_str(ip, setting, value, node)
+            if text is not None and not re.fullmatch(r"[0-9A-Fa-f]{32,128}", text):
+                raise config_error(ip, node, f"{setting} must be a hex digest, not {text[:80]!r}")
+            return text.lower() if text else None
+        if attr == "box_download_checksum_type":
+            text = want_str(ip, setting, value, node)
+            if text is not None and text.lower() not in ("md5", "sha1", "sha256", "sha384", "sha512"):
+                raise config_error(ip, node, f"{setting} must be md5, sha1, sha256, sha384 or sha512, not {text[:40]!r}")
+            return text.lower() if text else None
         if attr == "communicator":
             name = want_str(ip, setting, value, node)
             if name not in (None, "ssh"):

@@ -466,6 +466,20 @@ class VagrantDisk:
 
 
 @dataclass(frozen=True)
+class BoxDownload:
+    """How the box is fetched when it is missing: config.vm.box_server_url and the
+    box_download_* settings (host paths absolute)."""
+
+    server_url: str | None = None
+    checksum: str | None = None
+    checksum_type: str | None = None
+    ca_cert: str | None = None
+    ca_path: str | None = None
+    client_cert: str | None = None
+    insecure: bool = False
+
+
+@dataclass(frozen=True)
 class MachineConfig:
     name: str
     box: str | None = None
@@ -484,6 +498,7 @@ class MachineConfig:
     provisioners: tuple[Provisioner, ...] = ()
     triggers: tuple[Trigger, ...] = ()
     ssh: SshSettings = field(default_factory=SshSettings)
+    box_download: BoxDownload = field(default_factory=BoxDownload)
     ignored: tuple[IgnoredSetting, ...] = ()
 
     @property
@@ -567,6 +582,7 @@ def machine_json(m: MachineConfig) -> dict[str, Any]:
             "forward_env": list(m.ssh.forward_env),
             "extra_args": list(m.ssh.extra_args),
         },
+        "box_download": asdict(m.box_download),
         "ignored_settings": [asdict(i) for i in m.ignored],
     }
 

@@ -15,6 +15,7 @@ from vmctl.errors import ConfigError
 from vmctl.vagrantfile.config import FolderRec, Ignored, ProvisionerRec, did_you_mean
 from vmctl.vagrantfile.inputs import env_get, file_test
 from vmctl.vagrantfile.model import (
+    BoxDownload,
     ForwardedPort,
     IgnoredSetting,
     LibvirtSettings,
@@ -395,6 +396,33 @@ class Resolver:
 
         return resolve_libvirt(self)
 
+    def box_download(self, vm: dict[str, Any]) -> BoxDownload:
+        """config.vm.box_server_url and box_download_*; a box's own Vagrantfile sets none
+        of them (they say where the box comes from, and it is already here)."""
+        values: dict[str, Any] = {}
+        for key in ("server_url", "checksum", "checksum_type", "ca_cert", "ca_path", "client_cert", "insecure"):
+            setting = "box_server_url" if key == "server_url" else f"box_download_{key}"
+            entry = self.merged.vm.get(setting)
+            if entry is None or entry[0] is None:
+                continue
+            value, node = entry
+            box = self.box_of(node)
+            if box is not None:
+                self.ignore_from_box(node, box, f"sets config.vm.{setting}")
+                continue
+            if key in ("ca_cert", "ca_path", "client_cert"):
+                value = self.host_path(value, self.ip.project_dir)
+            if key == "server_url" and not re.match(r"^https?://[^\s]+$", value):
+                raise self.error(node, f"config.vm.box_server_url {value[:80]!r} is not an http(s) URL")
+            if key == "insecure" and value:
+                self.warn(node, "config.vm.box_download_insecure = true: the box's server is not verified "
+                          "(anyone on the network path can hand you another box)")
+            values[key] = value
+        if bool(values.get("checksum")) != bool(values.get("checksum_type")):
+            node = (self.merged.vm.get("box_download_checksum") or self.merged.vm.get("box_download_checksum_type"))[1]
+            raise self.error(node, "config.vm.box_download_checksum and box_download_checksum_type go together")
+        return BoxDownload(**values)
+
     def ssh(self) -> SshSettings:
         values = {k: v for k, (v, _) in self.merged.ssh.items() if v is not None}
 
@@ -551,6 +579,7 @@ def resolve_machine(
         r.ignore_from_box(merged.vm["box_url"][1], box, "sets config.vm.box_url")
         box_urls = None
     box_url = box_urls[0] if box_urls else None
+    download = r.box_download(vm)
     if box_urls and len(box_urls) > 1:
         ip.warn(f"config.vm.box_url lists {len(box_urls)} URLs; vmctl uses the first one", merged.vm["box_url"][1])
     return MachineConfig(
@@ -571,6 +600,7 @@ def resolve_machine(
         ssh=r.ssh(),
         disks=r.disks(),
         graceful_halt_timeout=vm.get("graceful_halt_timeout") or 60,
+        box_download=download,
         ignored=tuple(_ignored(ip, i) for i in merged.ignored),
     )
 
