@@ -530,3 +530,13 @@ def test_uri_host() -> None:
     assert hardware.uri_host("qemu:///system") is None
     assert hardware.uri_host("qemu+ssh://localhost/system") is None
     assert hardware.uri_host(None) is None
+
+
+def test_a_multi_disk_box_gives_each_disk_its_overlay(tmp_path: Path, home: Path) -> None:
+    cfg = machine(tmp_path, 'libvirt.storage :file, size: "1G"')
+    box = disks.Box(Path("/boxes/box.img"), "qcow2", 20 * 1024**3,
+                    ((Path("/boxes/disk2.qcow2"), "qcow2", 10 * 1024**3),))
+    planned = disks.plan(cfg, MID, box, machine_type="pc", tpm_dir=None, nvram_template=None)
+    assert [(d.role, d.name, d.target, d.size) for d in planned] == [
+        ("box", "box", "vda", 20 * 1024**3), ("box", "box-1", "vdb", 10 * 1024**3), ("extra", "vdc", "vdc", 1024**3)]
+    assert planned[1].source == "/boxes/disk2.qcow2" and planned[1].path.endswith("disk-box-1.qcow2")

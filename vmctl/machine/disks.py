@@ -1,6 +1,7 @@
 """Every disk of a machine, as one list, and the one place that creates and removes them.
 
     VMCTL_HOME/machines/ID/disk.qcow2       the overlay on the box image (role "box")
+    VMCTL_HOME/machines/ID/disk-box-N.qcow2 overlays on a multi-disk box's other images
     VMCTL_HOME/machines/ID/disk-NAME.FMT    extra disks (libvirt.storage, config.vm.disk)
     VMCTL_HOME/machines/ID/floppy-NAME.img  a blank floppy (config.vm.disk :floppy without file:)
     VMCTL_HOME/machines/ID/nvram.fd         the machine's copy of the UEFI variables store
@@ -99,11 +100,13 @@ def owned_path_ok(path: Path, machine_id: str) -> bool:
 
 @dataclass(frozen=True)
 class Box:
-    """What planning needs of the box."""
+    """What planning needs of the box: its first (boot) disk, and the others of a multi-disk
+    box (vagrant-libvirt's `disks` in metadata.json), each (image, format, size in bytes)."""
 
     image: Path
     format: str  # qcow2 | raw
     virtual_size: int  # bytes
+    more: tuple[tuple[Path, str, int], ...] = ()
 
 
 def plan(cfg: MachineConfig, machine_id: str, box: Box, *, machine_type: str, tpm_dir: Path | None,
@@ -134,6 +137,11 @@ def plan(cfg: MachineConfig, machine_id: str, box: Box, *, machine_type: str, tp
                              format="qcow2", size=size, source=str(box.image), source_format=box.format,
                              options=_driver_options(cfg)))
     prefix = box_target[:2]
+    for i, (image, fmt, vsize) in enumerate(box.more, 1):
+        # A multi-disk box: each further disk an overlay of its own, after the first (vdb ...).
+        disks.append(MachineDisk(role="box", name=f"box-{i}", path=str(home / f"disk-box-{i}.qcow2"),
+                                 target=take(prefix), bus=box_bus, format="qcow2", size=vsize, source=str(image),
+                                 source_format=fmt, options=_driver_options(cfg)))
 
     for d in lv.disks:
         bus = d.bus

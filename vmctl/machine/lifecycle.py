@@ -134,12 +134,12 @@ class Machine(GuestMixin):
     def _reconcile_disks(self, st: MachineState, host: hardware.Host, emit: Emit) -> None:
         """Plan the disks again from the Vagrantfile, record the list, then make what is new
         and grow what grew (disks.py)."""
-        box_disk = next((d for d in st.all_disks() if d.role == "box"), None)
-        if box_disk is None or not st.disks:
+        box_disks = [d for d in st.disks if d.role == "box"]
+        if not box_disks:
             return  # a machine made before vmctl kept its list of disks: it has just the one
-        source = Path(box_disk.source) if box_disk.source else Path(st.disk)
-        box = disks.Box(source, box_disk.source_format or "qcow2",
-                        _virtual_size(source) or box_disk.size or 0)
+        images = [(Path(d.source or st.disk), d.source_format or "qcow2", d.size or 0) for d in box_disks]
+        first, *more = [(image, fmt, _virtual_size(image) or size) for image, fmt, size in images]
+        box = disks.Box(first[0], first[1], first[2], tuple(more))
         st.disks = disks.merge(st.disks, self._plan_disks(st, box, host))
         self.save()
         self._make_disks(st, emit)
@@ -184,8 +184,9 @@ class Machine(GuestMixin):
         self._state = st
         self._state_loaded = True
         try:
-            image = Path(box.image)
-            st.disks = self._plan_disks(st, disks.Box(image, box.image_format, _virtual_size(image) or 0), host)
+            images = [(Path(path), fmt, _virtual_size(Path(path)) or 0) for path, fmt in _box_disks(box)]
+            first, *more = images
+            st.disks = self._plan_disks(st, disks.Box(first[0], first[1], first[2], tuple(more)), host)
             self._reserve_ports(st, emit)
             self.save()  # the list of disks is recorded before any of them is made
             emit(f"==> {self.name}: creating the machine from box {box.name} ({box.version})...")
@@ -441,6 +442,12 @@ def domain_name(cfg: MachineConfig, project_root: Path, machine_id: str) -> str:
         raise MachineError(f"libvirt.default_prefix {lv.default_prefix!r} and the machine name {cfg.name!r} leave "
                            "no characters for a domain name", hint="use letters, digits, - _ .")
     return name
+
+
+def _box_disks(box: Any) -> list[tuple[Path, str]]:
+    """Every disk of an installed box, in order: (image, format)."""
+    found = getattr(box, "disks", None)
+    return [(Path(p), f) for p, f in found] if found else [(Path(box.image), box.image_format)]
 
 
 def _virtual_size(image: Path) -> int | None:
