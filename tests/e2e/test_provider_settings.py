@@ -212,7 +212,7 @@ def test_a_volume_with_allow_existing_outlives_its_machine(
     sizes = vmctl("ssh", "-c", "cat /sys/block/vdb/size /sys/block/vdc/size; cat /sys/block/vdc/serial",
                   cwd=project).stdout.split()
     assert sizes == [str(64 * 2048), str(32 * 2048), "SCRATCH"]
-    vmctl("ssh", "-c", "echo persisted | sudo dd of=/dev/vdb bs=512 count=1 conv=sync 2>/dev/null", cwd=project)
+    vmctl("ssh", "-c", "echo persisted | sudo dd of=/dev/vdb bs=512 count=1 conv=sync,fsync 2>/dev/null; sync", cwd=project)
     status = vmctl("status", "--json", cwd=project).json()["machines"][0]
     volume = Path(next(d["path"] for d in status["disks"] if d["role"] == "volume"))
     scratch = Path(next(d["path"] for d in status["disks"] if d["name"] == "vdc"))

@@ -478,7 +478,7 @@ def test_launch_security_puts_virtio_devices_behind_the_iommu(tmp_path: Path, ho
     ('libvirt.redirdev type: "spicevmc"', "SPICE"),
     ('libvirt.machine_type = "q35"\nlibvirt.storage :file, device: :floppy, path: "f.img"', "floppy controller"),
     ("libvirt.nic_adapter_count = 1", "nic_adapter_count"),
-    ('libvirt.nvram = "/nonexistent/VARS.fd"\nlibvirt.loader = "/usr/share/OVMF/OVMF_CODE.secboot.fd"',
+    ('libvirt.nvram = "/nonexistent/VARS.fd"\nlibvirt.loader = "/usr/share/seabios/bios-256k.bin"',
      "no firmware description pairs"),
 ])
 def test_what_cannot_work_here_stops_up_with_the_reason(tmp_path: Path, provider: str, words: str) -> None:
@@ -540,3 +540,9 @@ def test_a_multi_disk_box_gives_each_disk_its_overlay(tmp_path: Path, home: Path
     assert [(d.role, d.name, d.target, d.size) for d in planned] == [
         ("box", "box", "vda", 20 * 1024**3), ("box", "box-1", "vdb", 10 * 1024**3), ("extra", "vdc", "vdc", 1024**3)]
     assert planned[1].source == "/boxes/disk2.qcow2" and planned[1].path.endswith("disk-box-1.qcow2")
+
+
+def test_an_ovmf_build_no_descriptor_names_finds_its_variables_beside_it() -> None:
+    assert hardware.firmware_pair("/usr/share/OVMF/OVMF_CODE.fd") == Path("/usr/share/OVMF/OVMF_VARS.fd")
+    assert hardware.firmware_pair("/usr/share/OVMF/OVMF_CODE_4M.fd") == Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+    assert hardware.firmware_pair("/usr/share/seabios/bios.bin") is None

@@ -271,6 +271,14 @@ def firmware_pair(loader: str) -> Path | None:
                 continue
             if exe and template and os.path.realpath(exe) == real and os.path.isfile(template):
                 return Path(template)
+    # An OVMF build no descriptor names (OVMF_CODE.fd): its variables store beside it.
+    name = os.path.basename(loader)
+    if "CODE" in name:
+        folder = os.path.dirname(loader)
+        for candidate in (name.replace("CODE", "VARS"), re.sub(r"\.(secboot|ms|snakeoil)\.fd$", ".fd",
+                                                               name.replace("CODE", "VARS"))):
+            if os.path.isfile(os.path.join(folder, candidate)):
+                return Path(folder) / candidate
     return None
 
 
