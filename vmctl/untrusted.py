@@ -175,7 +175,7 @@ _QEMU_FLAGS = frozenset({
 _QEMU_VALUED = frozenset({
     "-fw_cfg", "-smbios", "-cpu", "-machine", "-M", "-accel", "-global", "-device", "-object", "-rtc",
     "-boot", "-vga", "-k", "-icount", "-overcommit", "-msg", "-display", "-audiodev", "-smp", "-m", "-numa",
-    "-name", "-uuid", "-watchdog-action", "-action", "-semihosting-config", "-compat",
+    "-name", "-uuid", "-watchdog-action", "-action", "-compat",
 })
 _QEMU_HINTS = {
     "-netdev": "use config.vm.network", "-net": "use config.vm.network", "-nic": "use config.vm.network",
@@ -239,10 +239,11 @@ def _qemu_value_problem(option: str, value: str) -> str | None:
         return "-fw_cfg takes name=, file= or string= only"
     if option == "-display" and first.split("=", 1)[0] not in ("none", "egl-headless"):
         return "-display may be none or egl-headless only (use libvirt.graphics_type for a display)"
-    if option == "-audiodev" and first.split("=", 1)[0] not in ("none", "pa", "alsa", "pipewire", "spice", "sdl"):
-        return "-audiodev may not be a file-writing backend (wav): use none, pa, alsa, pipewire, spice or sdl"
-    if option in ("-machine", "-M") and "memory-backend" in keys:
-        return "-machine memory-backend= is not allowed (use libvirt.memorybacking)"
+    if option == "-audiodev" and first.split("=", 1)[0] not in ("none", "spice"):
+        return ("-audiodev may be none or spice only: the host's sound server would give the guest the host's "
+                "microphone, and wav writes a host file")
+    if option in ("-machine", "-M") and ("memory-backend" in keys or "dumpdtb" in keys):
+        return "-machine memory-backend= and dumpdtb= are not allowed (memory-backend: use libvirt.memorybacking)"
     return None
 
 
@@ -251,7 +252,7 @@ def _qemu_split(value: str) -> list[str]:
     return [p.replace("\x00", ",") for p in value.replace(",,", "\x00").split(",")]
 
 
-_QEMU_ENV_PREFIXES = ("QEMU_", "SPICE_", "VIRGL_", "MESA_", "LIBGL_", "SDL_", "GDK_", "PULSE_", "PIPEWIRE_")
+_QEMU_ENV_PREFIXES = ("QEMU_", "SPICE_", "VIRGL_", "MESA_", "LIBGL_", "SDL_", "GDK_")
 
 
 def qemu_env_problem(name: str) -> str | None:

@@ -211,6 +211,9 @@ def test_a_method_written_as_an_attribute_suggests_the_method(tmp_path: Path) ->
      "memory-backend-file is not allowed"),
     ('libvirt.qemuenv LD_PRELOAD: "/tmp/x.so"', "not a variable vmctl passes"),
     ('libvirt.qemuenv QEMU_WAV_PATH: "/tmp/x"', "names a file or folder"),
+    ('libvirt.qemuargs value: "-audiodev"\nlibvirt.qemuargs value: "pa,id=snd0"', "microphone"),
+    ('libvirt.qemuargs value: "-machine"\nlibvirt.qemuargs value: "dumpdtb=/tmp/x.dtb"', "dumpdtb"),
+    ('libvirt.qemuargs value: "-semihosting-config"', "-semihosting-config is not allowed"),
     ('libvirt.uri = "qemu:///session"\nlibvirt.qemu_use_session = false', "conflict"),
     ('libvirt.cputopology sockets: 1, cores: 1, threads: 1\nlibvirt.cpus = 2', "fewer than libvirt.cpus"),
 ])
