@@ -546,3 +546,23 @@ def test_an_ovmf_build_no_descriptor_names_finds_its_variables_beside_it() -> No
     assert hardware.firmware_pair("/usr/share/OVMF/OVMF_CODE.fd") == Path("/usr/share/OVMF/OVMF_VARS.fd")
     assert hardware.firmware_pair("/usr/share/OVMF/OVMF_CODE_4M.fd") == Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
     assert hardware.firmware_pair("/usr/share/seabios/bios.bin") is None
+
+
+def corpus_machines() -> list[tuple[str, MachineConfig]]:
+    from test_vagrantfile_corpus import CASES, CORPUS, box_lookup
+
+    found = []
+    for case in CASES:
+        folder = CORPUS / case
+        try:
+            project = evaluate_project(folder / "Vagrantfile", env={"HOME": "/home/tester"}, box_vagrantfile=box_lookup(folder))
+        except Exception:  # noqa: BLE001 - the corpus has invalid files on purpose
+            continue
+        found += [(f"{case}/{m.name}", m) for m in project.machines]
+    return found
+
+
+@pytest.mark.parametrize(("label", "cfg"), corpus_machines(), ids=lambda x: x if isinstance(x, str) else "")
+def test_every_machine_of_the_corpus_makes_a_domain_libvirt_accepts(label: str, cfg: MachineConfig, home: Path) -> None:
+    root, _, _ = build(cfg, home, TCG)
+    assert root.findtext("memory") is not None, label
