@@ -505,7 +505,7 @@ def test_passthrough_is_allowed_as_root_on_the_system_daemon(tmp_path: Path) -> 
     ('libvirt.memtune type: "soft_limit", value: 100000', "not enforced"),
 ])
 def test_harmless_omissions_are_warnings_saying_why(tmp_path: Path, provider: str, words: str) -> None:
-    warnings = hardware.check_host(machine(tmp_path, provider), TCG)
+    warnings = hardware.check_host(machine(tmp_path, provider), TCG)  # TCG: not root
     assert len(warnings) == 1 and words in warnings[0]
 
 

@@ -103,13 +103,14 @@ def check_host(cfg: MachineConfig, host: Host) -> list[str]:
                            "(CAP_SYS_RESOURCE), which this process does not have, and a cgroup to apply it, which "
                            "the embedded driver has not",
                            hint="use soft_limit, or run with VMCTL_LIBVIRT_URI=qemu:///system as root")
-    if lv.memtunes and host.embedded and not hard:
-        warnings.append("libvirt.memtune soft_limit: the embedded libvirt driver runs QEMU outside cgroups, so the "
-                        "limit is recorded but not enforced (harmless: it only ranks memory reclaim); "
-                        "qemu:///system enforces it")
+    if lv.memtunes and host.embedded and not hard and not host.is_root:
+        warnings.append("libvirt.memtune soft_limit: the embedded libvirt driver of a user who is not root runs QEMU "
+                        "outside cgroups, so the limit is recorded but not enforced (harmless: it only ranks memory "
+                        "reclaim); run as root, or use qemu:///system, to enforce it")
     if lv.shares is not None and host.embedded:
-        warnings.append("libvirt.shares: the embedded libvirt driver runs QEMU outside cgroups, so CPU shares are "
-                        "not enforced (harmless: they only rank CPU time); qemu:///system enforces them")
+        warnings.append("libvirt.shares: vmctl's embedded libvirt driver leaves out the cpu cgroup controller (its "
+                        "guests would otherwise be weighed together as one process), so CPU shares are not "
+                        "enforced (harmless: they only rank CPU time); qemu:///system enforces them")
     if lv.autostart and host.embedded:
         warnings.append("libvirt.autostart: the domain is marked to start with libvirt, but the embedded driver has "
                         "no daemon that starts at boot, so it starts with `vmctl up` only (qemu:///system starts it "
