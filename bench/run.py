@@ -454,23 +454,22 @@ def _bench_box_add(s: Setup, work: Path, runs: int, r: Results, recipe: str) -> 
 
 
 def bench_disk(s: Setup, work: Path, r: Results) -> None:
-    """Ten overlays made by Machine._create_disk, the code path `vmctl up` uses."""
+    """Ten overlays made by vmctl.machine.disks.ensure, the code path `vmctl up` uses."""
     os.environ["VMCTL_HOME"] = str(s.home)
     from vmctl.boxes.store import find_box
-    from vmctl.machine import Machine
-    from vmctl.project import Project
+    from vmctl.machine.disks import MachineDisk, ensure
+    from vmctl.run import run
 
     box = find_box(BOX)
     assert box is not None, "the tiny box is not installed"
-    project = Project(s.project / "Vagrantfile")
-    machine: Machine = project.machines()[0]
     disks = work / "disks"
     disks.mkdir(exist_ok=True)
     allocated = 0
     for i in range(10):
         disk = disks / f"disk-{i}.qcow2"
         disk.unlink(missing_ok=True)
-        machine._create_disk(box, disk)
+        ensure(MachineDisk(role="box", name="box", path=str(disk), format="qcow2", source=str(box.image),
+                           source_format=box.image_format), run=run)
         allocated += disk.stat().st_blocks * 512
     image = Path(box.image)
     image_size = image.stat().st_size

@@ -132,3 +132,57 @@ def rsync_folder(
             + (f": {detail[-1]}" if detail else ""),
             hint="the guest needs rsync installed; check the folder's rsync__args",
         )
+
+
+# The root file system, grown to fill its disk: the partition first (growpart where the guest
+# has it, else sfdisk, which also moves a GPT's backup header to the disk's new end, else
+# vmctl's growroot.py with the guest's python3), the kernel told of it (partx, which works
+# on a mounted disk), then the file system, online (resize2fs, xfs_growfs, btrfs; for ext4
+# without resize2fs, the kernel's own resize through growroot.py).
+_GROW_ROOT = r"""
+set -u
+src=$(findmnt -n -o SOURCE / 2>/dev/null || awk '$2 == "/" {d=$1} END {print d}' /proc/mounts)
+fstype=$(findmnt -n -o FSTYPE / 2>/dev/null || awk '$2 == "/" {t=$3} END {print t}' /proc/mounts)
+dev=$(readlink -f "$src")
+name=${dev##*/}
+if [ -e "/sys/class/block/$name/partition" ]; then
+  part=$(cat "/sys/class/block/$name/partition")
+  disk=/dev/$(basename "$(readlink -f "/sys/class/block/$name/..")")
+  if command -v growpart >/dev/null 2>&1; then
+    growpart "$disk" "$part" >/dev/null 2>&1 || true
+  elif command -v sfdisk >/dev/null 2>&1; then
+    echo ", +" | sfdisk --force --no-reread --no-tell-kernel -N "$part" "$disk" >/dev/null 2>&1 || { echo "sfdisk failed"; exit 3; }
+    partx -u --nr "$part" "$disk" >/dev/null 2>&1 || { echo "partx failed"; exit 3; }
+  elif command -v python3 >/dev/null 2>&1 && command -v partx >/dev/null 2>&1; then
+    python3 "$GROWROOT" part "$disk" "$part" || { echo "the partition table could not be rewritten"; exit 3; }
+    partx -u --nr "$part" "$disk" >/dev/null 2>&1 || { echo "partx failed"; exit 3; }
+  else
+    echo "the guest has no growpart, sfdisk or python3 with partx"; exit 3
+  fi
+fi
+case "$fstype" in
+  ext2|ext3|ext4)
+    if command -v resize2fs >/dev/null 2>&1; then
+      resize2fs "$dev" >/dev/null 2>&1 || { echo "resize2fs failed"; exit 4; }
+    elif [ "$fstype" = ext4 ] && command -v python3 >/dev/null 2>&1; then
+      python3 "$GROWROOT" ext4 / "$dev" || { echo "the kernel did not grow the file system"; exit 4; }
+    else
+      echo "the guest has no resize2fs"; exit 4
+    fi ;;
+  xfs) xfs_growfs / >/dev/null 2>&1 || { echo "xfs_growfs failed"; exit 4; } ;;
+  btrfs) btrfs filesystem resize max / >/dev/null 2>&1 || { echo "btrfs resize failed"; exit 4; } ;;
+  *) echo "no resizer for $fstype"; exit 4 ;;
+esac
+df -B1 --output=size / 2>/dev/null | tail -1 || true
+"""
+
+
+def grow_root_filesystem(s: Session) -> tuple[bool, str]:
+    """Grow the guest's root file system (and its partition) to fill its disk. Returns
+    (done, detail): the new size in bytes, or what the guest lacked."""
+    helper = "/tmp/vmctl-growroot.py"
+    s.upload((Path(__file__).parent / "data" / "growroot.py").read_bytes(), helper)
+    script = f"GROWROOT={helper}\n{_GROW_ROOT}"
+    status, out, err = s.run(f"sudo -n sh -c {shlex.quote(script)}; rm -f {helper}", timeout=300)
+    text = (out or err).decode(errors="replace").strip().splitlines()
+    return status == 0, text[-1] if text else ""

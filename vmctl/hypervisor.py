@@ -44,6 +44,9 @@ stdio_handler = "file"
 # as the user running vmctl, so it can read boxes and overlays under VMCTL_HOME.
 user = "+{uid}"
 group = "+{gid}"
+# So is swtpm, for emulated TPMs: their state (lib/swtpm) is the user's to remove.
+swtpm_user = "+{uid}"
+swtpm_group = "+{gid}"
 # No owner-remembering xattrs: QEMU runs as our own user, so there is nothing to restore
 # (and stale xattrs from an earlier driver instance make libvirt warn on stderr).
 remember_owner = 0
@@ -604,16 +607,86 @@ class Connection:
         except self._lv.libvirtError as exc:
             raise HypervisorError(f"QEMU could not start {name}: {_first_line(exc)}") from exc
 
-    def shutdown(self, name: str) -> None:
-        """Ask the guest to power off (ACPI); it may ignore it."""
+    def shutdown(self, name: str, agent: bool = False) -> None:
+        """Ask the guest to power off: by ACPI (it may ignore it), or with AGENT through the
+        QEMU guest agent (an error when the agent does not answer)."""
         dom = self._domain(name)
         if dom is None:
+            return
+        if agent:
+            try:
+                dom.shutdownFlags(self._lv.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT)
+                return
+            except self._lv.libvirtError as exc:
+                if "disappeared" in str(exc):  # the agent went down with the guest: done
+                    return
+                if not is_embedded(self.uri) or "not connected" not in str(exc):
+                    raise HypervisorError(f"the QEMU guest agent of {name} did not answer: {_first_line(exc)}",
+                                          hint="is qemu-guest-agent installed and running in the guest?") from exc
+            self._agent(dom, name, "guest-shutdown", {"mode": "powerdown"}, reply=False)
             return
         try:
             dom.shutdown()
         except self._lv.libvirtError as exc:
             if not self._not_running(exc):
                 raise HypervisorError(f"libvirt could not shut down {name}: {exc}") from exc
+
+    def pause(self, name: str) -> None:
+        """Pause the guest in memory (libvirt.suspend_mode = "pause")."""
+        dom = self._require(name)
+        try:
+            dom.suspend()
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt could not pause {name}: {exc}") from exc
+
+    def set_autostart(self, name: str, flag: bool) -> None:
+        dom = self._require(name)
+        try:
+            if bool(dom.autostart()) != flag:
+                dom.setAutostart(1 if flag else 0)
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt could not set autostart of {name}: {exc}") from exc
+
+    def agent_addresses(self, name: str) -> list[dict[str, Any]]:
+        """The guest's interfaces and addresses, as its QEMU guest agent reports them."""
+        found = self._agent(self._require(name), name, "guest-network-get-interfaces") or []
+        return [
+            {"interface": iface.get("name"), "mac": iface.get("hardware-address"),
+             "addresses": [f"{a.get('ip-address')}/{a.get('prefix')}" for a in iface.get("ip-addresses") or []]}
+            for iface in found if isinstance(iface, dict)
+        ]
+
+    def agent_ping(self, name: str) -> bool:
+        """Whether the guest's QEMU guest agent answers."""
+        try:
+            self._agent(self._require(name), name, "guest-ping")
+            return True
+        except HypervisorError:
+            return False
+
+    def _agent(self, dom: Any, name: str, execute: str, arguments: dict[str, Any] | None = None, *,
+               reply: bool = True) -> Any:
+        """A QEMU guest agent command, through libvirt; for the embedded driver, which
+        learns that the agent is up only from an event it may have missed while no vmctl
+        command was attached, on the agent's socket itself."""
+        import json
+
+        lv = self._lv
+        command = json.dumps({"execute": execute, **({"arguments": arguments} if arguments else {})})
+        try:
+            import libvirt_qemu
+
+            flags = getattr(libvirt_qemu, "VIR_DOMAIN_QEMU_AGENT_COMMAND_NOWAIT", 0) if not reply else 0
+            answer = libvirt_qemu.qemuAgentCommand(dom, command, 10, flags)
+            return json.loads(answer).get("return") if reply and answer else None
+        except (ImportError, lv.libvirtError, ValueError) as exc:
+            if not is_embedded(self.uri) or "not connected" not in str(exc):
+                raise HypervisorError(f"the QEMU guest agent of {name} did not answer: {_first_line(exc)}",
+                                      hint="is qemu-guest-agent installed and running in the guest?") from exc
+        path = _agent_socket(dom.XMLDesc(0))
+        if path is None:
+            raise HypervisorError(f"{name} has no QEMU guest agent channel", hint="set libvirt.qemu_use_agent = true")
+        return agent_call(path, command, reply=reply)
 
     def destroy(self, name: str, discard: bool = False) -> None:
         """Stop at once (pull the plug). A domain that is not running is fine.
@@ -637,7 +710,9 @@ class Connection:
         if dom is None:
             return
         lv = self._lv
+        # NVRAM: the machine's copy of the variables store; TPM: swtpm's state (libvirt >= 8.9).
         flags = lv.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | lv.VIR_DOMAIN_UNDEFINE_NVRAM
+        flags |= getattr(lv, "VIR_DOMAIN_UNDEFINE_TPM", 0)
         try:
             dom.undefineFlags(flags)
         except lv.libvirtError as exc:
@@ -704,6 +779,57 @@ class Connection:
         # Right after a reopen of an embedded root the state can still be settling:
         # "domain is not running" from destroy means the job is already done.
         return exc.get_error_code() in (self._lv.VIR_ERR_OPERATION_INVALID, self._lv.VIR_ERR_NO_DOMAIN)
+
+
+def _agent_socket(xml: str) -> str | None:
+    """The host socket of a domain's QEMU guest agent channel, from its live XML."""
+    import xml.etree.ElementTree as ET
+
+    try:
+        root = ET.fromstring(xml)
+    except ET.ParseError:
+        return None
+    for ch in root.iter("channel"):
+        target, source = ch.find("target"), ch.find("source")
+        if target is not None and source is not None and (target.get("name") or "").startswith("org.qemu.guest_agent."):
+            return source.get("path")
+    return None
+
+
+def agent_call(path: str, command: str, *, reply: bool = True, timeout: float = 10.0) -> Any:
+    """COMMAND (JSON) on the QEMU guest agent's socket PATH, after a guest-sync that skips
+    whatever an earlier client left unread; its "return" (None without REPLY)."""
+    import json
+    import random
+    import socket
+
+    token = random.randrange(1, 2**31)
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+            sock.settimeout(timeout)
+            sock.connect(path)
+            replies = sock.makefile("rb")
+            sock.sendall(json.dumps({"execute": "guest-sync", "arguments": {"id": token}}).encode() + b"\n")
+            for line in replies:
+                with suppress(ValueError):
+                    if json.loads(line.lstrip(b"\xff")).get("return") == token:
+                        break
+            else:
+                raise HypervisorError("the QEMU guest agent closed its channel")
+            sock.sendall(command.encode() + b"\n")
+            if not reply:
+                return None
+            for line in replies:
+                answer = json.loads(line.lstrip(b"\xff"))
+                if "error" in answer:
+                    raise HypervisorError(f"the QEMU guest agent refused {command[:60]}: "
+                                          f"{answer['error'].get('desc', answer['error'])}")
+                if "return" in answer:
+                    return answer["return"]
+            raise HypervisorError("the QEMU guest agent closed its channel")
+    except (OSError, ValueError) as exc:
+        raise HypervisorError(f"the QEMU guest agent did not answer: {exc}",
+                              hint="is qemu-guest-agent installed and running in the guest?") from exc
 
 
 def _first_line(exc: Exception) -> str:

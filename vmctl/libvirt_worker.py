@@ -20,7 +20,8 @@ from typing import Any
 # The Connection methods a parent may call: nothing else crosses the pipe.
 OPS = frozenset({
     "state", "exists", "define", "start", "shutdown", "destroy", "undefine", "suspend",
-    "resume", "xml", "domain_names", "find_machine_domain",
+    "resume", "xml", "domain_names", "find_machine_domain", "pause", "set_autostart", "agent_addresses",
+    "agent_ping",
 })  # fmt: skip
 
 

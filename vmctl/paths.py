@@ -2,7 +2,8 @@
 
     VMCTL_HOME (default $XDG_DATA_HOME/vmctl, else ~/.local/share/vmctl)
       boxes/NAME-ESCAPED/VERSION/libvirt/   installed boxes
-      machines/ID/                          disk overlays and console logs
+      machines/ID/                          a machine's disks, NVRAM, console and serial logs
+      volumes/NAME                          named volumes (libvirt.storage path: NAME)
       libvirt/                              the embedded libvirt root
       downloads/                            partial downloads (resumable)
       index.json, ports.json, locks/        the machine index and reservations
@@ -50,6 +51,11 @@ def boxes_dir() -> Path:
 
 def machines_dir() -> Path:
     return vmctl_home() / "machines"
+
+
+def volumes_dir() -> Path:
+    """Named volumes (libvirt.storage path: NAME), shared by the machines that name them."""
+    return vmctl_home() / "volumes"
 
 
 def downloads_dir() -> Path:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from vmctl.errors import ProvisionError, VmctlError
-from vmctl.ssh import Session
+from vmctl.ssh import Session, guest_command
 from vmctl.vagrantfile.model import Provisioner
 
 
@@ -99,10 +99,10 @@ def _shell(
     # Vagrant appends a String args verbatim (the shell splits it) and quotes Array items.
     args = " ".join(p.args) if p.args_verbatim else " ".join(shlex.quote(a) for a in p.args)
     body = f"{exports}{runner} {args}".strip()
-    command = f"sudo -n sh -c {shlex.quote(body)}" if p.privileged else f"sh -c {shlex.quote(body)}"
+    command = guest_command(s.endpoint, body, privileged=p.privileged)
     out = LineWriter(emit, f"    {machine}: ")
     err = LineWriter(emit, f"    {machine}: ")
-    status, _, _ = s.run(command, on_stdout=out, on_stderr=err)
+    status, _, _ = s.run(command, on_stdout=out, on_stderr=err, pty=s.endpoint.pty)
     out.flush()
     err.flush()
     s.run(f"rm -f {remote}")

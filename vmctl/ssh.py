@@ -62,6 +62,31 @@ class Endpoint:
     alias: str  # HostKeyAlias: the name the host key is pinned under
     known_hosts: Path
     keys: tuple[Path, ...]  # tried in order
+    # config.ssh.* as Vagrant applies them: to `vmctl ssh` and ssh-config (OpenSSH), and to
+    # the commands vmctl runs (keep_alive, pty, connect_timeout).
+    forward_agent: bool = False
+    forward_x11: bool = False
+    forward_env: tuple[str, ...] = ()
+    keys_only: bool = True
+    connect_timeout: int | None = None
+    extra_args: tuple[str, ...] = ()
+    config_file: Path | None = None
+    keep_alive: bool = True
+    pty: bool = False
+    shell: str | None = None  # what runs vmctl's scripts in the guest (config.ssh.shell); None: sh
+    sudo_command: str | None = None  # config.ssh.sudo_command, "%c" standing for the command
+
+
+def guest_command(endpoint: Endpoint, script: str, *, privileged: bool) -> str:
+    """The command that runs SCRIPT (shell code) in the guest as Vagrant's communicator
+    would: with config.ssh.shell (vmctl's default: sh), under config.ssh.sudo_command when
+    PRIVILEGED (vmctl's default: sudo -n)."""
+    import shlex
+
+    command = f"{endpoint.shell or 'sh'} -c {shlex.quote(script)}"
+    if privileged:
+        command = (endpoint.sudo_command or "sudo -n %c").replace("%c", command)
+    return command
 
 
 # --- keys ------------------------------------------------------------------------------
@@ -172,12 +197,16 @@ class Session:
         on_stdout: Callable[[bytes], None] | None = None,
         on_stderr: Callable[[bytes], None] | None = None,
         timeout: float | None = None,
+        pty: bool = False,
     ) -> tuple[int, bytes, bytes]:
-        """Run COMMAND; stream or collect its output; return (status, stdout, stderr)."""
+        """Run COMMAND; stream or collect its output; return (status, stdout, stderr). With
+        PTY, on a pseudo-terminal (its output then comes on stdout only)."""
         import paramiko
 
         try:
             chan = self.transport.open_session()
+            if pty:
+                chan.get_pty()
             chan.exec_command(command)
             if stdin is not None:
                 view = memoryview(stdin)
@@ -301,6 +330,8 @@ def _attempt(endpoint: Endpoint, banner_timeout: float, pinned_type: str | None)
             transport.close()
             raise _NotReady(str(exc)) from exc
         if transport.is_authenticated():
+            if endpoint.keep_alive:
+                transport.set_keepalive(5)  # as Vagrant's communicator does (config.ssh.keep_alive)
             return Session(transport, endpoint, key_path)
     transport.close()
     raise SSHError(
@@ -516,19 +547,56 @@ def openssh_options(endpoint: Endpoint, key: Path, *, plain: bool = False) -> li
         "-o", "StrictHostKeyChecking=yes",
         "-o", "GlobalKnownHostsFile=/dev/null",
         "-o", "LogLevel=ERROR",
-        "-o", "ConnectTimeout=10",
+        "-o", f"ConnectTimeout={endpoint.connect_timeout or 10}",
         "-p", str(endpoint.port),
     ]  # fmt: skip
     if not plain:
         opts += [
-            "-o", "IdentitiesOnly=yes",
+            "-o", f"IdentitiesOnly={'yes' if endpoint.keys_only else 'no'}",
             "-o", "PasswordAuthentication=no",
             "-i", str(key),
             "-l", endpoint.user,
         ]  # fmt: skip
     if pin:
         opts[0:0] = ["-o", f"HostKeyAlgorithms={pin[0]}"]
-    return opts
+    return opts + _session_options(endpoint)
+
+
+def _session_options(endpoint: Endpoint) -> list[str]:
+    """config.ssh.forward_agent, forward_x11, forward_env, config and extra_args, for the
+    host's ssh; each checked again here (resolve.py checked them first)."""
+    from vmctl import untrusted
+
+    opts: list[str] = []
+    if endpoint.forward_agent:
+        opts += ["-o", "ForwardAgent=yes"]
+    if endpoint.forward_x11:
+        opts += ["-o", "ForwardX11=yes", "-o", "ForwardX11Trusted=yes"]
+    for name in endpoint.forward_env:
+        opts += ["-o", f"SendEnv={_config_value(name, pattern_ok=True)}"]
+    if endpoint.config_file is not None:
+        _check_config_file(endpoint.config_file)
+        opts += ["-F", str(endpoint.config_file)]
+    problem = untrusted.ssh_args_problem(list(endpoint.extra_args))
+    if problem is not None:
+        raise SSHError(f"config.ssh.extra_args: {problem}")
+    return opts + list(endpoint.extra_args)
+
+
+def _check_config_file(path: Path) -> None:
+    """The OpenSSH config file config.ssh.config names, vetted line by line: a Vagrantfile
+    may not hand the host's ssh a ProxyCommand or anything else that runs or writes."""
+    from vmctl import untrusted
+
+    try:
+        text = path.read_text(errors="replace")[:1_000_000]
+    except OSError as exc:
+        raise SSHError(f"could not read the SSH config {path} (config.ssh.config): {exc.strerror}") from exc
+    problem = untrusted.ssh_config_problem(text)
+    if problem is not None:
+        raise SSHError(f"refusing the SSH config {path} (config.ssh.config): {problem}",
+                       hint="a Vagrantfile's ssh config may only shape the session (ForwardAgent, "
+                       "ServerAliveInterval, SendEnv ...)")
 
 
 def _config_value(value: str, *, pattern_ok: bool = True) -> str:
@@ -557,7 +625,17 @@ def config_block(host: str, endpoint: Endpoint, key: Path) -> str:
         *([f"  HostKeyAlgorithms {_config_value(pin[0], pattern_ok=False)}"] if pin else []),
         "  PasswordAuthentication no",
         f"  IdentityFile {_config_value(str(key))}",
-        "  IdentitiesOnly yes",
+        f"  IdentitiesOnly {'yes' if endpoint.keys_only else 'no'}",
         "  LogLevel ERROR",
     ]
+    if endpoint.connect_timeout:
+        lines.append(f"  ConnectTimeout {int(endpoint.connect_timeout)}")
+    if endpoint.forward_agent:
+        lines.append("  ForwardAgent yes")
+    if endpoint.forward_x11:
+        lines += ["  ForwardX11 yes", "  ForwardX11Trusted yes"]
+    lines += [f"  SendEnv {_config_value(name, pattern_ok=True)}" for name in endpoint.forward_env]
+    if endpoint.config_file is not None:
+        _check_config_file(endpoint.config_file)
+        lines.insert(1, f"  Include {_config_value(str(endpoint.config_file))}")
     return "\n".join(lines)

@@ -5,6 +5,12 @@ checked again wherever one becomes a path, an option string or a config line.
     machine_name_problem   a machine name (a folder name, a domain name part, an ssh Host)
     parse_address          an IP address for QEMU or libvirt option strings
     rsync_args_problem     rsync options that only shape the transfer or the guest's side
+    qemu_args_problem      QEMU arguments (libvirt.qemuargs) that only shape the guest's hardware
+    qemu_env_problem       an environment variable for QEMU (libvirt.qemuenv)
+    emulator_problem       a QEMU binary to run (libvirt.emulator_path)
+    file_name_problem      a file name vmctl keeps in its own folders (volumes, serial logs, sockets)
+    ssh_args_problem       OpenSSH arguments (config.ssh.extra_args) that do not act on the host
+    ssh_config_problem     an OpenSSH config file (config.ssh.config), line by line
     ssh_config_value       a value for an OpenSSH config line (no control characters)
     visible                text for the terminal, with control characters made visible
 
@@ -150,6 +156,218 @@ def rsync_args_problem(args: list[str]) -> str | None:
 def _rsync_value_problem(name: str, value: str) -> str | None:
     if name == "--filter" and not _FILTER_RULE.fullmatch(value):
         return f"the rsync filter rule {value!r} is not allowed (only include/exclude rules, no merge files)"
+    return None
+
+
+# -- QEMU ----------------------------------------------------------------------------------
+
+# QEMU runs as the user: an argument that names a host file to write (-chardev file, -D,
+# -pidfile, a drive, a memory backend file, a WAV capture), a program to run (-netdev tap's
+# script, user networking's guestfwd=cmd:, -incoming exec:), a host device (usb-host,
+# vfio-pci, input-linux), a socket or a listening port (-monitor, -qmp, -gdb, -vnc) is a
+# stranger's way onto the host. Allowed are the options that only shape the guest's
+# hardware, and reads the Vagrantfile names as it may name a synced folder (-fw_cfg file=,
+# -smbios file=): the same trust as for its synced folders.
+_QEMU_FLAGS = frozenset({
+    "-no-hpet", "-no-reboot", "-S", "-usb", "-enable-kvm", "-nodefaults", "-no-user-config", "-snapshot",
+    "-no-fd-bootchk", "-full-screen", "-only-migratable",
+})
+_QEMU_VALUED = frozenset({
+    "-fw_cfg", "-smbios", "-cpu", "-machine", "-M", "-accel", "-global", "-device", "-object", "-rtc",
+    "-boot", "-vga", "-k", "-icount", "-overcommit", "-msg", "-display", "-audiodev", "-smp", "-m", "-numa",
+    "-name", "-uuid", "-watchdog-action", "-action", "-compat",
+})
+_QEMU_HINTS = {
+    "-netdev": "use config.vm.network", "-net": "use config.vm.network", "-nic": "use config.vm.network",
+    "-drive": "use libvirt.storage", "-blockdev": "use libvirt.storage", "-cdrom": "use libvirt.storage :file, device: :cdrom",
+    "-hda": "use libvirt.storage", "-hdb": "use libvirt.storage", "-fda": "use libvirt.storage :file, device: :floppy",
+    "-chardev": "use libvirt.serial or libvirt.channel", "-serial": "use libvirt.serial",
+    "-monitor": "vmctl talks to QEMU through libvirt", "-qmp": "vmctl talks to QEMU through libvirt",
+    "-kernel": "use libvirt.kernel", "-initrd": "use libvirt.initrd", "-append": "use libvirt.cmd_line",
+    "-bios": "use libvirt.loader", "-vnc": "use libvirt.graphics_type", "-spice": "use libvirt.graphics_type",
+    "-virtfs": "use a synced folder", "-fsdev": "use a synced folder",
+}
+_QEMU_DEVICE_DENIED = re.compile(r"(usb-host|vfio-.*|vhost-.*|ivshmem.*|pci-assign|usb-redir|virtserialport|"
+                                 r"virtconsole|isa-debugcon|isa-serial|pci-serial.*|ccid-card-passthru)")
+_QEMU_OBJECTS = frozenset({"rng-random", "rng-builtin", "memory-backend-ram", "memory-backend-memfd", "iothread",
+                           "throttle-group", "cryptodev-backend-builtin", "main-loop", "thread-context"})
+
+
+def qemu_args_problem(args: list[str]) -> str | None:
+    """Why ARGS (libvirt.qemuargs) may not reach QEMU, or None."""
+    pending: str | None = None
+    for arg in args:
+        if any(ord(c) < 32 or ord(c) == 127 for c in arg):
+            return f"the QEMU argument {visible(arg)!r} holds a control character"
+        if pending is not None:
+            problem = _qemu_value_problem(pending, arg)
+            if problem:
+                return problem
+            pending = None
+            continue
+        name = "-" + arg.lstrip("-") if arg.startswith("-") else arg
+        if name in _QEMU_FLAGS:
+            continue
+        if name in _QEMU_VALUED:
+            pending = name
+            continue
+        if not arg.startswith("-"):
+            return f"{arg[:60]!r} is not a QEMU option: give each option, then its value, as its own qemuargs"
+        hint = _QEMU_HINTS.get(name)
+        return (f"the QEMU option {name} is not allowed ({hint})" if hint else
+                f"the QEMU option {name} is not allowed (it is unknown to vmctl, or acts on the host)")
+    if pending is not None:
+        return f"the QEMU option {pending} needs a value (the next qemuargs)"
+    return None
+
+
+def _qemu_value_problem(option: str, value: str) -> str | None:
+    parts = _qemu_split(value)
+    first = parts[0] if parts else ""
+    keys = {p.split("=", 1)[0]: (p.split("=", 1)[1] if "=" in p else "") for p in parts}
+    if option == "-device":
+        driver = keys.get("driver") or first.split("=", 1)[0]
+        if _QEMU_DEVICE_DENIED.fullmatch(driver) or "chardev" in keys:
+            return f"the QEMU device {driver} is not allowed: it reaches a host device, file or socket"
+    if option == "-object":
+        kind = keys.get("qom-type") or first.split("=", 1)[0]
+        if kind not in _QEMU_OBJECTS:
+            return f"the QEMU object {kind} is not allowed (allowed: {', '.join(sorted(_QEMU_OBJECTS))})"
+        if kind == "rng-random" and keys.get("filename", "/dev/urandom") not in ("/dev/urandom", "/dev/random"):
+            return "an rng-random object may read /dev/urandom or /dev/random only"
+    if option == "-fw_cfg" and not set(keys) <= {"name", "file", "string"}:
+        return "-fw_cfg takes name=, file= or string= only"
+    if option == "-display" and first.split("=", 1)[0] not in ("none", "egl-headless"):
+        return "-display may be none or egl-headless only (use libvirt.graphics_type for a display)"
+    if option == "-audiodev" and first.split("=", 1)[0] not in ("none", "spice"):
+        return ("-audiodev may be none or spice only: the host's sound server would give the guest the host's "
+                "microphone, and wav writes a host file")
+    if option in ("-machine", "-M") and ("memory-backend" in keys or "dumpdtb" in keys):
+        return "-machine memory-backend= and dumpdtb= are not allowed (memory-backend: use libvirt.memorybacking)"
+    return None
+
+
+def _qemu_split(value: str) -> list[str]:
+    """QEMU's comma-separated options, with ",," as a literal comma."""
+    return [p.replace("\x00", ",") for p in value.replace(",,", "\x00").split(",")]
+
+
+_QEMU_ENV_PREFIXES = ("QEMU_", "SPICE_", "VIRGL_", "MESA_", "LIBGL_", "SDL_", "GDK_")
+
+
+def qemu_env_problem(name: str) -> str | None:
+    """Why NAME may not be set in QEMU's environment (libvirt.qemuenv), or None: only the
+    variables QEMU and its display and audio libraries read, and none naming a file or a
+    folder (QEMU_WAV_PATH would make QEMU write a host file)."""
+    if not re.fullmatch(r"[A-Z_][A-Z0-9_]{0,127}", name):
+        return f"{name[:40]!r} is not an environment variable name"
+    if name not in ("DISPLAY", "TZ") and not name.startswith(_QEMU_ENV_PREFIXES):
+        return (f"{name} is not a variable vmctl passes to QEMU (allowed: DISPLAY, TZ and names starting "
+                f"with {', '.join(_QEMU_ENV_PREFIXES)})")
+    if any(word in name for word in ("PATH", "FILE", "DIR", "LOG", "PRELOAD", "LIBRARY", "MODULE")):
+        return f"{name} names a file or folder on the host, which a Vagrantfile may not make QEMU use"
+    return None
+
+
+_EMULATOR = re.compile(r"/(usr/(local/)?)?(bin|libexec)/(qemu-system-[a-z0-9_]+|qemu-kvm|kvm)")
+
+
+def emulator_problem(path: str) -> str | None:
+    """Why PATH may not be run as the machine's emulator, or None: a QEMU system emulator in a
+    system folder (a Vagrantfile naming any program would run it on the host)."""
+    if not _EMULATOR.fullmatch(path):
+        return "the emulator must be a QEMU system emulator in a system folder, e.g. /usr/bin/qemu-system-x86_64"
+    return None
+
+
+_FILE_NAME = re.compile(r"(?![.-])[A-Za-z0-9_.+-]{1,120}")
+
+
+def file_name_problem(name: str) -> str | None:
+    """Why NAME cannot be the name of a file vmctl keeps in one of its own folders (a volume,
+    a serial log), or None."""
+    if not _FILE_NAME.fullmatch(name) or name in (".", ".."):
+        return "a file name of 1 to 120 letters, digits and _ . + -, not starting with . or -, no folders"
+    return None
+
+
+# -- OpenSSH arguments ------------------------------------------------------------------------
+
+# The host's ssh runs what ProxyCommand, LocalCommand, KnownHostsCommand and Match exec
+# name, loads PKCS#11 and security-key providers, and writes -E log files and control
+# sockets: none of that may come from a Vagrantfile. These options only shape the session.
+SSH_OPTIONS = frozenset(o.lower() for o in (
+    "ServerAliveInterval", "ServerAliveCountMax", "TCPKeepAlive", "Compression", "ForwardAgent", "ForwardX11",
+    "ForwardX11Trusted", "ForwardX11Timeout", "SendEnv", "SetEnv", "RequestTTY", "LogLevel", "ConnectTimeout",
+    "ConnectionAttempts", "Ciphers", "MACs", "KexAlgorithms", "HostKeyAlgorithms", "PubkeyAcceptedKeyTypes",
+    "PubkeyAcceptedAlgorithms", "IPQoS", "EscapeChar", "ExitOnForwardFailure", "ClearAllForwardings",
+    "AddressFamily", "BatchMode", "VisualHostKey", "RekeyLimit", "ObscureKeystrokeTiming", "ForwardX11",
+    "StreamLocalBindUnlink", "LocalForward", "RemoteForward", "DynamicForward", "GatewayPorts",
+    "IdentitiesOnly", "PasswordAuthentication", "KbdInteractiveAuthentication", "PreferredAuthentications",
+    "NumberOfPasswordPrompts", "HashKnownHosts", "CheckHostIP", "UpdateHostKeys", "Tunnel", "User", "Port",
+))
+_SSH_FLAGS = frozenset("46AaCfGgKkMNnqsTtVvXxYy")
+_SSH_VALUED = frozenset("cLmDRoeQWw")
+
+
+def ssh_args_problem(args: list[str]) -> str | None:
+    """Why ARGS (config.ssh.extra_args) may not reach the host's ssh, or None."""
+    pending: str | None = None
+    for arg in args:
+        if any(ord(c) < 32 or ord(c) == 127 for c in arg):
+            return f"the ssh argument {visible(arg)!r} holds a control character"
+        if pending is not None:
+            problem = _ssh_value_problem(pending, arg)
+            if problem:
+                return problem
+            pending = None
+            continue
+        if not arg.startswith("-") or len(arg) < 2:
+            return f"{arg[:60]!r} is not an ssh option: extra_args may hold options only"
+        letters = arg[1:]
+        for i, letter in enumerate(letters):
+            if letter in _SSH_FLAGS:
+                continue
+            if letter in _SSH_VALUED and letter not in "eQWw":
+                rest = letters[i + 1:]
+                if rest:
+                    problem = _ssh_value_problem(letter, rest)
+                    if problem:
+                        return problem
+                else:
+                    pending = letter
+                break
+            return f"the ssh option -{letter} is not allowed (it is unknown to vmctl, or acts on the host)"
+    if pending is not None:
+        return f"the ssh option -{pending} needs a value"
+    return None
+
+
+def _ssh_value_problem(letter: str, value: str) -> str | None:
+    if letter == "o":
+        key = re.split(r"[=\s]", value.strip(), maxsplit=1)[0]
+        if key.lower() not in SSH_OPTIONS:
+            return f"the ssh option {key} is not allowed (it is unknown to vmctl, or runs or writes something on the host)"
+    if letter in "LRD" and value.count(":") >= (1 if letter == "D" else 3) and not re.match(
+            r"(127\.0\.0\.1|localhost|\[::1\]):", value):
+        return f"the forward {value!r} listens beyond this computer: give 127.0.0.1 as its bind address"
+    return None
+
+
+def ssh_config_problem(text: str) -> str | None:
+    """Why TEXT (the OpenSSH config file config.ssh.config names) may not be handed to the
+    host's ssh, or None: each keyword must be one of SSH_OPTIONS (or Host, or a Match without
+    exec)."""
+    for number, line in enumerate(text.splitlines(), 1):
+        words = line.strip().replace("=", " ", 1).split(None, 1)
+        if not words or words[0].startswith("#"):
+            continue
+        key = words[0].lower()
+        rest = words[1] if len(words) > 1 else ""
+        if key == "host" or (key == "match" and "exec" not in rest.lower()):
+            continue
+        if key not in SSH_OPTIONS:
+            return f"line {number}: {words[0]} is not allowed (it is unknown to vmctl, or runs or writes something on the host)"
     return None
 
 

@@ -15,6 +15,7 @@ import textwrap
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -143,12 +144,13 @@ def test_state_shipped_with_the_project_is_not_trusted(vm: Runner) -> None:
 
 
 @pytest.mark.parametrize("bad", [{"id": "../../../victim"}, {"disk": "/VICTIM/precious.txt"},
-                                 {"domain": "other-project-domain"}, {"console_log": "/VICTIM/x"}])
-def test_state_with_foreign_paths_is_refused(vm: Runner, bad: dict[str, str]) -> None:
+                                 {"domain": "../other project's domain"}, {"console_log": "/VICTIM/x"},
+                                 {"disks": [{"role": "extra", "name": "x", "path": "/VICTIM/precious.txt"}]}])
+def test_state_with_foreign_paths_is_refused(vm: Runner, bad: dict[str, Any]) -> None:
     victim = vm.root / "victim"
     victim.mkdir()
     (victim / "precious.txt").write_text("keep me")
-    shipped_state(vm, **{k: v.replace("/VICTIM", str(victim)) for k, v in bad.items()})
+    shipped_state(vm, **json.loads(json.dumps(bad).replace("/VICTIM", str(victim))))
     vm.vagrantfile('Vagrant.configure("2") { |c| c.vm.box = "t/b" }\n')
     one_error(vm("destroy", "-f"), "not in the expected shape")
     assert tree(victim) == {"precious.txt": "keep me"}

@@ -585,18 +585,20 @@ def test_unused_settings_and_plugins_are_warnings(tmp_path: Path) -> None:
       end
     end
     """)
+    # graceful_halt_timeout, forward_agent, nested and storage take effect now (forwarding the
+    # agent with a warning of what it gives the guest).
     assert project.warnings == (
-        "Vagrantfile:4: config.vm.graceful_halt_timeout is not used by vmctl (ignored)",
-        "Vagrantfile:6: config.ssh.forward_agent is not used by vmctl (ignored)",
         "Vagrantfile:7: config.vbguest.auto_update is a setting of a plugin (vbguest) that vmctl does not use (ignored)",
         "Vagrantfile:8: config.hostmanager.enabled is a setting of a plugin (hostmanager) that vmctl does not use (ignored)",
-        "Vagrantfile:10: libvirt.nested is not used by vmctl (ignored)",
-        "Vagrantfile:11: libvirt.storage is not used by vmctl (ignored)",
         "Vagrantfile:5: config.vm.box_download_insecure = true: the box's server is not verified "
         "(anyone on the network path can hand you another box)",
+        "Vagrantfile:6: config.ssh.forward_agent: the guest can use the keys of your SSH agent while you are logged in",
     )
-    settings = [i.setting for i in project.machines[0].ignored]
-    assert "vm.box_check_update" in settings and "libvirt.storage" in settings
+    (m,) = project.machines
+    settings = [i.setting for i in m.ignored]
+    assert "vm.box_check_update" in settings and "libvirt.storage" not in settings
+    assert m.graceful_halt_timeout == 30 and m.ssh.forward_agent is True
+    assert m.libvirt.nested is True and m.libvirt.disks[0].size == 10 * 1024**3
 
 
 def test_libvirt_provider(tmp_path: Path) -> None:
@@ -626,7 +628,7 @@ def test_libvirt_provider(tmp_path: Path) -> None:
 
 def test_libvirt_driver_must_be_kvm_or_qemu(tmp_path: Path) -> None:
     error = failure(tmp_path, "Vagrant.configure('2') do |c|\n  c.vm.provider :libvirt do |lv|\n    lv.driver = 'xen'\n  end\nend\n")
-    assert '"kvm" or "qemu"' in error.message and error.line == 3
+    assert "libvirt.driver must be one of kvm, qemu, not 'xen'" in error.message and error.line == 3
 
 
 def test_other_providers_are_recorded_never_applied(tmp_path: Path) -> None:

@@ -39,7 +39,7 @@ VALID = """
 puts "hello from the Vagrantfile"
 Vagrant.configure("2") do |config|
   config.vm.box = "debian/bookworm64"
-  config.ssh.forward_agent = true
+  config.ssh.compression = true
   config.vm.define "web", primary: true do |web|
     web.vm.hostname = "web"
     web.vm.network "forwarded_port", guest: 80, host: 8080
@@ -75,7 +75,7 @@ def test_human_output(project: Path) -> None:
     )
     assert out.stderr == (
         "hello from the Vagrantfile\n"
-        "warning: Vagrantfile:5: config.ssh.forward_agent is not used by vmctl (ignored)\n"
+        "warning: Vagrantfile:5: config.ssh.compression is not used by vmctl (ignored)\n"
     )
 
 
@@ -99,8 +99,14 @@ def test_json_output(project: Path) -> None:
         "rsync__exclude": [], "rsync__args": None,
     }
     assert web["provisioners"][0]["inline"] == "echo hi"
-    assert web["ssh"] == {"username": "vagrant", "insert_key": True, "private_key_path": None}
-    assert document["warnings"] == ["Vagrantfile:5: config.ssh.forward_agent is not used by vmctl (ignored)"]
+    assert web["ssh"] == {
+        "username": "vagrant", "insert_key": True, "private_key_path": None, "port": None, "guest_port": None,
+        "shell": None, "sudo_command": None, "pty": False, "keep_alive": True, "connect_timeout": None,
+        "forward_agent": False, "forward_x11": False, "forward_env": [], "keys_only": True, "extra_args": [],
+        "config": None, "remote_user": None,
+    }
+    assert web["libvirt"]["memory"] == 1024 and web["libvirt"]["disks"] == [] and web["disks"] == []
+    assert document["warnings"] == ["Vagrantfile:5: config.ssh.compression is not used by vmctl (ignored)"]
     assert out.stderr == "hello from the Vagrantfile\n"
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import threading
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from vmctl import domain, hypervisor, network, paths
 from vmctl.errors import BoxError, HypervisorError, MachineError
+from vmctl.machine import disks, hardware
 from vmctl.machine.state import ForwardState, MachineState, StateMixin
 from vmctl.state import IndexEntry, index_lock, load_index, save_index, write_atomic
 
@@ -49,6 +49,7 @@ class BootMixin(StateMixin):
         if self.key_file.exists():
             keys.append(self.key_file)
         keys += insecure_private_keys()
+        ssh = self.config.ssh
         return Endpoint(
             host="127.0.0.1",
             port=st.ssh_port,
@@ -56,6 +57,17 @@ class BootMixin(StateMixin):
             alias=f"vmctl-{st.id}",
             known_hosts=self.known_hosts,
             keys=tuple(keys),
+            forward_agent=ssh.forward_agent,
+            forward_x11=ssh.forward_x11,
+            forward_env=ssh.forward_env,
+            keys_only=ssh.keys_only,
+            connect_timeout=ssh.connect_timeout,
+            extra_args=ssh.extra_args,
+            config_file=Path(ssh.config) if ssh.config else None,
+            keep_alive=ssh.keep_alive,
+            pty=ssh.pty,
+            shell=ssh.shell,
+            sudo_command=ssh.sudo_command,
         )
 
     def login_key(self) -> Path:
@@ -77,10 +89,12 @@ class BootMixin(StateMixin):
         path = Path(p).expanduser()
         return path if path.is_absolute() else self.project_root / path
 
-    def session(self, timeout: float = 15.0) -> Session:
+    def session(self, timeout: float | None = None) -> Session:
+        """An SSH session to the running machine, trying for config.ssh.connect_timeout
+        seconds (Vagrant's default, 15)."""
         from vmctl import ssh
 
-        return ssh.connect(self.endpoint(), timeout=timeout)
+        return ssh.connect(self.endpoint(), timeout=timeout or self.config.ssh.connect_timeout or 15.0)
 
     def _ensure_box(self, emit: Emit) -> tuple[Any, bool]:
         """The installed box, adding (or building) it first when it is missing, and whether
@@ -145,45 +159,51 @@ class BootMixin(StateMixin):
             hint=f"add it with vmctl box add {cfg.box} (a .box file or catalog URL), or set config.vm.box_url",
         )
 
-    def _create_disk(self, box: Any, disk: Path) -> None:
-        from vmctl.run import run
+    # --- the domain -----------------------------------------------------------------------
 
-        fmt = box.image_format
-        argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw" if fmt == "raw" else "qcow2", "-b", str(box.image), str(disk)]
-        size = self.config.libvirt.machine_virtual_size
-        if size:
-            argv.append(f"{int(size)}G")
-        run(argv, purpose="create the machine's disk overlay")
-        os.chmod(disk, 0o600)
-
-    def _render(self, st: MachineState) -> str:
+    def _host(self, uri: str) -> hardware.Host:
         cfg = self.config
         kernel = Path(cfg.libvirt.kernel) if cfg.libvirt.kernel else None
-        accel = _choose_accel(cfg.libvirt.driver, kernel)
-        forwards = [domain.Forward("127.0.0.1", st.ssh_port, 22)]
+        return hardware.Host(accel=_choose_accel(cfg.libvirt.driver, kernel), uri=uri,
+                             embedded=hypervisor.is_embedded(uri), is_root=os.geteuid() == 0)
+
+    def _check_host(self, host: hardware.Host, emit: Emit) -> None:
+        """Stop before anything is made when a setting cannot work here; say what is applied
+        but not honoured."""
+        for warning in hardware.check_host(self.config, host):
+            emit(f"==> {self.name}: warning: {warning}")
+
+    def _plan_disks(self, st: MachineState, box: disks.Box, host: hardware.Host) -> list[disks.MachineDisk]:
+        cfg = self.config
+        tpm = None
+        if hardware.tpm_wanted(cfg.libvirt) and (cfg.libvirt.tpm_type or "passthrough") == "emulator":
+            tpm = hardware.tpm_state_dir(host, st.uuid or hardware.domain_uuid(st.id))
+        template = hardware.nvram_template(cfg.libvirt) if cfg.libvirt.loader else None
+        return disks.plan(cfg, st.id, box, machine_type=cfg.libvirt.machine_type or "pc", tpm_dir=tpm,
+                          nvram_template=template)
+
+    def _make_disks(self, st: MachineState, emit: Emit) -> None:
+        """Make (or grow) every disk in the recorded list; the list was saved first."""
+        from vmctl.run import run
+
+        for d in st.disks:
+            disks.ensure(d, run=run, emit=lambda text: emit(f"==> {self.name}: {text}"))
+
+    def _render(self, st: MachineState, host: hardware.Host | None = None, emit: Emit | None = None) -> str:
+        cfg = self.config
+        host = host or self._host(st.uri)
+        guest_port = cfg.ssh.port or cfg.ssh.guest_port or 22
+        forwards = [domain.Forward("127.0.0.1", st.ssh_port, guest_port)]
         forwards += [domain.Forward(f.host_ip, f.host, f.guest, f.protocol) for f in st.forwards if f.id != "ssh"]
         nics = []
         for net, mac in zip(cfg.private_networks, st.macs, strict=False):
             group, port = network.mcast_group(self._segment(net))
             nics.append(domain.McastNic(mac=mac, group=group, port=port))
-        spec = domain.DomainSpec(
-            name=st.domain,
-            uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"vmctl:{st.id}")),
-            memory_mib=cfg.memory,
-            cpus=cfg.cpus,
-            accel=accel,
-            disk=Path(st.disk),
-            console_log=Path(st.console_log),
-            mac=network.mac_for(st.id, 0),
-            forwards=tuple(forwards),
-            private_nics=tuple(nics),
-            kernel=kernel,
-            initrd=Path(cfg.libvirt.initrd) if cfg.libvirt.initrd else None,
-            cmdline=cfg.libvirt.cmd_line,
-            project=str(self.project_root),
-            machine=self.name,
-            machine_id=st.id,
-        )
+        spec, notes = hardware.build(cfg, st, st.all_disks(), project_root=self.project_root, host=host,
+                                     private_nics=tuple(nics), forwards=tuple(forwards))
+        if emit is not None:
+            for note in notes:
+                emit(f"==> {self.name}: {note}")
         return domain.render_domain(spec)
 
     def _segment(self, net: Any) -> str:

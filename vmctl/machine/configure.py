@@ -8,6 +8,7 @@ folders) or recorded only once it has finished (the first provisioning run).
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from vmctl.machine.boot import BootMixin
@@ -16,6 +17,7 @@ if TYPE_CHECKING:
     from vmctl.machine.lifecycle import Emit
     from vmctl.ssh import Session
 
+log = logging.getLogger("vmctl.machine")
 
 class GuestMixin(BootMixin):
     """The guest-configuration half of a Machine (see lifecycle.Machine)."""
@@ -30,7 +32,31 @@ class GuestMixin(BootMixin):
         if cfg.private_networks:
             emit(f"==> {self.name}: configuring private networks...")
             guest.configure_private_networks(session, list(zip(cfg.private_networks, st.macs, strict=False)))
+        self._grow_root(session, emit=emit)
         self.sync_folders(session, emit=emit)
+
+    def _grow_root(self, session: Session, *, emit: Emit) -> None:
+        """When the Vagrantfile grew the main disk (config.vm.disk primary size:, or
+        libvirt.machine_virtual_size), grow the guest's root file system to fill it, once
+        per size: "the disk grew but the file system did not" is what people hit with
+        vagrant-libvirt, which leaves that to them."""
+        from vmctl import guest
+
+        cfg = self.config
+        st = self.require_state()
+        asked = cfg.libvirt.machine_virtual_size or any(d.primary and d.size for d in cfg.disks)
+        box = next((d for d in st.disks if d.role == "box"), None)
+        if not asked or box is None or not box.size or st.root_grown == box.size:
+            return
+        emit(f"==> {self.name}: growing the root file system to fill its {box.size / 1024**3:.1f} GiB disk...")
+        done, detail = guest.grow_root_filesystem(session)
+        if done:
+            log.debug("%s: root file system now %s bytes", self.name, detail)
+        else:
+            emit(f"==> {self.name}: warning: the disk is {box.size / 1024**3:.1f} GiB, but its root file system "
+                 f"could not be grown ({detail}): grow it in the guest")
+        st.root_grown = box.size
+        self.save()
 
     def sync_folders(self, session: Session, *, emit: Emit) -> None:
         from vmctl import guest

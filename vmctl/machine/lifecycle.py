@@ -11,6 +11,7 @@ changes it, so a second command says "busy" instead of racing.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 import uuid
@@ -21,14 +22,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from vmctl import hypervisor, network, paths
+from vmctl.domain import parse_machine_metadata
 from vmctl.errors import BootTimeoutError, HypervisorError, MachineError, SSHError, VmctlError
+from vmctl.machine import disks, hardware
 from vmctl.machine.configure import GuestMixin
+from vmctl.machine.disks import CONSOLE_FILE
 from vmctl.machine.state import (
-    CONSOLE_FILE,
     DISK_FILE,
     DOMAIN_NAME_RE,
-    MACHINE_HOME_FILES,
     MACHINE_ID_RE,
+    UUID_RE,
     MachineState,
     Timer,
     _slug,
@@ -91,6 +94,13 @@ class Machine(GuestMixin):
                 if state in (hypervisor.SAVED, hypervisor.PAUSED):
                     c.resume(st.domain)
                 else:
+                    # A stopped machine starts as the Vagrantfile says now: its disks are
+                    # planned again and its domain defined again.
+                    host = self._host(st.uri)
+                    self._check_host(host, emit)
+                    self._reconcile_disks(st, host, emit)
+                    c.define(self._render(st, host, emit))
+                    c.set_autostart(st.domain, bool(self.config.libvirt.autostart))
                     self._start_with_port_retry(c, st, emit)
         if state == hypervisor.RUNNING:
             emit(f"==> {self.name}: machine already running.")
@@ -121,6 +131,19 @@ class Machine(GuestMixin):
         finally:
             session.close()
 
+    def _reconcile_disks(self, st: MachineState, host: hardware.Host, emit: Emit) -> None:
+        """Plan the disks again from the Vagrantfile, record the list, then make what is new
+        and grow what grew (disks.py)."""
+        box_disks = [d for d in st.disks if d.role == "box"]
+        if not box_disks:
+            return  # a machine made before vmctl kept its list of disks: it has just the one
+        images = [(Path(d.source or st.disk), d.source_format or "qcow2", d.size or 0) for d in box_disks]
+        first, *more = [(image, fmt, _virtual_size(image) or size) for image, fmt, size in images]
+        box = disks.Box(first[0], first[1], first[2], tuple(more))
+        st.disks = disks.merge(st.disks, self._plan_disks(st, box, host))
+        self.save()
+        self._make_disks(st, emit)
+
     def _up_new(self, *, provision: bool | None, emit: Emit, emit_output: Emit, timer: Timer, cancel: threading.Event | None, reload_config: Callable[[], MachineConfig] | None, only: set[str] | None = None, destroy_on_error: bool = True) -> None:
         box, was_missing = self._ensure_box(emit)
         if reload_config is not None and was_missing and box.vagrantfile is not None:
@@ -139,16 +162,18 @@ class Machine(GuestMixin):
         # came with the project's files is never used.
         self._remove_state_files()
 
+        uri = hypervisor.resolve_uri(cfg.libvirt.uri)
+        host = self._host(uri)
+        self._check_host(host, emit)  # before anything is made: what cannot work here stops here
         machine_id = uuid.uuid4().hex[:12]
         home_dir = paths.machines_dir() / machine_id
         # Traversable but not listable: under a libvirt daemon (qemu:///system) QEMU runs as
         # its own user and must reach the disk, which libvirt hands to it by ownership.
         home_dir.mkdir(parents=True, exist_ok=True, mode=0o711)
-        dom_name = f"vmctl-{_slug(self.project_root.name)}-{_slug(self.name)}-{machine_id[:6]}"
         st = MachineState(
             id=machine_id,
-            domain=dom_name,
-            uri=hypervisor.resolve_uri(cfg.libvirt.uri),
+            domain=domain_name(cfg, self.project_root, machine_id),
+            uri=uri,
             disk=str(home_dir / DISK_FILE),
             console_log=str(home_dir / CONSOLE_FILE),
             ssh_port=0,
@@ -156,17 +181,26 @@ class Machine(GuestMixin):
             box_name=box.name,
             box_version=box.version,
             macs=[network.mac_for(machine_id, i + 1) for i in range(len(cfg.private_networks))],
+            uuid=cfg.libvirt.uuid or hardware.domain_uuid(machine_id),
         )
         self._state = st
         self._state_loaded = True
         try:
+            images = [(Path(path), fmt, _virtual_size(Path(path)) or 0) for path, fmt in _box_disks(box)]
+            first, *more = images
+            st.disks = self._plan_disks(st, disks.Box(first[0], first[1], first[2], tuple(more)), host)
             self._reserve_ports(st, emit)
-            self.save()
+            self.save()  # the list of disks is recorded before any of them is made
             emit(f"==> {self.name}: creating the machine from box {box.name} ({box.version})...")
-            self._create_disk(box, Path(st.disk))
+            self._make_disks(st, emit)
             timer.mark("disk")
             with hypervisor.connect(st.uri) as c:
-                c.define(self._render(st))
+                if c.exists(st.domain):
+                    raise MachineError(f"a libvirt domain named {st.domain} exists already",
+                                       hint="it is not this machine's: change libvirt.default_prefix, or remove "
+                                       "that domain")
+                c.define(self._render(st, host, emit))
+                c.set_autostart(st.domain, bool(cfg.libvirt.autostart))
                 timer.mark("define")
                 self._start_with_port_retry(c, st, emit)
             timer.mark("start")
@@ -204,19 +238,24 @@ class Machine(GuestMixin):
             session.close()
         emit(f"==> {self.name}: machine is ready (SSH on 127.0.0.1:{st.ssh_port}; log in with: vmctl ssh {self.name})")
 
-    def halt(self, *, force: bool, emit: Emit, timeout: float = 60.0) -> None:
+    def halt(self, *, force: bool, emit: Emit, timeout: float | None = None) -> None:
         with self.locked():
             self._triggers("before", "halt", emit, emit)
             self._halt(force=force, emit=emit, timeout=timeout)
             self._triggers("after", "halt", emit, emit)
 
-    def _halt(self, *, force: bool, emit: Emit, timeout: float) -> None:
+    def _halt(self, *, force: bool, emit: Emit, timeout: float | None) -> None:
+        """Stop the machine: ask the guest (through the QEMU guest agent with
+        libvirt.qemu_use_agent, else over SSH, else ACPI), wait up to TIMEOUT (default
+        config.vm.graceful_halt_timeout), then pull the plug."""
         from vmctl import guest
 
         st = self.state
         if st is None:
             emit(f"==> {self.name}: not created.")
             return
+        if timeout is None:
+            timeout = float(self.config.graceful_halt_timeout)
         # The connection stays open while the guest powers off: QEMU runs with
         # -no-shutdown, and only a libvirt driver that is there to see the guest's
         # shutdown makes QEMU exit (on_poweroff = destroy).
@@ -228,13 +267,23 @@ class Machine(GuestMixin):
             st.halted = True
             self.save()
             if not force and state == hypervisor.RUNNING:
-                emit(f"==> {self.name}: shutting down gracefully...")
-                try:
-                    with self._ssh_session() as s:
-                        guest.request_poweroff(s)
-                except SSHError as exc:
-                    log.debug("halt over SSH failed: %s; trying ACPI", exc)
-                    c.shutdown(st.domain)
+                asked = False
+                if self.config.libvirt.qemu_use_agent:
+                    emit(f"==> {self.name}: shutting down gracefully (QEMU guest agent)...")
+                    try:
+                        c.shutdown(st.domain, True)
+                        asked = True
+                    except HypervisorError as exc:
+                        emit(f"==> {self.name}: the guest agent did not answer ({exc.message}); asking over SSH")
+                if not asked:
+                    if not self.config.libvirt.qemu_use_agent:
+                        emit(f"==> {self.name}: shutting down gracefully...")
+                    try:
+                        with self._ssh_session() as s:
+                            guest.request_poweroff(s)
+                    except SSHError as exc:
+                        log.debug("halt over SSH failed: %s; trying ACPI", exc)
+                        c.shutdown(st.domain)
                 deadline = time.monotonic() + timeout
                 while time.monotonic() < deadline:
                     if not self._qemu_running(c):
@@ -246,12 +295,19 @@ class Machine(GuestMixin):
             c.destroy(st.domain)
 
     def suspend(self, *, emit: Emit) -> None:
+        """libvirt.suspend_mode "pause" pauses the guest in memory (vagrant-libvirt's default);
+        otherwise vmctl saves its memory to disk and stops it ("managedsave"), which survives
+        a host reboot and frees the memory."""
         with self.locked():
             st = self.require_running()
             self._triggers("before", "suspend", emit, emit)
-            emit(f"==> {self.name}: saving the machine's memory and stopping it...")
             with hypervisor.connect(st.uri) as c:
-                c.suspend(st.domain)
+                if self.config.libvirt.suspend_mode == "pause":
+                    emit(f"==> {self.name}: pausing the machine...")
+                    c.pause(st.domain)
+                else:
+                    emit(f"==> {self.name}: saving the machine's memory and stopping it...")
+                    c.suspend(st.domain)
             self._triggers("after", "suspend", emit, emit)
 
     def resume(self, *, emit: Emit, emit_output: Emit) -> None:
@@ -275,14 +331,14 @@ class Machine(GuestMixin):
         """FORCE: pull the plug instead of shutting down; ONLY: --provision-with."""
         with self.locked():
             self._triggers("before", "reload", emit, emit_output)
-            self._halt(force=force, emit=emit, timeout=60.0)
+            self._halt(force=force, emit=emit, timeout=None)
             st = self.require_state()
             timer = Timer(self.name)
             self._up_existing(st, provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=None, only=only)
             self._triggers("after", "reload", emit, emit_output)
 
     def destroy(self, *, emit: Emit, graceful: bool = False) -> bool:
-        """Remove the domain, the disk, the index entry and the project state.
+        """Remove the domain, every disk vmctl made, the index entry and the project state.
         Running it again (or after a killed destroy) finishes what is left.
         GRACEFUL (destroy -g): shut the guest down first instead of pulling the plug."""
         with self.locked():
@@ -291,29 +347,39 @@ class Machine(GuestMixin):
                 return False
             self._triggers("before", "destroy", emit, emit)
             if graceful and self.state is not None:
-                self._halt(force=False, emit=emit, timeout=60.0)
+                self._halt(force=False, emit=emit, timeout=None)
             emit(f"==> {self.name}: destroying...")
             self._cleanup()
             self._triggers("after", "destroy", emit, emit)
             return True
 
     def _cleanup(self) -> None:
+        """Each step idempotent: stop and undefine the domain (when its metadata says it is
+        this machine's), remove the disks vmctl made (disks.remove), libvirt's logs of the
+        domain, the index entry, the project's state files."""
         st = self.state
-        targets: list[tuple[str, str, str]] = []  # (id, domain, uri)
+        targets: list[tuple[str, str, str, list[disks.MachineDisk]]] = []  # (id, domain, uri, disks)
         if st is not None:
-            targets.append((st.id, st.domain, st.uri))
+            targets.append((st.id, st.domain, st.uri, st.disks))
         for e in self._index_entries():
             if (st is None or e.id != st.id) and MACHINE_ID_RE.fullmatch(e.id) and DOMAIN_NAME_RE.fullmatch(e.domain):
-                targets.append((e.id, e.domain, e.uri))
-        for machine_id, dom, uri in targets:
+                targets.append((e.id, e.domain, e.uri, []))
+        for machine_id, dom, uri, machine_disks in targets:
             with hypervisor.connect(uri) as c:
-                c.destroy(dom, True)  # its disk goes next: nothing to flush
-                c.undefine(dom)
-            self._remove_owned(paths.machines_dir() / machine_id, MACHINE_HOME_FILES)
+                xml = c.xml(dom)
+                meta = parse_machine_metadata(xml) if xml is not None else None
+                if xml is not None and (meta is None or meta.get("id") != machine_id):
+                    log.warning("left the libvirt domain %s alone: it is not machine %s's (its metadata says %s)",
+                                dom, machine_id, meta.get("id") if meta else "nothing")
+                else:
+                    c.destroy(dom, True)  # its disks go next: nothing to flush
+                    c.undefine(dom)
+            left = disks.remove(machine_disks, machine_id)
+            if left:
+                log.warning("left %s in place: it holds files vmctl did not make (%s)",
+                            paths.machines_dir() / machine_id, ", ".join(sorted(left)[:5]))
             if hypervisor.is_embedded(uri):
-                # libvirt's own log of the domain's QEMU, which it never removes
-                with suppress(FileNotFoundError):
-                    (paths.libvirt_root() / "log" / "qemu" / f"{dom}.log").unlink()
+                _remove_libvirt_leftovers(dom, machine_disks)
             with index_lock():
                 entries = load_index()
                 if entries.pop(machine_id, None) is not None:
@@ -326,7 +392,7 @@ class Machine(GuestMixin):
     def status_json(self, state: str) -> dict[str, Any]:
         st = self.state
         if st is None:
-            return {"name": self.name, "state": state, "domain": None, "ssh": None, "forwarded_ports": []}
+            return {"name": self.name, "state": state, "domain": None, "ssh": None, "forwarded_ports": [], "disks": []}
         key = st.key_inserted and self.key_file.exists()
         return {
             "name": self.name,
@@ -339,10 +405,79 @@ class Machine(GuestMixin):
                 "private_key": str(self.key_file if key else self.dir / "insecure_private_key"),
             },
             "forwarded_ports": self.ports_json(),
+            "disks": disks.status_json(st.all_disks()),
+            **({"guest_addresses": self.guest_addresses()} if self.config.libvirt.qemu_use_agent
+               and state == hypervisor.RUNNING else {}),
         }
+
+    def guest_addresses(self) -> list[dict[str, Any]] | None:
+        """The guest's network addresses as the QEMU guest agent reports them (None when it
+        does not answer)."""
+        st = self.require_state()
+        try:
+            with hypervisor.connect(st.uri) as c:
+                return c.agent_addresses(st.domain)
+        except HypervisorError as exc:
+            log.debug("the guest agent did not answer: %s", exc)
+            return None
 
     def ports_json(self) -> list[dict[str, Any]]:
         st = self.require_state()
-        ports = [{"id": "ssh", "guest": 22, "host": st.ssh_port, "host_ip": "127.0.0.1", "protocol": "tcp"}]
+        guest_port = self.config.ssh.port or self.config.ssh.guest_port or 22
+        ports = [{"id": "ssh", "guest": guest_port, "host": st.ssh_port, "host_ip": "127.0.0.1", "protocol": "tcp"}]
         ports += [asdict(f) for f in st.forwards]
         return ports
+
+
+def domain_name(cfg: MachineConfig, project_root: Path, machine_id: str) -> str:
+    """vmctl's name for the domain (vmctl-PROJECT-MACHINE-ID6), or vagrant-libvirt's when
+    libvirt.default_prefix is set: the prefix (no separator added) and the machine name,
+    every character outside [-a-z0-9_.] removed; random_hostname adds a unique suffix."""
+    lv = cfg.libvirt
+    if lv.default_prefix is None:
+        return f"vmctl-{_slug(project_root.name)}-{_slug(cfg.name)}-{machine_id[:6]}"
+    name = re.sub(r"[^-a-z0-9_.]", "", lv.default_prefix + cfg.name, flags=re.IGNORECASE)
+    if lv.random_hostname:
+        name += f"_{int(time.time())}_{machine_id}"
+    name = name.lstrip("-")[:200]
+    if not name:
+        raise MachineError(f"libvirt.default_prefix {lv.default_prefix!r} and the machine name {cfg.name!r} leave "
+                           "no characters for a domain name", hint="use letters, digits, - _ .")
+    return name
+
+
+def _box_disks(box: Any) -> list[tuple[Path, str]]:
+    """Every disk of an installed box, in order: (image, format)."""
+    found = getattr(box, "disks", None)
+    return [(Path(p), f) for p, f in found] if found else [(Path(box.image), box.image_format)]
+
+
+def _virtual_size(image: Path) -> int | None:
+    """The size the guest sees of IMAGE (qemu-img info), None if it cannot be read."""
+    import json
+    import subprocess
+
+    try:
+        out = subprocess.run(["qemu-img", "info", "--output=json", "-U", str(image)], capture_output=True,
+                             check=True, stdin=subprocess.DEVNULL, timeout=60).stdout
+        return int(json.loads(out)["virtual-size"])
+    except (OSError, subprocess.SubprocessError, ValueError, KeyError):
+        return None
+
+
+def _remove_libvirt_leftovers(dom: str, machine_disks: list[disks.MachineDisk]) -> None:
+    """What the embedded libvirt keeps of a domain after undefining it: its QEMU and swtpm
+    logs, and the swtpm state when an undefine without the TPM flag left it (older
+    vmctl); only in the embedded root, and only by name."""
+    root = paths.libvirt_root()
+    for log_file in (root / "log" / "qemu" / f"{dom}.log", root / "log" / "swtpm" / f"{dom}-swtpm.log"):
+        with suppress(FileNotFoundError):
+            log_file.unlink()
+    swtpm = root / "lib" / "swtpm"
+    for d in machine_disks:
+        state = Path(d.path)
+        if d.role != "tpm" or state.parent != swtpm or not UUID_RE.fullmatch(state.name):
+            continue
+        for sub, names in (("tpm2", ("tpm2-00.permall", ".lock")), ("tpm1.2", ("tpm-00.permall", ".lock"))):
+            paths.remove_owned_dir(state / sub, names)
+        paths.remove_owned_dir(state, ())

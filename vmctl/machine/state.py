@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from vmctl import hypervisor, paths
 from vmctl.errors import MachineError, StateError
+from vmctl.machine.disks import BOX_DISK, CONSOLE_FILE, MachineDisk
 from vmctl.state import IndexEntry, file_lock, load_index, read_json, write_json
 
 if TYPE_CHECKING:
@@ -65,6 +66,10 @@ class MachineState:
     halted: bool = False
     phase: str = "creating"  # creating -> created
     created: float = field(default_factory=time.time)
+    uuid: str | None = None  # the domain's; None: derived from the id (machines made before it was kept)
+    root_grown: int | None = None  # the disk size the guest's root file system was last grown to
+    # Every disk of the machine (disks.py), written before any of them is made.
+    disks: list[MachineDisk] = field(default_factory=list)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MachineState:
@@ -74,6 +79,10 @@ class MachineState:
             raise ValueError("not a JSON object")
         data = dict(data)
         data["forwards"] = [ForwardState(**f) for f in data.get("forwards", [])]
+        machine_id = data.get("id")
+        if not isinstance(machine_id, str) or not MACHINE_ID_RE.fullmatch(machine_id):
+            raise ValueError(f"id {machine_id!r} is not a vmctl machine id")
+        data["disks"] = [MachineDisk.from_json(d, machine_id) for d in data.get("disks", [])]
         known = {f for f in cls.__dataclass_fields__}
         st = cls(**{k: v for k, v in data.items() if k in known})
         st.check()
@@ -94,6 +103,13 @@ class MachineState:
             raise ValueError("a port is not a port number")
         if not isinstance(self.macs, list) or not all(isinstance(m, str) and MAC_RE.fullmatch(m) for m in self.macs):
             raise ValueError("a MAC address is not one")
+        if self.uuid is not None and not (isinstance(self.uuid, str) and UUID_RE.fullmatch(self.uuid)):
+            raise ValueError(f"uuid {self.uuid!r} is not a UUID")
+
+    def all_disks(self) -> list[MachineDisk]:
+        """Every disk of the machine; for a machine made before vmctl kept the list, its one disk."""
+        return self.disks or [MachineDisk(role="box", name="box", path=self.disk, target="vda", bus="virtio",
+                                          format="qcow2")]
 
 
 class Timer:
@@ -114,13 +130,15 @@ class Timer:
 
 
 MACHINE_ID_RE = re.compile(r"[0-9a-f]{12}")
-DOMAIN_NAME_RE = re.compile(r"vmctl-[A-Za-z0-9_.-]{1,120}")
+# vmctl's own names start with "vmctl-"; with libvirt.default_prefix a name is vagrant-libvirt's
+# (prefix + machine name, reduced to these characters). destroy checks a domain's metadata
+# before it removes it, whatever its name.
+DOMAIN_NAME_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,199}")
+UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
-# What vmctl keeps in VMCTL_HOME/machines/ID and PROJECT/.vmctl/machines/NAME: destroy
-# removes these files and then the folder, never anything else.
-DISK_FILE = "disk.qcow2"
-CONSOLE_FILE = "console.log"
-MACHINE_HOME_FILES = (DISK_FILE, CONSOLE_FILE)
+# What vmctl keeps in PROJECT/.vmctl/machines/NAME (and, in disks.py, in VMCTL_HOME/machines/ID):
+# destroy removes these files and then the folder, never anything else.
+DISK_FILE = BOX_DISK
 STATE_FILES = ("state.json", "private_key", "private_key.pub", "known_hosts", "insecure_private_key")
 TEMP_PREFIXES = tuple(f".{name}." for name in STATE_FILES)  # state.write_atomic's temporary files
 

@@ -8,7 +8,7 @@ and named provisioners merge by their id).
 
 Known settings that vmctl does not use are accepted with a warning; unknown settings in a
 namespace vmctl knows are errors with a "did you mean"; namespaces of plugins are recorded
-and warned about.
+and warned about. The libvirt provider's settings are in libvirt.py.
 """
 
 from __future__ import annotations
@@ -74,6 +74,13 @@ def merged_option_nodes(earlier: FolderRec | ProvisionerRec, later: FolderRec | 
     nodes = {k: earlier.node_of(k) for k in earlier.options}
     nodes.update({k: later.node_of(k) for k in later.options})
     return nodes
+
+
+@dataclass
+class DiskRec:
+    type: str  # disk | dvd | floppy
+    options: dict[str, Any]
+    node: Node
 
 
 @dataclass
@@ -372,13 +379,13 @@ class VmConfig(Namespace):
     settings = frozenset({"box", "box_version", "box_url", "hostname", "boot_timeout", "ignore_box_vagrantfile",
                           "communicator", "box_server_url", "box_download_ca_cert", "box_download_ca_path",
                           "box_download_checksum", "box_download_checksum_type", "box_download_client_cert",
-                          "box_download_insecure"})
+                          "box_download_insecure", "graceful_halt_timeout"})
     silent_settings = frozenset({"box_check_update"})
     ignored_settings = frozenset({
         "allowed_synced_folder_types", "allow_fstab_modification", "allow_hosts_modification", "base_mac",
         "base_address", "box_download_location_trusted", "box_download_options",
         "box_extra_download_options", "box_architecture", "cloud_init_first_boot_only",
-        "graceful_halt_timeout", "guest", "post_up_message", "usable_port_range",
+        "guest", "post_up_message", "usable_port_range",
     })
     methods = frozenset({"define", "provider", "network", "synced_folder", "provision", "disk", "cloud_init",
                          "networks", "synced_folders", "provisioners", "defined_vm_keys"})
@@ -391,6 +398,7 @@ class VmConfig(Namespace):
         self.provisioners: list[ProvisionerRec] = []
         self.providers: list[ProviderRec] = []
         self.defines: dict[str, DefineRec] = {}
+        self.disks: list[DiskRec] = []
 
     def check(self, ip: Interpreter, attr: str, value: Any, node: Node | None) -> Any:
         setting = f"config.vm.{attr}"
@@ -405,7 +413,7 @@ class VmConfig(Namespace):
         if attr == "box_url":
             urls = want_str_list(ip, setting, value, node)
             return urls
-        if attr == "boot_timeout":
+        if attr in ("boot_timeout", "graceful_halt_timeout"):
             timeout = want_int(ip, setting, value, node)
             if timeout is not None and timeout <= 0:
                 raise config_error(ip, node, f"{setting} must be a positive number of seconds")
@@ -578,8 +586,27 @@ class VmConfig(Namespace):
     def call_provisioners(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
         return [{Symbol("name"): p.name, Symbol("type"): Symbol(p.type)} for p in self.provisioners]
 
+    # config.vm.disk :disk, name: "data", size: "10GB"   (Vagrant core's disks)
     def call_disk(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-        self.ignore(ip, "disk", list(args), node)
+        positional, options = split_options(args)
+        if len(positional) != 1:
+            raise config_error(ip, node, "config.vm.disk needs a type: :disk, :dvd or :floppy")
+        if ip.inert:
+            self.root.ignored.append(Ignored("vm.disk", _plain([positional, options]), node))
+            return None
+        kind = to_s(positional[0])
+        if kind not in ("disk", "dvd", "floppy"):
+            raise config_error(ip, node, f"config.vm.disk type {kind!r} is not one of :disk, :dvd, :floppy",
+                               hint=f"did you mean :{did_you_mean(kind, ['disk', 'dvd', 'floppy']) or 'disk'}?")
+        known = ("name", "size", "primary", "file", "provider_config", "disk_ext")
+        for key in options:
+            if key not in known and "__" not in key:
+                guess = did_you_mean(key, list(known))
+                raise config_error(ip, node, f"config.vm.disk has no option {key}:",
+                                   hint=f"did you mean {guess}:?" if guess else f"its options: {', '.join(known)}")
+        if len(self.disks) >= 100:
+            raise ip.limit(node, "more than 100 disks")
+        self.disks.append(DiskRec(kind, options, node))
         return None
 
     def call_cloud_init(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
@@ -618,22 +645,41 @@ class ProvisionerConfig(Namespace):
 
 class SshConfig(Namespace):
     prefix = "config.ssh"
-    settings = frozenset({"username", "insert_key", "private_key_path"})
+    settings = frozenset({
+        "username", "insert_key", "private_key_path", "port", "guest_port", "shell", "sudo_command", "pty",
+        "keep_alive", "connect_timeout", "forward_agent", "forward_x11", "forward_env", "keys_only", "extra_args",
+        "config", "remote_user",
+    })
     ignored_settings = frozenset({
-        "password", "host", "port", "guest_port", "keys_only", "paranoid", "verify_host_key",
-        "forward_agent", "forward_x11", "forward_env", "keep_alive", "shell", "proxy_command", "pty",
-        "sudo_command", "export_command_template", "compression", "dsa_authentication", "extra_args",
-        "remote_user", "connect_timeout", "connect_retries", "connect_retry_delay", "config",
+        "password", "host", "paranoid", "verify_host_key", "proxy_command", "export_command_template",
+        "compression", "dsa_authentication", "connect_retries", "connect_retry_delay",
         "ignore_unknown_hosts", "disable_deprecated_algorithms", "key_type",
     })
 
     def check(self, ip: Interpreter, attr: str, value: Any, node: Node | None) -> Any:
         setting = f"config.ssh.{attr}"
-        if attr == "username":
-            return want_str(ip, setting, value, node)
-        if attr == "insert_key":
+        if attr in ("username", "shell", "sudo_command", "config", "remote_user"):
+            text = want_str(ip, setting, value, node)
+            if text is not None and any(ord(c) < 32 for c in text):
+                raise config_error(ip, node, f"{setting} holds a control character")
+            return text
+        if attr in ("insert_key", "pty", "keep_alive", "forward_agent", "forward_x11", "keys_only"):
             return want_bool(ip, setting, value, node)
-        if attr == "private_key_path":
+        if attr in ("private_key_path", "forward_env"):
+            return want_str_list(ip, setting, value, node)
+        if attr in ("port", "guest_port", "connect_timeout"):
+            number = want_int(ip, setting, value, node)
+            if number is not None and not 0 < number < (65536 if "port" in attr else 3600):
+                raise config_error(ip, node, f"{setting} {number} is out of range")
+            return number
+        if attr == "extra_args":
+            if isinstance(value, str):
+                import shlex
+
+                try:
+                    return shlex.split(value)
+                except ValueError as exc:
+                    raise config_error(ip, node, f"{setting} cannot be split into arguments: {exc}") from None
             return want_str_list(ip, setting, value, node)
         return value
 
@@ -687,42 +733,6 @@ class TriggerBlockConfig(Namespace):
         self.root.ignored.append(Ignored("trigger.ruby", None, node))
         ip.warn("trigger.ruby is not supported by vmctl: the Ruby block is not run (ignored)", node)
         return None
-
-
-# -- providers --------------------------------------------------------------------------
-
-LIBVIRT_IGNORED = frozenset(["host", "connect_via_ssh", "username", "password", "id_ssh_key_file", "socket", "proxy_command", "forward_ssh_port", "storage_pool_name", "storage_pool_path", "snapshot_pool_name", "random_hostname", "management_network_device", "management_network_name", "management_network_address", "management_network_mode", "management_network_mac", "management_network_guest_ipv6", "management_network_autostart", "management_network_pci_bus", "management_network_pci_slot", "management_network_domain", "management_network_mtu", "management_network_keep", "management_network_iface_name", "default_prefix", "title", "description", "nodeset", "memory_backing", "memorybacking", "channel", "cpuset", "cpu_mode", "cpu_model", "cpu_fallback", "cpu_feature", "cpu_topology", "cpu_affinity", "nested", "machine_type", "machine_arch", "disk_bus", "disk_device", "disk_address_type", "disk_controller_model", "disk_driver", "nic_model_type", "nic_adapter_count", "graphics_type", "graphics_port", "graphics_websocket", "graphics_ip", "graphics_passwd", "graphics_autoport", "graphics_gl", "video_type", "video_vram", "video_accel3d", "keymap", "kvm_hidden", "sound_type", "tpm_model", "tpm_type", "tpm_path", "tpm_version", "tpm", "boot", "dtb", "emulator_path", "features", "features_hyperv", "hyperv_feature", "clock_absolute", "clock_adjustment", "clock_basis", "clock_offset", "clock_timer", "loader", "nvram", "inputs", "input", "pcis", "pci", "usbs", "usb", "usb_controller", "redirdevs", "redirdev", "redirfilters", "redirfilter", "smartcard_dev", "smartcard", "watchdog_dev", "watchdog", "storage", "disks", "cdroms", "qemuargs", "qemu_args", "qemuenv", "qemu_env", "qemu_use_session", "qemu_use_agent", "serials", "serial", "random", "rng", "autostart", "mgmt_attach", "suspend_mode", "launchsecurity", "memtune", "shares", "system_uri", "numa_nodes", "sysinfo", "disk_cache", "machine_virtual_size_gb", "volume_cache", "floppy", "initrd_path", "cpu_topology_sockets", "hugepages", "memory_hotplug_enabled", "spice_channel", "channels", "qemu_commandline", "disk_device_bus"])
-
-
-class LibvirtConfig(Namespace):
-    prefix = "libvirt"
-    settings = frozenset({"memory", "cpus", "uri", "driver", "kernel", "initrd", "cmd_line", "machine_virtual_size"})
-    ignored_settings = LIBVIRT_IGNORED
-
-    def rb_send(self, ip: Interpreter, name: str, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-        attr = name[:-1] if name.endswith("=") else name
-        # The option methods of vagrant-libvirt (`libvirt.storage :file, size: "20G"`).
-        if attr in self.ignored_settings and not name.endswith("=") and (args or block is not None):
-            self.ignore(ip, attr, list(args), node)
-            return None
-        return super().rb_send(ip, name, args, block, node)
-
-    def check(self, ip: Interpreter, attr: str, value: Any, node: Node | None) -> Any:
-        setting = f"libvirt.{attr}"
-        if attr in ("memory", "cpus", "machine_virtual_size"):
-            number = want_int(ip, setting, value, node)
-            if number is not None and number <= 0:
-                raise config_error(ip, node, f"{setting} must be a positive integer, not {number}")
-            return number
-        if attr == "driver":
-            driver = want_str(ip, setting, value, node)
-            if driver not in (None, "kvm", "qemu"):
-                raise config_error(ip, node, f'{setting} must be "kvm" or "qemu", not {driver!r}')
-            return driver
-        return want_str(ip, setting, value, node)
-
-    def set(self, ip: Interpreter, attr: str, value: Any, node: Node | None) -> None:
-        super().set(ip, attr, value, node)
 
 
 @dataclass

@@ -21,9 +21,9 @@ from vmctl.errors import ConfigError
 from vmctl.vagrantfile.config import (
     AnyNamespace,
     ConfigRoot,
+    DiskRec,
     FolderRec,
     Ignored,
-    LibvirtConfig,
     NetworkRec,
     ProviderRec,
     ProvisionerRec,
@@ -31,6 +31,7 @@ from vmctl.vagrantfile.config import (
     merged_option_nodes,
 )
 from vmctl.vagrantfile.interpreter import Break, Interpreter, Limits, Next, Return
+from vmctl.vagrantfile.libvirt import LibvirtConfig, merge_libvirt
 from vmctl.vagrantfile.model import ProjectConfig
 from vmctl.vagrantfile.recording import Recorder
 from vmctl.vagrantfile.values import Abort, LimitError, RubyError
@@ -51,6 +52,7 @@ class Merged:
     triggers: list[TriggerRec] = field(default_factory=list)
     providers: list[ProviderRec] = field(default_factory=list)
     ignored: list[Ignored] = field(default_factory=list)
+    disks: list[DiskRec] = field(default_factory=list)
 
 
 def merge_layers(layers: list[ConfigRoot]) -> Merged:
@@ -72,6 +74,9 @@ def merge_layers(layers: list[ConfigRoot]) -> Merged:
         out.triggers.extend(layer.trigger.triggers)
         out.providers.extend(vm.providers)
         out.ignored.extend(layer.ignored)
+        for disk in vm.disks:  # a later layer's disk of the same name replaces the earlier
+            out.disks = [d for d in out.disks if d.options.get("name") != disk.options.get("name")
+                         or disk.options.get("name") is None] + [disk]
     return out
 
 
@@ -233,15 +238,18 @@ class ProjectLoader:
     def run_providers(self, providers: list[ProviderRec]) -> tuple[dict[str, tuple[Any, Any]], ConfigRoot]:
         ip = self.ip
         override = ConfigRoot(allow_define=False)
-        libvirt = LibvirtConfig(override)
+        blocks = []
         for rec in providers:
             if rec.block is None:
                 continue
             if rec.name == "libvirt":
+                # Each block fills a fresh object; they merge as vagrant-libvirt merges them.
+                libvirt = LibvirtConfig(override)
                 ip.call_configure_block(rec.block, [libvirt, override])
+                blocks.append(libvirt.collected())
                 continue
             self.run_other_provider(rec, override)
-        return libvirt.values, override
+        return merge_libvirt(blocks), override
 
     def run_other_provider(self, rec: ProviderRec, override: ConfigRoot) -> None:
         """Blocks for VirtualBox, VMware, ...: evaluated so that their settings are

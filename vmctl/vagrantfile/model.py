@@ -6,6 +6,7 @@ layer, `vmctl validate --json`) reads these and never the Ruby.
 
 from __future__ import annotations
 
+import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -94,18 +95,374 @@ class SshSettings:
     username: str = "vagrant"
     insert_key: bool = True
     private_key_path: tuple[str, ...] | None = None
+    # Where vmctl connects: the guest's SSH port behind the forward (config.ssh.guest_port,
+    # else config.ssh.port, as vagrant-libvirt reads it), 22 when unset.
+    port: int | None = None
+    guest_port: int | None = None
+    shell: str | None = None  # runs vmctl's commands in the guest; None: vmctl's own (sh)
+    sudo_command: str | None = None  # e.g. "sudo -E -H %c"
+    pty: bool = False
+    keep_alive: bool = True
+    connect_timeout: int | None = None  # seconds
+    forward_agent: bool = False
+    forward_x11: bool = False
+    forward_env: tuple[str, ...] = ()
+    keys_only: bool = True
+    extra_args: tuple[str, ...] = ()  # for `vmctl ssh`'s ssh command
+    config: str | None = None  # an OpenSSH config file for `vmctl ssh`
+    remote_user: str | None = None
+
+
+# -- the libvirt provider: one dataclass per method of vagrant-libvirt's configuration -------
+# Field names are vagrant-libvirt's (lib/vagrant-libvirt/config.rb), so `validate --json`
+# reads like the Vagrantfile. None is "not set": the machine layer chooses then.
+
+
+@dataclass(frozen=True)
+class StorageDisk:
+    """`libvirt.storage :file, ...` (an extra disk)."""
+
+    device: str | None = None  # vdb ...; None: the next free name
+    type: str = "qcow2"
+    size: int = 10 * 1024**3  # bytes
+    path: str | None = None  # a volume name (VMCTL_HOME/volumes/NAME); None: the machine's own disk
+    pool: str | None = None
+    bus: str = "virtio"
+    cache: str = "default"
+    io: str | None = None
+    copy_on_read: str | None = None
+    discard: str | None = None
+    detect_zeroes: str | None = None
+    address_type: str | None = None
+    allow_existing: bool = False
+    shareable: bool = False
+    serial: str | None = None
+    wwn: str | None = None
+
+
+@dataclass(frozen=True)
+class Cdrom:
+    """`libvirt.storage :file, device: :cdrom, path: ...`; also config.vm.disk :dvd."""
+
+    path: str | None = None  # an absolute host path; None: an empty drive
+    dev: str | None = None  # hda ...; None: the next free name
+    bus: str | None = None  # None: ide on pc, sata on q35
+    type: str = "raw"
+
+
+@dataclass(frozen=True)
+class Floppy:
+    path: str | None = None
+    dev: str | None = None
+    bus: str = "fdc"
+
+
+@dataclass(frozen=True)
+class CpuFeature:
+    name: str
+    policy: str
+
+
+@dataclass(frozen=True)
+class CpuTopology:
+    sockets: int
+    cores: int
+    threads: int
+
+
+@dataclass(frozen=True)
+class NumaNode:
+    cpus: str  # "0-1"
+    memory: int  # MiB
+    memAccess: str | None = None  # noqa: N815 - vagrant-libvirt's key
+
+
+@dataclass(frozen=True)
+class MemoryBackingEntry:
+    name: str
+    config: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class MemtuneEntry:
+    type: str
+    value: int
+    unit: str = "KiB"
+
+
+@dataclass(frozen=True)
+class HypervFeatureEntry:
+    name: str
+    state: str
+    retries: int | None = None
+    value: str | None = None
+
+
+@dataclass(frozen=True)
+class ClockTimerEntry:
+    name: str
+    track: str | None = None
+    tickpolicy: str | None = None
+    frequency: int | None = None
+    mode: str | None = None
+    present: str | None = None  # yes | no
+
+
+@dataclass(frozen=True)
+class LaunchSecurityData:
+    type: str = "sev"
+    cbitpos: int = 47
+    reducedPhysBits: int = 1  # noqa: N815
+    policy: str = "0x0003"
+
+
+@dataclass(frozen=True)
+class FwCfgEntry:
+    """An entry of `libvirt.sysinfo`'s "fw_cfg" block (vmctl's addition)."""
+
+    name: str
+    string: str | None = None
+    file: str | None = None
+
+
+@dataclass(frozen=True)
+class InputEntry:
+    type: str
+    bus: str
+
+
+@dataclass(frozen=True)
+class ChannelEntry:
+    type: str
+    source_mode: str | None = None
+    source_path: str | None = None  # a file name, kept in VMCTL_HOME/machines/ID
+    target_address: str | None = None
+    target_name: str | None = None
+    target_port: int | None = None
+    target_type: str | None = None
+    disabled: bool = False  # holds back the channel vmctl would add with this target_name
+
+
+@dataclass(frozen=True)
+class SerialEntry:
+    type: str = "pty"  # pty | file
+    source_path: str | None = None  # a file name, kept in VMCTL_HOME/machines/ID
+    source_append: bool = False
+
+
+@dataclass(frozen=True)
+class PciEntry:
+    domain: int
+    bus: int
+    slot: int
+    function: int
+    guest_domain: int | None = None
+    guest_bus: int | None = None
+    guest_slot: int | None = None
+    guest_function: int | None = None
+
+
+@dataclass(frozen=True)
+class UsbEntry:
+    bus: int | None = None
+    device: int | None = None
+    vendor: str | None = None
+    product: str | None = None
+    startupPolicy: str | None = None  # noqa: N815
+
+
+@dataclass(frozen=True)
+class UsbControllerEntry:
+    model: str
+    ports: int | None = None
+
+
+@dataclass(frozen=True)
+class RedirdevEntry:
+    type: str
+
+
+@dataclass(frozen=True)
+class RedirfilterEntry:
+    allow: bool
+    klass: str = "-1"  # vagrant-libvirt's :class
+    vendor: str = "-1"
+    product: str = "-1"
+    version: str = "-1"
+
+
+@dataclass(frozen=True)
+class RngEntry:
+    model: str = "random"
+
+
+@dataclass(frozen=True)
+class WatchdogEntry:
+    model: str
+    action: str = "reset"
+
+
+@dataclass(frozen=True)
+class SmartcardEntry:
+    mode: str = "passthrough"
+    type: str = "spicevmc"
+    source_mode: str | None = None
+    source_host: str | None = None
+    source_service: str | None = None
+
+
+@dataclass(frozen=True)
+class BootEntry:
+    """One `libvirt.boot`: "hd", "cdrom", "network", "fd", a disk's device name, or a
+    network by name (`boot "network" => NAME`)."""
+
+    device: str
+    network: str | None = None
 
 
 @dataclass(frozen=True)
 class LibvirtSettings:
-    memory: int | None = None  # MiB
-    cpus: int | None = None
+    # the connection (validated; remote hosts are another issue)
     uri: str | None = None
     driver: str | None = None  # kvm | qemu
-    kernel: str | None = None  # absolute host paths once resolved
+    host: str | None = None
+    port: int | None = None
+    connect_via_ssh: bool | None = None
+    socket: str | None = None
+    username: str | None = None
+    password: str | None = None  # shown as "(set)" by validate --json
+    id_ssh_key_file: str | None = None
+    proxy_command: str | None = None
+    forward_ssh_port: bool | None = None
+    system_uri: str | None = None
+    qemu_use_session: bool | None = None
+    storage_pool_name: str | None = None
+    storage_pool_path: str | None = None
+    snapshot_pool_name: str | None = None
+    # naming and identity
+    default_prefix: str | None = None
+    random_hostname: bool | None = None
+    title: str | None = None
+    description: str | None = None
+    uuid: str | None = None
+    autostart: bool | None = None
+    suspend_mode: str | None = None
+    # CPU and memory
+    memory: int | None = None  # MiB
+    cpus: int | None = None
+    cpuset: str | None = None
+    cpu_mode: str | None = None
+    cpu_model: str | None = None
+    cpu_fallback: str | None = None
+    cpu_features: tuple[CpuFeature, ...] = ()
+    cpu_topology: CpuTopology | None = None
+    cpu_affinity: dict[int, str] = field(default_factory=dict)
+    shares: int | None = None
+    nested: bool | None = None
+    numa_nodes: tuple[NumaNode, ...] | None = None
+    nodeset: str | None = None
+    memory_backing: tuple[MemoryBackingEntry, ...] = ()
+    memtunes: tuple[MemtuneEntry, ...] = ()
+    memballoon_enabled: bool | None = None
+    memballoon_model: str | None = None
+    memballoon_pci_bus: str | None = None
+    memballoon_pci_slot: str | None = None
+    # machine and firmware
+    machine_type: str | None = None
+    machine_arch: str | None = None
+    machine_virtual_size: int | None = None  # GB
+    emulator_path: str | None = None
+    loader: str | None = None  # absolute host paths once resolved
+    nvram: str | None = None
+    kernel: str | None = None
     initrd: str | None = None
     cmd_line: str | None = None
-    machine_virtual_size: int | None = None  # GB
+    dtb: str | None = None
+    boot_order: tuple[BootEntry, ...] = ()
+    features: tuple[str, ...] | None = None
+    features_hyperv: tuple[HypervFeatureEntry, ...] = ()
+    kvm_hidden: bool | None = None
+    clock_offset: str | None = None
+    clock_absolute: int | None = None
+    clock_adjustment: int | None = None
+    clock_basis: str | None = None
+    clock_timezone: str | None = None
+    clock_timers: tuple[ClockTimerEntry, ...] = ()
+    sysinfo: dict[str, Any] = field(default_factory=dict)  # SMBIOS blocks, vagrant-libvirt's names
+    fw_cfg: tuple[FwCfgEntry, ...] = ()  # sysinfo's "fw_cfg" block
+    launchsecurity_data: LaunchSecurityData | None = None
+    # disks
+    disk_bus: str | None = None
+    disk_device: str | None = None
+    disk_address_type: str | None = None
+    disk_controller_model: str | None = None
+    disk_driver_opts: dict[str, str] = field(default_factory=dict)
+    volume_cache: str | None = None
+    disks: tuple[StorageDisk, ...] = ()
+    cdroms: tuple[Cdrom, ...] = ()
+    floppies: tuple[Floppy, ...] = ()
+    # devices
+    graphics_type: str | None = None
+    graphics_port: int | None = None
+    graphics_autoport: bool | None = None
+    graphics_websocket: int | None = None
+    graphics_ip: str | None = None
+    graphics_passwd: str | None = None  # shown as "(set)"
+    graphics_gl: bool | None = None
+    video_type: str | None = None
+    video_vram: int | None = None
+    video_accel3d: bool | None = None
+    keymap: str | None = None
+    sound_type: str | None = None
+    inputs: tuple[InputEntry, ...] | None = None
+    channels: tuple[ChannelEntry, ...] | None = None
+    serials: tuple[SerialEntry, ...] | None = None
+    rng: RngEntry | None = None
+    watchdog_dev: WatchdogEntry | None = None
+    tpm_model: str | None = None
+    tpm_type: str | None = None
+    tpm_path: str | None = None
+    tpm_version: str | None = None
+    smartcard_dev: SmartcardEntry | None = None
+    usbctl_dev: UsbControllerEntry | None = None
+    usbs: tuple[UsbEntry, ...] = ()
+    pcis: tuple[PciEntry, ...] = ()
+    redirdevs: tuple[RedirdevEntry, ...] = ()
+    redirfilters: tuple[RedirfilterEntry, ...] = ()
+    qemu_args: tuple[str, ...] = ()
+    qemu_env: dict[str, str] = field(default_factory=dict)
+    qemu_use_agent: bool | None = None
+    # networks: vmctl's user-mode NIC is the management network
+    mgmt_attach: bool | None = None
+    management_network_mac: str | None = None
+    management_network_model_type: str | None = None
+    nic_model_type: str | None = None
+    nic_adapter_count: int | None = None
+    management_network_device: str | None = None
+    management_network_name: str | None = None
+    management_network_address: str | None = None
+    management_network_mode: str | None = None
+    management_network_guest_ipv6: str | None = None
+    management_network_autostart: bool | None = None
+    management_network_pci_bus: str | None = None
+    management_network_pci_slot: str | None = None
+    management_network_domain: str | None = None
+    management_network_mtu: int | None = None
+    management_network_keep: bool | None = None
+    management_network_driver_iommu: bool | None = None
+    management_network_iface_name: str | None = None
+    host_device_exclude_prefixes: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class VagrantDisk:
+    """`config.vm.disk TYPE, name:, size:, primary:, file:` (Vagrant core)."""
+
+    type: str  # disk | dvd | floppy
+    name: str
+    size: int | None = None  # bytes
+    primary: bool = False
+    file: str | None = None  # dvd/floppy: an absolute host path
 
 
 @dataclass(frozen=True)
@@ -133,6 +490,8 @@ class MachineConfig:
     primary: bool = False
     autostart: bool = True
     libvirt: LibvirtSettings = field(default_factory=LibvirtSettings)
+    disks: tuple[VagrantDisk, ...] = ()
+    graceful_halt_timeout: int = 60
     forwarded_ports: tuple[ForwardedPort, ...] = ()
     private_networks: tuple[PrivateNetwork, ...] = ()
     synced_folders: tuple[SyncedFolder, ...] = ()
@@ -185,7 +544,9 @@ def machine_json(m: MachineConfig) -> dict[str, Any]:
         "boot_timeout": m.boot_timeout,
         "primary": m.primary,
         "autostart": m.autostart,
-        "libvirt": asdict(m.libvirt),
+        "libvirt": libvirt_json(m.libvirt),
+        "disks": [asdict(d) for d in m.disks],
+        "graceful_halt_timeout": m.graceful_halt_timeout,
         "forwarded_ports": [asdict(p) for p in m.forwarded_ports],
         "private_networks": [asdict(n) for n in m.private_networks],
         "synced_folders": [
@@ -216,10 +577,24 @@ def machine_json(m: MachineConfig) -> dict[str, Any]:
             for t in m.triggers
         ],
         "ssh": {
-            "username": m.ssh.username,
-            "insert_key": m.ssh.insert_key,
+            **asdict(m.ssh),
             "private_key_path": list(m.ssh.private_key_path) if m.ssh.private_key_path else None,
+            "forward_env": list(m.ssh.forward_env),
+            "extra_args": list(m.ssh.extra_args),
         },
         "box_download": asdict(m.box_download),
         "ignored_settings": [asdict(i) for i in m.ignored],
     }
+
+
+def libvirt_json(lv: LibvirtSettings) -> dict[str, Any]:
+    """The libvirt settings as `validate --json` shows them: vagrant-libvirt's names, secrets
+    masked, lists as lists."""
+    out = asdict(lv)
+    for secret in ("password", "graphics_passwd"):
+        if out[secret] is not None:
+            out[secret] = "(set)"
+    out["cpu_affinity"] = {str(k): v for k, v in lv.cpu_affinity.items()}
+    for entry in out["redirfilters"]:
+        entry["class"] = entry.pop("klass")
+    return json.loads(json.dumps(out))

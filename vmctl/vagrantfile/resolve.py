@@ -25,6 +25,7 @@ from vmctl.vagrantfile.model import (
     SshSettings,
     SyncedFolder,
     Trigger,
+    VagrantDisk,
 )
 from vmctl.vagrantfile.values import RRegexp, Symbol, inspect, to_s, truthy
 
@@ -391,27 +392,9 @@ class Resolver:
         )
 
     def libvirt(self) -> LibvirtSettings:
-        values = {k: v for k, (v, _) in self.merged.libvirt.items()}
-        for key in ("kernel", "initrd"):
-            entry = self.merged.libvirt.get(key)
-            if entry is not None and entry[0]:
-                value, node = entry
-                base = node.source.path.parent if node is not None else self.ip.project_dir
-                values[key] = self.host_path(value, base)
-                box = self.from_box_outside(node, values[key])
-                if box is not None:
-                    self.ignore_from_box(node, box, f"boots the host file {values[key]} as libvirt.{key}")
-                    values[key] = None
-        uri = self.merged.libvirt.get("uri")
-        if uri is not None and (box := self.box_of(uri[1])) is not None:
-            self.ignore_from_box(uri[1], box, f"connects to libvirt at {uri[0]}")
-            values["uri"] = None
-        driver = self.merged.libvirt.get("driver")
-        if driver is not None and driver[0] == "kvm" and self.box_of(driver[1]) is not None:
-            # Many published boxes say kvm; on a host where KVM does not work the box must
-            # still boot: vmctl's own choice (KVM where it works, else TCG) serves both.
-            values["driver"] = None
-        return LibvirtSettings(**values)
+        from vmctl.vagrantfile.resolve_libvirt import resolve_libvirt
+
+        return resolve_libvirt(self)
 
     def box_download(self, vm: dict[str, Any]) -> BoxDownload:
         """config.vm.box_server_url and box_download_*; a box's own Vagrantfile sets none
@@ -442,14 +425,17 @@ class Resolver:
 
     def ssh(self) -> SshSettings:
         values = {k: v for k, (v, _) in self.merged.ssh.items() if v is not None}
+
+        def node_of(key: str) -> Node | None:
+            return self.merged.ssh[key][1]
+
         user = values.get("username")
         if user is not None and untrusted.user_name_problem(user):
-            node = self.merged.ssh["username"][1]
-            raise self.error(node, f"config.ssh.username {untrusted.visible(user)[:40]!r} is not a user name",
+            raise self.error(node_of("username"), f"config.ssh.username {untrusted.visible(user)[:40]!r} is not a user name",
                              hint=untrusted.user_name_problem(user))
         keys = values.get("private_key_path")
         if keys is not None:
-            node = self.merged.ssh["private_key_path"][1]
+            node = node_of("private_key_path")
             paths = tuple(self.host_path(k, self.ip.project_dir) for k in keys)
             box = self.box_of(node)
             if box is not None:
@@ -458,7 +444,102 @@ class Resolver:
                     self.ignore_from_box(node, box, f"names the host key {k} as config.ssh.private_key_path")
                 paths = inside
             values["private_key_path"] = paths or None
+        # What reaches the host's ssh or hands the guest something of yours: never from a box.
+        for key, what in (("extra_args", "passes arguments to the host's ssh (config.ssh.extra_args)"),
+                          ("config", "names an OpenSSH config file for the host's ssh (config.ssh.config)"),
+                          ("forward_agent", "forwards your SSH agent into the guest"),
+                          ("forward_x11", "forwards your X display into the guest"),
+                          ("forward_env", "sends your environment variables into the guest")):
+            if key in values and (box := self.box_of(node_of(key))) is not None:
+                if values[key]:
+                    self.ignore_from_box(node_of(key), box, what)
+                del values[key]
+        if values.get("extra_args"):
+            problem = untrusted.ssh_args_problem(values["extra_args"])
+            if problem is not None:
+                raise self.error(node_of("extra_args"), f"config.ssh.extra_args: {untrusted.visible(problem)}",
+                                 hint="extra_args may hold ssh options that shape the session (-A, -X, -C, -v, "
+                                 "-o ServerAliveInterval=..., -L 127.0.0.1:...); vmctl refuses what runs or writes "
+                                 "something on the host (ProxyCommand, LocalCommand, -E, -F, ...)")
+            values["extra_args"] = tuple(values["extra_args"])
+        if values.get("config"):
+            values["config"] = self.host_path(values["config"], self.ip.project_dir)
+        for key, what in (("forward_agent", "the guest can use the keys of your SSH agent while you are logged in"),
+                          ("forward_x11", "programs in the guest can reach your X display while you are logged in")):
+            if values.get(key):
+                self.warn(node_of(key), f"config.ssh.{key}: {what}")
+        if values.get("forward_env"):
+            for name in values["forward_env"]:
+                if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*\*?", name):
+                    raise self.error(node_of("forward_env"), f"config.ssh.forward_env {name[:40]!r} is not a variable name")
+            self.warn(node_of("forward_env"), "config.ssh.forward_env: `vmctl ssh` sends "
+                      f"{', '.join(values['forward_env'])} from your environment into the guest")
+            values["forward_env"] = tuple(values["forward_env"])
+        if values.get("sudo_command") is not None and "%c" not in values["sudo_command"]:
+            raise self.error(node_of("sudo_command"), "config.ssh.sudo_command must hold %c (where the command goes)",
+                             hint='Vagrant\'s default is "sudo -E -H %c"')
         return SshSettings(**values)
+
+    def disks(self) -> tuple[VagrantDisk, ...]:
+        """config.vm.disk, as Vagrant core checks it (plugins/kernel_v2/config/disk.rb)."""
+        from vmctl.vagrantfile.libvirt import parse_size
+
+        out: list[VagrantDisk] = []
+        for rec in self.merged.disks:
+            o, node = rec.options, rec.node
+            name = o.get("name")
+            primary = truthy(o.get("primary", False))
+            if name is None and primary:
+                name = "vagrant_primary"
+            if name is None:
+                raise self.error(node, f"config.vm.disk :{rec.type} needs name:")
+            name = to_s(name)
+            if untrusted.file_name_problem(name):
+                raise self.error(node, f"config.vm.disk name {untrusted.visible(name)[:40]!r}: "
+                                 f"{untrusted.file_name_problem(name)}")
+            size = None
+            if o.get("size") is not None:
+                value = o["size"]
+                # Vagrant: a number is bytes; a String has a unit ("10GB").
+                size = value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else (
+                    parse_size(value) if isinstance(value, str) else None)
+                if size is None:
+                    raise self.error(node, f"config.vm.disk size: {inspect(value)[:40]} is not a size",
+                                     hint='e.g. size: "20GB" (or a number of bytes)')
+            file = None
+            if o.get("file") is not None:
+                file = self.host_path(self.want(node, "config.vm.disk file:", o["file"], str), self.ip.project_dir)
+            if rec.type == "disk":
+                if size is None and file is None:
+                    raise self.error(node, f"config.vm.disk :disk {name} needs size:")
+                if file is not None:
+                    raise self.error(node, f"config.vm.disk :disk {name}: file: is not supported: vmctl makes "
+                                     "the machine's disks itself, and a disk file the Vagrantfile names would be "
+                                     "written by the guest", hint="keep data on a volume: libvirt.storage :file, "
+                                     "path: \"NAME.qcow2\", allow_existing: true")
+            elif rec.type == "dvd":
+                if primary:
+                    raise self.error(node, "config.vm.disk :dvd cannot be primary")
+                if file is None:
+                    raise self.error(node, f"config.vm.disk :dvd {name} needs file: (an ISO image)")
+            if file is not None:
+                box = self.from_box_outside(node, file)
+                if box is not None:
+                    self.ignore_from_box(node, box, f"attaches the host file {file} as config.vm.disk {name}")
+                    continue
+                if not file_test(self.ip, "file?", Path(file)):
+                    raise self.error(node, f"config.vm.disk {name}: the file {file} does not exist")
+            for key in o:
+                if key in ("provider_config", "disk_ext") or "__" in key:
+                    self.warn(node, f"config.vm.disk option {key}: is not used by vmctl (ignored)")
+            out.append(VagrantDisk(type=rec.type, name=name, size=size, primary=primary, file=file))
+        if sum(d.primary for d in out) > 1:
+            raise self.error(self.merged.disks[-1].node, "config.vm.disk: only one disk may be primary")
+        names = [d.name for d in out]
+        for n in names:
+            if names.count(n) > 1:
+                raise self.error(self.merged.disks[-1].node, f"config.vm.disk: the name {n} is used twice")
+        return tuple(out)
 
 
 def resolve_machine(
@@ -517,6 +598,8 @@ def resolve_machine(
         provisioners=tuple(provisioners),
         triggers=tuple(triggers),
         ssh=r.ssh(),
+        disks=r.disks(),
+        graceful_halt_timeout=vm.get("graceful_halt_timeout") or 60,
         box_download=download,
         ignored=tuple(_ignored(ip, i) for i in merged.ignored),
     )

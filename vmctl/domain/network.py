@@ -1,0 +1,134 @@
+"""Networks: the management NIC (QEMU user-mode networking, with the SSH and other
+forwards) and the private networks' NICs.
+
+Both are given through <qemu:commandline>. The management NIC because Debian's libvirt 9.0
+rejects the passt backend that <portForward> needs; the forwards always name a host
+address (127.0.0.1 by default): an empty one would bind every interface. Private networks
+are unprivileged QEMU multicast sockets bound to loopback (`localaddr=127.0.0.1`): libvirt
+9.0's <interface type='mcast'> has no way to say so (its schema refuses <local>, and it
+drops the element), and without it the segment's traffic goes out on the host's default
+interface, where anyone on the LAN could join the group. Each NIC needs an explicit PCI
+slot, or it collides with libvirt's own devices.
+
+The strings made here are QEMU option strings (comma-separated options): every part is
+checked where the string is made.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from dataclasses import dataclass
+
+from vmctl import untrusted
+
+# The management NIC's PCI slot: far from the slots libvirt assigns on its own. The
+# private networks' NICs follow it, so the guest names the management NIC first (eth0)
+# and boxes that run DHCP on their first interface keep working.
+USER_NIC_SLOT = "0x10"
+# libvirt's <model type> for a NIC -> QEMU's device for the management NIC.
+NIC_DEVICES = {
+    "virtio": "virtio-net-pci", "e1000": "e1000", "e1000e": "e1000e", "rtl8139": "rtl8139",
+    "ne2k_pci": "ne2k_pci", "pcnet": "pcnet", "vmxnet3": "vmxnet3", "i82559er": "i82559er",
+}
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+
+
+@dataclass(frozen=True)
+class Forward:
+    host_ip: str
+    host_port: int
+    guest_port: int
+    protocol: str = "tcp"
+
+
+@dataclass(frozen=True)
+class McastNic:
+    mac: str
+    group: str  # 230.x.y.z
+    port: int
+    boot_order: int | None = None
+
+
+@dataclass(frozen=True)
+class UserNic:
+    mac: str
+    forwards: tuple[Forward, ...] = ()
+    model: str = "virtio"  # a key of NIC_DEVICES
+    slot: str = USER_NIC_SLOT
+    boot_order: int | None = None  # QEMU's bootindex (libvirt's <boot order> of its own devices)
+
+
+@dataclass(frozen=True)
+class NetworkSpec:
+    management: UserNic | None
+    private: tuple[McastNic, ...] = ()
+    private_model: str = "virtio"  # <model type> of the private networks' NICs
+
+
+def hostfwd_rules(forwards: tuple[Forward, ...]) -> str:
+    """QEMU's hostfwd options. This string is comma-separated options: every part is
+    checked here (an address with a comma in it would add options such as guestfwd=)."""
+    rules = []
+    for f in forwards:
+        address = untrusted.parse_address(f.host_ip)
+        if address is None:
+            raise ValueError(f"a forwarded port needs a host address, not {f.host_ip!r}")
+        if ":" in address:
+            address = f"[{address}]"
+        if f.protocol not in ("tcp", "udp"):
+            raise ValueError(f"forwarded port protocol {f.protocol!r}")
+        for port in (f.host_port, f.guest_port):
+            if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+                raise ValueError(f"forwarded port {port!r}")
+        rules.append(f"hostfwd={f.protocol}:{address}:{f.host_port}-:{f.guest_port}")
+    return ",".join(rules)
+
+
+def management_args(nic: UserNic | None) -> list[str]:
+    """The QEMU arguments of the management NIC (none without one)."""
+    if nic is None:
+        return []
+    if nic.model not in NIC_DEVICES:
+        raise ValueError(f"NIC model {nic.model!r}")
+    if not _MAC.fullmatch(nic.mac):
+        raise ValueError(f"MAC address {nic.mac!r}")
+    if not re.fullmatch(r"0x[0-9a-f]{1,2}", nic.slot):
+        raise ValueError(f"PCI slot {nic.slot!r}")
+    netdev = "user,id=vmnet0"
+    rules = hostfwd_rules(nic.forwards)
+    if rules:
+        netdev += "," + rules
+    device = f"{NIC_DEVICES[nic.model]},netdev=vmnet0,addr={nic.slot},mac={nic.mac}"
+    if nic.boot_order is not None:
+        device += f",bootindex={_boot_index(nic.boot_order)}"
+    return ["-netdev", netdev, "-device", device]
+
+
+def private_args(spec: NetworkSpec) -> list[str]:
+    """The QEMU arguments of the private networks' NICs: a multicast socket on loopback
+    each, in the PCI slots after the management NIC's."""
+    if spec.private_model not in NIC_DEVICES:
+        raise ValueError(f"NIC model {spec.private_model!r}")
+    args: list[str] = []
+    first = int(USER_NIC_SLOT, 16) + 1
+    for i, nic in enumerate(spec.private):
+        group = untrusted.parse_address(nic.group)
+        if group is None or not ipaddress.ip_address(group).is_multicast or ":" in group:
+            raise ValueError(f"multicast group {nic.group!r}")
+        if isinstance(nic.port, bool) or not isinstance(nic.port, int) or not 0 < nic.port < 65536:
+            raise ValueError(f"multicast port {nic.port!r}")
+        if not _MAC.fullmatch(nic.mac):
+            raise ValueError(f"MAC address {nic.mac!r}")
+        device = f"{NIC_DEVICES[spec.private_model]},netdev=vmpriv{i},addr=0x{first + i:02x},mac={nic.mac}"
+        if nic.boot_order is not None:
+            device += f",bootindex={_boot_index(nic.boot_order)}"
+        args += ["-netdev", f"socket,id=vmpriv{i},mcast={group}:{nic.port},localaddr=127.0.0.1", "-device", device]
+    return args
+
+
+def _boot_index(order: object) -> int:
+    if isinstance(order, bool) or not isinstance(order, int) or not 0 < order < 100:
+        raise ValueError(f"boot order {order!r}")
+    return order
+
