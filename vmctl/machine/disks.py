@@ -284,7 +284,7 @@ def ensure(disk: MachineDisk, *, run: Any, emit: Any | None = None) -> None:
 
 def _create(disk: MachineDisk, run: Any) -> None:
     path = Path(disk.path)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o711)
     if disk.role == "box":
         argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw" if disk.source_format == "raw" else "qcow2",
                 "-b", str(disk.source), str(path)]
