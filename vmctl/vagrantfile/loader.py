@@ -20,6 +20,7 @@ from typing import Any
 from vmctl.errors import ConfigError
 from vmctl.vagrantfile.config import (
     AnyNamespace,
+    CloudInitRec,
     ConfigRoot,
     FolderRec,
     Ignored,
@@ -50,6 +51,7 @@ class Merged:
     provisioners: list[ProvisionerRec] = field(default_factory=list)
     triggers: list[TriggerRec] = field(default_factory=list)
     providers: list[ProviderRec] = field(default_factory=list)
+    cloud_inits: list[CloudInitRec] = field(default_factory=list)
     ignored: list[Ignored] = field(default_factory=list)
 
 
@@ -71,6 +73,7 @@ def merge_layers(layers: list[ConfigRoot]) -> Merged:
         out.provisioners = _merge_provisioners(out.provisioners, vm.provisioners)
         out.triggers.extend(layer.trigger.triggers)
         out.providers.extend(vm.providers)
+        out.cloud_inits.extend(vm.cloud_inits)  # parts add up, as Vagrant's list does
         out.ignored.extend(layer.ignored)
     return out
 
