@@ -59,6 +59,9 @@ class DomainSpec:
     machine: str = ""
     machine_id: str = ""
     extra_qemu_args: tuple[str, ...] = field(default=())
+    # cloud-init's seed (an ISO 9660 image), read-only on IDE: the "pc" machine has an IDE
+    # controller, and Debian's cloud kernel (no AHCI) reads it through ata_piix.
+    cdrom: Path | None = None
 
 
 def hostfwd_rules(forwards: tuple[Forward, ...]) -> str:
@@ -122,6 +125,12 @@ def render_domain(spec: DomainSpec) -> str:
     ET.SubElement(disk, "driver", name="qemu", type="qcow2", discard="unmap")
     ET.SubElement(disk, "source", file=str(spec.disk))
     ET.SubElement(disk, "target", dev="vda", bus="virtio")
+    if spec.cdrom is not None:
+        cd = ET.SubElement(devices, "disk", type="file", device="cdrom")
+        ET.SubElement(cd, "driver", name="qemu", type="raw")
+        ET.SubElement(cd, "source", file=str(spec.cdrom))
+        ET.SubElement(cd, "target", dev="hdc", bus="ide")
+        ET.SubElement(cd, "readonly")
 
     for i, nic in enumerate(spec.private_nics):
         iface = ET.SubElement(devices, "interface", type="mcast")

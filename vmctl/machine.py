@@ -37,6 +37,7 @@ from vmctl.errors import (
     BoxError,
     HypervisorError,
     MachineError,
+    ProvisionError,
     SSHError,
     StateError,
     VmctlError,
@@ -148,7 +149,8 @@ MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 # removes these files and then the folder, never anything else.
 DISK_FILE = "disk.qcow2"
 CONSOLE_FILE = "console.log"
-MACHINE_HOME_FILES = (DISK_FILE, CONSOLE_FILE)
+SEED_FILE = "cidata.iso"  # cloud-init's NoCloud seed, attached as a CD-ROM (vmctl/cloudinit.py)
+MACHINE_HOME_FILES = (DISK_FILE, CONSOLE_FILE, SEED_FILE)
 STATE_FILES = ("state.json", "private_key", "private_key.pub", "known_hosts", "insecure_private_key")
 TEMP_PREFIXES = tuple(f".{name}." for name in STATE_FILES)  # state.write_atomic's temporary files
 
@@ -171,6 +173,10 @@ class Machine:
         self._state: MachineState | None = None
         self._state_loaded = False
         self.foreign_state = False
+        # The project's machines (for the ansible inventory), set by the project; and the
+        # provisioners that run once for the whole project, which _provision leaves to it.
+        self.peers: Callable[[], list[Machine]] | None = None
+        self.deferred: list[tuple[int, Any]] = []
 
     # --- state ------------------------------------------------------------------------
 
@@ -383,6 +389,7 @@ class Machine:
             if self._needs_key(st):
                 session = self._insert_key(session, st, emit)
             if state not in (hypervisor.SAVED, hypervisor.PAUSED):
+                self._wait_for_cloud_init(session, emit=emit)
                 self._configure_guest(session, emit=emit)
             self._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=None, first_run=not st.provisioned, skip=provision is False)
             timer.mark("provision")
@@ -431,6 +438,7 @@ class Machine:
             emit(f"==> {self.name}: creating the machine from box {box.name} ({box.version})...")
             self._create_disk(box, Path(st.disk))
             timer.mark("disk")
+            self._write_seed(box, st, emit)
             with hypervisor.connect(st.uri) as c:
                 c.define(self._render(st))
                 timer.mark("define")
@@ -457,6 +465,7 @@ class Machine:
             if self._needs_key(st):
                 session = self._insert_key(session, st, emit)
                 timer.mark("key swap")
+            self._wait_for_cloud_init(session, emit=emit)
             self._configure_guest(session, emit=emit)
             timer.mark("configure guest")
             self._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=None, first_run=True, skip=provision is False)
@@ -567,6 +576,7 @@ class Machine:
             project=str(self.project_root),
             machine=self.name,
             machine_id=st.id,
+            cdrom=seed if (seed := Path(st.disk).parent / SEED_FILE).is_file() else None,
         )
         return domain.render_domain(spec)
 
@@ -713,18 +723,180 @@ class Machine:
             guest.rsync_folder(session, endpoint, key, f, self.project_root)
 
     def _provision(self, session: Session, *, emit: Emit, emit_output: Emit, forced: bool, only: set[str] | None, first_run: bool = False, skip: bool = False) -> None:
+        """Run the chosen provisioners on SESSION. One that reboots or reloads the guest
+        leaves a new session (closed here); ones that run once for the whole project
+        (ansible with limit "all") are left in self.deferred for the project."""
         from vmctl import provision as prov
 
         st = self.require_state()
         if skip:
             return
         chosen = prov.select(self.config.provisioners, first_run=first_run, forced=forced, only=only)
-        for index, p in chosen:
-            emit(f"==> {self.name}: running provisioner: {prov.label(p, index)}...")
-            prov.run_provisioner(session, p, index, machine=self.name, project_root=self.project_root, emit=emit_output)
+        ctx = prov.Context(
+            machine=self.name, project_root=self.project_root, session=session, emit=emit_output, say=emit,
+            reboot=lambda s: self._reboot_guest(s, emit=emit), reload=lambda s: self._reload_guest(s, emit=emit),
+            reconnect=self._reconnect, inventory=self.inventory_hosts, boot_timeout=self.config.boot_timeout,
+        )  # fmt: skip
+        try:
+            for index, p in chosen:
+                if prov.project_wide(p):
+                    self.deferred.append((index, p))
+                    continue
+                emit(f"==> {self.name}: running provisioner: {prov.label(p, index)}...")
+                ctx.session = prov.run_provisioner(ctx.session, p, index, machine=self.name,
+                                                   project_root=self.project_root, emit=emit_output, context=ctx)
+        finally:
+            if ctx.session is not session:
+                ctx.session.close()
         if (first_run or forced) and only is None and not st.provisioned:
             st.provisioned = True
             self.save()
+
+    # --- what provisioners ask of the machine --------------------------------------------
+
+    def _reboot_guest(self, session: Session, *, emit: Emit) -> Session:
+        """Reboot the guest (shell provisioner reboot: true) and log in once it is back: a
+        login counts only when the boot id has changed."""
+        from vmctl import guest, ssh
+
+        old = guest.boot_id(session)
+        guest.request_reboot(session)
+        session.close()
+        deadline = time.monotonic() + self.config.boot_timeout
+        while True:
+            time.sleep(1.0)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BootTimeoutError(f"machine {self.name} did not come back within {self.config.boot_timeout} s of its reboot")
+            fresh = ssh.wait_for_ssh(self.endpoint(), timeout=remaining, alive=self._qemu_running)
+            try:
+                if guest.boot_id(fresh) != old:
+                    self._wait_for_cloud_init(fresh, emit=emit)
+                    return fresh
+            except SSHError:
+                pass  # it went down while we asked
+            fresh.close()
+
+    def _reload_guest(self, session: Session, *, emit: Emit) -> Session:
+        """The reload provisioner: halt the machine, boot it again, configure the guest (as
+        `vmctl reload` does, without provisioning) and go on."""
+        session.close()
+        self._halt(force=False, emit=emit, timeout=60.0)
+        st = self.require_state()
+        with hypervisor.connect(st.uri) as c:
+            self._start_with_port_retry(c, st, emit)
+        fresh = self._wait_ssh(st, cancel=None)
+        self._wait_for_cloud_init(fresh, emit=emit)
+        self._configure_guest(fresh, emit=emit)
+        return fresh
+
+    def _reconnect(self, session: Session) -> Session:
+        session.close()
+        return self.session(timeout=60.0)
+
+    def inventory_hosts(self) -> list[Any]:
+        """The project's created machines as the ansible inventory lists them (this one
+        alone when the project did not say which are its machines)."""
+        machines = self.peers() if self.peers is not None else [self]
+        hosts = []
+        for m in machines:
+            host = m.inventory_host()
+            if host is not None:
+                hosts.append(host)
+        return hosts
+
+    def inventory_host(self) -> Any:
+        """This machine for the ansible inventory, or None when it is not created."""
+        from vmctl.provision.ansible import InventoryHost
+        from vmctl.ssh import read_pin
+
+        st = self.state
+        if st is None or st.phase != "created":
+            return None
+        endpoint = self.endpoint()
+        return InventoryHost(name=self.name, port=st.ssh_port, user=st.ssh_user, key=self.login_key(),
+                             known_hosts=self.known_hosts, alias=endpoint.alias,
+                             pin=read_pin(self.known_hosts, endpoint.alias))
+
+    # --- cloud-init -------------------------------------------------------------------
+
+    def _write_seed(self, box: Any, st: MachineState, emit: Emit) -> None:
+        """cloud-init's seed (VMCTL_HOME/machines/ID/cidata.iso), when the Vagrantfile has
+        config.vm.cloud_init or the box is a plain cloud image. For a cloud image the seed
+        also makes the login user with the machine's key, so the key exists before boot."""
+        from vmctl import cloudinit
+
+        cfg = self.config
+        cloud_image = bool(getattr(box, "cloud_image", False))
+        if not cfg.cloud_init and not cloud_image:
+            return
+        parts = []
+        for part in cfg.cloud_init:
+            text = part.inline
+            if part.path is not None:
+                try:
+                    text = Path(part.path).read_text()
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise MachineError(f"could not read the cloud_init file {part.path}: {getattr(exc, 'strerror', exc)}") from exc
+            parts.append(cloudinit.Part(part.content_type, text or "", part.filename))
+        if cloud_image:
+            parts.append(cloudinit.login_part(st.ssh_user, self._login_public_key(st)))
+        hostname = (cfg.hostname or re.sub(r"[^A-Za-z0-9-]+", "-", self.name).strip("-") or "vmctl")[:63]
+        try:
+            data = cloudinit.seed(parts, instance_id=f"vmctl-{st.id}", hostname=hostname,
+                                  mac=network.mac_for(st.id, 0) if cloud_image else None)
+        except ValueError as exc:
+            raise MachineError(f"could not make the cloud-init seed: {exc}") from exc
+        write_atomic(Path(st.disk).parent / SEED_FILE, data, mode=0o600)
+        what = "a login for " + st.ssh_user if cloud_image else "config.vm.cloud_init"
+        emit(f"==> {self.name}: cloud-init seed: {len(cfg.cloud_init)} part{'s' if len(cfg.cloud_init) != 1 else ''} "
+             f"of user-data{', and ' + what if cloud_image else ''}")
+
+    def _login_public_key(self, st: MachineState) -> str:
+        """The public key a plain cloud image is seeded with: the machine's own key (made
+        now, before the first boot), config.ssh.private_key_path's, or with insert_key =
+        false the ecosystem's insecure key."""
+        from vmctl import ssh
+
+        cfg = self.config.ssh
+        if cfg.private_key_path:
+            return ssh.public_line_of(self._project_path(cfg.private_key_path[0]))
+        if not cfg.insert_key:
+            return ssh.public_line_of(ssh.insecure_private_keys()[0])
+        if not self.key_file.exists():
+            ssh.generate_key(self.key_file, comment=f"vmctl-{st.id}")
+        st.key_inserted = True  # no insecure key ever reaches this guest
+        self.save()
+        return ssh.public_line(self.key_file)
+
+    def _has_seed(self) -> bool:
+        st = self.state
+        return st is not None and (Path(st.disk).parent / SEED_FILE).is_file()
+
+    def _wait_for_cloud_init(self, session: Session, *, emit: Emit) -> None:
+        """When the machine has a cloud-init seed: wait until cloud-init is done, and fail
+        with its report when it failed."""
+        from vmctl import guest, term
+
+        if not self._has_seed():
+            return
+        timeout = max(float(self.config.boot_timeout), 900.0)
+        with term.spinner(f"==> {self.name}: waiting for cloud-init to finish..."):
+            present, status, report = guest.wait_for_cloud_init(session, timeout=timeout)
+        if not present:
+            emit(f"==> {self.name}: warning: the box has no cloud-init: config.vm.cloud_init was not applied")
+            return
+        if status == 0:
+            return
+        if status == 2:  # recoverable errors (cloud-init 23.4 and later): it finished
+            emit(f"==> {self.name}: warning: cloud-init finished with recoverable errors:\n{report}")
+            return
+        raise ProvisionError(
+            f"{self.name}: cloud-init failed (cloud-init status exit status {status})"
+            + (f":\n{report}" if report else ""),
+            hint=f"see /var/log/cloud-init.log in the guest (vmctl ssh {self.name}); fix the cloud_init "
+            "data, then vmctl destroy and up (cloud-init applies it on the first boot only)",
+        )
 
     def provision(self, *, only: set[str] | None, emit: Emit, emit_output: Emit) -> None:
         with self.locked():

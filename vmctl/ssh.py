@@ -100,6 +100,19 @@ def public_line(private_path: Path) -> str:
     return pub.read_text().strip()
 
 
+def public_line_of(private_path: Path) -> str:
+    """The public key line of the private key at PRIVATE_PATH: its .pub file when there is
+    one, else derived from the private key."""
+    for pub in (private_path.parent / (private_path.name + ".pub"),
+                private_path.parent / private_path.name.replace(".key.", ".pub.")):
+        if pub != private_path and pub.is_file():
+            line = pub.read_text().strip().splitlines()
+            if line:
+                return line[0].strip()
+    pkey = _load_pkey(private_path)
+    return f"{pkey.get_name()} {pkey.get_base64()}"
+
+
 def _load_pkey(path: Path) -> Any:
     import paramiko
 

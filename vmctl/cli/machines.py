@@ -257,9 +257,11 @@ def reload(
     provision: bool | None = typer.Option(None, "--provision/--no-provision", help="Run provisioners after the restart."),
 ) -> None:
     """Halt and start machines again (picking up Vagrantfile changes)."""
+    from vmctl.project import reload_machines
+
     emit, emit_output = _emitters()
-    for m in _project("reload").machines(names or []):
-        m.reload(provision=provision, emit=emit, emit_output=emit_output)
+    project = _project("reload")
+    reload_machines(project, project.machines(names or []), provision=provision, emit=emit, emit_output=emit_output)
 
 
 def suspend(names: list[str] | None = NAMES) -> None:
@@ -306,10 +308,12 @@ def provision(
     provision_with: str | None = typer.Option(None, "--provision-with", help="Only these provisioners (names or types, comma-separated)."),
 ) -> None:
     """Run the provisioners of running machines."""
+    from vmctl.project import provision_machines
+
     emit, emit_output = _emitters()
     only = {p.strip() for p in provision_with.split(",") if p.strip()} if provision_with else None
-    for m in _project("provision").machines(names or []):
-        m.provision(only=only, emit=emit, emit_output=emit_output)
+    project = _project("provision")
+    provision_machines(project, project.machines(names or []), only=only, emit=emit, emit_output=emit_output)
 
 
 def port(

@@ -151,6 +151,23 @@ class Provisioner:
     ansible: AnsibleSettings | None = None  # ansible, ansible_local
     docker: DockerSettings | None = None  # docker
 
+    @property
+    def summary(self) -> str:
+        """What the provisioner does, in a few words (`vmctl validate`)."""
+        if self.ansible is not None:
+            where = "on this computer" if self.type == "ansible" else "in the guest"
+            limit = ", once for every machine" if self.type == "ansible" and self.ansible.project_wide else ""
+            return f"playbook {self.ansible.playbook} {where}{limit}"
+        if self.docker is not None:
+            d = self.docker
+            return f"{len(d.images)} images to pull, {len(d.build_images)} to build, {len(d.runs)} containers"
+        if self.type == "reload":
+            return "halt and boot the machine again"
+        if self.type == "file":
+            return f"{self.source} -> {self.destination}"
+        what = self.path or "inline script"
+        return what + (", then reboot" if self.reboot else "")
+
 
 @dataclass(frozen=True)
 class Trigger:
