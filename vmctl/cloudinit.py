@@ -72,7 +72,8 @@ def user_data(parts: list[Part]) -> bytes:
 def login_part(user: str, public_key: str) -> Part:
     """vmctl's cloud-config for a plain cloud image: USER with passwordless sudo and the
     machine's PUBLIC_KEY, merged after (and into) the user's own cloud-config."""
-    if "\n" in public_key or not public_key.strip():
+    public_key = public_key.strip()
+    if "\n" in public_key or not public_key:
         raise ValueError("the public key must be one line")
     config = {
         "merge_how": MERGE_HOW,
@@ -82,7 +83,7 @@ def login_part(user: str, public_key: str) -> Part:
             "shell": "/bin/bash",
             "sudo": "ALL=(ALL) NOPASSWD:ALL",
             "lock_passwd": True,
-            "ssh_authorized_keys": [public_key.strip()],
+            "ssh_authorized_keys": [public_key],
         }],
     }
     return Part("text/cloud-config", "#cloud-config\n" + yaml.safe_dump(config, sort_keys=False), "vmctl-login.cfg")

@@ -310,7 +310,9 @@ def check_settings(s: AnsibleSettings, project_root: Path) -> None:
     def file_problem(path: str) -> str | None:
         full = path if os.path.isabs(path) else str(project_root / path)
         if untrusted.outside_roots(full, roots):
-            return f"{full} lies outside the project folder (and VMCTL_READ_PATHS)"
+            real = os.path.realpath(full)
+            shown = full if real == full else f"{full} (a link to {real})"
+            return f"{shown} lies outside the project folder (and VMCTL_READ_PATHS)"
         return None
 
     problems = []

@@ -58,9 +58,9 @@ def container_name(run: DockerRun) -> str:
     return run.name.replace("/", "-")
 
 
-def run_args(run: DockerRun) -> str:
+def run_args(run: DockerRun, cids: str = CIDS) -> str:
     """`docker run`'s arguments for RUN, as Vagrant builds them."""
-    cidfile = cid_path(run)
+    cidfile = cid_path(run, cids)
     args = f"--cidfile={q(cidfile)} "
     if run.daemonize:
         args += "-d "
@@ -73,19 +73,20 @@ def run_args(run: DockerRun) -> str:
     return f"{args} {q(run.image)} {run.cmd or ''}".strip()
 
 
-def cid_path(run: DockerRun) -> str:
-    return f"{CIDS}/{hashlib.sha1(run.name.encode()).hexdigest()}"  # noqa: S324 - Vagrant's file name
+def cid_path(run: DockerRun, cids: str = CIDS) -> str:
+    return f"{cids}/{hashlib.sha1(run.name.encode()).hexdigest()}"  # noqa: S324 - Vagrant's file name
 
 
-def container_script(run: DockerRun) -> str:
-    """A guest script (run as root) that makes RUN's container run, as Vagrant's client does."""
-    args = run_args(run)
+def container_script(run: DockerRun, cids: str = CIDS) -> str:
+    """A guest script (run as root) that makes RUN's container run, as Vagrant's client does
+    (CIDS: where the container ids are kept)."""
+    args = run_args(run, cids)
     digest = hashlib.sha1(args.encode()).hexdigest()  # noqa: S324 - a change detector, as Vagrant's
-    cid = q(cid_path(run))
+    cid = q(cid_path(run, cids))
     name = q(container_name(run))
     image = q(run.image)
     return f"""set -e
-mkdir -p {CIDS}
+mkdir -p {q(cids)}
 create() {{
   rm -f {cid}
   docker run {args}

@@ -575,7 +575,10 @@ class VmConfig(Namespace):
         if block is not None:
             sub = ProvisionerConfig(self.root, kind)
             ip.call_configure_block(block, [sub])
-            options.update(sub.options())
+            block_options = sub.options()
+            if "images" in block_options and isinstance(options.get("images"), list):
+                block_options["images"] = [*options["images"], *block_options["images"]]  # docker: they add up
+            options.update(block_options)
         if name is not None:
             for rec in self.provisioners:
                 if rec.name == name:
@@ -662,6 +665,8 @@ class ProvisionerConfig(Namespace):
         elif kind in ("ansible", "ansible_local"):
             names = ANSIBLE_HOST if kind == "ansible" else ANSIBLE_GUEST
             self.settings = frozenset(names | set(ANSIBLE_DEPRECATED) | common)
+            # the other ansible provisioner's options: a warning (resolve.py), not an error
+            self.ignored_settings = frozenset((ANSIBLE_GUEST if kind == "ansible" else ANSIBLE_HOST) - names)
         elif kind == "docker":
             self.settings = frozenset({"images", *common})
             self.methods = frozenset({"pull_images", "build_image", "run", "post_install_provision"})
