@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +27,8 @@ from vmctl.libvirt_worker import OPS
 from vmctl.state import file_lock, read_json, write_json
 
 if TYPE_CHECKING:
+    import subprocess
+
     import libvirt
 
 log = logging.getLogger("vmctl.hypervisor")
@@ -291,6 +292,7 @@ class WorkerConnection:
 
     @staticmethod
     def _popen(uri: str, log_file: Path, lock_fd: int) -> subprocess.Popen[str]:
+        import subprocess
         import sys
 
         with open(log_file, "ab") as err:
@@ -742,6 +744,8 @@ def _qemu_binary() -> str | None:
 
 
 def _probe_kvm(qemu: str, kernel: Path, timeout: float = 4.0) -> bool:
+    import subprocess
+
     argv = [
         qemu, "-accel", "kvm", "-cpu", "host", "-m", "128", "-nodefaults", "-display", "none",
         "-no-reboot", "-serial", "stdio", "-kernel", str(kernel),

@@ -65,7 +65,11 @@ def locks_dir() -> Path:
 
 
 def find_vagrantfile(start: Path | None = None) -> Path | None:
-    """VMCTL_VAGRANTFILE, else `Vagrantfile` in START or its nearest parent."""
+    """VMCTL_VAGRANTFILE, else the Vagrantfile (named "Vagrantfile" or "vagrantfile", or
+    VAGRANT_VAGRANTFILE) in START (default: VAGRANT_CWD, else the current folder) or its
+    nearest parent."""
+    from vmctl import environment
+
     env = os.environ.get("VMCTL_VAGRANTFILE")
     if env:
         path = Path(env).expanduser().absolute()
@@ -75,19 +79,23 @@ def find_vagrantfile(start: Path | None = None) -> Path | None:
                 hint="unset VMCTL_VAGRANTFILE or point it at your Vagrantfile",
             )
         return path
-    here = (start or Path.cwd()).absolute()
+    names = environment.vagrantfile_names()
+    here = (start or environment.search_start()).absolute()
     for folder in (here, *here.parents):
-        candidate = folder / "Vagrantfile"
-        if candidate.is_file():
-            return candidate
+        for name in names:
+            candidate = folder / name
+            if candidate.is_file():
+                return candidate
     return None
 
 
 def require_vagrantfile(start: Path | None = None) -> Path:
+    from vmctl import environment
+
     path = find_vagrantfile(start)
     if path is None:
         raise ConfigError(
-            "no Vagrantfile here or in any parent folder",
+            f"no {environment.vagrantfile_names()[0]} here or in any parent folder",
             hint="run vmctl in a project folder, or set VMCTL_VAGRANTFILE",
         )
     return path

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -31,7 +30,7 @@ class Project:
         from vmctl.vagrantfile import has_plugin_setting, load_project
 
         def box_vagrantfile(name: str, constraint: str | None) -> Path | None:
-            from vmctl.boxes.store import find_box_vagrantfile
+            from vmctl.boxes.installed import find_box_vagrantfile
 
             return find_box_vagrantfile(name, constraint)
 
@@ -112,8 +111,11 @@ def up_machines(
     parallel: bool,
     emit: Emit,
     emit_output: Emit,
+    only: set[str] | None = None,
+    destroy_on_error: bool = True,
 ) -> list[tuple[str, VmctlError]]:
-    """Bring MACHINES up, in parallel by default; return the failures (name, error)."""
+    """Bring MACHINES up, in parallel by default; return the failures (name, error).
+    ONLY: --provision-with; DESTROY_ON_ERROR: see Machine.up."""
     cancel = threading.Event()
     failures: list[tuple[str, VmctlError]] = []
 
@@ -121,7 +123,8 @@ def up_machines(
         try:
             m.up(
                 provision=provision, emit=emit, emit_output=emit_output, cancel=cancel,
-                reload_config=project.reload_machine_config(m.name),
+                reload_config=project.reload_machine_config(m.name), only=only,
+                destroy_on_error=destroy_on_error,
             )  # fmt: skip
         except VmctlError as exc:
             failures.append((m.name, exc))
@@ -130,6 +133,10 @@ def up_machines(
         for m in machines:
             one(m)
     else:
+        from concurrent.futures import (
+            ThreadPoolExecutor,  # not at the top: status and ssh start faster
+        )
+
         with ThreadPoolExecutor(max_workers=min(8, len(machines))) as pool:
             futures = [pool.submit(one, m) for m in machines]
             try:
@@ -141,6 +148,31 @@ def up_machines(
                     f.result()
                 raise
     failures += run_deferred(project, machines, emit=emit, emit_output=emit_output, failed=len(failures))
+    return failures
+
+
+def destroy_machines(
+    machines: list[Machine], *, parallel: bool, graceful: bool, emit: Emit,
+) -> list[tuple[str, VmctlError]]:
+    """Destroy MACHINES, one after another or (PARALLEL) at once; return the failures."""
+    failures: list[tuple[str, VmctlError]] = []
+
+    def one(m: Machine) -> None:
+        try:
+            if not m.destroy(emit=emit, graceful=graceful):
+                emit(f"==> {m.name}: not created.")
+        except VmctlError as exc:
+            failures.append((m.name, exc))
+
+    if not parallel or len(machines) < 2:
+        for m in machines:
+            one(m)
+        return failures
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(max_workers=min(8, len(machines))) as pool:
+        for f in [pool.submit(one, m) for m in machines]:
+            f.result()
     return failures
 
 
@@ -157,11 +189,12 @@ def provision_machines(
 
 def reload_machines(
     project: Project, machines: list[Machine], *, provision: bool | None, emit: Emit, emit_output: Emit,
+    force: bool = False, only: set[str] | None = None,
 ) -> None:
     """`vmctl reload`: each machine halted and booted again, then the project-wide
     provisioners once (when provisioning)."""
     for m in machines:
-        m.reload(provision=provision, emit=emit, emit_output=emit_output)
+        m.reload(provision=provision, emit=emit, emit_output=emit_output, force=force, only=only)
     failures = run_deferred(project, machines, emit=emit, emit_output=emit_output)
     if failures:
         raise failures[0][1]

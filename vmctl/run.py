@@ -10,8 +10,11 @@ import logging
 import shlex
 import shutil
 import subprocess
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import suppress
 from pathlib import Path
+from typing import BinaryIO
 
 from vmctl.errors import MissingToolError, VmctlError
 
@@ -81,6 +84,44 @@ def run(
             hint="run again with --debug to see the command",
         )
     return proc
+
+
+def feed(
+    argv: Sequence[str | Path],
+    writer: Callable[[BinaryIO], None],
+    *,
+    purpose: str,
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ARGV with WRITER writing its stdin (a stream, never all in memory); return it
+    finished, its stdout and stderr captured. The caller checks the exit status."""
+    args = [str(a) for a in argv]
+    args[0] = require_tool(args[0], purpose) if "/" not in args[0] else args[0]
+    log.debug("run: %s", shlex.join(args))
+    try:
+        proc = subprocess.Popen(args, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+    except OSError as exc:
+        raise VmctlError(f"could not run {args[0]}: {exc.strerror}") from exc
+    assert proc.stdin is not None
+    out: list[bytes] = []
+    err: list[bytes] = []
+    readers = [threading.Thread(target=lambda: out.append(proc.stdout.read()), daemon=True),  # type: ignore[union-attr]
+               threading.Thread(target=lambda: err.append(proc.stderr.read()), daemon=True)]  # type: ignore[union-attr]
+    for t in readers:
+        t.start()
+    try:
+        with suppress(BrokenPipeError):  # the command ended early: its status says why
+            writer(proc.stdin)
+        with suppress(BrokenPipeError):
+            proc.stdin.close()
+    except BaseException:
+        proc.kill()
+        raise
+    finally:
+        status = proc.wait()
+        for t in readers:
+            t.join()
+    return subprocess.CompletedProcess(args, status, b"".join(out), b"".join(err))
 
 
 def last_line(data: bytes | None) -> str:

@@ -496,7 +496,7 @@ def session(endpoint: Endpoint, timeout: float = 10.0) -> Iterator[Session]:
 
 def replace_insecure_key(s: Session, new_public_line: str) -> None:
     """Install NEW_PUBLIC_LINE and remove every insecure key from authorized_keys,
-    atomically (a temporary file renamed over the old one).
+    atomically (a temporary file renamed over the old one) and durably (synced).
 
     One guest command does it all (each command is a fork and exec in the guest,
     70-300 ms under TCG), and the next login's key exchange starts meanwhile."""
@@ -508,29 +508,37 @@ def replace_insecure_key(s: Session, new_public_line: str) -> None:
     s.check(
         "umask 077; mkdir -p ~/.ssh && f=~/.ssh/authorized_keys && "
         f'{{ grep -v -F {patterns} "$f" 2>/dev/null; cat; }} > "$f.vmctl-tmp" && '
-        'chmod 600 "$f.vmctl-tmp" && mv -f "$f.vmctl-tmp" "$f"',
+        'chmod 600 "$f.vmctl-tmp" && mv -f "$f.vmctl-tmp" "$f" && '
+        # on disk before anyone pulls the plug (halt -f, reload -f): else the guest comes
+        # back with the insecure key only, which OpenSSH is not given
+        '{ sync -f "$f" 2>/dev/null || sync; }',
         stdin=(new + "\n").encode(),
         what="replace the insecure key",
     )
 
 
-def openssh_options(endpoint: Endpoint, key: Path) -> list[str]:
-    """OpenSSH options that log in with KEY and enforce the pinned host key. An -o value
-    is read as a config line: paths are quoted by the same rule as ssh-config's."""
+def openssh_options(endpoint: Endpoint, key: Path, *, plain: bool = False) -> list[str]:
+    """OpenSSH options that log in with KEY and enforce the pinned host key. PLAIN (Vagrant's
+    `ssh --plain`): no user and no key, authentication is left to the user; the host key
+    is still checked against the pin. An -o value is read as a config line: paths are
+    quoted by the same rule as ssh-config's."""
     pin = read_pin(endpoint.known_hosts, endpoint.alias)
     opts = [
         "-o", f"HostKeyAlias={endpoint.alias}",
         "-o", f"UserKnownHostsFile={_config_value(str(endpoint.known_hosts))}",
         "-o", "StrictHostKeyChecking=yes",
         "-o", "GlobalKnownHostsFile=/dev/null",
-        "-o", "IdentitiesOnly=yes",
-        "-o", "PasswordAuthentication=no",
         "-o", "LogLevel=ERROR",
         "-o", "ConnectTimeout=10",
-        "-i", str(key),
         "-p", str(endpoint.port),
-        "-l", endpoint.user,
     ]  # fmt: skip
+    if not plain:
+        opts += [
+            "-o", "IdentitiesOnly=yes",
+            "-o", "PasswordAuthentication=no",
+            "-i", str(key),
+            "-l", endpoint.user,
+        ]  # fmt: skip
     if pin:
         opts[0:0] = ["-o", f"HostKeyAlgorithms={pin[0]}"]
     return opts

@@ -43,7 +43,8 @@ def test_add_list_remove(box_home: Path, box_make: Callable[..., Path]) -> None:
     data = json.loads(out.stdout)
     size = data["boxes"][0]["size_bytes"]
     assert isinstance(size, int) and size > 0
-    assert data == {"boxes": [{"name": "vmctl/tiny", "version": "0", "provider": "libvirt", "size_bytes": size}]}
+    assert data == {"boxes": [{"name": "vmctl/tiny", "version": "0", "provider": "libvirt", "size_bytes": size,
+                               "disks": [{"path": "box.img", "format": "qcow2"}]}]}
 
     out = run_box("list")
     lines = out.stdout.splitlines()
@@ -183,3 +184,78 @@ def test_the_real_command(box_home: Path, box_make: Callable[..., Path]) -> None
     proc = subprocess.run([str(VMCTL), "box", "remove", "vmctl/tiny", "--all", "--box-version", "0"], env=env,
                           capture_output=True, text=True)
     assert proc.returncode == 2
+
+
+# --- update, repackage, init (issue 12) ----------------------------------------------------
+
+def _catalog(tmp_path: Path, box_make: Callable[..., Path], box_catalog_for: Callable[..., dict],
+             versions: tuple[str, ...]) -> Path:
+    data = {f"t-{v}.box": box_make(f"t-{v}.box", vagrantfile=f"# {v}\n").read_bytes() for v in versions}
+    catalog = box_catalog_for("acme/app", {v: f"t-{v}.box" for v in versions}, data=data)
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps(catalog))
+    return path
+
+
+def test_box_update_installs_a_newer_version_from_the_catalog(box_home: Path, box_make: Callable[..., Path],
+                                                              box_catalog_for: Callable[..., dict],
+                                                              tmp_path: Path) -> None:
+    catalog = _catalog(tmp_path, box_make, box_catalog_for, ("1.0",))
+    assert run_box("add", str(catalog)).code == 0
+    out = run_box("update", "--box", "acme/app")
+    assert (out.code, out.stdout) == (0, "box acme/app (1.0): up to date\n")
+    _catalog(tmp_path, box_make, box_catalog_for, ("1.0", "1.2", "2.0"))
+    out = run_box("update", "--box", "acme/app")
+    assert (out.code, out.stdout) == (0, "updated box acme/app: 1.0 -> 2.0\n")
+    listed = json.loads(run_box("list", "--json").stdout)["boxes"]
+    assert [b["version"] for b in listed] == ["1.0", "2.0"]  # the old one stays for its machines
+    out = run_box("update", "--box", "not/installed")
+    assert out.stdout == "box not/installed (not installed): not installed (vmctl up adds it)\n"
+
+
+def test_box_update_of_the_project_respects_its_constraint(box_home: Path, box_make: Callable[..., Path],
+                                                           box_catalog_for: Callable[..., dict], tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    catalog = _catalog(tmp_path, box_make, box_catalog_for, ("1.0", "1.5", "2.0"))
+    assert run_box("add", str(catalog), "--box-version", "= 1.0").code == 0
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Vagrantfile").write_text('Vagrant.configure("2") { |c| c.vm.box = "acme/app"; c.vm.box_version = "< 2" }\n')
+    monkeypatch.chdir(project)
+    out = run_box("update")
+    assert (out.code, out.stdout) == (0, "updated box acme/app: 1.0 -> 1.5\n"), out.stderr
+
+
+def test_box_repackage_round_trip(box_home: Path, box_make: Callable[..., Path], tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    assert run_box("add", "--name", "acme/orig", str(box_make(vagrantfile="# mine\n"))).code == 0
+    monkeypatch.chdir(tmp_path)
+    out = run_box("repackage", "acme/orig", "libvirt", "0")
+    assert (out.code, out.stdout) == (0, f"wrote {tmp_path / 'package.box'}\n")
+    assert run_box("add", "--name", "acme/copy", str(tmp_path / "package.box")).code == 0
+    boxes = {b["name"]: b for b in json.loads(run_box("list", "--json").stdout)["boxes"]}
+    assert boxes["acme/copy"]["disks"] == [{"path": "box.img", "format": "qcow2"}]
+    copy = box_home / "boxes" / "acme-VAGRANTSLASH-copy" / "0" / "libvirt" / "Vagrantfile"
+    assert copy.read_text() == "# mine\n"
+    out = run_box("repackage", "acme/orig", "virtualbox", "0")
+    assert out.code == 2 and "vmctl provides only 'libvirt'" in out.stderr
+    out = run_box("repackage", "acme/orig", "libvirt", "9")
+    assert out.code == 1 and "version 9 is not installed" in out.stderr
+
+
+def test_init_writes_a_vagrantfile_that_validates(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vmctl.cli import init as init_cli
+    from vmctl.vagrantfile.loader import evaluate_project
+
+    monkeypatch.chdir(tmp_path)
+    out = run_commands(init_cli.register, "init", "generic/debian12", "https://example.org/d.json",
+                       "--box-version", "~> 4.3")
+    assert out.code == 0, out.stderr
+    (m,) = evaluate_project(tmp_path / "Vagrantfile", env={}).machines
+    assert (m.box, m.box_version, m.box_url) == ("generic/debian12", "~> 4.3", "https://example.org/d.json")
+    out = run_commands(init_cli.register, "init", "other")
+    assert out.code == 1 and "already exists" in out.stderr and "--force" in out.stderr
+    assert run_commands(init_cli.register, "init", "other", "--force", "--minimal").code == 0
+    assert (tmp_path / "Vagrantfile").read_text() == 'Vagrant.configure("2") do |config|\n  config.vm.box = "other"\nend\n'
+    out = run_commands(init_cli.register, "init", "x", "--minimal", "--output", "-")
+    assert out.stdout == 'Vagrant.configure("2") do |config|\n  config.vm.box = "x"\nend\n'

@@ -29,7 +29,7 @@ from vmctl.state import IndexEntry, save_index
 def test_public_api_is_pinned() -> None:
     assert sorted(vmctl.boxes.__all__) == [
         "InstalledBox", "add_box", "check_outdated", "find_box", "find_box_vagrantfile",
-        "list_boxes", "prune_boxes", "remove_box",
+        "list_boxes", "prune_boxes", "remove_box", "repackage_box", "update_box",
     ]
 
 

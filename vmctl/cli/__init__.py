@@ -1,171 +1,149 @@
 """The command line: thin commands that parse, call the core, and print.
 
-Each module registers its commands on `app`. Heavy imports (libvirt, paramiko, rich, the
-Vagrantfile parser) happen inside the command functions, so start-up stays fast.
+`main` takes Vagrant's global flags out of the command line (vmctl/cli/flags.py), sets
+up the terminal and the logs, and then runs the command: the commands scripts call most
+(`status`, `ssh`, `ssh-config`, `port`, `version`, `--version`) through a small parser of
+their plain forms (vmctl/cli/fast.py), everything else through typer (vmctl/cli/app.py).
+Nothing heavy is imported here: `vmctl --version` must start fast.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 
-import typer
-
-from vmctl import __version__
-
-app = typer.Typer(
-    name="vmctl",
-    help="Vagrant-compatible virtual machines on libvirt/QEMU.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-    context_settings={"help_option_names": ["-h", "--help"]},
-)
+from vmctl.cli.flags import GlobalFlags, split
 
 _debug = False
-
-
-def _version(value: bool) -> None:
-    if value:
-        sys.stdout.write(f"vmctl {__version__}\n")
-        raise typer.Exit()
-
-
-@app.callback()
-def _root(
-    debug: bool = typer.Option(False, "--debug", help="Show debug logs, timings and tracebacks."),
-    version: bool = typer.Option(
-        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
-    ),
-) -> None:
-    global _debug
-    _debug = debug or os.environ.get("VMCTL_DEBUG") == "1"
-    if _debug:
-        logging.basicConfig(
-            level=logging.DEBUG, format="debug: %(name)s: %(message)s", stream=sys.stderr
-        )
 
 
 def debug_enabled() -> bool:
     return _debug
 
 
-def _plain_annotation(annotation: object) -> object | None:
-    """ANNOTATION without `| None`, if it is one vmctl's commands use and click has already
-    parsed (str, bool, int, Path, or a list of those); else None."""
-    from pathlib import Path
-    from types import NoneType, UnionType
-    from typing import Union, get_args, get_origin
-
-    if get_origin(annotation) in (Union, UnionType):
-        rest = [a for a in get_args(annotation) if a is not NoneType]
-        if len(rest) != 1:
-            return None
-        annotation = rest[0]
-    if annotation in (str, bool, int, Path):
-        return annotation
-    if get_origin(annotation) is list and _plain_annotation(get_args(annotation)[0]) is not None:
-        return annotation
-    return None
-
-
-def _coerce_plain(annotation: object, value: object) -> object:
-    from pathlib import Path
-    from typing import get_args, get_origin
-
-    if get_origin(annotation) is list:
-        (item,) = get_args(annotation)
-        return [_coerce_plain(item, v) for v in value]  # type: ignore[attr-defined]
-    if annotation is bool:
-        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
-    if annotation is int:
-        return int(value)  # type: ignore[call-overload]
-    if annotation is Path:
-        return Path(value)  # type: ignore[arg-type]
-    return str(value)
-
-
-def _without_pydantic() -> None:
-    """Coerce vmctl's plain parameters without pydantic.
-
-    typer 0.29 turns every parameter of the invoked command into a pydantic TypeAdapter;
-    importing pydantic and building those adapters cost 60-100 ms per command here, more
-    than all the rest of `vmctl --version`. vmctl's parameters are plain str, bool, Path
-    and lists of str, which need no validation beyond what click does, so they get a
-    direct coercion; anything else (and any other typer) keeps typer's own path.
-    """
-    try:
-        from dataclasses import dataclass
-
-        from typer import _coercion, core
-        from typer._click.exceptions import BadParameter
-
-        original = _coercion.build_runtime_param
-        base = _coercion.RuntimeParam
-    except (ImportError, AttributeError):
-        return
-
-    @dataclass(frozen=True)
-    class PlainRuntimeParam(base):  # type: ignore[misc, valid-type]
-        def _coerce_value(self, value: object, param: object, ctx: object) -> object:
-            try:
-                return _coerce_plain(_plain_annotation(self.annotation), value)
-            except (TypeError, ValueError) as exc:
-                raise BadParameter(str(exc), ctx=ctx, param=param) from exc  # type: ignore[arg-type]
-
-    def build(descriptor: object) -> object:
-        info = descriptor.parameter_info  # type: ignore[attr-defined]
-        plain = (
-            descriptor.file_annotation is None  # type: ignore[attr-defined]
-            and getattr(info, "min", None) is None
-            and getattr(info, "max", None) is None
-            and getattr(info, "parser", None) is None
-            and getattr(info, "click_type", None) is None
-            and _plain_annotation(descriptor.annotation) is not None  # type: ignore[attr-defined]
-        )
-        if plain:
-            return PlainRuntimeParam(parameter_info=info, annotation=descriptor.annotation)  # type: ignore[attr-defined]
-        return original(descriptor)  # type: ignore[arg-type]
-
-    if getattr(core, "build_runtime_param", None) is original:
-        core.build_runtime_param = build  # type: ignore[assignment]
-        _coercion.build_runtime_param = build  # type: ignore[assignment]
-
-
 def _register() -> None:
-    from vmctl.cli import box, machines, validate
+    """Register every command on the typer app (what `vmctl --help` needs)."""
+    from vmctl.cli.app import _register as register
 
-    _without_pydantic()
-    box.register(app)
-    validate.register(app)
-    machines.register(app)
+    register()
+
+
+def _configure(flags: GlobalFlags, argv: list[str]) -> None:
+    """Terminal modes and logs, from the flags and then Vagrant's environment variables."""
+    global _debug
+    from vmctl import environment, term
+
+    color = flags.color if flags.color is not None else environment.color()
+    ui = None
+    if flags.machine_readable:
+        from vmctl.cli import machine_readable
+
+        ui = machine_readable.ui
+    term.set_modes(color=color, interactive=flags.tty, ui=ui)
+    level = 10 if flags.debug else environment.log_level()
+    _debug = level == 10
+    if level is not None:
+        import logging
+
+        stamps = flags.timestamp or environment.log_timestamps()
+        logging.basicConfig(level=level, handlers=[_log_handler(stamps)], force=True)
+        from vmctl import __version__
+
+        logging.getLogger("vmctl.cli").debug("vmctl %s invoked: %s", __version__, argv)
+
+
+def _log_handler(timestamps: bool):  # type: ignore[no-untyped-def]
+    """Logs on stderr as "debug: vmctl.machine: ...", with the time first for --timestamp."""
+    import logging
+
+    class LowerCaseLevels(logging.Formatter):
+        def format(self, record: logging.LogRecord) -> str:
+            record.levelname = record.levelname.lower()
+            return super().format(record)
+
+    stamp = "%(asctime)s " if timestamps else ""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(LowerCaseLevels(f"{stamp}%(levelname)s: %(name)s: %(message)s"))
+    return handler
+
+
+def _split_ssh_extra(args: list[str]) -> tuple[list[str], list[str]]:
+    """For `ssh`, the words after the first `--` are arguments for OpenSSH (as in Vagrant)."""
+    if args[:1] == ["ssh"] and "--" in args:
+        i = args.index("--")
+        return args[:i], args[i + 1:]
+    return args, []
+
+
+def _run(args: list[str]) -> None:
+    args, extra = _split_ssh_extra(args)
+    from vmctl.cli import fast
+
+    parsed = fast.parse(args, extra)
+    if parsed is not None:
+        function, kwargs = parsed
+        function(**kwargs)
+        return
+    from vmctl.cli.app import run
+
+    run(args, extra)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the app, turn VmctlError into `error:`/`hint:` and an exit status.
+    """Entry point: run the command; turn a VmctlError into `error:`/`hint:` and its exit
+    status (with --machine-readable, `ui,error` and `error-exit` lines).
 
-    Usage errors (exit status 2) and Ctrl-C are handled by typer's standalone mode.
+    Usage errors (exit status 2) come from typer; Ctrl-C exits 130.
     """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    flags, args = split(argv)
+    if flags.version:
+        from vmctl import __version__
+
+        sys.stdout.write(f"vmctl {__version__}\n")
+        return
     from vmctl.errors import VmctlError
-    from vmctl.term import error
 
-    _register()
     try:
-        app(args=argv, prog_name="vmctl")
+        _configure(flags, argv)
+        _run(args)
     except VmctlError as exc:
-        if _debug:
-            import traceback
-
-            traceback.print_exc()
-        error(str(exc), exc.hint)
+        _report(exc, flags, traceback=_debug)
         sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("\n")
+        sys.exit(130)
     except BrokenPipeError:
+        _quiet_stdout()
         sys.exit(1)
     except Exception as exc:  # a bug: still one line, unless --debug asks for the traceback
         if _debug:
             raise
-        error(f"internal error: {type(exc).__name__}: {exc}",
-              "run again with --debug for the traceback, and report it")
+        from vmctl import term
+
+        term.error(f"internal error: {type(exc).__name__}: {exc}",
+                   "run again with --debug for the traceback, and report it")
         sys.exit(1)
+
+
+def _report(exc: BaseException, flags: GlobalFlags, *, traceback: bool) -> None:
+    from vmctl import term
+
+    if traceback:
+        import traceback as tb
+
+        tb.print_exc()
+    term.error(str(exc), getattr(exc, "hint", None))
+    if flags.machine_readable:
+        from vmctl.cli import machine_readable
+
+        machine_readable.error_exit(exc)
+
+
+def _quiet_stdout() -> None:
+    """After a closed pipe, point stdout at /dev/null so Python's exit flush is quiet."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass

@@ -1,0 +1,83 @@
+"""The commands scripts call hundreds of times, parsed without typer.
+
+`vmctl status`, `ssh`, `ssh-config`, `port` and `version` in their plain forms are parsed
+here, with the standard library only, and call the same functions the typer commands call:
+importing typer and building its command tree costs several times Python's own start-up.
+Anything this parser does not recognise (help, an unknown or misplaced option, a missing
+value, too many names) goes to typer instead, which stays the one source of help texts
+and usage errors. A unit test parses the same command lines both ways and compares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One command's plain grammar: its names (none, at most one, or any number), its
+    flags (option -> (parameter, value)) and its options with a value (option -> parameter)."""
+
+    module: str
+    function: str
+    names: str  # "", "?" or "*"
+    flags: dict[str, tuple[str, object]] = field(default_factory=dict)
+    values: dict[str, str] = field(default_factory=dict)
+    defaults: dict[str, object] = field(default_factory=dict)
+
+
+SPECS = {
+    "status": Spec("vmctl.cli.status", "status", "*", flags={"--json": ("as_json", True)},
+                   defaults={"as_json": False}),
+    "ssh-config": Spec("vmctl.cli.ssh", "ssh_config", "*", values={"--host": "host"},
+                       defaults={"host": None}),
+    "port": Spec("vmctl.cli.port", "port", "?", flags={"--json": ("as_json", True)},
+                 values={"--guest": "guest"}, defaults={"as_json": False, "guest": None}),
+    "ssh": Spec("vmctl.cli.ssh", "ssh", "?",
+                flags={"-p": ("plain", True), "--plain": ("plain", True),
+                       "-t": ("tty", True), "--tty": ("tty", True), "--no-tty": ("tty", False)},
+                values={"-c": "command", "--command": "command"},
+                defaults={"command": None, "plain": False, "tty": None}),
+    "version": Spec("vmctl.cli.version", "version", ""),
+}  # fmt: skip
+
+
+def parse(argv: list[str], extra: list[str]) -> tuple[Callable[..., Any], dict[str, Any]] | None:
+    """The command function and its arguments for ARGV (EXTRA: what followed `--`, for
+    ssh), or None when typer must parse ARGV."""
+    if not argv or argv[0] not in SPECS:
+        return None
+    spec = SPECS[argv[0]]
+    if extra and argv[0] != "ssh":
+        return None
+    kwargs: dict[str, Any] = dict(spec.defaults)
+    names: list[str] = []
+    words = iter(argv[1:])
+    for word in words:
+        if word.startswith("-") and word != "-":
+            option, eq, inline = word.partition("=") if word.startswith("--") else (word, "", "")
+            if option in spec.flags and not eq:
+                key, flag_value = spec.flags[option]
+                kwargs[key] = flag_value
+            elif option in spec.values:
+                value = inline if eq else next(words, None)
+                if value is None:
+                    return None
+                kwargs[spec.values[option]] = value
+            else:
+                return None  # -h, an unknown option, -cVALUE, combined flags: typer
+        else:
+            names.append(word)
+    if spec.names == "" and names or spec.names == "?" and len(names) > 1:
+        return None
+    if spec.names == "*":
+        kwargs["names"] = names
+    elif spec.names == "?":
+        kwargs["name"] = names[0] if names else None
+    if argv[0] == "ssh":
+        kwargs["extra"] = list(extra)
+    import importlib
+
+    return getattr(importlib.import_module(spec.module), spec.function), kwargs

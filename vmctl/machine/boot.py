@@ -1,0 +1,401 @@
+"""Booting a machine: its box, its domain (defined from the settings), its host ports,
+and SSH (waiting for it, the endpoint, replacing the insecure key).
+
+Nothing here is left half-done by an interruption that the next command cannot finish:
+ports are reserved in the index (and state.json) before the domain names them; the key
+swap writes the new key before the guest trusts it and records it only once a login with
+it has worked.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import threading
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vmctl import domain, hypervisor, network, paths
+from vmctl.errors import BoxError, HypervisorError, MachineError
+from vmctl.machine.state import SEED_FILE, ForwardState, MachineState, StateMixin
+from vmctl.state import IndexEntry, index_lock, load_index, save_index, write_atomic
+
+if TYPE_CHECKING:
+    from vmctl.machine.lifecycle import Emit
+    from vmctl.ssh import Endpoint, Session
+
+log = logging.getLogger("vmctl.machine")
+
+# Machines of one `up` that need the same missing box wait for the first to fetch it.
+_box_fetch_lock = threading.Lock()
+
+
+class BootMixin(StateMixin):
+    """The boot half of a Machine (see lifecycle.Machine)."""
+
+    key_file: Path
+    known_hosts: Path
+
+    def endpoint(self) -> Endpoint:
+        from vmctl.ssh import Endpoint, insecure_private_keys
+
+        st = self.require_state()
+        keys: list[Path] = []
+        if self.config.ssh.private_key_path:
+            keys += [self._project_path(p) for p in self.config.ssh.private_key_path]
+        if self.key_file.exists():
+            keys.append(self.key_file)
+        keys += insecure_private_keys()
+        return Endpoint(
+            host="127.0.0.1",
+            port=st.ssh_port,
+            user=st.ssh_user,
+            alias=f"vmctl-{st.id}",
+            known_hosts=self.known_hosts,
+            keys=tuple(keys),
+        )
+
+    def login_key(self) -> Path:
+        """The private key an OpenSSH client should use (0600, as ssh demands)."""
+        st = self.require_state()
+        if self.config.ssh.private_key_path:
+            return self._project_path(self.config.ssh.private_key_path[0])
+        if st.key_inserted and self.key_file.exists():
+            return self.key_file
+        # The insecure key, copied 0600: ssh refuses keys others can read.
+        from vmctl.ssh import insecure_private_keys
+
+        copy = self.dir / "insecure_private_key"
+        if not copy.exists():
+            write_atomic(copy, insecure_private_keys()[0].read_bytes(), mode=0o600)
+        return copy
+
+    def _project_path(self, p: str) -> Path:
+        path = Path(p).expanduser()
+        return path if path.is_absolute() else self.project_root / path
+
+    def session(self, timeout: float = 15.0) -> Session:
+        from vmctl import ssh
+
+        return ssh.connect(self.endpoint(), timeout=timeout)
+
+    def _ensure_box(self, emit: Emit) -> tuple[Any, bool]:
+        """The installed box, adding (or building) it first when it is missing, and whether
+        it was missing. Machines coming up in parallel wait for one another here, so a box
+        is fetched once."""
+        from vmctl.boxes import store
+
+        cfg = self.config
+        if not cfg.box:
+            raise MachineError(
+                f"machine {self.name} names no box",
+                hint='set config.vm.box in the Vagrantfile, e.g. config.vm.box = "vmctl/tiny"',
+            )
+        box = store.find_box(cfg.box, cfg.box_version)
+        if box is not None:
+            return box, False
+        with _box_fetch_lock:
+            box = store.find_box(cfg.box, cfg.box_version)
+            if box is not None:  # a machine of this up fetched it meanwhile
+                return box, True
+            try:
+                return self._fetch_box(emit), True
+            except BoxError:
+                # Another vmctl process may have installed it meanwhile.
+                box = store.find_box(cfg.box, cfg.box_version)
+                if box is None:
+                    raise
+                return box, True
+
+    def _fetch_box(self, emit: Emit) -> Any:
+        from vmctl.boxes import store
+
+        cfg = self.config
+        assert cfg.box is not None
+        dl = cfg.box_download
+        if cfg.box_url or (store.registry_name(cfg.box) and not _shipped_recipe_for(cfg.box)):
+            source = cfg.box_url or cfg.box
+            where = cfg.box_url or store.server_url(dl.server_url)
+            emit(f"==> {self.name}: box {cfg.box} is not installed; adding it from {where}")
+            if dl.insecure:
+                emit(f"==> {self.name}: warning: box_download_insecure: the server's certificate is NOT verified")
+            from vmctl.term import Progress
+
+            return store.add_box(
+                source, name=cfg.box if cfg.box_url else None, version_constraint=cfg.box_version,
+                checksum=dl.checksum, checksum_type=dl.checksum_type, progress=Progress, notify=emit,
+                options=download_options(dl), server=store.server_url(dl.server_url),
+            )  # fmt: skip
+        recipe = _shipped_recipe_for(cfg.box)
+        if recipe is not None:
+            emit(f"==> {self.name}: box {cfg.box} is not installed; building it from vmctl's recipe {recipe}")
+            import tempfile
+
+            from vmctl.boxes.build import build_recipe
+
+            paths.vmctl_home().mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=paths.vmctl_home(), prefix=".build-") as out:
+                result = build_recipe(recipe, Path(out), notify=lambda line: emit(f"    {self.name}: {line}"))
+                return store.add_box(str(result.catalog_path), notify=emit)
+        raise MachineError(
+            f"box {cfg.box} is not installed",
+            hint=f"add it with vmctl box add {cfg.box} (a .box file or catalog URL), or set config.vm.box_url",
+        )
+
+    def _create_disk(self, box: Any, disk: Path) -> None:
+        from vmctl.run import run
+
+        fmt = box.image_format
+        argv = ["qemu-img", "create", "-q", "-f", "qcow2", "-F", "raw" if fmt == "raw" else "qcow2", "-b", str(box.image), str(disk)]
+        size = self.config.libvirt.machine_virtual_size
+        if size:
+            argv.append(f"{int(size)}G")
+        run(argv, purpose="create the machine's disk overlay")
+        os.chmod(disk, 0o600)
+
+    def _render(self, st: MachineState) -> str:
+        cfg = self.config
+        kernel = Path(cfg.libvirt.kernel) if cfg.libvirt.kernel else None
+        accel = _choose_accel(cfg.libvirt.driver, kernel)
+        forwards = [domain.Forward("127.0.0.1", st.ssh_port, 22)]
+        forwards += [domain.Forward(f.host_ip, f.host, f.guest, f.protocol) for f in st.forwards if f.id != "ssh"]
+        nics = []
+        for net, mac in zip(cfg.private_networks, st.macs, strict=False):
+            group, port = network.mcast_group(self._segment(net))
+            nics.append(domain.McastNic(mac=mac, group=group, port=port))
+        spec = domain.DomainSpec(
+            name=st.domain,
+            uuid=str(uuid.uuid5(uuid.NAMESPACE_URL, f"vmctl:{st.id}")),
+            memory_mib=cfg.memory,
+            cpus=cfg.cpus,
+            accel=accel,
+            disk=Path(st.disk),
+            console_log=Path(st.console_log),
+            mac=network.mac_for(st.id, 0),
+            forwards=tuple(forwards),
+            private_nics=tuple(nics),
+            kernel=kernel,
+            initrd=Path(cfg.libvirt.initrd) if cfg.libvirt.initrd else None,
+            cmdline=cfg.libvirt.cmd_line,
+            project=str(self.project_root),
+            machine=self.name,
+            machine_id=st.id,
+            cdrom=seed if (seed := Path(st.disk).parent / SEED_FILE).is_file() else None,
+        )
+        return domain.render_domain(spec)
+
+    def _segment(self, net: Any) -> str:
+        if net.name:
+            return f"name:{net.name}"
+        import ipaddress
+
+        subnet = ipaddress.ip_interface(f"{net.ip}/{net.netmask}").network
+        return f"project:{self.project_root}:{subnet}"
+
+    def _reserve_ports(self, st: MachineState, emit: Emit, exclude: set[int] | None = None) -> None:
+        """Choose host ports unique among every vmctl machine here, and record them."""
+        exclude = exclude or set()
+        with index_lock():
+            entries = load_index()
+            reserved = {p for e in entries.values() if e.id != st.id for p in e.ports} | exclude
+            ssh_fwd = next((f for f in self.config.forwarded_ports if f.id == "ssh" or f.guest == 22 and f.id in (None, "ssh") and f.host), None)
+            if ssh_fwd is not None and ssh_fwd.host and ssh_fwd.host not in reserved and network.port_is_free("127.0.0.1", ssh_fwd.host):
+                ssh_port = ssh_fwd.host
+            else:
+                picked = network.pick_port(network.SSH_PORT_RANGE, reserved)
+                if picked is None:
+                    raise MachineError(
+                        "no free port for SSH in 2200-2299",
+                        hint="destroy machines you no longer need (vmctl global-status --prune)",
+                    )
+                ssh_port = picked
+            reserved.add(ssh_port)
+            forwards: list[ForwardState] = []
+            for f in self.config.forwarded_ports:
+                if f is ssh_fwd:
+                    continue
+                host = f.host
+                if host is None or host in reserved or not network.port_is_free(f.host_ip, host):
+                    if host is not None and not f.auto_correct:
+                        raise MachineError(
+                            f"host port {host} (forwarded to guest port {f.guest}) is already in use",
+                            hint="choose another host port, or set auto_correct: true on the forwarded_port",
+                        )
+                    new = network.pick_port(network.AUTO_CORRECT_RANGE, reserved, f.host_ip)
+                    if new is None:
+                        raise MachineError(f"no free host port for guest port {f.guest}")
+                    if host is not None:
+                        emit(f"==> {self.name}: fixed port collision for {f.guest} => {host}: now on port {new}.")
+                    host = new
+                reserved.add(host)
+                forwards.append(ForwardState(id=f.id, guest=f.guest, host=host, host_ip=f.host_ip, protocol=f.protocol))
+            st.ssh_port = ssh_port
+            st.forwards = forwards
+            entries[st.id] = IndexEntry(
+                id=st.id, name=self.name, project=str(self.project_root), domain=st.domain,
+                uri=st.uri, box_name=st.box_name, box_version=st.box_version,
+                ports=[ssh_port, *(f.host for f in forwards)],
+            )  # fmt: skip
+            save_index(entries)
+
+    def _start_with_port_retry(self, c: hypervisor.Connection, st: MachineState, emit: Emit) -> None:
+        """Start the domain; if a port was taken between choice and start, choose again."""
+        if st.halted:
+            st.halted = False
+            self.save()
+        for attempt in range(5):
+            try:
+                c.start(st.domain)
+                return
+            except HypervisorError as exc:
+                if "host forwarding" not in exc.message and "Address already in use" not in exc.message:
+                    raise
+                if attempt == 4:
+                    raise
+                taken = {st.ssh_port, *(f.host for f in st.forwards)}
+                busy = {p for p in taken if not network.port_is_free("127.0.0.1", p)}
+                log.debug("start: ports %s taken meanwhile, choosing again", busy or taken)
+                self._reserve_ports(st, emit, exclude=busy or taken)
+                self.save()
+                c.define(self._render(st))
+
+    def _wait_ssh(self, st: MachineState, *, cancel: threading.Event | None) -> Session:
+        from vmctl import ssh, term
+
+        def alive() -> bool:
+            return self._qemu_running()
+
+        with term.spinner(f"==> {self.name}: waiting for SSH on 127.0.0.1:{st.ssh_port}..."):
+            return ssh.wait_for_ssh(
+                self.endpoint(), timeout=self.config.boot_timeout, alive=alive, cancel=cancel
+            )
+
+    @contextmanager
+    def _ssh_session(self) -> Iterator[Session]:
+        s = self.session()
+        try:
+            yield s
+        finally:
+            s.close()
+
+    def _needs_key(self, st: MachineState) -> bool:
+        ssh = self.config.ssh
+        return ssh.insert_key and not st.key_inserted and not ssh.private_key_path
+
+    def _insert_key(self, session: Session, st: MachineState, emit: Emit) -> Session:
+        from vmctl import ssh
+
+        emit(f"==> {self.name}: replacing the insecure key with a new machine key...")
+        if not self.key_file.exists():
+            ssh.generate_key(self.key_file, comment=f"vmctl-{st.id}")
+        ssh.replace_insecure_key(session, ssh.public_line(self.key_file))
+        session.close()
+        # Log in again with the new key only: proves it works before we rely on it.
+        endpoint = self.endpoint()
+        only_new = type(endpoint)(**{**endpoint.__dict__, "keys": (self.key_file,)})
+        new_session = ssh.connect(only_new, timeout=15)
+        st.key_inserted = True
+        self.save()
+        return new_session
+
+    # --- cloud-init's seed ------------------------------------------------------------
+
+    def _write_seed(self, box: Any, st: MachineState, emit: Emit) -> None:
+        """cloud-init's seed (VMCTL_HOME/machines/ID/cidata.iso), when the Vagrantfile has
+        config.vm.cloud_init or the box is a plain cloud image. For a cloud image the seed
+        also makes the login user with the machine's key, so the key exists before boot."""
+        from vmctl import cloudinit
+
+        cfg = self.config
+        cloud_image = bool(getattr(box, "cloud_image", False))
+        if not cfg.cloud_init and not cloud_image:
+            return
+        parts = []
+        for part in cfg.cloud_init:
+            text = part.inline
+            if part.path is not None:
+                try:
+                    text = Path(part.path).read_text()
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise MachineError(f"could not read the cloud_init file {part.path}: {getattr(exc, 'strerror', exc)}") from exc
+            parts.append(cloudinit.Part(part.content_type, text or "", part.filename))
+        if cloud_image:
+            parts.append(cloudinit.login_part(st.ssh_user, self._login_public_key(st)))
+        hostname = (cfg.hostname or re.sub(r"[^A-Za-z0-9-]+", "-", self.name).strip("-") or "vmctl")[:63]
+        try:
+            data = cloudinit.seed(parts, instance_id=f"vmctl-{st.id}", hostname=hostname,
+                                  mac=network.mac_for(st.id, 0) if cloud_image else None)
+        except ValueError as exc:
+            raise MachineError(f"could not make the cloud-init seed: {exc}") from exc
+        write_atomic(Path(st.disk).parent / SEED_FILE, data, mode=0o600)
+        what = "a login for " + st.ssh_user if cloud_image else "config.vm.cloud_init"
+        emit(f"==> {self.name}: cloud-init seed: {len(cfg.cloud_init)} part{'s' if len(cfg.cloud_init) != 1 else ''} "
+             f"of user-data{', and ' + what if cloud_image else ''}")
+
+    def _login_public_key(self, st: MachineState) -> str:
+        """The public key a plain cloud image is seeded with: the machine's own key (made
+        now, before the first boot), config.ssh.private_key_path's, or with insert_key =
+        false the ecosystem's insecure key."""
+        from vmctl import ssh
+
+        cfg = self.config.ssh
+        if cfg.private_key_path:
+            return ssh.public_line_of(self._project_path(cfg.private_key_path[0]))
+        if not cfg.insert_key:
+            return ssh.public_line_of(ssh.insecure_private_keys()[0])
+        if not self.key_file.exists():
+            ssh.generate_key(self.key_file, comment=f"vmctl-{st.id}")
+        st.key_inserted = True  # no insecure key ever reaches this guest
+        self.save()
+        return ssh.public_line(self.key_file)
+
+    def _console_tail(self, lines: int = 15) -> str:
+        st = self.state
+        if st is None:
+            return ""
+        try:
+            text = Path(st.console_log).read_bytes().decode(errors="replace")
+        except OSError:
+            return ""
+        tail = [line for line in text.replace("\r", "").splitlines() if line.strip()][-lines:]
+        return "\n".join("    " + line for line in tail)
+
+
+def download_options(dl: Any) -> Any:
+    """The box download settings of a machine (model.BoxDownload) for the box store."""
+    from vmctl.boxes.download import FetchOptions
+
+    return FetchOptions(ca_cert=dl.ca_cert or dl.ca_path, client_cert=dl.client_cert, insecure=dl.insecure)
+
+
+def _choose_accel(driver: str | None, kernel: Path | None) -> str:
+    if driver == "qemu":
+        return "tcg"
+    if driver == "kvm":
+        if not os.access("/dev/kvm", os.R_OK | os.W_OK):
+            raise HypervisorError(
+                "libvirt.driver = \"kvm\" but /dev/kvm is not usable here",
+                hint='remove the driver setting (vmctl picks KVM or TCG) or set libvirt.driver = "qemu"',
+            )
+        return "kvm"
+    probe_kernel = kernel
+    if probe_kernel is None:
+        boot = sorted(Path("/boot").glob("vmlinuz-*"))
+        probe_kernel = boot[-1] if boot else None
+    return "kvm" if hypervisor.kvm_works(probe_kernel) else "tcg"
+
+
+def _shipped_recipe_for(box: str) -> str | None:
+    """The recipe shipped with vmctl that builds BOX (vmctl/NAME -> NAME), if any."""
+    if not box.startswith("vmctl/"):
+        return None
+    name = box.split("/", 1)[1]
+    here = Path(__file__).parent
+    for folder in (here / "recipes" / name, here.parent / "boxes" / name):
+        if folder.is_dir():
+            return name
+    return None

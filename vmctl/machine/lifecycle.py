@@ -1,0 +1,353 @@
+"""A machine's lifecycle: up, halt, reload, suspend, resume, destroy, and what status
+reports, tying together its state (state.py), its boot (boot.py) and the guest's
+configuration (configure.py).
+
+Crash safety: state.json and the index entry are written before the domain is defined,
+so a killed `up` leaves enough behind for the next `up` or `destroy` to finish the job;
+every destroy step is idempotent. A machine is locked (non-blocking) while a command
+changes it, so a second command says "busy" instead of racing.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from vmctl import hypervisor, network, paths
+from vmctl.errors import BootTimeoutError, HypervisorError, MachineError, SSHError, VmctlError
+from vmctl.machine.configure import GuestMixin
+from vmctl.machine.state import (
+    CONSOLE_FILE,
+    DISK_FILE,
+    DOMAIN_NAME_RE,
+    MACHINE_HOME_FILES,
+    MACHINE_ID_RE,
+    MachineState,
+    Timer,
+    _slug,
+)
+from vmctl.state import index_lock, load_index, save_index
+
+if TYPE_CHECKING:
+    from vmctl.vagrantfile.model import MachineConfig
+
+log = logging.getLogger("vmctl.machine")
+
+Emit = Callable[[str], None]
+
+
+class Machine(GuestMixin):
+    """One machine of a project: its settings (from the Vagrantfile) and its state."""
+
+    def __init__(self, project_root: Path, config: MachineConfig) -> None:
+        self.project_root = project_root
+        self.config = config
+        self.name = config.name
+        self.dir = paths.machine_state_dir(project_root, self.name)
+        self.state_file = self.dir / "state.json"
+        self.key_file = self.dir / "private_key"
+        self.known_hosts = self.dir / "known_hosts"
+        self._state: MachineState | None = None
+        self._state_loaded = False
+        self.foreign_state = False
+        # The project's machines (for the ansible inventory), set by the project; and the
+        # provisioners that run once for the whole project, which _provision leaves to it.
+        self.peers: Callable[[], list[Machine]] | None = None
+        self.deferred: list[tuple[int, Any]] = []
+
+
+    def up(
+        self,
+        *,
+        provision: bool | None,
+        emit: Emit,
+        emit_output: Emit,
+        cancel: threading.Event | None = None,
+        reload_config: Callable[[], MachineConfig] | None = None,
+        only: set[str] | None = None,
+        destroy_on_error: bool = True,
+    ) -> None:
+        """ONLY: run exactly these provisioners (--provision-with). DESTROY_ON_ERROR: a new
+        machine that does not come up is removed again (False keeps it to look at)."""
+        with self.locked():
+            self._triggers("before", "up", emit, emit_output)
+            timer = Timer(self.name)
+            st = self.state
+            if st is not None and st.phase == "created":
+                self._up_existing(st, provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=cancel, only=only)
+            else:
+                self._up_new(provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=cancel, reload_config=reload_config, only=only, destroy_on_error=destroy_on_error)
+            timer.total()
+            self._triggers("after", "up", emit, emit_output)
+
+    def _up_existing(self, st: MachineState, *, provision: bool | None, emit: Emit, emit_output: Emit, timer: Timer, cancel: threading.Event | None, only: set[str] | None = None) -> None:
+        with hypervisor.connect(st.uri) as c:
+            state = self.status(c)
+            if state in (hypervisor.POWEROFF, hypervisor.CRASHED, hypervisor.SAVED, hypervisor.PAUSED):
+                emit(f"==> {self.name}: {'resuming' if state in (hypervisor.SAVED, hypervisor.PAUSED) else 'booting'} the machine...")
+                if state in (hypervisor.SAVED, hypervisor.PAUSED):
+                    c.resume(st.domain)
+                else:
+                    self._start_with_port_retry(c, st, emit)
+        if state == hypervisor.RUNNING:
+            emit(f"==> {self.name}: machine already running.")
+            if self._needs_key(st):  # an earlier up was interrupted before the key swap
+                with self._ssh_session() as s:
+                    self._insert_key(s, st, emit).close()
+            if provision:
+                with self._ssh_session() as s:
+                    self._provision(s, emit=emit, emit_output=emit_output, forced=True, only=only)
+            return
+        if state == hypervisor.NOT_CREATED:
+            # The domain vanished behind our back (someone ran virsh undefine): start over.
+            emit(f"==> {self.name}: its domain is gone; creating the machine again.")
+            self._cleanup()
+            self._state = None
+            self._up_new(provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=cancel, reload_config=None, only=only)
+            return
+        timer.mark("start")
+        session = self._wait_ssh(st, cancel=cancel)
+        timer.mark("wait for SSH")
+        try:
+            if self._needs_key(st):
+                session = self._insert_key(session, st, emit)
+            if state not in (hypervisor.SAVED, hypervisor.PAUSED):
+                self._wait_for_cloud_init(session, emit=emit)
+                self._configure_guest(session, emit=emit)
+            self._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=only, first_run=not st.provisioned, skip=provision is False)
+            timer.mark("provision")
+        finally:
+            session.close()
+
+    def _up_new(self, *, provision: bool | None, emit: Emit, emit_output: Emit, timer: Timer, cancel: threading.Event | None, reload_config: Callable[[], MachineConfig] | None, only: set[str] | None = None, destroy_on_error: bool = True) -> None:
+        box, was_missing = self._ensure_box(emit)
+        if reload_config is not None and was_missing and box.vagrantfile is not None:
+            # The box was installed after the Vagrantfile was read: its own Vagrantfile
+            # now supplies defaults (kernel, ssh username, ...).
+            self.config = reload_config()
+        cfg = self.config
+        old = self.state  # a creation that was interrupted (killed): clean it up first
+        if old is not None:
+            emit(f"==> {self.name}: cleaning up an interrupted creation...")
+            self._cleanup()
+            self._state = None
+        elif self.foreign_state:
+            emit(f"==> {self.name}: removing state in {self.dir} that vmctl did not make on this host...")
+        # A new machine starts from an empty state folder: a key or known_hosts file that
+        # came with the project's files is never used.
+        self._remove_state_files()
+
+        machine_id = uuid.uuid4().hex[:12]
+        home_dir = paths.machines_dir() / machine_id
+        home_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        dom_name = f"vmctl-{_slug(self.project_root.name)}-{_slug(self.name)}-{machine_id[:6]}"
+        st = MachineState(
+            id=machine_id,
+            domain=dom_name,
+            uri=hypervisor.resolve_uri(cfg.libvirt.uri),
+            disk=str(home_dir / DISK_FILE),
+            console_log=str(home_dir / CONSOLE_FILE),
+            ssh_port=0,
+            ssh_user=cfg.ssh.username,
+            box_name=box.name,
+            box_version=box.version,
+            macs=[network.mac_for(machine_id, i + 1) for i in range(len(cfg.private_networks))],
+        )
+        self._state = st
+        self._state_loaded = True
+        try:
+            self._reserve_ports(st, emit)
+            self.save()
+            emit(f"==> {self.name}: creating the machine from box {box.name} ({box.version})...")
+            self._create_disk(box, Path(st.disk))
+            timer.mark("disk")
+            self._write_seed(box, st, emit)
+            with hypervisor.connect(st.uri) as c:
+                c.define(self._render(st))
+                timer.mark("define")
+                self._start_with_port_retry(c, st, emit)
+            timer.mark("start")
+            session = self._wait_ssh(st, cancel=cancel)
+            timer.mark("wait for SSH")
+        except BaseException as exc:
+            # Nothing half-made: a new machine that never answered is removed again
+            # (unless --no-destroy-on-error asks to keep it for a look).
+            tail = self._console_tail() if isinstance(exc, (BootTimeoutError, HypervisorError)) else ""
+            if destroy_on_error or not isinstance(exc, VmctlError):
+                emit(f"==> {self.name}: removing the machine that did not come up...")
+                try:
+                    self._cleanup()
+                except VmctlError as cleanup_exc:
+                    log.debug("cleanup failed: %s", cleanup_exc)
+            else:
+                exc.hint = (f"the machine is kept as it is (--no-destroy-on-error): look at it, "
+                            f"then remove it with vmctl destroy -f {self.name}")
+            if tail and isinstance(exc, VmctlError):
+                exc.message += f"\nlast lines of the serial console ({st.console_log}):\n{tail}"
+            raise
+        # From here on the machine exists and answers: an interrupted up leaves it
+        # running and reachable, and the next up or ssh picks it up from there.
+        st.phase = "created"
+        self.save()
+        try:
+            if self._needs_key(st):
+                session = self._insert_key(session, st, emit)
+                timer.mark("key swap")
+            self._wait_for_cloud_init(session, emit=emit)
+            self._configure_guest(session, emit=emit)
+            timer.mark("configure guest")
+            self._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=only, first_run=True, skip=provision is False)
+            timer.mark("provision")
+        finally:
+            session.close()
+        emit(f"==> {self.name}: machine is ready (SSH on 127.0.0.1:{st.ssh_port}; log in with: vmctl ssh {self.name})")
+
+    def halt(self, *, force: bool, emit: Emit, timeout: float = 60.0) -> None:
+        with self.locked():
+            self._triggers("before", "halt", emit, emit)
+            self._halt(force=force, emit=emit, timeout=timeout)
+            self._triggers("after", "halt", emit, emit)
+
+    def _halt(self, *, force: bool, emit: Emit, timeout: float) -> None:
+        from vmctl import guest
+
+        st = self.state
+        if st is None:
+            emit(f"==> {self.name}: not created.")
+            return
+        # The connection stays open while the guest powers off: QEMU runs with
+        # -no-shutdown, and only a libvirt driver that is there to see the guest's
+        # shutdown makes QEMU exit (on_poweroff = destroy).
+        with hypervisor.connect(st.uri) as c:
+            state = self.status(c)
+            if state not in (hypervisor.RUNNING, hypervisor.PAUSED):
+                emit(f"==> {self.name}: already stopped ({state}).")
+                return
+            st.halted = True
+            self.save()
+            if not force and state == hypervisor.RUNNING:
+                emit(f"==> {self.name}: shutting down gracefully...")
+                try:
+                    with self._ssh_session() as s:
+                        guest.request_poweroff(s)
+                except SSHError as exc:
+                    log.debug("halt over SSH failed: %s; trying ACPI", exc)
+                    c.shutdown(st.domain)
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    if not self._qemu_running(c):
+                        return
+                    time.sleep(0.2)
+                emit(f"==> {self.name}: the guest did not stop within {timeout:.0f} s; forcing it off.")
+            else:
+                emit(f"==> {self.name}: forcing shutdown...")
+            c.destroy(st.domain)
+
+    def suspend(self, *, emit: Emit) -> None:
+        with self.locked():
+            st = self.require_running()
+            self._triggers("before", "suspend", emit, emit)
+            emit(f"==> {self.name}: saving the machine's memory and stopping it...")
+            with hypervisor.connect(st.uri) as c:
+                c.suspend(st.domain)
+            self._triggers("after", "suspend", emit, emit)
+
+    def resume(self, *, emit: Emit, emit_output: Emit) -> None:
+        with self.locked():
+            st = self.require_state()
+            state = self.status()
+            if state not in (hypervisor.SAVED, hypervisor.PAUSED):
+                raise MachineError(
+                    f"machine {self.name} is not suspended (it is {state})",
+                    hint="vmctl up starts a stopped machine",
+                )
+            self._triggers("before", "resume", emit, emit_output)
+            emit(f"==> {self.name}: resuming...")
+            with hypervisor.connect(st.uri) as c:
+                c.resume(st.domain)
+            self._wait_ssh(st, cancel=None).close()
+            self._triggers("after", "resume", emit, emit_output)
+
+    def reload(self, *, provision: bool | None, emit: Emit, emit_output: Emit, force: bool = False,
+               only: set[str] | None = None) -> None:
+        """FORCE: pull the plug instead of shutting down; ONLY: --provision-with."""
+        with self.locked():
+            self._triggers("before", "reload", emit, emit_output)
+            self._halt(force=force, emit=emit, timeout=60.0)
+            st = self.require_state()
+            timer = Timer(self.name)
+            self._up_existing(st, provision=provision, emit=emit, emit_output=emit_output, timer=timer, cancel=None, only=only)
+            self._triggers("after", "reload", emit, emit_output)
+
+    def destroy(self, *, emit: Emit, graceful: bool = False) -> bool:
+        """Remove the domain, the disk, the index entry and the project state.
+        Running it again (or after a killed destroy) finishes what is left.
+        GRACEFUL (destroy -g): shut the guest down first instead of pulling the plug."""
+        with self.locked():
+            if self.state is None and not self._index_entries():
+                self._remove_state_files()  # a shipped state, or a folder a user emptied
+                return False
+            self._triggers("before", "destroy", emit, emit)
+            if graceful and self.state is not None:
+                self._halt(force=False, emit=emit, timeout=60.0)
+            emit(f"==> {self.name}: destroying...")
+            self._cleanup()
+            self._triggers("after", "destroy", emit, emit)
+            return True
+
+    def _cleanup(self) -> None:
+        st = self.state
+        targets: list[tuple[str, str, str]] = []  # (id, domain, uri)
+        if st is not None:
+            targets.append((st.id, st.domain, st.uri))
+        for e in self._index_entries():
+            if (st is None or e.id != st.id) and MACHINE_ID_RE.fullmatch(e.id) and DOMAIN_NAME_RE.fullmatch(e.domain):
+                targets.append((e.id, e.domain, e.uri))
+        for machine_id, dom, uri in targets:
+            with hypervisor.connect(uri) as c:
+                c.destroy(dom, True)  # its disk goes next: nothing to flush
+                c.undefine(dom)
+            self._remove_owned(paths.machines_dir() / machine_id, MACHINE_HOME_FILES)
+            if hypervisor.is_embedded(uri):
+                # libvirt's own log of the domain's QEMU, which it never removes
+                with suppress(FileNotFoundError):
+                    (paths.libvirt_root() / "log" / "qemu" / f"{dom}.log").unlink()
+            with index_lock():
+                entries = load_index()
+                if entries.pop(machine_id, None) is not None:
+                    save_index(entries)
+        self._remove_state_files()
+        self._state = None
+        self._state_loaded = True
+        self.foreign_state = False
+
+    def status_json(self, state: str) -> dict[str, Any]:
+        st = self.state
+        if st is None:
+            return {"name": self.name, "state": state, "domain": None, "ssh": None, "forwarded_ports": []}
+        key = st.key_inserted and self.key_file.exists()
+        return {
+            "name": self.name,
+            "state": state,
+            "domain": st.domain,
+            "ssh": {
+                "host": "127.0.0.1",
+                "port": st.ssh_port,
+                "user": st.ssh_user,
+                "private_key": str(self.key_file if key else self.dir / "insecure_private_key"),
+            },
+            "forwarded_ports": self.ports_json(),
+        }
+
+    def ports_json(self) -> list[dict[str, Any]]:
+        st = self.require_state()
+        ports = [{"id": "ssh", "guest": 22, "host": st.ssh_port, "host_ip": "127.0.0.1", "protocol": "tcp"}]
+        ports += [asdict(f) for f in st.forwards]
+        return ports
