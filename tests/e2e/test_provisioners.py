@@ -104,3 +104,33 @@ def test_docker_provisioner_on_podman(vmctl: Vmctl, coreos_box: Path, project: P
     ssh("docker stop hello >/dev/null")
     vmctl("provision", "--provision-with", "docker", cwd=project, timeout=600)
     assert ssh("docker inspect --format '{{.Id}} {{.State.Running}}' hello").split() == [first_id, "true"]
+
+
+def test_cloud_init_seed_on_a_box_without_cloud_init(vmctl: Vmctl, tiny_box: Path, project: Path,
+                                                     destroy_after: list[Path]) -> None:
+    """The seed CD-ROM is attached (libvirt takes the domain), a box without cloud-init gets a
+    warning, and destroy removes the seed with the disk."""
+    import json
+    import subprocess
+
+    write_vagrantfile(project, """
+        Vagrant.configure("2") do |config|
+          config.vm.box = "vmctl/tiny"
+          config.vm.synced_folder ".", "/vagrant", disabled: true
+          config.vm.cloud_init content_type: "text/cloud-config", inline: "#cloud-config\\nruncmd: [[touch, /x]]\\n"
+          config.vm.provider :libvirt do |lv|
+            lv.memory = 256
+          end
+        end
+    """)
+    destroy_after.append(project)
+    up = vmctl("up", cwd=project)
+    assert "==> default: cloud-init seed: 1 part of user-data" in up.stderr
+    assert "==> default: warning: the box has no cloud-init: config.vm.cloud_init was not applied" in up.stderr
+    state = json.loads((project / ".vmctl" / "machines" / "default" / "state.json").read_text())
+    seed = Path(state["disk"]).parent / "cidata.iso"
+    assert seed.stat().st_mode & 0o777 == 0o600
+    blkid = subprocess.run(["blkid", "-o", "export", str(seed)], capture_output=True, text=True, check=True).stdout
+    assert "LABEL=cidata" in blkid
+    vmctl("destroy", "-f", cwd=project)
+    assert not seed.exists() and not seed.parent.exists()

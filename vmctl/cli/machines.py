@@ -81,7 +81,8 @@ def up(
     if len(failures) == 1 and len(machines) == 1:
         raise failures[0][1]
     for name, exc in failures:
-        term.error(f"{name}: {exc}", exc.hint)
+        # provisioner failures already begin with the machine's name
+        term.error(str(exc) if str(exc).startswith(f"{name}: ") else f"{name}: {exc}", exc.hint)
     if failures:
         raise MachineError(f"{len(failures)} of {len(machines)} machines failed to come up")
 
