@@ -262,9 +262,12 @@ class _Refused(Exception):
     """Nothing listens on the forwarded port: QEMU itself is gone."""
 
 
-def _handshake(endpoint: Endpoint, banner_timeout: float, pinned_type: str | None) -> Any:
+def _handshake(endpoint: Endpoint, banner_timeout: float, pinned_type: str | None,
+               handshake_timeout: float | None = None, on_banner: Callable[[], None] | None = None) -> Any:
     """A transport to ENDPOINT past the key exchange and the host key check, not yet
-    authenticated."""
+    authenticated. ON_BANNER is called once the guest is known to answer: its SSH server
+    sent its banner (whether or not the key exchange then completes), or its network
+    refused the connection at once (nothing listens yet, but the guest's network is up)."""
     import paramiko
 
     _quiet_paramiko()
@@ -277,14 +280,21 @@ def _handshake(endpoint: Endpoint, banner_timeout: float, pinned_type: str | Non
         raise _NotReady(str(exc)) from exc
     transport = paramiko.Transport(sock)
     transport.banner_timeout = banner_timeout
-    transport.handshake_timeout = max(banner_timeout, 10)
+    handshake = handshake_timeout or max(banner_timeout, 10)
+    transport.handshake_timeout = handshake
     if pinned_type:
         transport.get_security_options().key_types = [pinned_type]
+    started = time.monotonic()
     try:
-        transport.start_client(timeout=max(banner_timeout, 10))
+        transport.start_client(timeout=handshake)
     except (paramiko.SSHException, EOFError, OSError) as exc:
+        quick = time.monotonic() - started < banner_timeout * 0.8
+        if on_banner is not None and (getattr(transport, "remote_version", None) or quick):
+            on_banner()
         transport.close()
         raise _NotReady(str(exc)) from exc
+    if on_banner is not None:
+        on_banner()
     try:
         if not transport.is_active():
             raise _NotReady("the SSH handshake did not complete")
@@ -298,10 +308,12 @@ def _handshake(endpoint: Endpoint, banner_timeout: float, pinned_type: str | Non
     return transport
 
 
-def _attempt(endpoint: Endpoint, banner_timeout: float, pinned_type: str | None) -> Session:
+def _attempt(endpoint: Endpoint, banner_timeout: float, pinned_type: str | None,
+             handshake_timeout: float | None = None, on_banner: Callable[[], None] | None = None) -> Session:
     import paramiko
 
-    transport = _take_spare(endpoint) or _handshake(endpoint, banner_timeout, pinned_type)
+    transport = _take_spare(endpoint) or _handshake(endpoint, banner_timeout, pinned_type,
+                                                    handshake_timeout, on_banner)
     for key_path in endpoint.keys:
         if not key_path.exists():
             continue
@@ -412,6 +424,15 @@ def wait_for_ssh(
     Attempts overlap: a connection whose SYN went into a guest without a network can
     hang for a while, so a new attempt starts every 0.5 s while earlier ones are
     pending (0.1 s after one fails), and the first to log in wins.
+
+    Once the guest answers (its SSH server sent a banner, or its network refused the
+    connection at once: nothing listens yet, and the next attempt will see sshd as soon
+    as it does), attempts no longer overlap and each gets a minute for its banner and key
+    exchange: an OpenSSH guest under emulation can take seconds per handshake, and
+    overlapping attempts that time out and start again pile up unauthenticated connections
+    until sshd refuses them all (MaxStartups) and spends its CPU on handshakes nobody
+    waits for (measured: a systemd guest whose sshd was up after 108 s let vmctl in after
+    304 s, 261 connections dropped).
     """
     pin = read_pin(endpoint.known_hosts, endpoint.alias)
     pinned_type = pin[0] if pin else None
@@ -422,11 +443,17 @@ def wait_for_ssh(
     wake = threading.Event()  # an attempt ended: look again at once
     lock = threading.Lock()
     refused = threading.Event()
+    answering = threading.Event()  # the SSH server has sent its banner
     pending = [0]
 
     def one() -> None:
         try:
-            session = _attempt(endpoint, banner_timeout=3.0, pinned_type=pinned_type)
+            if answering.is_set():
+                session = _attempt(endpoint, banner_timeout=30.0, pinned_type=pinned_type,
+                                   handshake_timeout=60.0, on_banner=answering.set)
+            else:
+                session = _attempt(endpoint, banner_timeout=3.0, pinned_type=pinned_type,
+                                   on_banner=answering.set)
         except _Refused:
             refused.set()
             wake.set()
@@ -469,7 +496,7 @@ def wait_for_ssh(
             if not alive():
                 raise BootTimeoutError("the machine stopped while vmctl waited for SSH")
         with lock:
-            start_new = pending[0] < 4
+            start_new = pending[0] < (1 if answering.is_set() else 4)
             if start_new:
                 pending[0] += 1
         if start_new:
