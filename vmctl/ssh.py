@@ -411,6 +411,10 @@ def connect(endpoint: Endpoint, timeout: float = 10.0) -> Session:
         time.sleep(0.2)
 
 
+# Seconds after which a login attempt to a guest that answered is joined by a second one.
+STALE_ATTEMPT = 10.0
+
+
 def wait_for_ssh(
     endpoint: Endpoint,
     *,
@@ -428,7 +432,8 @@ def wait_for_ssh(
     Once the guest answers (its SSH server sent a banner, or its network refused the
     connection at once: nothing listens yet, and the next attempt will see sshd as soon
     as it does), attempts no longer overlap and each gets a minute for its banner and key
-    exchange: an OpenSSH guest under emulation can take seconds per handshake, and
+    exchange (a second starts beside one that has waited 10 s, in case the guest went away
+    under it): an OpenSSH guest under emulation can take seconds per handshake, and
     overlapping attempts that time out and start again pile up unauthenticated connections
     until sshd refuses them all (MaxStartups) and spends its CPU on handshakes nobody
     waits for (measured: a systemd guest whose sshd was up after 108 s let vmctl in after
@@ -444,9 +449,9 @@ def wait_for_ssh(
     lock = threading.Lock()
     refused = threading.Event()
     answering = threading.Event()  # the SSH server has sent its banner
-    pending = [0]
+    pending: list[float] = []  # when each attempt under way started
 
-    def one() -> None:
+    def one(began: float) -> None:
         try:
             if answering.is_set():
                 session = _attempt(endpoint, banner_timeout=30.0, pinned_type=pinned_type,
@@ -474,7 +479,7 @@ def wait_for_ssh(
             return
         finally:
             with lock:
-                pending[0] -= 1
+                pending.remove(began)
         with lock:
             if result:
                 session.close()
@@ -496,11 +501,16 @@ def wait_for_ssh(
             if not alive():
                 raise BootTimeoutError("the machine stopped while vmctl waited for SSH")
         with lock:
-            start_new = pending[0] < (1 if answering.is_set() else 4)
+            if answering.is_set():
+                # one at a time; a second only beside one that has waited 10 s (the guest
+                # may have gone away under it: a reboot leaves its connection hanging)
+                start_new = not pending or (len(pending) < 2 and now - min(pending) > STALE_ATTEMPT)
+            else:
+                start_new = len(pending) < 4
             if start_new:
-                pending[0] += 1
+                pending.append(now)
         if start_new:
-            threading.Thread(target=one, daemon=True).start()
+            threading.Thread(target=one, args=(now,), daemon=True).start()
         # The next attempt starts 0.5 s later, or 0.1 s after one fails: once the guest's
         # network is up, a failed attempt (no sshd yet) fails in milliseconds, and the
         # first attempt after sshd starts should not wait out the rest of a 0.5 s tick.
