@@ -119,7 +119,7 @@ def test_cloud_image_is_a_box_with_a_seeded_login(vmctl: Vmctl, cluster: tuple[P
         # one login per machine (each costs a second or two under emulation)
         report = ssh(vmctl, project, machine, "; echo ---; ".join([
             "id -un; sudo -n id -u", "cat ~/.ssh/authorized_keys", "hostname",
-            "cat /etc/vmctl-test/from-cloud-config /var/tmp/cloud-init-ran /var/tmp/script-saw-vagrant",
+            "cat /etc/vmctl-test/from-cloud-config; echo; cat /var/tmp/cloud-init-ran /var/tmp/script-saw-vagrant",
             "cloud-init status", "command -v rsync || echo none", "head -n 1 /vagrant/playbook.yml",
         ])).split("---\n")
         user, keys, hostname, cloud_files, status, rsync, synced = (part.strip() for part in report)
@@ -127,7 +127,7 @@ def test_cloud_image_is_a_box_with_a_seeded_login(vmctl: Vmctl, cluster: tuple[P
         assert INSECURE_BLOB not in keys and len(keys.splitlines()) == 1  # the machine's own key only
         assert hostname == machine
         # the Vagrantfile's cloud-config and script ran, the script after the vagrant user existed
-        written, ran, saw = cloud_files.splitlines()
+        written, ran, saw = (line.strip() for line in cloud_files.splitlines() if line.strip())
         assert (written, ran) == ("written by cloud-init", "ran by cloud-init") and "(vagrant)" in saw
         assert status.split()[-1] == "done"
         # the project folder reached /vagrant without rsync in the guest (tar over SSH)

@@ -14,11 +14,15 @@ from __future__ import annotations
 
 import json
 import shlex
+from typing import TYPE_CHECKING
 
 from vmctl.errors import ProvisionError
 from vmctl.provision import Context, LineWriter, failure
 from vmctl.provision.ansible import render_inventory
 from vmctl.vagrantfile.model import AnsibleSettings, Provisioner
+
+if TYPE_CHECKING:
+    from vmctl.ssh import Session
 
 q = shlex.quote
 
@@ -121,9 +125,9 @@ for package in ("ansible", "ansible-core"):
 """
 
 
-def installed_versions(session: object) -> set[str]:
+def installed_versions(session: Session) -> set[str]:
     """The versions of the guest's ansible and ansible-core Python packages."""
-    status, out, _ = session.run(f"python3 -c {q(VERSIONS_SCRIPT)}")  # type: ignore[attr-defined]
+    status, out, _ = session.run(f"python3 -c {q(VERSIONS_SCRIPT)}")
     return set(out.decode(errors="replace").split()) if status == 0 else set()
 
 
