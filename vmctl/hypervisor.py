@@ -47,6 +47,11 @@ group = "+{gid}"
 # No owner-remembering xattrs: QEMU runs as our own user, so there is nothing to restore
 # (and stale xattrs from an earlier driver instance make libvirt warn on stderr).
 remember_owner = 0
+# Every guest of an embedded root would share one CPU cgroup (/machine), which the kernel
+# weighs as a single process against everything else on the host: under load, all the
+# guests together got one process's share of the CPU and booted several times slower.
+# The other controllers (memory limits, cpusets, devices) stay.
+cgroup_controllers = [ "cpuset", "memory", "devices", "freezer", "blkio", "cpuacct" ]
 """
 
 

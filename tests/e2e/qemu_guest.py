@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
 import shutil
 import socket
@@ -46,6 +47,13 @@ class Guest:
     seconds_to_ssh: float
     host_key: str
     console: Path
+    cpu_to_ssh: float = 0.0  # QEMU's CPU time (user + system) until then: less load-dependent
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of process PID so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -147,9 +155,10 @@ def boot(
         stop(proc)
         raise
     seconds = time.monotonic() - start
+    cpu = cpu_seconds(proc.pid)
     key = client.get_transport().get_remote_server_key()
     client.close()
-    return Guest(proc, port, user, seconds, f"{key.get_name()} {key.get_base64()}", console)
+    return Guest(proc, port, user, seconds, f"{key.get_name()} {key.get_base64()}", console, cpu)
 
 
 def boot_args(box_dir: Path, overlay: Path, firmware: str) -> list[str]:

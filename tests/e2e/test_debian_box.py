@@ -30,7 +30,7 @@ from qemu_guest import (
     unpack_box,
 )
 
-SSH_DEADLINE = 120.0  # generous: the machine is shared, and TCG is slow
+SSH_DEADLINE = 300.0  # generous: about 35-50 s on this shared host, over 80 s when it is busy
 MEMORY_MIB = 512  # vmctl's default
 # What the login user runs to show the box's promises (and what the later tests rely on).
 PING = "ping -c 1 -W 10 10.0.2.2"  # QEMU's user-mode gateway answers ICMP echo
@@ -50,37 +50,60 @@ def assert_generic_kernel(release: str) -> None:
 def test_debian_box_through_vmctl(
     vmctl: Vmctl, debian_box: Path, project: Path, destroy_after: list[Path]
 ) -> None:
+    # A generous boot_timeout: this box needs 35-50 s of CPU to reach SSH under TCG, and libvirt
+    # puts every guest of this host in one CPU cgroup (/machine), so on a busy shared host a
+    # guest started through libvirt gets a small share and has taken over 300 s.
     write_vagrantfile(project, """
         Vagrant.configure("2") do |config|
           config.vm.box = "vmctl/debian"
           config.vm.hostname = "debian-e2e"
+          config.vm.boot_timeout = 900
         end
     """)
     destroy_after.append(project)
-    vmctl("up", cwd=project, timeout=600)
+    vmctl("up", cwd=project, timeout=1200)
 
-    def run(command: str) -> str:
-        return vmctl("ssh", "-c", command, cwd=project, timeout=120).stdout
+    # One `vmctl ssh -c` for all the checks (each login costs seconds under TCG): every command's
+    # output under its own name.
+    commands = {
+        "kernel": "uname -r",
+        "cmdline": "cat /proc/cmdline",
+        "firmware": "test -d /sys/firmware/efi && echo uefi || echo bios",
+        "disk": "lsblk -lno NAME,TYPE /dev/vda",
+        "root": "findmnt -no SOURCE /",
+        "user": "id -un; id -u",
+        "sudo": "sudo -n id -u",
+        "ping": PING,
+        "hostname": "hostname",
+        "vagrant": "ls /vagrant",
+        "failed": "systemctl --failed --no-legend --plain",
+        "python": "python3 -c 'print(42)'",
+    }
+    script = "".join(f"echo '>>> {name}'; {command} 2>&1\n" for name, command in commands.items())
+    output = vmctl("ssh", "-c", script, cwd=project, timeout=300).stdout
+    found = {
+        name: body.split()
+        for name, _, body in (part.partition("\n") for part in output.split(">>> ")[1:])
+    }
+    assert list(found) == list(commands), output
 
     # Booted by SeaBIOS and GRUB from the disk: Debian's generic kernel and initramfs.
-    assert_generic_kernel(run("uname -r"))
-    assert "root=UUID=" in run("cat /proc/cmdline")
-    assert run("test -d /sys/firmware/efi && echo uefi || echo bios").strip() == "bios"
+    assert_generic_kernel(" ".join(found["kernel"]))
+    assert any(arg.startswith("root=UUID=") for arg in found["cmdline"]), output
+    assert found["firmware"] == ["bios"]
     # The virtio disk with its three partitions, the root on the third.
-    assert run("lsblk -lno NAME,TYPE /dev/vda").split() == [
-        "vda", "disk", "vda1", "part", "vda2", "part", "vda3", "part",
-    ]  # fmt: skip
-    assert run("findmnt -no SOURCE /").strip() == "/dev/vda3"
+    assert found["disk"] == ["vda", "disk", "vda1", "part", "vda2", "part", "vda3", "part"]
+    assert found["root"] == ["/dev/vda3"]
     # The login user: vagrant, uid 1000, passwordless sudo, and ping without privileges.
-    assert run("id -un; id -u") == "vagrant\n1000\n"
-    assert run("sudo -n id -u") == "0\n"
-    assert " 0% packet loss" in run(PING)
+    assert found["user"] == ["vagrant", "1000"]
+    assert found["sudo"] == ["0"]
+    assert "0% packet loss" in " ".join(found["ping"]), output
     # What vmctl did: the hostname (hostnamectl) and the /vagrant synced folder (rsync).
-    assert run("hostname").strip() == "debian-e2e"
-    assert "Vagrantfile" in run("ls /vagrant").split()
+    assert found["hostname"] == ["debian-e2e"]
+    assert "Vagrantfile" in found["vagrant"]
     # Every unit started; Python for Ansible.
-    assert run("systemctl --failed --no-legend --plain") == ""
-    assert run("python3 -c 'print(42)'") == "42\n"
+    assert found["failed"] == [], output
+    assert found["python"] == ["42"]
 
 
 def test_debian_box_boots_under_uefi(debian_box: Path, tmp_path: Path) -> None:
@@ -104,8 +127,10 @@ def test_debian_box_boots_under_uefi(debian_box: Path, tmp_path: Path) -> None:
         assert "vda3" in check(guest, "lsblk -lno NAME /dev/vda").split()
         assert " 0% packet loss" in check(guest, PING)
         assert check(guest, "sudo -n id -u") == "0\n"
-        assert power_off(guest) < 60
-        assert guest.proc.returncode == 0
+        # Power off (asked without waiting, so that the command's own status comes back): QEMU
+        # exits once the guest is down.
+        check(guest, "sudo -n systemctl poweroff --no-block")
+        assert guest.proc.wait(timeout=300) == 0
 
 
 def measure(runs: int, memory_mib: int) -> None:
@@ -117,30 +142,34 @@ def measure(runs: int, memory_mib: int) -> None:
         result = build_recipe("debian", Path(temp) / "out")
         built = time.monotonic() - started
         folder = unpack_box(result.box_path, Path(temp) / "box")
-        medians = {}
+        medians, cpu_medians = {}, {}
         for firmware in ("bios", "uefi"):
-            times = []
+            times, cpus = [], []
             for index in range(runs):
                 overlay = make_overlay(folder, f"{firmware}{index}.qcow2")
                 options = {"firmware": firmware, "memory_mib": memory_mib, "deadline": 300}
                 with running(folder, overlay, **options) as guest:
                     times.append(guest.seconds_to_ssh)
+                    cpus.append(guest.cpu_to_ssh)
                     try:
                         halt = f"{power_off(guest, timeout=120):.2f} s"
                     except subprocess.TimeoutExpired:
                         halt = "not within 120 s (QEMU killed); console:\n"
                         halt += console_tail(guest.console)
                 print(
-                    f"{firmware} run {index + 1}: SSH after {guest.seconds_to_ssh:.2f} s, "
+                    f"{firmware} run {index + 1}: SSH after {guest.seconds_to_ssh:.2f} s "
+                    f"(QEMU's CPU time {guest.cpu_to_ssh:.1f} s, load {os.getloadavg()[0]:.1f}), "
                     f"poweroff {halt}",
                     flush=True,
                 )
             medians[firmware] = statistics.median(times)
+            cpu_medians[firmware] = statistics.median(cpus)
         size = os.path.getsize(result.box_path) / 1e6
         print(
             f"median over {runs} runs with {memory_mib} MiB: BIOS {medians['bios']:.2f} s, "
-            f"UEFI {medians['uefi']:.2f} s (box {size:.1f} MB, build {built:.1f} s, "
-            f"{'cached' if result.cached else 'cold'})"
+            f"UEFI {medians['uefi']:.2f} s; QEMU's CPU time to SSH: BIOS "
+            f"{cpu_medians['bios']:.1f} s, UEFI {cpu_medians['uefi']:.1f} s "
+            f"(box {size:.1f} MB, build {built:.1f} s, {'cached' if result.cached else 'cold'})"
         )
 
 

@@ -872,3 +872,22 @@ def test_the_root_kernel_must_be_there_with_its_initramfs(tmp_path: Path) -> Non
     assert build.find_root_kernel(root) == ("6.1.0-9-amd64", "linux-image-6.1.0-9-amd64")
     assert os.readlink(root / "initrd.img") == "boot/initrd.img-6.1.0-9-amd64"
     assert os.readlink(root / "vmlinuz") == "boot/vmlinuz-6.1.0-9-amd64"
+
+
+def test_an_interrupted_disk_build_leaves_nothing(
+    tmp_path: Path, fake_grub: build.diskimage.Grub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools_present(monkeypatch)
+    monkeypatch.setattr(build, "make_root", fake_debian_root)
+    monkeypatch.setattr(build.diskimage, "package_version", lambda package, admindir=None: "1")
+
+    def interrupted(root: Path, work: Path, layout, grub, cmdline: str) -> Path:
+        (work / "root.img").write_bytes(b"half a file system")
+        raise KeyboardInterrupt  # Ctrl-C while the disk is being assembled
+
+    monkeypatch.setattr(build.diskimage, "make_disk", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_recipe(str(disk_recipe(tmp_path)), tmp_path / "out")
+    builds = build.paths.cache_home() / "builds"
+    assert [p.name for p in builds.iterdir() if not p.name.endswith(".lock")] == []
+    assert not (tmp_path / "out").exists()

@@ -249,3 +249,16 @@ def test_a_whole_disk_boots_nothing_but_holds_everything(tmp_path: Path) -> None
         text=True, check=True,
     ).stdout  # fmt: skip
     assert "linux.mod" in modules
+
+
+def test_missing_grub_is_named_with_its_package(tmp_path: Path) -> None:
+    from vmctl.errors import MissingToolError
+
+    with pytest.raises(MissingToolError, match="i386-pc") as info:
+        diskimage.find_grub(pc_dir=tmp_path / "none", efi_dir=diskimage.GRUB_EFI_DIR)
+    assert info.value.hint == "install it: sudo apt-get install grub-pc-bin"
+    with pytest.raises(MissingToolError, match="x86_64-efi") as info:
+        diskimage.find_grub(pc_dir=diskimage.GRUB_PC_DIR, efi_dir=tmp_path / "none")
+    assert info.value.hint == "install it: sudo apt-get install grub-efi-amd64-bin"
+    found = diskimage.find_grub()
+    assert [v.split("=")[0] for v in found.versions] == ["grub-pc-bin", "grub-efi-amd64-bin"]
