@@ -315,3 +315,28 @@ def test_run_deferred_runs_each_project_wide_provisioner_once(monkeypatch: pytes
     web.deferred = [(2, p)]
     assert project_mod.run_deferred(project, [web], emit=said.append, emit_output=said.append, failed=1) == []  # type: ignore[arg-type]
     assert len(calls) == 1 and "did not come up" in said[-1]
+
+
+def test_up_shows_cloud_inits_failure() -> None:
+    from types import SimpleNamespace
+
+    from vmctl.machine.configure import GuestMixin
+
+    fake = SimpleNamespace(name="web", config=SimpleNamespace(boot_timeout=300), _has_seed=lambda: True)
+    lines: list[str] = []
+    failed = FakeSession(rules=[("cloud-init", (0, b"vmctl-cloud-init-status=1\nstatus: error\ndetail: runcmd failed\n"))])
+    with pytest.raises(ProvisionError) as info:
+        GuestMixin._wait_for_cloud_init(fake, failed, emit=lines.append)  # type: ignore[arg-type]
+    assert info.value.message == "web: cloud-init failed (cloud-init status exit status 1):\nstatus: error\ndetail: runcmd failed"
+    assert "/var/log/cloud-init.log" in (info.value.hint or "")
+    GuestMixin._wait_for_cloud_init(fake, FakeSession(rules=[("cloud-init", (0, b"vmctl-no-cloud-init\n"))]),  # type: ignore[arg-type]
+                                    emit=lines.append)
+    assert lines == ["==> web: warning: the box has no cloud-init: config.vm.cloud_init was not applied"]
+    lines.clear()
+    GuestMixin._wait_for_cloud_init(fake, FakeSession(rules=[("cloud-init", (0, b"vmctl-cloud-init-status=2\nwarnings\n"))]),  # type: ignore[arg-type]
+                                    emit=lines.append)
+    assert lines[0].startswith("==> web: warning: cloud-init finished with recoverable errors")
+    no_seed = SimpleNamespace(name="web", config=fake.config, _has_seed=lambda: False)
+    quiet = FakeSession()
+    GuestMixin._wait_for_cloud_init(no_seed, quiet, emit=lines.append)  # type: ignore[arg-type]
+    assert quiet.commands == []
