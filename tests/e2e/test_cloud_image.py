@@ -152,11 +152,3 @@ def test_ansible_ran_once_for_both_machines(vmctl: Vmctl, cluster: tuple[Path, s
         assert "StrictHostKeyChecking=yes" in host["ansible_ssh_common_args"]
         assert f"machines/{machine}/known_hosts" in host["ansible_ssh_common_args"]
     assert "StrictHostKeyChecking=no" not in inventory.read_text()
-
-
-def test_provision_with_ansible_runs_it_once_again(vmctl: Vmctl, cluster: tuple[Path, str]) -> None:
-    project, _ = cluster
-    ssh(vmctl, project, "web", "sudo rm /etc/vmctl-ansible.json")
-    again = vmctl("provision", "--provision-with", "ansible", cwd=project, timeout=600)
-    assert again.stderr.count("running provisioner: ansible #1") == 1
-    assert json.loads(ssh(vmctl, project, "web", "cat /etc/vmctl-ansible.json"))["host"] == "web"
