@@ -91,9 +91,8 @@ def request_poweroff(s: Session) -> None:
 def rsync_folder(
     s: Session, endpoint: Endpoint, key: Path, folder: SyncedFolder, project_root: Path
 ) -> None:
-    """Copy a synced folder into the guest with rsync over OpenSSH."""
-    rsync = require_tool("rsync", "copy synced folders into the guest")
-    ssh = require_tool("ssh", "copy synced folders into the guest")
+    """Copy a synced folder into the guest with rsync over OpenSSH (with tar over the SSH
+    session when the guest has no rsync, as plain cloud images often do not)."""
     host = Path(folder.host)
     if not host.is_absolute():
         host = project_root / host
@@ -105,6 +104,8 @@ def rsync_folder(
     guest = folder.guest
     owner = folder.owner or endpoint.user
     group = folder.group or owner
+    rsync = require_tool("rsync", "copy synced folders into the guest")
+    ssh = require_tool("ssh", "copy synced folders into the guest")
     s.check(
         f"sudo -n mkdir -p {shlex.quote(guest)} && "
         f"sudo -n chown {shlex.quote(owner)}:{shlex.quote(group)} {shlex.quote(guest)}",
@@ -125,6 +126,9 @@ def rsync_folder(
         f"{host}/", f"{endpoint.user}@127.0.0.1:{guest}",
     ]  # fmt: skip
     proc = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+    if proc.returncode != 0 and b"not found" in proc.stderr and not guest_has_rsync(s):
+        copy_folder_with_tar(s, folder, host, owner, group)
+        return
     if proc.returncode != 0:
         detail = proc.stderr.decode(errors="replace").strip().splitlines()
         raise VmctlError(
@@ -186,3 +190,109 @@ def grow_root_filesystem(s: Session) -> tuple[bool, str]:
     status, out, err = s.run(f"sudo -n sh -c {shlex.quote(script)}; rm -f {helper}", timeout=300)
     text = (out or err).decode(errors="replace").strip().splitlines()
     return status == 0, text[-1] if text else ""
+
+
+# --- reboots ---------------------------------------------------------------------------
+
+def boot_id(s: Session) -> str:
+    """The kernel's id of the guest's current boot (a new one after every reboot)."""
+    return s.check("cat /proc/sys/kernel/random/boot_id", what="read the boot id").decode().strip()
+
+
+def request_reboot(s: Session) -> None:
+    """Ask the guest to reboot; the connection usually drops while it does."""
+    with contextlib.suppress(SSHError):
+        s.run(
+            "sudo -n sh -c '(sleep 0.5; reboot || shutdown -r now || busybox reboot) "
+            ">/dev/null 2>&1 </dev/null &'",
+            timeout=10,
+        )
+
+
+# --- cloud-init --------------------------------------------------------------------------
+
+CLOUD_INIT_WAIT = """if ! command -v cloud-init >/dev/null 2>&1; then echo vmctl-no-cloud-init; exit 0; fi
+sudo -n cloud-init status --wait >/dev/null 2>&1
+rc=$?
+echo "vmctl-cloud-init-status=$rc"
+if [ "$rc" != 0 ]; then
+  sudo -n cloud-init status --long 2>&1 | tail -n 15
+  echo "--- the end of /var/log/cloud-init-output.log:"
+  sudo -n tail -n 25 /var/log/cloud-init-output.log 2>&1
+fi
+"""
+
+
+def wait_for_cloud_init(s: Session, *, timeout: float) -> tuple[bool, int, str]:
+    """Wait for cloud-init to finish in the guest (`cloud-init status --wait`): (whether
+    the guest has cloud-init, its exit status, its report when it failed)."""
+    status, out, err = s.run(f"sh -c {shlex.quote(CLOUD_INIT_WAIT)}", timeout=timeout)
+    text = out.decode(errors="replace")
+    if "vmctl-no-cloud-init" in text:
+        return False, 0, ""
+    first, _, rest = text.partition("\n")
+    try:
+        rc = int(first.strip().split("=", 1)[1])
+    except (IndexError, ValueError):
+        rc = status or 1
+        rest = text + err.decode(errors="replace")
+    return True, rc, rest.strip()
+
+
+# --- synced folders without rsync in the guest --------------------------------------------
+
+def guest_has_rsync(s: Session) -> bool:
+    return s.run("command -v rsync >/dev/null 2>&1")[0] == 0
+
+
+def copy_folder_with_tar(s: Session, folder: SyncedFolder, host: Path, owner: str, group: str) -> None:
+    """Copy a synced folder with tar over the SSH session, for guests without rsync (plain
+    cloud images such as Debian's): the same files rsync would copy (its excludes too, the
+    .vmctl and .vagrant folders always), owned by OWNER:GROUP. Files the guest has beyond
+    them are left alone (rsync's --delete is not reproduced)."""
+    import fnmatch
+    import io
+    import tarfile
+
+    patterns = [".vmctl", ".vagrant", *(e.rstrip("/") for e in folder.rsync_exclude)]
+
+    def excluded(rel: str) -> bool:
+        parts = rel.split("/")
+        for pattern in patterns:
+            anchored = pattern.startswith("/")
+            pattern = pattern.lstrip("/")
+            if anchored and fnmatch.fnmatch(rel, pattern):
+                return True
+            if not anchored and (any(fnmatch.fnmatch(p, pattern) for p in parts)
+                                 or fnmatch.fnmatch(rel, pattern)):
+                return True
+        return False
+
+    import os
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
+        for root, dirs, files in os.walk(host):  # links to folders are not followed
+            base = Path(root)
+            dirs[:] = sorted(d for d in dirs if not excluded((base / d).relative_to(host).as_posix()))
+            for name in [*dirs, *sorted(files)]:
+                path = base / name
+                rel = path.relative_to(host).as_posix()
+                if excluded(rel) or (path.is_symlink() and path.is_dir()):
+                    continue
+                try:
+                    info = tar.gettarinfo(str(path.resolve()), arcname=rel)  # links to files: their content
+                except OSError:
+                    continue  # a dangling link
+                if info.isfile():
+                    with open(path, "rb") as f:
+                        tar.addfile(info, f)
+                elif info.isdir():
+                    tar.addfile(info)
+    guest = shlex.quote(folder.guest)
+    s.check(
+        f"sudo -n mkdir -p {guest} && sudo -n tar -C {guest} --no-same-owner -xf - && "
+        f"sudo -n chown -R {shlex.quote(owner)}:{shlex.quote(group)} {guest}",
+        stdin=buf.getvalue(),
+        what=f"copy {host} to {folder.guest}",
+    )

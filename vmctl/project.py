@@ -13,7 +13,7 @@ from vmctl.errors import MachineError, VmctlError
 from vmctl.machine import Emit, Machine
 
 if TYPE_CHECKING:
-    from vmctl.vagrantfile.model import MachineConfig, ProjectConfig
+    from vmctl.vagrantfile.model import MachineConfig, ProjectConfig, Provisioner
 
 
 class Project:
@@ -67,7 +67,7 @@ class Project:
         cfg = self.config
         if not names:
             chosen = [m for m in cfg.machines if m.autostart or not autostart_only]
-            return [Machine(self.root, m) for m in chosen]
+            return [self._machine(m) for m in chosen]
         result = []
         for name in names:
             m = cfg.machine(name)
@@ -77,8 +77,17 @@ class Project:
                     f"no machine named {name!r} in {self.vagrantfile}",
                     hint=f"machines defined there: {known}",
                 )
-            result.append(Machine(self.root, m))
+            result.append(self._machine(m))
         return result
+
+    def _machine(self, cfg: MachineConfig) -> Machine:
+        m = Machine(self.root, cfg)
+        m.peers = self.all_machines
+        return m
+
+    def all_machines(self) -> list[Machine]:
+        """Every machine of the project (what the ansible inventory lists)."""
+        return [Machine(self.root, m) for m in self.config.machines]
 
     def one_machine(self, name: str | None) -> Machine:
         """The named machine, else the primary or only one (what `ssh` acts on)."""
@@ -91,7 +100,7 @@ class Project:
                 "this project defines several machines and none is primary",
                 hint=f"name one: {names}",
             )
-        return Machine(self.root, cfg.primary())
+        return self._machine(cfg.primary())
 
 
 def up_machines(
@@ -123,19 +132,22 @@ def up_machines(
     if not parallel or len(machines) == 1:
         for m in machines:
             one(m)
-        return failures
-    from concurrent.futures import ThreadPoolExecutor  # not at the top: status and ssh start faster
+    else:
+        from concurrent.futures import (
+            ThreadPoolExecutor,  # not at the top: status and ssh start faster
+        )
 
-    with ThreadPoolExecutor(max_workers=min(8, len(machines))) as pool:
-        futures = [pool.submit(one, m) for m in machines]
-        try:
-            for f in futures:
-                f.result()
-        except KeyboardInterrupt:
-            cancel.set()
-            for f in futures:
-                f.result()
-            raise
+        with ThreadPoolExecutor(max_workers=min(8, len(machines))) as pool:
+            futures = [pool.submit(one, m) for m in machines]
+            try:
+                for f in futures:
+                    f.result()
+            except KeyboardInterrupt:
+                cancel.set()
+                for f in futures:
+                    f.result()
+                raise
+    failures += run_deferred(project, machines, emit=emit, emit_output=emit_output, failed=len(failures))
     return failures
 
 
@@ -162,3 +174,64 @@ def destroy_machines(
         for f in [pool.submit(one, m) for m in machines]:
             f.result()
     return failures
+
+
+def provision_machines(
+    project: Project, machines: list[Machine], *, only: set[str] | None, emit: Emit, emit_output: Emit,
+) -> None:
+    """`vmctl provision`: each machine's provisioners, then the project-wide ones once."""
+    for m in machines:
+        m.provision(only=only, emit=emit, emit_output=emit_output)
+    failures = run_deferred(project, machines, emit=emit, emit_output=emit_output)
+    if failures:
+        raise failures[0][1]
+
+
+def reload_machines(
+    project: Project, machines: list[Machine], *, provision: bool | None, emit: Emit, emit_output: Emit,
+    force: bool = False, only: set[str] | None = None,
+) -> None:
+    """`vmctl reload`: each machine halted and booted again, then the project-wide
+    provisioners once (when provisioning)."""
+    for m in machines:
+        m.reload(provision=provision, emit=emit, emit_output=emit_output, force=force, only=only)
+    failures = run_deferred(project, machines, emit=emit, emit_output=emit_output)
+    if failures:
+        raise failures[0][1]
+
+
+def run_deferred(
+    project: Project, machines: list[Machine], *, emit: Emit, emit_output: Emit, failed: int = 0,
+) -> list[tuple[str, VmctlError]]:
+    """The provisioners that run once for the whole project (ansible with limit "all"),
+    which the machines left for now: each once, in order, against every created machine
+    of the project that runs. Skipped, saying so, when machines failed to come up."""
+    from vmctl import provision as prov
+    from vmctl.provision import ansible
+
+    pending: list[tuple[str, Provisioner]] = []
+    for m in machines:
+        for index, p in m.deferred:
+            if not any(p == q for _, q in pending):
+                pending.append((prov.label(p, index), p))
+        m.deferred = []
+    if not pending:
+        return []
+    if failed:
+        names = ", ".join(name for name, _ in pending)
+        emit(f"==> not running {names} (once for every machine): {failed} machine(s) did not come up")
+        return []
+    hosts = []
+    for m in project.all_machines():
+        st = m.state
+        if st is None or st.phase != "created" or m._qemu_running() is False:
+            continue
+        host = m.inventory_host()
+        if host is not None:
+            hosts.append(host)
+    for name, p in pending:
+        try:
+            ansible.run_project_wide(p, name, hosts, project_root=project.root, say=emit, emit=emit_output)
+        except VmctlError as exc:
+            return [(name, exc)]
+    return []

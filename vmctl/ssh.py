@@ -125,6 +125,19 @@ def public_line(private_path: Path) -> str:
     return pub.read_text().strip()
 
 
+def public_line_of(private_path: Path) -> str:
+    """The public key line of the private key at PRIVATE_PATH: its .pub file when there is
+    one, else derived from the private key."""
+    for pub in (private_path.parent / (private_path.name + ".pub"),
+                private_path.parent / private_path.name.replace(".key.", ".pub.")):
+        if pub != private_path and pub.is_file():
+            line = pub.read_text().strip().splitlines()
+            if line:
+                return line[0].strip()
+    pkey = _load_pkey(private_path)
+    return f"{pkey.get_name()} {pkey.get_base64()}"
+
+
 def _load_pkey(path: Path) -> Any:
     import paramiko
 
@@ -278,9 +291,12 @@ class _Refused(Exception):
     """Nothing listens on the forwarded port: QEMU itself is gone."""
 
 
-def _handshake(endpoint: Endpoint, banner_timeout: float, pinned_type: str | None) -> Any:
+def _handshake(endpoint: Endpoint, banner_timeout: float, pinned_type: str | None,
+               handshake_timeout: float | None = None, on_banner: Callable[[], None] | None = None) -> Any:
     """A transport to ENDPOINT past the key exchange and the host key check, not yet
-    authenticated."""
+    authenticated. ON_BANNER is called once the guest is known to answer: its SSH server
+    sent its banner (whether or not the key exchange then completes), or its network
+    refused the connection at once (nothing listens yet, but the guest's network is up)."""
     import paramiko
 
     _quiet_paramiko()
@@ -293,14 +309,21 @@ def _handshake(endpoint: Endpoint, banner_timeout: float, pinned_type: str | Non
         raise _NotReady(str(exc)) from exc
     transport = paramiko.Transport(sock)
     transport.banner_timeout = banner_timeout
-    transport.handshake_timeout = max(banner_timeout, 10)
+    handshake = handshake_timeout or max(banner_timeout, 10)
+    transport.handshake_timeout = handshake
     if pinned_type:
         transport.get_security_options().key_types = [pinned_type]
+    started = time.monotonic()
     try:
-        transport.start_client(timeout=max(banner_timeout, 10))
+        transport.start_client(timeout=handshake)
     except (paramiko.SSHException, EOFError, OSError) as exc:
+        quick = time.monotonic() - started < banner_timeout * 0.8
+        if on_banner is not None and (getattr(transport, "remote_version", None) or quick):
+            on_banner()
         transport.close()
         raise _NotReady(str(exc)) from exc
+    if on_banner is not None:
+        on_banner()
     try:
         if not transport.is_active():
             raise _NotReady("the SSH handshake did not complete")
@@ -314,10 +337,12 @@ def _handshake(endpoint: Endpoint, banner_timeout: float, pinned_type: str | Non
     return transport
 
 
-def _attempt(endpoint: Endpoint, banner_timeout: float, pinned_type: str | None) -> Session:
+def _attempt(endpoint: Endpoint, banner_timeout: float, pinned_type: str | None,
+             handshake_timeout: float | None = None, on_banner: Callable[[], None] | None = None) -> Session:
     import paramiko
 
-    transport = _take_spare(endpoint) or _handshake(endpoint, banner_timeout, pinned_type)
+    transport = _take_spare(endpoint) or _handshake(endpoint, banner_timeout, pinned_type,
+                                                    handshake_timeout, on_banner)
     for key_path in endpoint.keys:
         if not key_path.exists():
             continue
@@ -417,6 +442,10 @@ def connect(endpoint: Endpoint, timeout: float = 10.0) -> Session:
         time.sleep(0.2)
 
 
+# Seconds after which a login attempt to a guest that answered is joined by a second one.
+STALE_ATTEMPT = 10.0
+
+
 def wait_for_ssh(
     endpoint: Endpoint,
     *,
@@ -430,6 +459,16 @@ def wait_for_ssh(
     Attempts overlap: a connection whose SYN went into a guest without a network can
     hang for a while, so a new attempt starts every 0.5 s while earlier ones are
     pending (0.1 s after one fails), and the first to log in wins.
+
+    Once the guest answers (its SSH server sent a banner, or its network refused the
+    connection at once: nothing listens yet, and the next attempt will see sshd as soon
+    as it does), attempts no longer overlap and each gets a minute for its banner and key
+    exchange (a second starts beside one that has waited 10 s, in case the guest went away
+    under it): an OpenSSH guest under emulation can take seconds per handshake, and
+    overlapping attempts that time out and start again pile up unauthenticated connections
+    until sshd refuses them all (MaxStartups) and spends its CPU on handshakes nobody
+    waits for (measured: a systemd guest whose sshd was up after 108 s let vmctl in after
+    304 s, 261 connections dropped).
     """
     pin = read_pin(endpoint.known_hosts, endpoint.alias)
     pinned_type = pin[0] if pin else None
@@ -440,11 +479,17 @@ def wait_for_ssh(
     wake = threading.Event()  # an attempt ended: look again at once
     lock = threading.Lock()
     refused = threading.Event()
-    pending = [0]
+    answering = threading.Event()  # the SSH server has sent its banner
+    pending: list[float] = []  # when each attempt under way started
 
-    def one() -> None:
+    def one(began: float) -> None:
         try:
-            session = _attempt(endpoint, banner_timeout=3.0, pinned_type=pinned_type)
+            if answering.is_set():
+                session = _attempt(endpoint, banner_timeout=30.0, pinned_type=pinned_type,
+                                   handshake_timeout=60.0, on_banner=answering.set)
+            else:
+                session = _attempt(endpoint, banner_timeout=3.0, pinned_type=pinned_type,
+                                   on_banner=answering.set)
         except _Refused:
             refused.set()
             wake.set()
@@ -465,7 +510,7 @@ def wait_for_ssh(
             return
         finally:
             with lock:
-                pending[0] -= 1
+                pending.remove(began)
         with lock:
             if result:
                 session.close()
@@ -487,11 +532,16 @@ def wait_for_ssh(
             if not alive():
                 raise BootTimeoutError("the machine stopped while vmctl waited for SSH")
         with lock:
-            start_new = pending[0] < 4
+            if answering.is_set():
+                # one at a time; a second only beside one that has waited 10 s (the guest
+                # may have gone away under it: a reboot leaves its connection hanging)
+                start_new = not pending or (len(pending) < 2 and now - min(pending) > STALE_ATTEMPT)
+            else:
+                start_new = len(pending) < 4
             if start_new:
-                pending[0] += 1
+                pending.append(now)
         if start_new:
-            threading.Thread(target=one, daemon=True).start()
+            threading.Thread(target=one, args=(now,), daemon=True).start()
         # The next attempt starts 0.5 s later, or 0.1 s after one fails: once the guest's
         # network is up, a failed attempt (no sshd yet) fails in milliseconds, and the
         # first attempt after sshd starts should not wait out the rest of a 0.5 s tick.

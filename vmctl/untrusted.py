@@ -11,6 +11,11 @@ checked again wherever one becomes a path, an option string or a config line.
     file_name_problem      a file name vmctl keeps in its own folders (volumes, serial logs, sockets)
     ssh_args_problem       OpenSSH arguments (config.ssh.extra_args) that do not act on the host
     ssh_config_problem     an OpenSSH config file (config.ssh.config), line by line
+    ansible_program_problem  playbook_command / galaxy_command: ansible's own programs only
+    ansible_args_problem   ansible-playbook options that only shape the run (raw_arguments)
+    ansible_var_problem    inventory and extra variables that would redirect a connection
+    parse_ssh_args         OpenSSH options for ansible's ssh (raw_ssh_args): kept, dropped, refused
+    outside_roots          whether a host path lies outside the folders a project may use
     ssh_config_value       a value for an OpenSSH config line (no control characters)
     visible                text for the terminal, with control characters made visible
 
@@ -21,6 +26,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Callable
 
 # -- machine names ---------------------------------------------------------------------------
 
@@ -369,6 +375,301 @@ def ssh_config_problem(text: str) -> str | None:
         if key not in SSH_OPTIONS:
             return f"line {number}: {words[0]} is not allowed (it is unknown to vmctl, or runs or writes something on the host)"
     return None
+
+
+# -- ansible on this computer ------------------------------------------------------------------
+# The ansible provisioner runs ansible-playbook (and ansible-galaxy) on this computer with the
+# project's playbook: what the playbook does, the user can read. What the Vagrantfile adds
+# around it must not run anything else: the programs are ansible's own, found on PATH; the
+# options only shape the run; no variable or ssh option may send a connection elsewhere
+# (ansible_connection=local runs every task here), run a program (ProxyCommand, an
+# executable inventory or vault password file outside the project) or loosen the check of
+# the machine's pinned host key.
+
+FileProblem = Callable[[str], "str | None"]
+ANSIBLE_PROGRAM_RE = re.compile(r"ansible-(playbook|galaxy)(-[0-9][0-9.]*)?")
+
+
+def ansible_program_problem(word: str, program: str) -> str | None:
+    """Why WORD (the program of playbook_command or galaxy_command) may not run as PROGRAM
+    ("ansible-playbook" or "ansible-galaxy"), or None. A path is refused: a project could
+    ship its own "ansible-playbook"."""
+    m = ANSIBLE_PROGRAM_RE.fullmatch(word)
+    if m is None or f"ansible-{m.group(1)}" != program:
+        return (f"{visible(word)[:80]!r} is not {program}: vmctl runs only ansible's own {program} "
+                "(found on PATH, or beside vmctl), never another program or a path")
+    return None
+
+
+# Variables that say where and how ansible connects: vmctl sets them for each machine, and a
+# Vagrantfile may not (in host_vars, groups' vars or extra_vars).
+ANSIBLE_RESERVED_VARS = frozenset({
+    "ansible_host", "ansible_ssh_host", "ansible_port", "ansible_ssh_port", "ansible_user",
+    "ansible_ssh_user", "ansible_connection", "ansible_ssh_private_key_file",
+    "ansible_private_key_file", "ansible_ssh_common_args", "ansible_ssh_extra_args",
+    "ansible_ssh_args", "ansible_scp_extra_args", "ansible_sftp_extra_args",
+    "ansible_ssh_executable", "ansible_host_key_checking", "ansible_ssh_host_key_checking",
+    "ansible_paramiko_host_key_checking", "ansible_ssh_pipelining_executable",
+})
+
+
+def ansible_var_problem(name: object) -> str | None:
+    if not isinstance(name, str) or not name or any(ord(c) < 32 for c in name):
+        return f"{visible(str(name))[:60]!r} is not a variable name"
+    if name.lower() in ANSIBLE_RESERVED_VARS:
+        return (f"the variable {name} says where or how ansible connects: vmctl sets it for each machine "
+                "(it could send the playbook's tasks to this computer, or skip the host key check)")
+    return None
+
+
+_ANSIBLE_FLAGS = frozenset({
+    "--check", "-C", "--diff", "-D", "--list-hosts", "--list-tasks", "--list-tags", "--syntax-check",
+    "--flush-cache", "--force-handlers", "--step", "--become", "-b", "--ask-become-pass", "-K",
+    "--ask-vault-pass", "--ask-vault-password", "-J", "--verbose",
+})
+# Options with a value, by long name; short aliases map to them.
+_ANSIBLE_VALUED = frozenset({
+    "--tags", "--skip-tags", "--start-at-task", "--limit", "--forks", "--timeout", "--become-user",
+    "--become-method", "--user", "--extra-vars", "--vault-id", "--vault-password-file",
+    "--vault-pass-file", "--connection",
+})
+_ANSIBLE_SHORT = {"-t": "--tags", "-l": "--limit", "-f": "--forks", "-T": "--timeout", "-u": "--user",
+                  "-e": "--extra-vars", "-c": "--connection"}
+_ANSIBLE_WHY = {
+    "--inventory": "use inventory_path", "-i": "use inventory_path",
+    "--inventory-file": "use inventory_path",
+    "--private-key": "vmctl gives each machine's key", "--key-file": "vmctl gives each machine's key",
+    "--ssh-common-args": "use raw_ssh_args", "--ssh-extra-args": "use raw_ssh_args",
+    "--scp-extra-args": "use raw_ssh_args", "--sftp-extra-args": "use raw_ssh_args",
+    "--module-path": "name module paths in the project's ansible.cfg (config_file)",
+    "-M": "name module paths in the project's ansible.cfg (config_file)",
+}
+_PLUGIN_NAME = re.compile(r"[A-Za-z0-9_.]{1,100}")
+
+
+def ansible_args_problem(args: list[str], file_problem: FileProblem | None = None) -> str | None:
+    """Why ARGS (raw_arguments) may not reach ansible-playbook on this computer, or None.
+    FILE_PROBLEM(path) says why a file named by an option (a vault password file) may not
+    be used, or None."""
+    pending: str | None = None
+    for arg in args:
+        if any(ord(c) < 32 for c in arg):
+            return f"the ansible-playbook option {visible(arg)[:60]!r} holds a control character"
+        if pending is not None:
+            problem = _ansible_value_problem(pending, arg, file_problem)
+            if problem:
+                return problem
+            pending = None
+            continue
+        if re.fullmatch(r"-v+", arg):
+            continue
+        name, eq, value = arg.partition("=") if arg.startswith("--") else (arg, "", "")
+        if not arg.startswith("--") and arg.startswith("-") and len(arg) > 2 and arg[:2] in _ANSIBLE_SHORT:
+            name, eq, value = arg[:2], "=", arg[2:]
+        if any(c.isspace() for c in name):
+            return f"{visible(arg)[:60]!r} is not one option: give each option (and its value) as its own element"
+        if name in _ANSIBLE_WHY:
+            return f"the ansible-playbook option {name} is not allowed in raw_arguments ({_ANSIBLE_WHY[name]})"
+        name = _ANSIBLE_SHORT.get(name, name)
+        if name in _ANSIBLE_FLAGS and not eq:
+            continue
+        if name in _ANSIBLE_VALUED:
+            if not eq:
+                pending = name
+                continue
+            problem = _ansible_value_problem(name, value, file_problem)
+            if problem:
+                return problem
+            continue
+        if not arg.startswith("-"):
+            return (f"{visible(arg)[:60]!r} is not an ansible-playbook option: raw_arguments may hold "
+                    "options only (vmctl adds the playbook and the inventory)")
+        return f"the ansible-playbook option {name} is not allowed (it is unknown to vmctl, or acts on this computer)"
+    if pending is not None:
+        return f"the ansible-playbook option {pending} needs a value"
+    return None
+
+
+def _ansible_value_problem(name: str, value: str, file_problem: FileProblem | None) -> str | None:
+    if name == "--connection" and value != "ssh":
+        return (f"--connection {visible(value)[:40]!r} is not allowed: vmctl's machines are reached over ssh "
+                "with their pinned host keys")
+    if name == "--become-method" and not _PLUGIN_NAME.fullmatch(value):
+        return f"--become-method {visible(value)[:40]!r} is not a become plugin's name"
+    if name == "--extra-vars":
+        return extra_vars_problem(value, file_problem)
+    if name in ("--vault-password-file", "--vault-pass-file", "--vault-id"):
+        path = value.split("@", 1)[1] if name == "--vault-id" and "@" in value else value
+        if name == "--vault-id" and "@" not in value:
+            return None
+        if path == "prompt":
+            return None
+        if file_problem is not None:
+            return file_problem(path)
+    return None
+
+
+_GALAXY_WORDS = frozenset({"install", "role", "collection", "%{role_file}", "%{roles_path}"})
+_GALAXY_FLAGS = frozenset({"--force", "-f", "--force-with-deps", "--ignore-errors", "-i", "--no-deps", "-n",
+                           "--ignore-certs", "-c", "--keep-scm-meta", "--offline", "--verbose"})
+_GALAXY_VALUED = {"--role-file": "%{role_file}", "-r": "%{role_file}", "--roles-path": "%{roles_path}",
+                  "-p": "%{roles_path}", "--server": None, "-s": None, "--timeout": None}
+
+
+def galaxy_args_problem(words: list[str]) -> str | None:
+    """Why WORDS (galaxy_command after ansible-galaxy) may not run, or None: subcommands,
+    the %{role_file} and %{roles_path} placeholders and options that only shape the install."""
+    pending: str | None = None
+    for word in words:
+        if any(ord(c) < 32 for c in word):
+            return f"{visible(word)[:60]!r} holds a control character"
+        if pending is not None:
+            want = _GALAXY_VALUED[pending]
+            if want is not None and word != want:
+                return f"{pending} must be given as {pending} {want} (vmctl fills in the project's file)"
+            pending = None
+            continue
+        if word in _GALAXY_WORDS or word in _GALAXY_FLAGS or re.fullmatch(r"-v+", word):
+            continue
+        name, eq, value = word.partition("=")
+        if name in _GALAXY_VALUED:
+            if not eq:
+                pending = name
+                continue
+            want = _GALAXY_VALUED[name]
+            if want is not None and value != want:
+                return f"{name} must be {name}={want} (vmctl fills in the project's file)"
+            continue
+        return f"{visible(word)[:60]!r} is not allowed in galaxy_command (it is unknown to vmctl, or acts on this computer)"
+    if pending is not None:
+        return f"{pending} needs a value"
+    return None
+
+
+def extra_vars_problem(text: str, file_problem: FileProblem | None = None) -> str | None:
+    """Why the extra variables TEXT (as -e takes them: key=value pairs, JSON or YAML, or
+    @FILE) may not be given, or None."""
+    if text.startswith("@"):
+        return file_problem(text[1:]) if file_problem is not None else None
+    import shlex
+
+    names: list[object] = []
+    stripped = text.strip()
+    if stripped.startswith("{"):
+        import json
+
+        try:
+            data = json.loads(stripped)
+        except ValueError:
+            try:
+                import yaml
+
+                data = yaml.safe_load(stripped)
+            except Exception:  # noqa: BLE001 - not data: ansible refuses it too
+                return f"the extra variables {visible(text)[:60]!r} are neither key=value pairs nor JSON"
+        if not isinstance(data, dict):
+            return f"the extra variables {visible(text)[:60]!r} are not a mapping"
+        names = list(data)
+    else:
+        try:
+            words = shlex.split(text)
+        except ValueError:
+            return f"the extra variables {visible(text)[:60]!r} cannot be split into key=value pairs"
+        names = [w.split("=", 1)[0] for w in words]
+    for name in names:
+        problem = ansible_var_problem(name)
+        if problem:
+            return problem
+    return None
+
+
+# OpenSSH options ansible may pass to ssh (raw_ssh_args). Options that only tune the
+# connection are kept; options that would weaken the pinned host key check or lend the
+# guest this computer's agent or display are dropped with a warning; anything that runs a
+# program, reads or writes a file here, or connects elsewhere is refused.
+_SSH_KEEP = frozenset(k.lower() for k in (
+    "AddressFamily", "BatchMode", "Ciphers", "Compression", "ConnectionAttempts", "ConnectTimeout",
+    "ControlMaster", "ControlPersist", "HostKeyAlgorithms", "IdentitiesOnly", "IPQoS",
+    "KexAlgorithms", "LogLevel", "MACs", "NumberOfPasswordPrompts", "PasswordAuthentication",
+    "PreferredAuthentications", "PubkeyAcceptedAlgorithms", "PubkeyAcceptedKeyTypes",
+    "PubkeyAuthentication", "RekeyLimit", "RequestTTY", "ServerAliveCountMax",
+    "ServerAliveInterval", "TCPKeepAlive", "VisualHostKey", "ExitOnForwardFailure",
+    "GSSAPIAuthentication", "KbdInteractiveAuthentication", "ChallengeResponseAuthentication",
+    "Protocol", "EscapeChar", "FingerprintHash",
+))
+_SSH_DROP = {k.lower(): why for k, why in {
+    "StrictHostKeyChecking": "vmctl checks the machine's pinned host key",
+    "UserKnownHostsFile": "vmctl checks the machine's pinned host key",
+    "GlobalKnownHostsFile": "vmctl checks the machine's pinned host key",
+    "CheckHostIP": "vmctl checks the machine's pinned host key",
+    "HostKeyAlias": "vmctl checks the machine's pinned host key",
+    "UpdateHostKeys": "vmctl checks the machine's pinned host key",
+    "ForwardAgent": "a guest could use the keys of your ssh agent",
+    "ForwardX11": "a guest could reach your display",
+    "ForwardX11Trusted": "a guest could reach your display",
+}.items()}
+_SSH_FLAGS_KEEP = frozenset("C46qvTtNnKk")
+_SSH_FLAGS_DROP = {"A": "a guest could use the keys of your ssh agent", "X": "a guest could reach your display",
+                   "Y": "a guest could reach your display"}
+
+
+def parse_ssh_args(items: list[str]) -> tuple[list[str], list[str], str | None]:
+    """RAW_SSH_ARGS (each element shell-split, as ansible splits them) as (the options kept,
+    what was dropped and why, why they are refused or None)."""
+    import shlex
+
+    kept: list[str] = []
+    dropped: list[str] = []
+    for item in items:
+        if any(ord(c) < 32 for c in item):
+            return [], [], f"the ssh option {visible(item)[:60]!r} holds a control character"
+        try:
+            words = shlex.split(item)
+        except ValueError:
+            return [], [], f"the ssh options {visible(item)[:60]!r} cannot be split into words"
+        i = 0
+        while i < len(words):
+            word = words[i]
+            if word == "-o" or word.startswith("-o"):
+                if word == "-o":
+                    if i + 1 >= len(words):
+                        return [], [], "the ssh option -o needs a value"
+                    option = words[i + 1]
+                    i += 2
+                else:
+                    option = word[2:]
+                    i += 1
+                key = re.split(r"[=\s]", option.strip(), maxsplit=1)[0].lower()
+                if key in _SSH_KEEP:
+                    kept += ["-o", option]
+                elif key in _SSH_DROP:
+                    dropped.append(f"-o {option} ({_SSH_DROP[key]})")
+                else:
+                    return [], [], (f"the ssh option -o {visible(option)[:60]} is not allowed (it could run a program, "
+                                    "use a file on this computer or connect elsewhere)")
+                continue
+            if re.fullmatch(r"-[A-Za-z0-9]+", word):
+                letters = word[1:]
+                for c in letters:
+                    if c in _SSH_FLAGS_DROP:
+                        dropped.append(f"-{c} ({_SSH_FLAGS_DROP[c]})")
+                    elif c not in _SSH_FLAGS_KEEP:
+                        return [], [], f"the ssh option -{c} is not allowed (it could run a program, use a file on this computer or connect elsewhere)"
+                keep = "".join(c for c in letters if c in _SSH_FLAGS_KEEP)
+                if keep:
+                    kept.append("-" + keep)
+                i += 1
+                continue
+            return [], [], f"{visible(word)[:60]!r} is not an ssh option"
+    return kept, dropped, None
+
+
+def outside_roots(path: str, roots: list[str]) -> bool:
+    """Whether PATH (symbolic links resolved) lies outside every folder in ROOTS."""
+    import os
+
+    real = os.path.realpath(path)
+    return not any(real == r or real.startswith(r.rstrip("/") + "/") for r in (os.path.realpath(x) for x in roots))
 
 
 # -- OpenSSH config ----------------------------------------------------------------------------

@@ -538,10 +538,10 @@ def test_provisioners(tmp_path: Path) -> None:
     assert (p4.name, p4.inline) == ("block form", "echo block")
 
 
-@pytest.mark.parametrize("kind", ["ansible", "ansible_local", "puppet", "chef_solo", "salt", "docker", "magic"])
+@pytest.mark.parametrize("kind", ["puppet", "chef_solo", "salt", "podman", "magic"])
 def test_other_provisioners_are_errors(tmp_path: Path, kind: str) -> None:
     error = failure(tmp_path, f"Vagrant.configure('2') do |c|\n  c.vm.provision '{kind}' do |p|\n    p.playbook = 'x'\n  end\nend\n")
-    assert kind in error.message and "shell and file" in error.message and error.line == 2
+    assert kind in error.message and "shell, file, ansible" in error.message and error.line == 2
 
 
 @pytest.mark.parametrize(

@@ -209,6 +209,89 @@ class StreamUnpacker:
             self._zstd = None
 
 
+QCOW2_MAGIC = b"QFI\xfb"
+PLAIN_IMAGE = "box.img"
+
+
+class PlainImageWriter:
+    """Writes a plain qcow2 disk image (a cloud image: Debian's genericcloud, Ubuntu's, Fedora
+    Cloud), as it arrives, to DEST/box.img. The store checks it (qemu-img info) and writes
+    the metadata.json a box would carry."""
+
+    def __init__(self, dest: Path, *, label: str) -> None:
+        self.dest = dest
+        self.label = label
+        self.error: BaseException | None = None
+        self._file: IO[bytes] | None = None
+
+    def feed(self, data: bytes) -> None:
+        try:
+            if self._file is None:
+                self.dest.mkdir(parents=True, exist_ok=True)
+                self._file = open(self.dest / PLAIN_IMAGE, "xb")  # noqa: SIM115 - closed in finish/abort
+            self._file.write(data)
+        except OSError as exc:
+            self.error = BoxError(f"could not write the image {self.label}: {exc.strerror or exc}")
+            self.error.__cause__ = exc
+            self.abort()
+            raise self.error from exc
+
+    def finish(self) -> list[str]:
+        if self._file is None:
+            raise BoxError(f"the image {self.label} is empty")
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        finally:
+            self.abort()
+        return [PLAIN_IMAGE]
+
+    def abort(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+
+class SourceUnpacker:
+    """A box archive (StreamUnpacker), or a plain qcow2 image (PlainImageWriter): which one,
+    the first bytes say."""
+
+    def __init__(self, dest: Path, *, label: str) -> None:
+        self.dest = dest
+        self.label = label
+        self.inner: StreamUnpacker | PlainImageWriter | None = None
+
+    @property
+    def plain_image(self) -> bool:
+        return isinstance(self.inner, PlainImageWriter)
+
+    @property
+    def error(self) -> BaseException | None:
+        return self.inner.error if self.inner is not None else None
+
+    def feed(self, data: bytes) -> None:
+        if self.inner is None:
+            writer = PlainImageWriter if data.startswith(QCOW2_MAGIC) else StreamUnpacker
+            self.inner = writer(self.dest, label=self.label)
+        self.inner.feed(data)
+
+    def finish(self) -> list[str]:
+        if self.inner is None:
+            self.inner = StreamUnpacker(self.dest, label=self.label)
+        return self.inner.finish()
+
+    def abort(self) -> None:
+        if self.inner is not None:
+            self.inner.abort()
+
+
+def plain_image_metadata(info: dict[str, Any]) -> dict[str, Any]:
+    """The metadata.json of a box made from a plain image whose `qemu-img info` is INFO."""
+    size = info.get("virtual-size")
+    gb = max(1, -(-int(size) // GB)) if isinstance(size, int) and size > 0 else 1
+    return {"provider": "libvirt", "format": "qcow2", "virtual_size": gb}
+
+
 class Budget:
     """How many bytes of data the box may still write (see EXPANSION): `fed` counts the
     archive's bytes read so far, `declared` the bytes metadata.json's disks allow."""

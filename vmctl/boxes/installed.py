@@ -86,6 +86,12 @@ class InstalledBox:
         return str(self.record.get("image_format") or "qcow2")
 
     @property
+    def cloud_image(self) -> bool:
+        """Whether the box was made from a plain cloud image (no Vagrant metadata): vmctl
+        logs in to it by seeding cloud-init with a user and the machine's key."""
+        return self.record.get("cloud_image") is True
+
+    @property
     def catalog_url(self) -> str | None:
         value = self.record.get("catalog_url")
         return value if isinstance(value, str) else None

@@ -162,7 +162,7 @@ def _read_catalog(source: str, options: download.FetchOptions = download.NO_OPTI
         path = source.split("?", 1)[0].lower()
         if path.endswith(".json"):
             raw = download.fetch_small(source, options=options)
-        elif path.endswith(".box"):
+        elif path.endswith((".box", ".qcow2", ".img")):
             return None
         else:
             probed = download.probe_catalog(source, options=options)
@@ -296,7 +296,7 @@ def add_box(
     root = paths.boxes_dir()
     try:
         with _staging(root) as staging:
-            unpacker = archive.StreamUnpacker(staging / PROVIDER, label=label)
+            unpacker = archive.SourceUnpacker(staging / PROVIDER, label=label)
             try:
                 fetched = _fetch(plan, progress, say, unpacker.feed, options)
                 files = unpacker.finish()
@@ -313,7 +313,8 @@ def add_box(
                     "the download resumes where it stopped",
                 ) from exc.__cause__
             try:
-                box = _install(plan, fetched, files, staging, final, label, force=force)
+                box = _install(plan, fetched, files, staging, final, label, force=force,
+                               plain_image=unpacker.plain_image)
             except BoxError:
                 fetched.cleanup()  # complete and verified, but not a box: fetching it again cannot help
                 raise
@@ -344,9 +345,14 @@ def _fetch(plan: _Plan, progress: ProgressFactory | None, say: Notify, consume: 
 
 
 def _install(plan: _Plan, fetched: Fetched, files: list[str], staging: Path, final: Path, label: str, *,
-             force: bool) -> InstalledBox:
-    """Check the box unpacked in STAGING/libvirt, record it, and move it to FINAL."""
+             force: bool, plain_image: bool = False) -> InstalledBox:
+    """Check the box unpacked in STAGING/libvirt, record it, and move it to FINAL. A plain
+    image (PLAIN_IMAGE) gets the metadata.json of a one-disk box."""
     new = staging / PROVIDER
+    if plain_image:
+        info = archive.inspect_image(new / archive.PLAIN_IMAGE, label)
+        (new / "metadata.json").write_text(json.dumps(archive.plain_image_metadata(info), indent=2) + "\n")
+        files = [*files, "metadata.json"]
     metadata = archive.check_metadata(new, label)
     disks = []
     for path, declared in disk_files(metadata):
@@ -373,6 +379,8 @@ def _install(plan: _Plan, fetched: Fetched, files: list[str], staging: Path, fin
         "files": sorted(files),
         "added": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
+    if plain_image:
+        record["cloud_image"] = True
     (new / RECORD).write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
     _os_sync_dir(new)
     with _boxes_lock():

@@ -81,7 +81,8 @@ def up(
     if len(failures) == 1 and len(machines) == 1:
         raise failures[0][1]
     for name, exc in failures:
-        term.error(f"{name}: {exc}", exc.hint)
+        # provisioner failures already begin with the machine's name
+        term.error(str(exc) if str(exc).startswith(f"{name}: ") else f"{name}: {exc}", exc.hint)
     if failures:
         raise MachineError(f"{len(failures)} of {len(machines)} machines failed to come up")
 
@@ -103,13 +104,15 @@ def reload(
     force: bool = typer.Option(False, "-f", "--force", help="Pull the plug instead of shutting down."),
 ) -> None:
     """Halt and start machines again (picking up Vagrantfile changes)."""
+    from vmctl.project import reload_machines
+
     emit, emit_output = emitters()
     only = parse_provision_with(provision_with)
-    machines = project("reload", *(names or [])).machines(names or [])
+    proj = project("reload", *(names or []))
+    machines = proj.machines(names or [])
     _check_provision_with(machines, only)
-    for m in machines:
-        m.reload(provision=True if only else provision, emit=emit, emit_output=emit_output,
-                 force=force, only=only)
+    reload_machines(proj, machines, provision=True if only else provision, emit=emit, emit_output=emit_output,
+                    force=force, only=only)
 
 
 def suspend(names: list[str] | None = NAMES) -> None:
@@ -179,12 +182,14 @@ def provision(
     provision_with: str | None = PROVISION_WITH,
 ) -> None:
     """Run the provisioners of running machines."""
+    from vmctl.project import provision_machines
+
     emit, emit_output = emitters()
     only = parse_provision_with(provision_with)
-    machines = project("provision", *(names or [])).machines(names or [])
+    proj = project("provision", *(names or []))
+    machines = proj.machines(names or [])
     _check_provision_with(machines, only)
-    for m in machines:
-        m.provision(only=only, emit=emit, emit_output=emit_output)
+    provision_machines(proj, machines, only=only, emit=emit, emit_output=emit_output)
 
 
 def rsync(names: list[str] | None = NAMES) -> None:

@@ -79,9 +79,10 @@ def summary(machine: MachineConfig) -> list[str]:
         state = "disabled" if folder.disabled else folder.type
         lines.append(f"  synced folder {folder.host} -> {folder.guest} ({state})")
     for prov in machine.provisioners:
-        what = prov.path or ("inline script" if prov.inline is not None else f"{prov.source} -> {prov.destination}")
         name = f" {prov.name}" if prov.name else ""
-        lines.append(f"  provision {prov.type}{name}: {what} (run {prov.run})")
+        lines.append(f"  provision {prov.type}{name}: {prov.summary} (run {prov.run})")
+    for part in machine.cloud_init:
+        lines.append(f"  cloud-init {part.content_type}: {part.path or 'inline'}")
     for trig in machine.triggers:
         lines.append(f"  trigger {trig.when} {', '.join(trig.commands)}" + (f": {trig.name}" if trig.name else ""))
     ssh = machine.ssh

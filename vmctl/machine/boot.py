@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -199,7 +200,11 @@ class BootMixin(StateMixin):
         for net, mac in zip(cfg.private_networks, st.macs, strict=False):
             group, port = network.mcast_group(self._segment(net))
             nics.append(domain.McastNic(mac=mac, group=group, port=port))
-        spec, notes = hardware.build(cfg, st, st.all_disks(), project_root=self.project_root, host=host,
+        attached = st.all_disks()
+        seed = paths.machines_dir() / st.id / disks.SEED_FILE
+        if seed.is_file():
+            attached = [*attached, disks.seed_disk(seed, attached, machine_type=cfg.libvirt.machine_type or "pc")]
+        spec, notes = hardware.build(cfg, st, attached, project_root=self.project_root, host=host,
                                      private_nics=tuple(nics), forwards=tuple(forwards))
         if emit is not None:
             for note in notes:
@@ -319,6 +324,57 @@ class BootMixin(StateMixin):
         st.key_inserted = True
         self.save()
         return new_session
+
+    # --- cloud-init's seed ------------------------------------------------------------
+
+    def _write_seed(self, box: Any, st: MachineState, emit: Emit) -> None:
+        """cloud-init's seed (VMCTL_HOME/machines/ID/cidata.iso), when the Vagrantfile has
+        config.vm.cloud_init or the box is a plain cloud image. For a cloud image the seed
+        also makes the login user with the machine's key, so the key exists before boot."""
+        from vmctl import cloudinit
+
+        cfg = self.config
+        cloud_image = bool(getattr(box, "cloud_image", False))
+        if not cfg.cloud_init and not cloud_image:
+            return
+        parts = []
+        for part in cfg.cloud_init:
+            text = part.inline
+            if part.path is not None:
+                try:
+                    text = Path(part.path).read_text()
+                except (OSError, UnicodeDecodeError) as exc:
+                    raise MachineError(f"could not read the cloud_init file {part.path}: {getattr(exc, 'strerror', exc)}") from exc
+            parts.append(cloudinit.Part(part.content_type, text or "", part.filename))
+        if cloud_image:
+            parts.append(cloudinit.login_part(st.ssh_user, self._login_public_key(st)))
+        hostname = (cfg.hostname or re.sub(r"[^A-Za-z0-9-]+", "-", self.name).strip("-") or "vmctl")[:63]
+        try:
+            data = cloudinit.seed(parts, instance_id=f"vmctl-{st.id}", hostname=hostname,
+                                  mac=network.mac_for(st.id, 0) if cloud_image else None)
+        except ValueError as exc:
+            raise MachineError(f"could not make the cloud-init seed: {exc}") from exc
+        write_atomic(paths.machines_dir() / st.id / disks.SEED_FILE, data, mode=0o600)
+        what = "a login for " + st.ssh_user if cloud_image else "config.vm.cloud_init"
+        emit(f"==> {self.name}: cloud-init seed: {len(cfg.cloud_init)} part{'s' if len(cfg.cloud_init) != 1 else ''} "
+             f"of user-data{', and ' + what if cloud_image else ''}")
+
+    def _login_public_key(self, st: MachineState) -> str:
+        """The public key a plain cloud image is seeded with: the machine's own key (made
+        now, before the first boot), config.ssh.private_key_path's, or with insert_key =
+        false the ecosystem's insecure key."""
+        from vmctl import ssh
+
+        cfg = self.config.ssh
+        if cfg.private_key_path:
+            return ssh.public_line_of(self._project_path(cfg.private_key_path[0]))
+        if not cfg.insert_key:
+            return ssh.public_line_of(ssh.insecure_private_keys()[0])
+        if not self.key_file.exists():
+            ssh.generate_key(self.key_file, comment=f"vmctl-{st.id}")
+        st.key_inserted = True  # no insecure key ever reaches this guest
+        self.save()
+        return ssh.public_line(self.key_file)
 
     def _console_tail(self, lines: int = 15) -> str:
         st = self.state

@@ -1,17 +1,24 @@
-"""Configuring a running guest over SSH: hostname, private networks, synced folders,
-provisioners and the Vagrantfile's triggers (the commands run in vmctl/guest.py and
-vmctl/provision.py; this decides what runs when).
+"""Configuring a running guest over SSH: cloud-init's first run, hostname, private
+networks, synced folders, provisioners and the Vagrantfile's triggers (the commands run in
+vmctl/guest.py and vmctl/provision/; this decides what runs when), and what provisioners
+ask of the machine (a reboot, a reload, a new login, the project's machines).
 
 Safe to interrupt anywhere: each step is repeated on the next `up` (hostname, networks,
-folders) or recorded only once it has finished (the first provisioning run).
+folders) or recorded only once it has finished (the first provisioning run). A reboot or
+reload provisioner interrupted half-way leaves a machine that boots normally.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+from vmctl import hypervisor
+from vmctl.errors import BootTimeoutError, ProvisionError, SSHError
 from vmctl.machine.boot import BootMixin
+from vmctl.machine.disks import SEED_FILE
 
 if TYPE_CHECKING:
     from vmctl.machine.lifecycle import Emit
@@ -71,18 +78,131 @@ class GuestMixin(BootMixin):
             guest.rsync_folder(session, endpoint, key, f, self.project_root)
 
     def _provision(self, session: Session, *, emit: Emit, emit_output: Emit, forced: bool, only: set[str] | None, first_run: bool = False, skip: bool = False) -> None:
+        """Run the chosen provisioners on SESSION. One that reboots or reloads the guest
+        leaves a new session (closed here); ones that run once for the whole project
+        (ansible with limit "all") are left in self.deferred for the project."""
         from vmctl import provision as prov
 
         st = self.require_state()
         if skip:
             return
         chosen = prov.select(self.config.provisioners, first_run=first_run, forced=forced, only=only)
-        for index, p in chosen:
-            emit(f"==> {self.name}: running provisioner: {prov.label(p, index)}...")
-            prov.run_provisioner(session, p, index, machine=self.name, project_root=self.project_root, emit=emit_output)
+        ctx = prov.Context(
+            machine=self.name, project_root=self.project_root, session=session, emit=emit_output, say=emit,
+            reboot=lambda s: self._reboot_guest(s, emit=emit), reload=lambda s: self._reload_guest(s, emit=emit),
+            reconnect=self._reconnect, inventory=self.inventory_hosts, boot_timeout=self.config.boot_timeout,
+        )  # fmt: skip
+        try:
+            for index, p in chosen:
+                if prov.project_wide(p):
+                    self.deferred.append((index, p))
+                    continue
+                emit(f"==> {self.name}: running provisioner: {prov.label(p, index)}...")
+                ctx.session = prov.run_provisioner(ctx.session, p, index, machine=self.name,
+                                                   project_root=self.project_root, emit=emit_output, context=ctx)
+        finally:
+            if ctx.session is not session:
+                ctx.session.close()
         if (first_run or forced) and only is None and not st.provisioned:
             st.provisioned = True
             self.save()
+
+    # --- what provisioners ask of the machine --------------------------------------------
+
+    def _reboot_guest(self, session: Session, *, emit: Emit) -> Session:
+        """Reboot the guest (shell provisioner reboot: true) and log in once it is back: a
+        login counts only when the boot id has changed."""
+        from vmctl import guest, ssh
+
+        old = guest.boot_id(session)
+        guest.request_reboot(session)
+        session.close()
+        deadline = time.monotonic() + self.config.boot_timeout
+        while True:
+            time.sleep(1.0)
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise BootTimeoutError(f"machine {self.name} did not come back within {self.config.boot_timeout} s of its reboot")
+            fresh = ssh.wait_for_ssh(self.endpoint(), timeout=remaining, alive=self._qemu_running)
+            try:
+                if guest.boot_id(fresh) != old:
+                    self._wait_for_cloud_init(fresh, emit=emit)
+                    return fresh
+            except SSHError:
+                pass  # it went down while we asked
+            fresh.close()
+
+    def _reload_guest(self, session: Session, *, emit: Emit) -> Session:
+        """The reload provisioner: halt the machine, boot it again, configure the guest (as
+        `vmctl reload` does, without provisioning) and go on."""
+        session.close()
+        self._halt(force=False, emit=emit, timeout=60.0)
+        st = self.require_state()
+        with hypervisor.connect(st.uri) as c:
+            self._start_with_port_retry(c, st, emit)
+        fresh = self._wait_ssh(st, cancel=None)
+        self._wait_for_cloud_init(fresh, emit=emit)
+        self._configure_guest(fresh, emit=emit)
+        return fresh
+
+    def _reconnect(self, session: Session) -> Session:
+        session.close()
+        return self.session(timeout=60.0)
+
+    def inventory_hosts(self) -> list[Any]:
+        """The project's created machines as the ansible inventory lists them (this one
+        alone when the project did not say which are its machines)."""
+        machines = self.peers() if self.peers is not None else [self]
+        hosts = []
+        for m in machines:
+            host = m.inventory_host()
+            if host is not None:
+                hosts.append(host)
+        return hosts
+
+    def inventory_host(self) -> Any:
+        """This machine for the ansible inventory, or None when it is not created."""
+        from vmctl.provision.ansible import InventoryHost
+        from vmctl.ssh import read_pin
+
+        st = self.state
+        if st is None or st.phase != "created":
+            return None
+        endpoint = self.endpoint()
+        return InventoryHost(name=self.name, port=st.ssh_port, user=st.ssh_user, key=self.login_key(),
+                             known_hosts=self.known_hosts, alias=endpoint.alias,
+                             pin=read_pin(self.known_hosts, endpoint.alias))
+
+    # --- cloud-init -------------------------------------------------------------------
+
+    def _has_seed(self) -> bool:
+        st = self.state
+        return st is not None and (Path(st.disk).parent / SEED_FILE).is_file()
+
+    def _wait_for_cloud_init(self, session: Session, *, emit: Emit) -> None:
+        """When the machine has a cloud-init seed: wait until cloud-init is done, and fail
+        with its report when it failed."""
+        from vmctl import guest, term
+
+        if not self._has_seed():
+            return
+        timeout = max(float(self.config.boot_timeout), 900.0)
+        with term.spinner(f"==> {self.name}: waiting for cloud-init to finish..."):
+            present, status, report = guest.wait_for_cloud_init(session, timeout=timeout)
+        if not present:
+            emit(f"==> {self.name}: warning: the box has no cloud-init: config.vm.cloud_init was not applied")
+            return
+        if status == 0:
+            return
+        if status == 2:  # recoverable errors (cloud-init 23.4 and later): it finished
+            emit(f"==> {self.name}: warning: cloud-init finished with recoverable errors:\n{report}")
+            return
+        raise ProvisionError(
+            f"{self.name}: cloud-init failed (cloud-init status exit status {status})"
+            + (f":\n{report}" if report else ""),
+            hint=f"see /var/log/cloud-init.log in the guest (vmctl ssh {self.name}); fix the cloud_init "
+            "data, then vmctl destroy and up (cloud-init applies it on the first boot only)",
+        )
 
     def provision(self, *, only: set[str] | None, emit: Emit, emit_output: Emit) -> None:
         with self.locked():

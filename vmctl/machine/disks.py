@@ -5,6 +5,7 @@
     VMCTL_HOME/machines/ID/disk-NAME.FMT    extra disks (libvirt.storage, config.vm.disk)
     VMCTL_HOME/machines/ID/floppy-NAME.img  a blank floppy (config.vm.disk :floppy without file:)
     VMCTL_HOME/machines/ID/nvram.fd         the machine's copy of the UEFI variables store
+    VMCTL_HOME/machines/ID/cidata.iso       cloud-init's seed, a read-only CD-ROM (written by boot.py)
     VMCTL_HOME/volumes/NAME                 a named volume (libvirt.storage path: NAME)
     LIBVIRT_ROOT/lib/swtpm/UUID             the emulated TPM's state (libvirt's swtpm keeps it)
     anywhere                                CD-ROM and floppy images the Vagrantfile names (read-only)
@@ -47,9 +48,10 @@ OWNERS = ("vmctl", "libvirt", "user")
 BOX_DISK = "disk.qcow2"
 NVRAM_FILE = "nvram.fd"
 CONSOLE_FILE = "console.log"
+SEED_FILE = "cidata.iso"  # cloud-init's NoCloud seed, attached as a CD-ROM (vmctl/cloudinit.py)
 # The files vmctl (or QEMU for it) makes in VMCTL_HOME/machines/ID: fixed names, and names
 # with these prefixes. destroy removes these and nothing else there.
-MACHINE_HOME_FILES = (BOX_DISK, CONSOLE_FILE, NVRAM_FILE)
+MACHINE_HOME_FILES = (BOX_DISK, CONSOLE_FILE, NVRAM_FILE, SEED_FILE)
 MACHINE_HOME_PREFIXES = ("disk-", "floppy-", "serial-", "channel-")
 FLOPPY_BYTES = 1474560
 
@@ -205,6 +207,18 @@ def plan(cfg: MachineConfig, machine_id: str, box: Box, *, machine_type: str, tp
     if tpm_dir is not None:
         disks.append(MachineDisk(role="tpm", name="tpm", path=str(tpm_dir), owner="libvirt"))
     return disks
+
+
+def seed_disk(seed: Path, attached: list[MachineDisk], *, machine_type: str) -> MachineDisk:
+    """cloud-init's seed as a read-only CD-ROM after the machine's other disks: IDE on the
+    "pc" machine (Debian's cloud kernel has no AHCI but reads it through ata_piix), SATA on q35."""
+    bus = "sata" if _is_q35(machine_type) else "ide"
+    prefix = "hd" if bus == "ide" else "sd"
+    used = {d.target for d in attached if d.attached}
+    target = next((t for t in (prefix + c for c in "cdefghijklmnopqrstuvwxyz") if t not in used), None)
+    if target is None:
+        raise MachineError(f"no free device name is left for cloud-init's seed on the {bus} bus", hint="attach fewer disks")
+    return MachineDisk(role="cdrom", name="cidata", path=str(seed), target=target, bus=bus, format="raw", readonly=True)
 
 
 def _prefix_for(bus: str, box_prefix: str) -> str:

@@ -60,6 +60,10 @@ class Machine(GuestMixin):
         self._state: MachineState | None = None
         self._state_loaded = False
         self.foreign_state = False
+        # The project's machines (for the ansible inventory), set by the project; and the
+        # provisioners that run once for the whole project, which _provision leaves to it.
+        self.peers: Callable[[], list[Machine]] | None = None
+        self.deferred: list[tuple[int, Any]] = []
 
 
     def up(
@@ -125,6 +129,7 @@ class Machine(GuestMixin):
             if self._needs_key(st):
                 session = self._insert_key(session, st, emit)
             if state not in (hypervisor.SAVED, hypervisor.PAUSED):
+                self._wait_for_cloud_init(session, emit=emit)
                 self._configure_guest(session, emit=emit)
             self._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=only, first_run=not st.provisioned, skip=provision is False)
             timer.mark("provision")
@@ -194,6 +199,7 @@ class Machine(GuestMixin):
             emit(f"==> {self.name}: creating the machine from box {box.name} ({box.version})...")
             self._make_disks(st, emit)
             timer.mark("disk")
+            self._write_seed(box, st, emit)
             with hypervisor.connect(st.uri) as c:
                 if c.exists(st.domain):
                     raise MachineError(f"a libvirt domain named {st.domain} exists already",
@@ -230,6 +236,7 @@ class Machine(GuestMixin):
             if self._needs_key(st):
                 session = self._insert_key(session, st, emit)
                 timer.mark("key swap")
+            self._wait_for_cloud_init(session, emit=emit)
             self._configure_guest(session, emit=emit)
             timer.mark("configure guest")
             self._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=only, first_run=True, skip=provision is False)

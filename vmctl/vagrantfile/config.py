@@ -367,11 +367,20 @@ class AnyNamespace(RObject):
 
 # -- config.vm --------------------------------------------------------------------------
 
-PROVISIONER_TYPES = frozenset({"shell", "file"})
+PROVISIONER_TYPES = frozenset({"shell", "file", "ansible", "ansible_local", "docker", "reload"})
 OTHER_PROVISIONERS = frozenset({
-    "ansible", "ansible_local", "chef_solo", "chef_zero", "chef_client", "chef_apply", "puppet",
-    "puppet_server", "salt", "docker", "podman", "cfengine", "container",
+    "chef_solo", "chef_zero", "chef_client", "chef_apply", "puppet", "puppet_server", "salt",
+    "podman", "cfengine", "container",
 })
+
+
+@dataclass
+class CloudInitRec:
+    """`config.vm.cloud_init :user_data, content_type: ..., path:/inline: ...`."""
+
+    type: str
+    options: dict[str, Any]
+    node: Node
 
 
 class VmConfig(Namespace):
@@ -380,11 +389,13 @@ class VmConfig(Namespace):
                           "communicator", "box_server_url", "box_download_ca_cert", "box_download_ca_path",
                           "box_download_checksum", "box_download_checksum_type", "box_download_client_cert",
                           "box_download_insecure", "graceful_halt_timeout"})
-    silent_settings = frozenset({"box_check_update"})
+    # cloud_init_first_boot_only: cloud-init applies a seed once per instance anyway (vmctl keeps
+    # the seed attached, so the instance stays the same and nothing runs twice).
+    silent_settings = frozenset({"box_check_update", "cloud_init_first_boot_only"})
     ignored_settings = frozenset({
         "allowed_synced_folder_types", "allow_fstab_modification", "allow_hosts_modification", "base_mac",
         "base_address", "box_download_location_trusted", "box_download_options",
-        "box_extra_download_options", "box_architecture", "cloud_init_first_boot_only",
+        "box_extra_download_options", "box_architecture",
         "guest", "post_up_message", "usable_port_range",
     })
     methods = frozenset({"define", "provider", "network", "synced_folder", "provision", "disk", "cloud_init",
@@ -399,6 +410,7 @@ class VmConfig(Namespace):
         self.providers: list[ProviderRec] = []
         self.defines: dict[str, DefineRec] = {}
         self.disks: list[DiskRec] = []
+        self.cloud_inits: list[CloudInitRec] = []
 
     def check(self, ip: Interpreter, attr: str, value: Any, node: Node | None) -> Any:
         setting = f"config.vm.{attr}"
@@ -558,8 +570,9 @@ class VmConfig(Namespace):
             what = "provisioner" if kind in OTHER_PROVISIONERS else "unknown provisioner type"
             raise config_error(
                 ip, node,
-                f"the {kind} {what} is not supported: vmctl runs the shell and file provisioners only",
-                hint="use config.vm.provision \"shell\" (or \"file\") instead",
+                f"the {kind} {what} is not supported: vmctl runs the shell, file, ansible, "
+                "ansible_local, docker and reload provisioners",
+                hint="use config.vm.provision \"shell\" (or another of those) instead",
             )
         preserve = bool(options.pop("preserve_order", False))
         for ordering in ("before", "after"):
@@ -570,7 +583,10 @@ class VmConfig(Namespace):
         if block is not None:
             sub = ProvisionerConfig(self.root, kind)
             ip.call_configure_block(block, [sub])
-            options.update({k: v for k, (v, _) in sub.values.items()})
+            block_options = sub.options()
+            if "images" in block_options and isinstance(options.get("images"), list):
+                block_options["images"] = [*options["images"], *block_options["images"]]  # docker: they add up
+            options.update(block_options)
         if name is not None:
             for rec in self.provisioners:
                 if rec.name == name:
@@ -609,35 +625,142 @@ class VmConfig(Namespace):
         self.disks.append(DiskRec(kind, options, node))
         return None
 
+    # config.vm.cloud_init :user_data, content_type: "text/cloud-config", path: "user-data.yml"
+    # config.vm.cloud_init do |c| c.content_type = "text/x-shellscript"; c.inline = "..." end
     def call_cloud_init(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
-        self.ignore(ip, "cloud_init", list(args), node)
+        assert node is not None
+        positional, options = split_options(args)
+        if len(positional) > 1:
+            raise config_error(ip, node, "config.vm.cloud_init takes one type (:user_data) and options")
+        kind = to_s(positional[0]) if positional else "user_data"
+        if ip.inert:
+            self.root.ignored.append(Ignored("vm.cloud_init", _plain([kind, options]), node))
+            return None
+        if block is not None:
+            sub = CloudInitConfig(self.root)
+            ip.call_configure_block(block, [sub])
+            options.update({k: v for k, (v, _) in sub.values.items()})
+            if "type" in options:
+                kind = to_s(options.pop("type"))
+        if len(self.cloud_inits) >= 100:
+            raise ip.limit(node, "more than 100 cloud_init parts")
+        self.cloud_inits.append(CloudInitRec(kind, options, node))
         return None
+
+
+class CloudInitConfig(Namespace):
+    """The block form of `config.vm.cloud_init`."""
+
+    prefix = "cloud_init"
+    settings = frozenset({"type", "content_type", "content_disposition_filename", "path", "inline"})
+
+
+# Every option of Vagrant's ansible provisioners (both run ansible-playbook; `ansible` on this
+# computer, `ansible_local` in the guest), and the deprecated names that still work.
+ANSIBLE_COMMON = frozenset({
+    "playbook", "inventory_path", "limit", "groups", "host_vars", "extra_vars", "raw_arguments",
+    "tags", "skip_tags", "start_at_task", "verbose", "become", "become_user", "vault_password_file",
+    "config_file", "galaxy_role_file", "galaxy_roles_path", "galaxy_command", "playbook_command",
+    "compatibility_mode", "version",
+})
+ANSIBLE_HOST = ANSIBLE_COMMON | {"raw_ssh_args", "host_key_checking", "ask_become_pass", "ask_vault_pass",
+                                 "force_remote_user"}
+ANSIBLE_GUEST = ANSIBLE_COMMON | {"install", "install_mode", "pip_args", "pip_install_cmd", "provisioning_path",
+                                  "tmp_path"}
+ANSIBLE_DEPRECATED = {"sudo": "become", "sudo_user": "become_user", "ask_sudo_pass": "ask_become_pass"}
 
 
 class ProvisionerConfig(Namespace):
     """The block form: `config.vm.provision "shell" do |s| s.inline = "..." end`."""
 
-    shell_settings = frozenset({"inline", "path", "args", "env", "privileged", "name", "run"})
+    shell_settings = frozenset({"inline", "path", "args", "env", "privileged", "name", "run", "reboot", "reset"})
     shell_ignored = frozenset({
-        "upload_path", "keep_color", "binary", "sensitive", "reset", "reboot", "powershell_args",
+        "upload_path", "keep_color", "binary", "sensitive", "powershell_args",
         "powershell_elevated_interactive", "md5", "sha1", "sha256", "sha384", "sha512", "remote",
     })
 
     def __init__(self, root: ConfigRoot, kind: str) -> None:
         super().__init__(root)
+        self.kind = kind
         self.prefix = f"{kind} provisioner"
+        common = {"name", "run"}
         if kind == "shell":
             self.settings = self.shell_settings
             self.ignored_settings = self.shell_ignored
+        elif kind == "file":
+            self.settings = frozenset({"source", "destination", *common})
+        elif kind in ("ansible", "ansible_local"):
+            names = ANSIBLE_HOST if kind == "ansible" else ANSIBLE_GUEST
+            self.settings = frozenset(names | set(ANSIBLE_DEPRECATED) | common)
+            # the other ansible provisioner's options: a warning (resolve.py), not an error
+            self.ignored_settings = frozenset((ANSIBLE_GUEST if kind == "ansible" else ANSIBLE_HOST) - names)
+        elif kind == "docker":
+            self.settings = frozenset({"images", *common})
+            self.methods = frozenset({"pull_images", "build_image", "run", "post_install_provision"})
         else:
-            self.settings = frozenset({"source", "destination", "name", "run"})
+            self.settings = frozenset(common)
+        self.extra: dict[str, Any] = {}  # what the docker provisioner's methods collect
 
     @property
     def prefix_short(self) -> str:
         return self.prefix.replace(" provisioner", "")
 
+    def set(self, ip: Interpreter, attr: str, value: Any, node: Node | None) -> None:
+        if attr in ANSIBLE_DEPRECATED and self.kind in ("ansible", "ansible_local"):
+            attr = ANSIBLE_DEPRECATED[attr]
+        super().set(ip, attr, value, node)
+
     def ignore(self, ip: Interpreter, attr: str, value: Any, node: Node | None, *, warn: bool = True) -> None:
         self.values[attr] = (value, node)  # validated (and warned about) with the other options
+
+    def options(self) -> dict[str, Any]:
+        """The options the block set, with what the docker methods collected."""
+        out = {k: v for k, (v, _) in self.values.items()}
+        for key, value in self.extra.items():
+            if key == "images" and "images" in out:
+                out["images"] = [*(out["images"] or []), *value]
+            else:
+                out[key] = value
+        return out
+
+    # docker: d.pull_images "ubuntu", "redis"
+    def call_pull_images(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        self.extra.setdefault("images", []).extend(args)
+        return None
+
+    # docker: d.build_image "/vagrant/app", args: "-t app"
+    def call_build_image(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        positional, options = split_options(args)
+        if len(positional) != 1:
+            raise config_error(ip, node, "build_image needs the path of a folder with a Dockerfile (in the guest)")
+        self.extra.setdefault("build_images", []).append([positional[0], options])
+        return None
+
+    # docker: d.run "redis", image: "redis:7", args: "-p 6379:6379"
+    def call_run(self, ip: Interpreter, args: list[Any], block: Proc | None, node: Node | None) -> Any:
+        positional, options = split_options(args)
+        if len(positional) != 1:
+            raise config_error(ip, node, "run needs a container name, e.g. d.run \"redis\"")
+        containers = self.extra.setdefault("containers", {})
+        name = to_s(positional[0])
+        containers[name] = {**containers.get(name, {}), **options}
+        return None
+
+    # docker: d.post_install_provision "shell", inline: "..."
+    def call_post_install_provision(self, ip: Interpreter, args: list[Any], block: Proc | None,
+                                    node: Node | None) -> Any:
+        positional, options = split_options(args)
+        if len(positional) != 1:
+            raise config_error(ip, node, "post_install_provision needs a provisioner type, e.g. \"shell\"")
+        kind = to_s(options.pop("type")) if "type" in options else to_s(positional[0])
+        if kind == "docker":
+            raise config_error(ip, node, "the docker provisioner's post_install_provision cannot be another docker provisioner")
+        if block is not None:
+            sub = ProvisionerConfig(self.root, kind)
+            ip.call_configure_block(block, [sub])
+            options.update(sub.options())
+        self.extra["post_install"] = [kind, options]
+        return None
 
 
 # -- config.ssh -------------------------------------------------------------------------

@@ -20,6 +20,7 @@ from typing import Any
 from vmctl.errors import ConfigError
 from vmctl.vagrantfile.config import (
     AnyNamespace,
+    CloudInitRec,
     ConfigRoot,
     DiskRec,
     FolderRec,
@@ -51,6 +52,7 @@ class Merged:
     provisioners: list[ProvisionerRec] = field(default_factory=list)
     triggers: list[TriggerRec] = field(default_factory=list)
     providers: list[ProviderRec] = field(default_factory=list)
+    cloud_inits: list[CloudInitRec] = field(default_factory=list)
     ignored: list[Ignored] = field(default_factory=list)
     disks: list[DiskRec] = field(default_factory=list)
 
@@ -73,6 +75,7 @@ def merge_layers(layers: list[ConfigRoot]) -> Merged:
         out.provisioners = _merge_provisioners(out.provisioners, vm.provisioners)
         out.triggers.extend(layer.trigger.triggers)
         out.providers.extend(vm.providers)
+        out.cloud_inits.extend(vm.cloud_inits)  # parts add up, as Vagrant's list does
         out.ignored.extend(layer.ignored)
         for disk in vm.disks:  # a later layer's disk of the same name replaces the earlier
             out.disks = [d for d in out.disks if d.options.get("name") != disk.options.get("name")

@@ -45,8 +45,95 @@ class SyncedFolder:
 
 
 @dataclass(frozen=True)
+class AnsibleSettings:
+    """The options of an `ansible` (on this computer) or `ansible_local` (in the guest)
+    provisioner, as Vagrant names them. Host paths are absolute; guest paths as written."""
+
+    playbook: str
+    inventory_path: str | None = None
+    limit: str | None = None  # "all" runs the playbook once for the whole project
+    # Host groups: name -> members (machine names or range patterns); group variables
+    # ("NAME:vars") and groups of groups ("NAME:children") apart, as the inventory has them.
+    groups: dict[str, list[str]] = field(default_factory=dict)
+    group_vars: dict[str, dict[str, Any]] = field(default_factory=dict)
+    group_children: dict[str, list[str]] = field(default_factory=dict)
+    host_vars: dict[str, dict[str, Any]] = field(default_factory=dict)
+    extra_vars: dict[str, Any] | None = None
+    extra_vars_file: str | None = None  # extra_vars = "@file"
+    raw_arguments: tuple[str, ...] = ()
+    raw_ssh_args: tuple[str, ...] = ()
+    tags: str | None = None  # comma-separated, as ansible-playbook takes them
+    skip_tags: str | None = None
+    start_at_task: str | None = None
+    verbose: str | None = None  # "v", "vv", ... (None: not verbose)
+    become: bool = False
+    become_user: str | None = None
+    vault_password_file: str | None = None
+    config_file: str | None = None
+    galaxy_role_file: str | None = None
+    galaxy_roles_path: str | None = None
+    galaxy_command: str = "ansible-galaxy install --role-file=%{role_file} --roles-path=%{roles_path} --force"
+    playbook_command: str = "ansible-playbook"
+    compatibility_mode: str = "auto"  # auto | 1.8 | 2.0
+    version: str | None = None
+    # ansible (this computer) only
+    host_key_checking: bool = False  # vmctl always checks the pinned host key
+    ask_become_pass: bool = False
+    ask_vault_pass: bool = False
+    force_remote_user: bool = True
+    # ansible_local (the guest) only
+    install: bool = True
+    install_mode: str = "default"  # default | pip | pip_args_only
+    pip_args: str | None = None
+    pip_install_cmd: str | None = None
+    provisioning_path: str = "/vagrant"
+    tmp_path: str = "/tmp/vagrant-ansible"
+
+    @property
+    def project_wide(self) -> bool:
+        """Whether the playbook runs once for every machine of the project (limit "all")."""
+        return self.limit in ("all", "*")
+
+
+@dataclass(frozen=True)
+class DockerBuild:
+    path: str  # in the guest
+    args: str | None = None  # appended to `docker build` (the guest's shell splits it)
+
+
+@dataclass(frozen=True)
+class DockerRun:
+    name: str
+    image: str
+    cmd: str | None = None
+    args: str | None = None  # appended to `docker run` (the guest's shell splits it)
+    daemonize: bool = True
+    restart: str | None = "always"
+    auto_assign_name: bool = True
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    images: tuple[str, ...] = ()
+    build_images: tuple[DockerBuild, ...] = ()
+    runs: tuple[DockerRun, ...] = ()
+    # Run once docker has been installed by the provisioner (a shell provisioner).
+    post_install: Provisioner | None = None
+
+
+@dataclass(frozen=True)
+class CloudInitPart:
+    """One part of the user-data of `config.vm.cloud_init :user_data, ...`."""
+
+    content_type: str  # text/cloud-config, text/x-shellscript, ...
+    path: str | None = None  # absolute host path
+    inline: str | None = None
+    filename: str | None = None  # content_disposition_filename
+
+
+@dataclass(frozen=True)
 class Provisioner:
-    type: str  # "shell" or "file"
+    type: str  # shell, file, ansible, ansible_local, docker, reload
     name: str | None = None
     inline: str | None = None
     path: str | None = None
@@ -60,6 +147,27 @@ class Provisioner:
     # (the guest's shell splits it), so args is then one already-quoted string.
     # From an Array, each element is one argument, to be quoted by whoever runs it.
     args_verbatim: bool = False
+    reboot: bool = False  # shell: reboot the guest afterwards and wait for it
+    reset: bool = False  # shell: log in again afterwards (new groups take effect)
+    ansible: AnsibleSettings | None = None  # ansible, ansible_local
+    docker: DockerSettings | None = None  # docker
+
+    @property
+    def summary(self) -> str:
+        """What the provisioner does, in a few words (`vmctl validate`)."""
+        if self.ansible is not None:
+            where = "on this computer" if self.type == "ansible" else "in the guest"
+            limit = ", once for every machine" if self.type == "ansible" and self.ansible.project_wide else ""
+            return f"playbook {self.ansible.playbook} {where}{limit}"
+        if self.docker is not None:
+            d = self.docker
+            return f"{len(d.images)} images to pull, {len(d.build_images)} to build, {len(d.runs)} containers"
+        if self.type == "reload":
+            return "halt and boot the machine again"
+        if self.type == "file":
+            return f"{self.source} -> {self.destination}"
+        what = self.path or "inline script"
+        return what + (", then reboot" if self.reboot else "")
 
 
 @dataclass(frozen=True)
@@ -499,6 +607,7 @@ class MachineConfig:
     triggers: tuple[Trigger, ...] = ()
     ssh: SshSettings = field(default_factory=SshSettings)
     box_download: BoxDownload = field(default_factory=BoxDownload)
+    cloud_init: tuple[CloudInitPart, ...] = ()
     ignored: tuple[IgnoredSetting, ...] = ()
 
     @property
@@ -583,6 +692,7 @@ def machine_json(m: MachineConfig) -> dict[str, Any]:
             "extra_args": list(m.ssh.extra_args),
         },
         "box_download": asdict(m.box_download),
+        "cloud_init": [asdict(c) for c in m.cloud_init],
         "ignored_settings": [asdict(i) for i in m.ignored],
     }
 

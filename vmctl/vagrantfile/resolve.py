@@ -12,10 +12,15 @@ from typing import TYPE_CHECKING, Any
 
 from vmctl import untrusted
 from vmctl.errors import ConfigError
-from vmctl.vagrantfile.config import FolderRec, Ignored, ProvisionerRec, did_you_mean
-from vmctl.vagrantfile.inputs import env_get, file_test
+from vmctl.vagrantfile.config import CloudInitRec, FolderRec, Ignored, ProvisionerRec, did_you_mean
+from vmctl.vagrantfile.inputs import READ_PATHS_VARIABLE, env_get, file_test, read_refusal
 from vmctl.vagrantfile.model import (
+    AnsibleSettings,
     BoxDownload,
+    CloudInitPart,
+    DockerBuild,
+    DockerRun,
+    DockerSettings,
     ForwardedPort,
     IgnoredSetting,
     LibvirtSettings,
@@ -27,7 +32,7 @@ from vmctl.vagrantfile.model import (
     Trigger,
     VagrantDisk,
 )
-from vmctl.vagrantfile.values import RRegexp, Symbol, inspect, to_s, truthy
+from vmctl.vagrantfile.values import RRegexp, Symbol, inspect, to_json_value, to_s, truthy
 
 if TYPE_CHECKING:
     from vmctl.vagrantfile.interpreter import Interpreter
@@ -36,6 +41,26 @@ if TYPE_CHECKING:
 
 SUPPORTED_NETWORKS = ("forwarded_port", "private_network")
 _HOSTNAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})")
+_GROUP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+# A machine or group name, or a host range pattern (web[1:3], db-[a:c]).
+_GROUP_MEMBER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:\[\]-]{0,99}")
+CLOUD_INIT_CONTENT_TYPES = (
+    "text/cloud-boothook", "text/cloud-config", "text/cloud-config-archive", "text/jinja2",
+    "text/part-handler", "text/upstart-job", "text/x-include-once-url", "text/x-include-url",
+    "text/x-shellscript",
+)
+
+
+def _ini_value(text: str) -> Any:
+    """A value of a "key=value" inventory variable, as ansible's INI inventory reads a host
+    line: a Python literal (80, True, 'x') where it is one, else the text."""
+    import ast
+
+    try:
+        value = ast.literal_eval(text)
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return text
+    return value if isinstance(value, str | int | float | bool) else text
 
 
 class Resolver:
@@ -261,14 +286,27 @@ class Resolver:
         return folder
 
     def provisioner(self, rec: ProvisionerRec) -> Provisioner | None:
-        name, kind, options, node = rec.name, rec.type, rec.options, rec.node
-        for key in ("path", "source"):
-            value = options.get(key)
-            if isinstance(value, str) and not re.match(r"^[a-z][a-z0-9+.-]*://", value):
-                box = self.from_box_outside(rec.node_of(key), self.host_path(value, self.ip.project_dir))
-                if box is not None:
-                    self.ignore_from_box(rec.node_of(key), box, f"gives a {kind} provisioner the host file {value}")
-                    return None
+        name, kind, options, node = rec.name, rec.type, dict(rec.options), rec.node
+        box = self.box_of(node)
+        if kind == "ansible":
+            # ansible runs on this computer: a box's Vagrantfile may not add such runs, nor
+            # change the options of the project's own.
+            if box is not None:
+                self.ignore_from_box(node, box, "adds an ansible provisioner, which runs ansible-playbook on this computer")
+                return None
+            for key in list(options):
+                option_box = self.box_of(rec.node_of(key))
+                if option_box is not None:
+                    self.ignore_from_box(rec.node_of(key), option_box, f"sets the ansible provisioner option {key}")
+                    del options[key]
+        if kind not in ("ansible_local", "docker"):  # their paths are the guest's
+            for key in ("path", "source"):
+                value = options.get(key)
+                if isinstance(value, str) and not re.match(r"^[a-z][a-z0-9+.-]*://", value):
+                    box = self.from_box_outside(rec.node_of(key), self.host_path(value, self.ip.project_dir))
+                    if box is not None:
+                        self.ignore_from_box(rec.node_of(key), box, f"gives a {kind} provisioner the host file {value}")
+                        return None
         run = options.get("run", "once")
         run = to_s(run) if run is not None else "once"
         if run not in ("once", "always", "never"):
@@ -287,8 +325,20 @@ class Resolver:
                 raise self.error(node, f"the file provisioner's source does not exist: {source_path}")
             return Provisioner(type="file", name=label, run=run, source=source_path,
                                destination=self.want(node, "file provisioner destination", destination, str))
+        if kind == "reload":
+            for key in options:
+                if key not in ("run", "name"):
+                    self.warn(node, f"the reload provisioner option {key}: is not used by vmctl (ignored)")
+            return Provisioner(type="reload", name=label, run=run)
+        if kind in ("ansible", "ansible_local"):
+            return Provisioner(type=kind, name=label, run=run, ansible=self.ansible(kind, options, node))
+        if kind == "docker":
+            return Provisioner(type="docker", name=label, run=run, docker=self.docker(options, node))
+        return self.shell(label, run, options, node)
+
+    def shell(self, label: str | None, run: str, options: dict[str, Any], node: Node) -> Provisioner:
         for key in options:
-            if key not in ("inline", "path", "args", "env", "privileged", "run", "name"):
+            if key not in ("inline", "path", "args", "env", "privileged", "run", "name", "reboot", "reset"):
                 self.warn(node, f"the shell provisioner option {key}: is not used by vmctl (ignored)")
         inline, path = options.get("inline"), options.get("path")
         if inline is not None and path is not None:
@@ -326,7 +376,322 @@ class Resolver:
         return Provisioner(
             type="shell", name=label, inline=inline_text, path=resolved_path, args=args, args_verbatim=verbatim,
             env=env, privileged=self.want(node, "privileged", privileged, bool) if privileged is not None else True,
-            run=run,
+            run=run, reboot=self.flag(node, "reboot", options.get("reboot")),
+            reset=self.flag(node, "reset", options.get("reset")),
+        )
+
+    def flag(self, node: Node | None, setting: str, value: Any, default: bool = False) -> bool:
+        return default if value is None else bool(self.want(node, setting, value, bool))
+
+    def text_list(self, node: Node | None, setting: str, value: Any) -> list[str]:
+        """A String or an Array of them (symbols too), as a list."""
+        items = value if isinstance(value, list) else [value]
+        return [self.want(node, setting, item, str) for item in items if item is not None]
+
+    # ansible and ansible_local -------------------------------------------------------
+    def ansible(self, kind: str, options: dict[str, Any], node: Node) -> AnsibleSettings:
+        from vmctl.vagrantfile.config import ANSIBLE_DEPRECATED, ANSIBLE_GUEST, ANSIBLE_HOST
+
+        host = kind == "ansible"
+        what = f"the {kind} provisioner"
+        for old, new in ANSIBLE_DEPRECATED.items():
+            if old in options:
+                options.setdefault(new, options.pop(old))
+        known = ANSIBLE_HOST if host else ANSIBLE_GUEST
+        other = ANSIBLE_GUEST if host else ANSIBLE_HOST
+        for key in options:
+            if key in ("run", "name") or key in known:
+                continue
+            if key in other:
+                self.warn(node, f"{what} option {key}: belongs to the "
+                          f"{'ansible_local' if host else 'ansible'} provisioner (ignored)")
+            else:
+                self.warn(node, f"{what} option {key}: is not used by vmctl (ignored)")
+        values: dict[str, Any] = {}
+
+        def text(key: str) -> str | None:
+            value = options.get(key)
+            return None if value is None else self.want(node, f"{kind} {key}", value, str)
+
+        def host_file(key: str, *, folder: bool = False) -> str | None:
+            """KEY's host path, which must exist and lie in the project folder (or what
+            VMCTL_READ_PATHS names): ansible reads, and may run, it on this computer."""
+            value = text(key)
+            if value is None:
+                return None
+            return self.ansible_host_path(node, key, value, folder=folder)
+
+        playbook = text("playbook")
+        if not playbook:
+            raise self.error(node, f"{what} needs a playbook", hint='e.g. ansible.playbook = "playbook.yml"')
+        values["playbook"] = host_file("playbook") if host else playbook
+        for key in ("start_at_task", "become_user", "version"):
+            values[key] = text(key)
+        for key in ("limit", "tags", "skip_tags"):
+            value = options.get(key)
+            if value is not None:
+                values[key] = ",".join(self.text_list(node, f"{kind} {key}", value)) or None
+        verbose = options.get("verbose")
+        if verbose is True:
+            values["verbose"] = "v"
+        elif verbose not in (None, False, ""):
+            m = re.fullmatch(r"-?(v+)", to_s(verbose))
+            values["verbose"] = m.group(1) if m else "v"  # Vagrant's safe default
+        values["become"] = self.flag(node, f"{kind} become", options.get("become"))
+        mode = options.get("compatibility_mode")
+        if mode is not None:
+            mode_text = to_s(mode)
+            if mode_text not in ("auto", "1.8", "2.0"):
+                raise self.error(node, f'{kind} compatibility_mode must be "auto", "1.8" or "2.0", not {mode_text!r}')
+            values["compatibility_mode"] = mode_text
+        values.update(self.ansible_inventory(kind, options, node))
+        extra = options.get("extra_vars")
+        if isinstance(extra, dict):
+            data = to_json_value(extra)
+            for key in data:
+                problem = untrusted.ansible_var_problem(key) if host else None
+                if problem:
+                    raise self.error(node, f"{kind} extra_vars: {problem}")
+            values["extra_vars"] = data
+        elif extra is not None:
+            path = self.want(node, f"{kind} extra_vars", extra, str).removeprefix("@")
+            values["extra_vars_file"] = self.ansible_host_path(node, "extra_vars", path) if host else path
+        raw = options.get("raw_arguments")
+        if raw is not None:
+            args = self.text_list(node, f"{kind} raw_arguments", raw)
+            if host:
+                problem = untrusted.ansible_args_problem(args, self.ansible_file_problem)
+                if problem:
+                    raise self.error(node, f"{kind} raw_arguments: {problem}",
+                                     hint="raw_arguments may hold ansible-playbook options that shape the run "
+                                     "(--check, --diff, --forks=N, -e key=value, ...)")
+            values["raw_arguments"] = tuple(args)
+        for key in ("galaxy_role_file", "vault_password_file", "config_file", "inventory_path", "galaxy_roles_path"):
+            if host:
+                values[key] = host_file(key, folder=key in ("inventory_path", "galaxy_roles_path"))
+            else:
+                values[key] = text(key)
+        for key, program in (("playbook_command", "ansible-playbook"), ("galaxy_command", "ansible-galaxy")):
+            command = text(key)
+            if command is None:
+                continue
+            if host:
+                self.ansible_command_check(node, key, command, program)
+            values[key] = command
+        if host:
+            raw_ssh = options.get("raw_ssh_args")
+            if raw_ssh is not None:
+                items = self.text_list(node, "ansible raw_ssh_args", raw_ssh)
+                kept, dropped, problem = untrusted.parse_ssh_args(items)
+                if problem:
+                    raise self.error(node, f"ansible raw_ssh_args: {problem}",
+                                     hint="raw_ssh_args may hold ssh options that tune the connection "
+                                     "(-o ServerAliveInterval=30, -o ControlPersist=60s, -C ...)")
+                for item in dropped:
+                    self.warn(node, f"ansible raw_ssh_args: {item}: not passed to ssh (ignored)")
+                values["raw_ssh_args"] = tuple(kept)
+            for key in ("host_key_checking", "ask_become_pass", "ask_vault_pass"):
+                values[key] = self.flag(node, f"ansible {key}", options.get(key))
+            values["force_remote_user"] = self.flag(node, "ansible force_remote_user",
+                                                    options.get("force_remote_user"), True)
+        else:
+            values["install"] = self.flag(node, "ansible_local install", options.get("install"), True)
+            install_mode = options.get("install_mode")
+            if install_mode is not None:
+                mode_text = to_s(install_mode)
+                if mode_text not in ("default", "pip", "pip_args_only"):
+                    raise self.error(node, f'ansible_local install_mode must be :default, :pip or :pip_args_only, not {mode_text!r}')
+                values["install_mode"] = mode_text
+            for key in ("pip_args", "pip_install_cmd"):
+                values[key] = text(key)
+            for key in ("provisioning_path", "tmp_path"):
+                value = text(key)
+                if value is not None:
+                    if not value.startswith("/") or any(ord(c) < 32 for c in value):
+                        raise self.error(node, f"ansible_local {key} must be an absolute path in the guest, not {untrusted.visible(value)[:60]!r}")
+                    values[key] = value
+        return AnsibleSettings(**{k: v for k, v in values.items() if v is not None or k in ("extra_vars",)})
+
+    def ansible_file_problem(self, path: str) -> str | None:
+        """Why the host file PATH (relative to the project) may not be handed to ansible."""
+        full = Path(self.host_path(path, self.ip.project_dir))
+        if read_refusal(self.ip, full) is not None:
+            return (f"{full} lies outside the project folder; ansible reads (and may run) it on this computer, "
+                    f"so it must be in the project folder or a folder {READ_PATHS_VARIABLE} names")
+        return None
+
+    def ansible_host_path(self, node: Node | None, key: str, value: str, *, folder: bool = False) -> str:
+        full = self.host_path(value, self.ip.project_dir)
+        if any(ord(c) < 32 for c in full):
+            raise self.error(node, f"ansible {key} {untrusted.visible(value)[:60]!r} holds a control character")
+        problem = self.ansible_file_problem(full)
+        if problem is not None:
+            raise self.error(node, f"ansible {key}: {problem}",
+                             hint=f"move it into the project, or allow its folder: {READ_PATHS_VARIABLE}=FOLDER vmctl ...")
+        if key == "galaxy_roles_path":
+            return full  # ansible-galaxy makes it
+        test = "exist?" if folder else "file?"
+        if not file_test(self.ip, test, Path(full)):
+            raise self.error(node, f"the ansible provisioner's {key} does not exist: {full}")
+        return full
+
+    def ansible_command_check(self, node: Node | None, key: str, command: str, program: str) -> None:
+        import shlex
+
+        try:
+            words = shlex.split(command)
+        except ValueError:
+            raise self.error(node, f"ansible {key} {untrusted.visible(command)[:80]!r} cannot be split into words") from None
+        problem = untrusted.ansible_program_problem(words[0], program) if words else f"ansible {key} is empty"
+        if problem is None and key == "playbook_command" and len(words) > 1:
+            problem = "playbook_command names the program only (put options in raw_arguments)"
+        if problem is None and key == "galaxy_command":
+            problem = untrusted.galaxy_args_problem(words[1:])
+        if problem is not None:
+            raise self.error(node, f"ansible {key}: {problem}",
+                             hint=f"leave {key} out to run {program} from PATH")
+
+    def ansible_inventory(self, kind: str, options: dict[str, Any], node: Node) -> dict[str, Any]:
+        """groups (with NAME:vars and NAME:children) and host_vars, as plain data."""
+        host = kind == "ansible"
+        out: dict[str, Any] = {"groups": {}, "group_vars": {}, "group_children": {}, "host_vars": {}}
+        groups = options.get("groups")
+        if groups is not None:
+            for gname_value, members in self.want(node, f"{kind} groups", groups, dict).items():
+                gname = to_s(gname_value)
+                base, _, suffix = gname.partition(":")
+                if not _GROUP_NAME.fullmatch(base) or suffix not in ("", "vars", "children"):
+                    raise self.error(node, f"{kind} groups: {untrusted.visible(gname)[:60]!r} is not a group name "
+                                     "(NAME, NAME:vars or NAME:children)")
+                if suffix == "vars":
+                    variables = self.ansible_vars(node, f"{kind} groups {gname}", members, host)
+                    out["group_vars"][base] = {**out["group_vars"].get(base, {}), **variables}
+                    continue
+                if isinstance(members, str):
+                    items = members.split()
+                elif isinstance(members, list):
+                    items = [to_s(m) for m in members]
+                elif isinstance(members, Symbol):
+                    items = [members.name]
+                else:
+                    items = []
+                for item in items:
+                    if not _GROUP_MEMBER.fullmatch(item):
+                        raise self.error(node, f"{kind} groups {gname}: {untrusted.visible(item)[:60]!r} is not a "
+                                         "machine name, group name or host range")
+                out["group_children" if suffix == "children" else "groups"][base] = items
+        host_vars = options.get("host_vars")
+        if host_vars is not None:
+            for machine, variables in self.want(node, f"{kind} host_vars", host_vars, dict).items():
+                mname = to_s(machine)
+                if untrusted.machine_name_problem(mname):
+                    raise self.error(node, f"{kind} host_vars: {untrusted.visible(mname)[:60]!r} is not a machine name")
+                out["host_vars"][mname] = self.ansible_vars(node, f"{kind} host_vars {mname}", variables, host)
+        return out
+
+    def ansible_vars(self, node: Node | None, where: str, value: Any, host: bool) -> dict[str, Any]:
+        """Variables given as a Hash, an Array of "k=v" or a String "k=v k2=v2"."""
+        import shlex
+
+        if isinstance(value, dict):
+            data = to_json_value(value)
+        else:
+            words: list[str] = []
+            for item in value if isinstance(value, list) else [value]:
+                try:
+                    words += shlex.split(to_s(item))
+                except ValueError:
+                    raise self.error(node, f"{where}: {untrusted.visible(to_s(item))[:60]!r} is not key=value pairs") from None
+            data = {}
+            for word in words:
+                key, eq, text = word.partition("=")
+                if not eq:
+                    raise self.error(node, f"{where}: {untrusted.visible(word)[:60]!r} is not key=value")
+                data[key] = _ini_value(text)
+        for key in data:
+            problem = untrusted.ansible_var_problem(key) if host else None
+            if problem is None and (not isinstance(key, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key)):
+                problem = f"{untrusted.visible(str(key))[:60]!r} is not a variable name"
+            if problem:
+                raise self.error(node, f"{where}: {problem}")
+        return data
+
+    # docker ------------------------------------------------------------------------------
+    def docker(self, options: dict[str, Any], node: Node) -> DockerSettings:
+        for key in options:
+            if key not in ("images", "build_images", "containers", "post_install", "run", "name"):
+                self.warn(node, f"the docker provisioner option {key}: is not used by vmctl (ignored)")
+        images = tuple(self.text_list(node, "docker images", options.get("images") or []))
+        builds = []
+        for path, opts in options.get("build_images") or []:
+            opts = {to_s(k): v for k, v in (opts or {}).items()}
+            args = opts.get("args")
+            builds.append(DockerBuild(path=self.want(node, "docker build_image path", path, str),
+                                      args=self.want(node, "docker build_image args", args, str) if args is not None else None))
+        runs = []
+        for cname, opts in (options.get("containers") or {}).items():
+            opts = {to_s(k): v for k, v in opts.items()}
+            for key in opts:
+                if key not in ("image", "cmd", "args", "daemonize", "restart", "auto_assign_name"):
+                    self.warn(node, f"the docker run option {key}: is not used by vmctl (ignored)")
+            name = to_s(cname)
+            image = opts.get("image")
+            restart = opts.get("restart", "always")
+            runs.append(DockerRun(
+                name=name,
+                image=self.want(node, "docker run image", image, str) if image is not None else name,
+                cmd=self.want(node, "docker run cmd", opts["cmd"], str) if opts.get("cmd") is not None else None,
+                args=self.want(node, "docker run args", opts["args"], str) if opts.get("args") is not None else None,
+                daemonize=self.flag(node, "docker run daemonize", opts.get("daemonize"), True),
+                restart=to_s(restart) if restart not in (None, False) else None,
+                auto_assign_name=self.flag(node, "docker run auto_assign_name", opts.get("auto_assign_name"), True),
+            ))
+        post = None
+        if options.get("post_install") is not None:
+            kind, opts = options["post_install"]
+            if kind != "shell":
+                raise self.error(node, f"the docker provisioner's post_install_provision must be a shell provisioner, not {kind!r}")
+            post = self.shell(None, "always", {to_s(k): v for k, v in opts.items()}, node)
+        return DockerSettings(images=images, build_images=tuple(builds), runs=tuple(runs), post_install=post)
+
+    # cloud-init ------------------------------------------------------------------------
+    def cloud_init(self, rec: CloudInitRec) -> CloudInitPart | None:
+        options, node = {to_s(k): v for k, v in rec.options.items()}, rec.node
+        if rec.type != "user_data":
+            raise self.error(node, f"config.vm.cloud_init type {rec.type!r} is not supported: the type is :user_data")
+        for key in options:
+            if key not in ("content_type", "content_disposition_filename", "path", "inline"):
+                self.warn(node, f"the cloud_init option {key}: is not used by vmctl (ignored)")
+        content_type = options.get("content_type")
+        if content_type is None:
+            raise self.error(node, "config.vm.cloud_init needs content_type:",
+                             hint='e.g. content_type: "text/cloud-config" (or "text/x-shellscript")')
+        content_type = self.want(node, "cloud_init content_type", content_type, str)
+        if content_type not in CLOUD_INIT_CONTENT_TYPES:
+            raise self.error(node, f"cloud_init content_type {untrusted.visible(content_type)[:60]!r} is not one cloud-init "
+                             f"reads: {', '.join(CLOUD_INIT_CONTENT_TYPES)}")
+        path, inline = options.get("path"), options.get("inline")
+        if (path is None) == (inline is None):
+            raise self.error(node, "config.vm.cloud_init takes path: (a file) or inline: (the text), one of them")
+        resolved = None
+        if path is not None:
+            resolved = self.host_path(self.want(node, "cloud_init path", path, str), self.ip.project_dir)
+            box = self.from_box_outside(node, resolved)
+            if box is not None:
+                self.ignore_from_box(node, box, f"gives cloud-init the host file {resolved}")
+                return None
+            if not file_test(self.ip, "file?", Path(resolved)):
+                raise self.error(node, f"the cloud_init file does not exist: {resolved}")
+        filename = options.get("content_disposition_filename")
+        if filename is not None:
+            filename = self.want(node, "cloud_init content_disposition_filename", filename, str)
+            if not re.fullmatch(r"[A-Za-z0-9_.+-]{1,100}", filename):
+                raise self.error(node, f"cloud_init content_disposition_filename {untrusted.visible(filename)[:60]!r} "
+                                 "is not a plain file name")
+        return CloudInitPart(
+            content_type=content_type, path=resolved,
+            inline=self.want(node, "cloud_init inline", inline, str) if inline is not None else None,
+            filename=filename,
         )
 
     def trigger(self, when: str, commands: list[str], options: dict[str, Any], node: Node, machine: str) -> Trigger | None:
@@ -579,6 +944,7 @@ def resolve_machine(
         r.ignore_from_box(merged.vm["box_url"][1], box, "sets config.vm.box_url")
         box_urls = None
     box_url = box_urls[0] if box_urls else None
+    cloud_init = [c for c in (r.cloud_init(rec) for rec in merged.cloud_inits) if c is not None]
     download = r.box_download(vm)
     if box_urls and len(box_urls) > 1:
         ip.warn(f"config.vm.box_url lists {len(box_urls)} URLs; vmctl uses the first one", merged.vm["box_url"][1])
@@ -601,6 +967,7 @@ def resolve_machine(
         disks=r.disks(),
         graceful_halt_timeout=vm.get("graceful_halt_timeout") or 60,
         box_download=download,
+        cloud_init=tuple(cloud_init),
         ignored=tuple(_ignored(ip, i) for i in merged.ignored),
     )
 
