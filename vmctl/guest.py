@@ -78,6 +78,15 @@ fi
         s.check(f"sudo -n sh -c {shlex.quote(script)}", what=f"configure the private network {cidr}")
 
 
+def set_clock(s: Session, epoch: float) -> None:
+    """Set the guest's clock to EPOCH (seconds, UTC): a guest brought back from a
+    snapshot of its memory believes it is still the moment the snapshot was taken.
+    GNU date takes fractions of a second; busybox's only whole seconds."""
+    now = epoch
+    script = (f"date -u -s @{now:.3f} >/dev/null 2>&1 || date -u -s @{int(now)} >/dev/null")
+    s.check(f"sudo -n sh -c {shlex.quote(script)}", what="set the clock")
+
+
 def request_poweroff(s: Session) -> None:
     """Ask the guest to power off; the connection usually drops while it does."""
     with contextlib.suppress(SSHError):

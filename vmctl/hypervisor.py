@@ -657,6 +657,73 @@ class Connection:
         except lv.libvirtError as exc:
             raise HypervisorError(f"libvirt could not resume {name}: {exc}") from exc
 
+    # --- snapshots of running machines (vmctl/vmstate.py) ---------------------------
+
+    def start_paused(self, name: str) -> None:
+        """Start the domain with its vCPUs paused (from its managed save, if it has one)."""
+        dom = self._require(name)
+        try:
+            dom.createWithFlags(self._lv.VIR_DOMAIN_START_PAUSED)
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"QEMU could not start {name}: {_first_line(exc)}") from exc
+
+    def save_live(self, name: str, container: str, tag: str, overlays: dict[str, str]) -> None:
+        from vmctl import vmstate
+
+        self._live(name, vmstate.save_live, container=container, tag=tag, overlays=overlays)
+
+    def load_live(self, name: str, container: str, tag: str, overlays: dict[str, str]) -> None:
+        from vmctl import vmstate
+
+        self._live(name, vmstate.load_live, container=container, tag=tag, overlays=overlays)
+
+    def commit_live(self, name: str, target: str, base: str) -> None:
+        from vmctl import vmstate
+
+        self._live(name, vmstate.commit_live, target=target, base=base)
+
+    def disk_sources(self, name: str) -> dict[str, str] | None:
+        """The file each disk of the running domain uses, as QEMU says; None if it is
+        not running."""
+        from vmctl import vmstate
+
+        dom = self._domain(name)
+        try:
+            if dom is None or not dom.isActive():
+                return None
+        except self._lv.libvirtError:
+            return None
+        return self._live(name, vmstate.disk_sources)  # type: ignore[no-any-return]
+
+    def _live(self, name: str, action: Any, **kwargs: Any) -> Any:
+        dom = self._require(name)
+        try:
+            return action(self._lv, dom, **kwargs)
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt failed on {name}: {_first_line(exc)}") from exc
+
+    def fix_saved_xml(self, name: str, sources: dict[str, str]) -> None:
+        """Point the managed-save image's disks at SOURCES (see vmstate.fix_saved_xml)."""
+        from vmctl import vmstate
+
+        dom = self._domain(name)
+        try:
+            if dom is None or dom.hasManagedSaveImage() != 1:
+                return
+            xml = dom.managedSaveGetXMLDesc(self._lv.VIR_DOMAIN_SAVE_IMAGE_XML_SECURE)
+            dom.managedSaveDefineXML(vmstate.fix_saved_xml(xml, sources), 0)
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt could not update the saved state of {name}: {exc}") from exc
+
+    def discard_saved(self, name: str) -> None:
+        """Forget the domain's managed save (its memory saved by suspend)."""
+        dom = self._domain(name)
+        try:
+            if dom is not None and dom.hasManagedSaveImage() == 1:
+                dom.managedSaveRemove(0)
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt could not discard the saved state of {name}: {exc}") from exc
+
     def xml(self, name: str) -> str | None:
         dom = self._domain(name)
         return dom.XMLDesc(0) if dom is not None else None

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from vmctl import hypervisor, network, paths
 from vmctl.errors import BootTimeoutError, HypervisorError, MachineError, SSHError, VmctlError
+from vmctl.machine import snapshots
 from vmctl.machine.configure import GuestMixin
 from vmctl.machine.state import (
     CONSOLE_FILE,
@@ -250,6 +251,9 @@ class Machine(GuestMixin):
             emit(f"==> {self.name}: saving the machine's memory and stopping it...")
             with hypervisor.connect(st.uri) as c:
                 c.suspend(st.domain)
+                # libvirt's view of the disks is what QEMU opened at its start; after a
+                # snapshot the machine uses other images (vmctl/vmstate.py).
+                c.fix_saved_xml(st.domain, {d.target: str(d.path) for d in snapshots.disks_of(self)})
             self._triggers("after", "suspend", emit, emit)
 
     def resume(self, *, emit: Emit, emit_output: Emit) -> None:
@@ -283,7 +287,7 @@ class Machine(GuestMixin):
         """Remove the domain, the disk, the index entry and the project state.
         Running it again (or after a killed destroy) finishes what is left.
         GRACEFUL (destroy -g): shut the guest down first instead of pulling the plug."""
-        with self.locked():
+        with self.locked(recover=False):  # whatever was interrupted goes too
             if self.state is None and not self._index_entries():
                 self._remove_state_files()  # a shipped state, or a folder a user emptied
                 return False
@@ -307,6 +311,7 @@ class Machine(GuestMixin):
             with hypervisor.connect(uri) as c:
                 c.destroy(dom, True)  # its disk goes next: nothing to flush
                 c.undefine(dom)
+            snapshots.remove_files(paths.machines_dir() / machine_id)
             self._remove_owned(paths.machines_dir() / machine_id, MACHINE_HOME_FILES)
             if hypervisor.is_embedded(uri):
                 # libvirt's own log of the domain's QEMU, which it never removes
@@ -324,7 +329,8 @@ class Machine(GuestMixin):
     def status_json(self, state: str) -> dict[str, Any]:
         st = self.state
         if st is None:
-            return {"name": self.name, "state": state, "domain": None, "ssh": None, "forwarded_ports": []}
+            return {"name": self.name, "state": state, "domain": None, "ssh": None, "forwarded_ports": [],
+                    "snapshots": 0}
         key = st.key_inserted and self.key_file.exists()
         return {
             "name": self.name,
@@ -337,6 +343,7 @@ class Machine(GuestMixin):
                 "private_key": str(self.key_file if key else self.dir / "insecure_private_key"),
             },
             "forwarded_ports": self.ports_json(),
+            "snapshots": snapshots.count(self),
         }
 
     def ports_json(self) -> list[dict[str, Any]]:

@@ -85,7 +85,7 @@ class MachineState:
         if not isinstance(self.domain, str) or not DOMAIN_NAME_RE.fullmatch(self.domain):
             raise ValueError(f"domain {self.domain!r} is not a vmctl domain name")
         home = paths.machines_dir() / self.id
-        if self.disk != str(home / DISK_FILE) or self.console_log != str(home / CONSOLE_FILE):
+        if not is_overlay(home, self.disk) or self.console_log != str(home / CONSOLE_FILE):
             raise ValueError(f"its disk and console log are not in {home}")
         if not isinstance(self.uri, str) or any(c in self.uri for c in "\n\r\0"):
             raise ValueError("the libvirt URI is not a string")
@@ -121,8 +121,25 @@ MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 DISK_FILE = "disk.qcow2"
 CONSOLE_FILE = "console.log"
 MACHINE_HOME_FILES = (DISK_FILE, CONSOLE_FILE)
-STATE_FILES = ("state.json", "private_key", "private_key.pub", "known_hosts", "insecure_private_key")
+# Overlays and saved states of snapshots (vmctl/machine/snapshots.py) are in their own
+# folder, VMCTL_HOME/machines/ID/snapshots, named by these patterns only.
+SNAPSHOTS_DIR = "snapshots"
+OVERLAY_RE = re.compile(r"[0-9a-f]{12}-[a-z][a-z0-9]{1,11}\.qcow2")
+SNAPSHOT_INDEX = "snapshots.json"
+STATE_FILES = ("state.json", "private_key", "private_key.pub", "known_hosts", "insecure_private_key",
+               SNAPSHOT_INDEX)
 TEMP_PREFIXES = tuple(f".{name}." for name in STATE_FILES)  # state.write_atomic's temporary files
+
+
+def is_overlay(home: Path, path: object) -> bool:
+    """Whether PATH is a disk image vmctl makes in the machine folder HOME: the overlay
+    `up` makes, or one a snapshot made (snapshots/ID-TARGET.qcow2)."""
+    if not isinstance(path, str):
+        return False
+    if path == str(home / DISK_FILE):
+        return True
+    folder = str(home / SNAPSHOTS_DIR) + "/"
+    return path.startswith(folder) and OVERLAY_RE.fullmatch(path[len(folder):]) is not None
 
 
 def _slug(text: str) -> str:
@@ -179,13 +196,19 @@ class StateMixin:
         return "machine-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
     @contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self, *, recover: bool = True) -> Iterator[None]:
+        """Hold the machine's lock (non-blocking: MachineError "busy"). RECOVER: first
+        finish (or undo) a snapshot command that was interrupted (snapshots.recover)."""
         with file_lock(
             self.lock_name(),
             wait=False,
             busy_message=f"machine {self.name} is busy: another vmctl command is working on it",
         ):
             self._state_loaded = False  # another process may have changed it
+            if recover and (self.dir / SNAPSHOT_INDEX).exists():
+                from vmctl.machine import snapshots
+
+                snapshots.recover(self)  # type: ignore[arg-type]
             yield
 
     @property
