@@ -117,6 +117,8 @@ class Machine(GuestMixin):
                 session = self._insert_key(session, st, emit)
             if state not in (hypervisor.SAVED, hypervisor.PAUSED):
                 self._configure_guest(session, emit=emit)
+            else:
+                self._set_clock(session)  # its memory was saved a while ago
             self._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=only, first_run=not st.provisioned, skip=provision is False)
             timer.mark("provision")
         finally:
@@ -269,8 +271,22 @@ class Machine(GuestMixin):
             emit(f"==> {self.name}: resuming...")
             with hypervisor.connect(st.uri) as c:
                 c.resume(st.domain)
-            self._wait_ssh(st, cancel=None).close()
+            session = self._wait_ssh(st, cancel=None)
+            try:
+                self._set_clock(session)
+            finally:
+                session.close()
             self._triggers("after", "resume", emit, emit_output)
+
+    def _set_clock(self, session: Any) -> None:
+        """A guest whose memory comes back from disk (resume, a snapshot's restore) believes
+        it is still the moment it was saved: set its clock."""
+        from vmctl import guest, term
+
+        try:
+            guest.set_clock(session, time.time())
+        except VmctlError as exc:
+            term.warn(f"{self.name}: could not set the guest's clock ({exc}); it runs behind")
 
     def reload(self, *, provision: bool | None, emit: Emit, emit_output: Emit, force: bool = False,
                only: set[str] | None = None) -> None:

@@ -46,7 +46,6 @@ import random
 import re
 import secrets
 import signal
-import struct
 import threading
 import time
 from collections.abc import Iterator
@@ -309,15 +308,6 @@ def _new_id() -> str:
 
 # --- files ---------------------------------------------------------------------------------
 
-def _virtual_size(path: Path) -> int:
-    """A qcow2 image's virtual size, from its header (no qemu-img, no lock)."""
-    with open(path, "rb") as f:
-        header = f.read(32)
-    if len(header) < 32 or header[:4] != b"QFI\xfb":
-        raise SnapshotError(f"{path} is not a qcow2 image")
-    return int(struct.unpack(">Q", header[24:32])[0])
-
-
 def _qemu_img(*args: str, purpose: str) -> None:
     from vmctl.run import run
 
@@ -325,48 +315,50 @@ def _qemu_img(*args: str, purpose: str) -> None:
         run(["qemu-img", *args], purpose=purpose)
     except VmctlError as exc:
         if "No space left" in exc.message:
-            raise SnapshotError(f"the disk is full: qemu-img could not {purpose}",
-                                hint="free some disk space where VMCTL_HOME is, then run the command again") from exc
+            raise _disk_full(purpose) from exc
         raise
 
 
+def _disk_full(purpose: str) -> SnapshotError:
+    return SnapshotError(f"the disk is full: could not {purpose}",
+                         hint="free some disk space where VMCTL_HOME is, then run the command again")
+
+
+def _create_image(path: Path, size: int, backing: Path | None, purpose: str) -> None:
+    """An empty qcow2 image (0600) at PATH, on BACKING (a qcow2 image) if given."""
+    import errno
+
+    from vmctl import qcow2
+
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if size > qcow2.MAX_SIZE:
+        argv = ["create", "-q", "-f", "qcow2", *(["-F", "qcow2", "-u", "-b", str(backing)] if backing else []),
+                str(path), str(size)]
+        _qemu_img(*argv, purpose=purpose)
+        os.chmod(path, 0o600)
+        return
+    try:
+        qcow2.create(path, size, backing)
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC:
+            raise _disk_full(purpose) from exc
+        raise SnapshotError(f"could not {purpose}: {exc.strerror} ({path})") from exc
+
+
 def _create_overlays(pairs: list[tuple[Path, Path]]) -> None:
-    """Create each NEW overlay (0600) on its BACKING qcow2 image, in parallel."""
+    """Create each NEW overlay on its BACKING qcow2 image (one of vmctl's layers)."""
+    from vmctl import qcow2
 
-    def one(new: Path, backing: Path) -> None:
-        new.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        _qemu_img("create", "-q", "-f", "qcow2", "-F", "qcow2", "-u", "-b", str(backing), str(new),
-                  str(_virtual_size(backing)), purpose="create a snapshot overlay")
-        os.chmod(new, 0o600)
-
-    _parallel([lambda n=n, b=b: one(n, b) for n, b in pairs])
+    for new, backing in pairs:
+        try:
+            size = qcow2.virtual_size(backing)
+        except (OSError, ValueError) as exc:
+            raise SnapshotError(f"cannot read the image {backing}: {exc}") from exc
+        _create_image(new, size, backing, "create a snapshot overlay")
 
 
 def _create_container(path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    _qemu_img("create", "-q", "-f", "qcow2", str(path), "1M", purpose="create the file for the machine's state")
-    os.chmod(path, 0o600)
-
-
-def _parallel(jobs: list[Any]) -> None:
-    if len(jobs) == 1:
-        jobs[0]()
-        return
-    errors: list[BaseException] = []
-
-    def run(job: Any) -> None:
-        try:
-            job()
-        except BaseException as exc:  # noqa: BLE001 - re-raised below
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(j,)) for j in jobs]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
+    _create_image(path, 1 << 20, None, "create the file for the machine's state")
 
 
 def _info(path: Path) -> dict[str, Any] | None:
@@ -558,23 +550,12 @@ def _after_restore(m: Machine, st: MachineState, snap: Snapshot, *, start: bool,
         return
     session = m._wait_ssh(st, cancel=None)
     try:
-        _set_clock(m, session)
+        m._set_clock(session)
         m._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=only,
                      first_run=not st.provisioned, skip=provision is False)
     finally:
         session.close()
     emit(f"==> {m.name}: snapshot {snap.name!r} restored")
-
-
-def _set_clock(m: Machine, session: Any) -> None:
-    from vmctl import guest
-
-    try:
-        guest.set_clock(session, time.time())
-    except VmctlError as exc:
-        from vmctl import term
-
-        term.warn(f"{m.name}: could not set the guest's clock after the restore ({exc}); it runs behind")
 
 
 def delete(m: Machine, name: str, *, emit: Emit) -> None:
@@ -664,7 +645,7 @@ def recover(m: Machine) -> None:
         snap = idx.get(p["snapshot"])
         if snap is not None and snap.memory and p.get("start", True) and m.status() == hypervisor.RUNNING:
             with suppress(VmctlError), m._ssh_session() as s:
-                _set_clock(m, s)
+                m._set_clock(s)
     else:
         term.warn(f"{m.name}: finished")
 
