@@ -284,7 +284,7 @@ class Machine(GuestMixin):
         from vmctl import guest, term
 
         try:
-            guest.set_clock(session, time.time())
+            guest.set_clock(session)
         except VmctlError as exc:
             term.warn(f"{self.name}: could not set the guest's clock ({exc}); it runs behind")
 

@@ -124,6 +124,7 @@ class Index:
     head: str | None = None  # the snapshot the active overlays continue from
     snapshots: list[Snapshot] = field(default_factory=list)
     pending: dict[str, Any] | None = None  # the journal of the command under way
+    clock_behind: bool = False  # restored from memory: the guest's clock is yet to be set
 
     def live(self) -> list[Snapshot]:
         return sorted((s for s in self.snapshots if not s.deleted), key=lambda s: (s.created, s.name))
@@ -229,7 +230,8 @@ def load_index(m: Machine, st: MachineState) -> Index:
         head = data.get("head")
         if head is not None and head not in ids:
             raise ValueError("the head is not a snapshot")
-        return Index(machine=st.id, head=head, snapshots=snaps, pending=_check_pending(data.get("pending")))
+        return Index(machine=st.id, head=head, snapshots=snaps, pending=_check_pending(data.get("pending")),
+                     clock_behind=data.get("clock_behind") is True)
     except (TypeError, ValueError) as exc:
         raise StateError(
             f"the snapshot index {path} is not in the expected shape ({exc})",
@@ -240,7 +242,7 @@ def load_index(m: Machine, st: MachineState) -> Index:
 
 def save_index(m: Machine, idx: Index) -> None:
     data = {"machine": idx.machine, "head": idx.head, "snapshots": [asdict(s) for s in idx.snapshots],
-            "pending": idx.pending}
+            "pending": idx.pending, "clock_behind": idx.clock_behind}
     write_json(index_path(m), data, mode=0o600)
 
 
@@ -497,6 +499,8 @@ def save(m: Machine, name: str, *, force: bool, emit: Emit) -> Snapshot:
             done = _settle(m, st, c, idx)
             timer.mark("commit")
         if not done:
+            if failure is not None and live:
+                _explain_full_disk(m, _vmstate(st, snap.id).parent, failure)
             raise failure or SnapshotError(f"the snapshot {name!r} of machine {m.name} could not be saved")
         if failure is not None:
             log.warning("%s: %s (the snapshot was saved nonetheless)", m.name, failure)
@@ -535,6 +539,21 @@ def restore(m: Machine, name: str, *, provision: bool | None, only: set[str] | N
     timer.total()
 
 
+def _explain_full_disk(m: Machine, folder: Path, failure: VmctlError) -> None:
+    """QEMU reports a full disk while it writes the machine's state as an I/O error: say
+    it is the disk when the folder's file system has less room than the machine's memory."""
+    import shutil
+
+    try:
+        free = shutil.disk_usage(folder if folder.exists() else folder.parent).free
+    except OSError:
+        return
+    if free < m.config.memory * 2**20:
+        failure.message = (f"the disk is full: {free // 2**20} MiB free in {folder}, where the machine's "
+                           f"state (up to {m.config.memory} MiB) is written ({failure.message})")
+        failure.hint = "free some disk space where VMCTL_HOME is, then run the command again"
+
+
 def _after_restore(m: Machine, st: MachineState, snap: Snapshot, *, start: bool, provision: bool | None,
                    only: set[str] | None, emit: Emit, emit_output: Emit) -> None:
     """What follows a restore outside libvirt: the clock and provisioners of a machine
@@ -551,11 +570,19 @@ def _after_restore(m: Machine, st: MachineState, snap: Snapshot, *, start: bool,
     session = m._wait_ssh(st, cancel=None)
     try:
         m._set_clock(session)
+        _clock_set(m, st)
         m._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=only,
                      first_run=not st.provisioned, skip=provision is False)
     finally:
         session.close()
     emit(f"==> {m.name}: snapshot {snap.name!r} restored")
+
+
+def _clock_set(m: Machine, st: MachineState) -> None:
+    idx = load_index(m, st)
+    if idx.clock_behind:
+        idx.clock_behind = False
+        save_index(m, idx)
 
 
 def delete(m: Machine, name: str, *, emit: Emit) -> None:
@@ -616,16 +643,27 @@ def describe(m: Machine) -> list[dict[str, Any]]:
 
 def recover(m: Machine) -> None:
     """Finish, or undo, a snapshot command that was interrupted (called with the machine's
-    lock held, before any command changes the machine) and say which."""
+    lock held, before any command changes the machine) and say which; set the clock of a
+    guest restored from memory if that was not done."""
     st = m.state
     if st is None:
         return
     idx = load_index(m, st)
-    if idx.pending is None:
-        return
+    if idx.pending is not None:
+        _recover_pending(m, st, idx)
+        idx = load_index(m, st)
+    if idx.clock_behind:
+        if m._qemu_running():
+            with suppress(VmctlError), m._ssh_session() as s:
+                m._set_clock(s)
+        _clock_set(m, st)
+
+
+def _recover_pending(m: Machine, st: MachineState, idx: Index) -> None:
     from vmctl import term
 
     p = idx.pending
+    assert p is not None
     if p["op"] == "save":
         what = f"snapshot save {p['snapshot']['name']!r}"
     elif p["op"] == "restore":
@@ -642,10 +680,6 @@ def recover(m: Machine) -> None:
                                    "undone: the machine is as it was before, without the snapshot"))
     elif p["op"] == "restore":
         term.warn(f"{m.name}: finished: the machine is restored to the snapshot")
-        snap = idx.get(p["snapshot"])
-        if snap is not None and snap.memory and p.get("start", True) and m.status() == hypervisor.RUNNING:
-            with suppress(VmctlError), m._ssh_session() as s:
-                m._set_clock(s)
     else:
         term.warn(f"{m.name}: finished")
 
@@ -776,6 +810,9 @@ def _settle_restore(m: Machine, st: MachineState, c: Any, idx: Index, p: dict[st
     idx = load_index(m, st)
     idx.head = snap.id
     old = p.get("old", {})
+    # A guest brought back from memory believes it is the snapshot's moment: its clock is
+    # set over SSH once it answers; until then the journal says so.
+    idx.clock_behind = snap.memory and start and failure is None
     idx.pending = None
     save_index(m, idx)
     kept = {rel for s in idx.snapshots for rel in s.disks.values()}
