@@ -4,8 +4,7 @@ vmctl's snapshots are its own qcow2 overlays, not libvirt's snapshots (libvirt 9
 revert external snapshots and refuses internal ones for UEFI machines). For a running
 machine, memory and disks must be captured at one instant, and a restore must not cost a
 new QEMU: on some hosts the exit of a QEMU process alone takes seconds (libvirt waits until
-the host's init has reaped it). So both happen in the QEMU that runs, through libvirt's
-monitor passthrough (libvirt_qemu.qemuMonitorCommand):
+the host's init has reaped it). So both happen in the QEMU that runs, through QMP:
 
   save: pause; QEMU writes the machine's state (memory and devices: its migration stream)
         into a small qcow2 file of its own (`snapshot-save` with that file as the only
@@ -20,16 +19,19 @@ monitor passthrough (libvirt_qemu.qemuMonitorCommand):
         image (`block-commit` of the active layer), so deleting a snapshot whose layer the
         running machine reads keeps its chain short.
 
-libvirt is not told about these switches: its live view of the disks goes stale (the
-images on disk are the truth, and vmctl redefines the domain with its current overlays, so
-the next start reads them). What libvirt would carry over from that stale view, the XML
-inside a managed-save image, is rewritten with `fix_saved_xml`. Files are never renamed
-while QEMU has them open: QEMU reopens an image by its name when it changes it from
-read-write to read-only.
+QMP reaches QEMU two ways (Monitor): through libvirt's passthrough (LibvirtMonitor, any
+URI), or, for libvirt's embedded driver while no driver is attached, on QEMU's monitor
+socket (SocketMonitor), which saves starting libvirt at all. Either way the work is one
+request to a worker process (the libvirt worker, or QemuWorker here) that finishes it even
+if vmctl is killed, so the next command only has to read the result
+(vmctl/machine/snapshots.py).
 
-Every call here is one libvirt worker request (vmctl/libvirt_worker.py), so a vmctl killed
-in the middle does not stop it: the worker finishes it and the next command only has to
-read the result (vmctl/machine/snapshots.py).
+libvirt is not told about the disk switches: its live view of the disks goes stale (the
+images on disk are the truth). vmctl defines the domain again with its current overlays
+before it next starts (snapshots.ensure_defined), and rewrites the XML inside a managed-save
+image (`fix_saved_xml`), the one place libvirt would carry that stale view over. Files are
+never renamed while QEMU has them open: QEMU reopens an image by its name when it changes it
+from read-write to read-only.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ import logging
 import secrets
 import time
 import xml.etree.ElementTree as ET
+from pathlib import Path
 from typing import Any
 
 from vmctl.domain import QEMU_NS  # noqa: F401 - registers libvirt's namespace prefixes for ElementTree
@@ -50,25 +53,36 @@ JOB_TIMEOUT = 900.0  # seconds; writing gigabytes of memory on a slow disk
 
 
 class Monitor:
-    """QMP commands to one domain's QEMU through libvirt, errors translated."""
+    """QMP commands to one domain's QEMU, errors translated. Two ways in: through libvirt
+    (LibvirtMonitor), or, for libvirt's embedded driver while no driver is attached (the
+    root's lock held), on QEMU's own monitor socket (SocketMonitor), which saves starting
+    libvirt."""
 
-    def __init__(self, libvirt: Any, dom: Any) -> None:
-        self._lv = libvirt
-        self._dom = dom
+    def execute(self, message: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def pause(self) -> bool:
+        """Pause the guest's vCPUs; whether they were running."""
+        raise NotImplementedError
+
+    def resume(self) -> None:
+        raise NotImplementedError
+
+    def xml(self) -> str:
+        """The domain's live XML, as libvirt knows it."""
+        raise NotImplementedError
 
     def __call__(self, command: str, **arguments: Any) -> Any:
-        import libvirt_qemu
-
         message: dict[str, Any] = {"execute": command}
         if arguments:
             message["arguments"] = arguments
-        try:
-            reply = json.loads(libvirt_qemu.qemuMonitorCommand(self._dom, json.dumps(message), 0))
-        except self._lv.libvirtError as exc:
-            raise HypervisorError(f"libvirt could not pass {command} to QEMU: {exc}") from exc
+        reply = self.execute(message)
         if "error" in reply:
             raise QMPError(command, reply["error"].get("desc", str(reply["error"])))
         return reply.get("return")
+
+    def running(self) -> bool:
+        return bool(self("query-status").get("running"))
 
     def wait_job(self, job_id: str, what: str, until: str = "concluded") -> dict[str, Any]:
         """Wait for job JOB_ID (which does WHAT) to reach state UNTIL ("ready" or
@@ -91,6 +105,96 @@ class Monitor:
         raise HypervisorError(f"QEMU's job {job_id} did not finish within {JOB_TIMEOUT:.0f} s")
 
 
+class LibvirtMonitor(Monitor):
+    """Through libvirt's monitor passthrough (libvirt_qemu.qemuMonitorCommand); pausing and
+    resuming through libvirt, so it knows."""
+
+    def __init__(self, libvirt: Any, dom: Any) -> None:
+        self._lv = libvirt
+        self._dom = dom
+
+    def execute(self, message: dict[str, Any]) -> dict[str, Any]:
+        import libvirt_qemu
+
+        try:
+            return json.loads(libvirt_qemu.qemuMonitorCommand(self._dom, json.dumps(message), 0))  # type: ignore[no-any-return]
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt could not pass {message['execute']} to QEMU: {exc}") from exc
+
+    def pause(self) -> bool:
+        was_running = self._dom.state()[0] == self._lv.VIR_DOMAIN_RUNNING
+        if was_running:
+            self._dom.suspend()
+        return was_running
+
+    def resume(self) -> None:
+        self._dom.resume()
+
+    def xml(self) -> str:
+        return str(self._dom.XMLDesc(0))
+
+
+class SocketMonitor(Monitor):
+    """QEMU's monitor socket, as libvirt's embedded driver left it (its path in libvirt's
+    status file for the domain). Only while no libvirt driver is attached: QEMU serves
+    one client, and the caller holds the embedded root's lock. The guest's run state is
+    QEMU's; a libvirt driver attaching later reads it from QEMU."""
+
+    def __init__(self, status_file: Path) -> None:
+        import re
+        import socket
+
+        self._status_file = status_file
+        text = status_file.read_text()
+        found = re.search(r"<monitor path='([^']+)' type='unix'", text)
+        if not found:
+            raise HypervisorError(f"no monitor socket in {status_file}")
+        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._sock.settimeout(JOB_TIMEOUT)
+        try:
+            self._sock.connect(found.group(1))
+            self._lines = self._sock.makefile("rb")
+            greeting = json.loads(self._lines.readline() or b"{}")
+            if "QMP" not in greeting:
+                raise HypervisorError("QEMU's monitor did not greet")
+            self("qmp_capabilities")
+        except (OSError, ValueError) as exc:
+            self.close()
+            raise HypervisorError(f"could not talk to QEMU's monitor: {exc}") from exc
+        self._next = 0
+
+    def close(self) -> None:
+        import contextlib
+
+        with contextlib.suppress(OSError):
+            self._sock.close()
+
+    def execute(self, message: dict[str, Any]) -> dict[str, Any]:
+        self._next = getattr(self, "_next", 0) + 1
+        ident = f"vmctl-{self._next}"
+        try:
+            self._sock.sendall(json.dumps({**message, "id": ident}).encode() + b"\n")
+            for line in self._lines:
+                reply = json.loads(line)
+                if reply.get("id") == ident:
+                    return reply  # type: ignore[no-any-return]
+        except (OSError, ValueError) as exc:
+            raise HypervisorError(f"QEMU's monitor failed on {message['execute']}: {exc}") from exc
+        raise HypervisorError(f"QEMU's monitor closed during {message['execute']}")
+
+    def pause(self) -> bool:
+        was_running = self.running()
+        if was_running:
+            self("stop")
+        return was_running
+
+    def resume(self) -> None:
+        self("cont")
+
+    def xml(self) -> str:
+        return self._status_file.read_text()
+
+
 class QMPError(HypervisorError):
     def __init__(self, what: str, desc: str) -> None:
         hint = None
@@ -104,20 +208,20 @@ def _name(prefix: str) -> str:
     return f"vmctl-{prefix}-{secrets.token_hex(4)}"
 
 
-def _aliases(dom: Any) -> dict[str, str]:
+def _aliases(mon: Monitor) -> dict[str, str]:
     """Disk target (vda) -> libvirt's device alias (virtio-disk0), from the live XML."""
-    root = ET.fromstring(dom.XMLDesc(0))
+    root = ET.fromstring(mon.xml())
     found = {}
-    for disk in root.iterfind("devices/disk"):
+    for disk in root.iter("disk"):
         target, alias = disk.find("target"), disk.find("alias")
         if target is not None and alias is not None:
             found[target.get("dev", "")] = alias.get("name", "")
     return found
 
 
-def roots(mon: Monitor, dom: Any) -> dict[str, tuple[str, str]]:
+def roots(mon: Monitor) -> dict[str, tuple[str, str]]:
     """Disk target -> (node name, file name) of the image its device uses now."""
-    aliases = _aliases(dom)
+    aliases = _aliases(mon)
     by_alias = {}
     for block in mon("query-block"):
         inserted = block.get("inserted")
@@ -128,34 +232,39 @@ def roots(mon: Monitor, dom: Any) -> dict[str, tuple[str, str]]:
     return {target: by_alias[alias] for target, alias in aliases.items() if alias in by_alias}
 
 
-def disk_sources(libvirt: Any, dom: Any) -> dict[str, str]:
+def disk_sources(mon: Monitor) -> dict[str, str]:
     """Disk target -> the file its running device writes to (what QEMU says, not libvirt)."""
-    return {t: f for t, (_, f) in roots(Monitor(libvirt, dom), dom).items()}
+    return {t: f for t, (_, f) in roots(mon).items()}
 
 
-def _running(libvirt: Any, dom: Any) -> bool:
-    return dom.state()[0] == libvirt.VIR_DOMAIN_RUNNING
+def settle_jobs(mon: Monitor) -> None:
+    """End the jobs an earlier vmctl left in QEMU (a worker killed along with vmctl): a
+    disk swap or merge waiting to be completed is cancelled (the disk stays where it was),
+    any other is waited for; all are dismissed."""
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while time.monotonic() < deadline:
+        jobs = [j for j in mon("query-jobs") if str(j.get("id", "")).startswith("vmctl-")]
+        if not jobs:
+            return
+        for job in jobs:
+            if job["status"] == "concluded":
+                _quietly(mon, "job-dismiss", id=job["id"])
+            elif job["status"] == "ready":
+                _quietly(mon, "job-cancel", id=job["id"])
+        time.sleep(0.01)
 
 
-def _pause(libvirt: Any, dom: Any) -> bool:
-    """Pause through libvirt (so it knows); whether the guest was running."""
-    was_running = _running(libvirt, dom)
-    if was_running:
-        dom.suspend()
-    return was_running
-
-
-def save_live(libvirt: Any, dom: Any, *, container: str, tag: str, overlays: dict[str, str]) -> None:
+def save_live(mon: Monitor, *, container: str, tag: str, overlays: dict[str, str]) -> None:
     """Snapshot a running (or paused) domain: its state into CONTAINER (an empty qcow2
     file) under TAG, each disk target in OVERLAYS continued on that new overlay (made by
     the caller with the current image as its backing file). On failure nothing changed:
     the disks stay on their images and the guest runs as before."""
-    mon = Monitor(libvirt, dom)
-    current = roots(mon, dom)
+    settle_jobs(mon)
+    current = roots(mon)
     missing = sorted(set(overlays) - set(current))
     if missing:
         raise HypervisorError(f"QEMU has no disk {', '.join(missing)}")
-    was_running = _pause(libvirt, dom)
+    was_running = mon.pause()
     try:
         node = _name("state")
         mon("blockdev-add", driver="qcow2", **{"node-name": node},
@@ -183,23 +292,23 @@ def save_live(libvirt: Any, dom: Any, *, container: str, tag: str, overlays: dic
             raise
     finally:
         if was_running:
-            dom.resume()
+            mon.resume()
 
 
-def load_live(libvirt: Any, dom: Any, *, container: str, tag: str, overlays: dict[str, str]) -> None:
+def load_live(mon: Monitor, *, container: str, tag: str, overlays: dict[str, str]) -> None:
     """Bring a domain back to the state saved in CONTAINER under TAG: each disk target in
     OVERLAYS is switched to that overlay (made by the caller on the snapshot's layer)
     unless it already uses it, the images it leaves are closed, the state is loaded, and
     the guest runs."""
-    mon = Monitor(libvirt, dom)
-    _pause(libvirt, dom)
-    current = roots(mon, dom)
+    mon.pause()
+    settle_jobs(mon)
+    current = roots(mon)
     for target, path in overlays.items():
         if target not in current:
             raise HypervisorError(f"QEMU has no disk {target}")
         if current[target][1] != path:
             _pivot(mon, current[target][0], path)
-    close_unused(mon, dom)
+    close_unused(mon)
     node = _name("state")
     mon("blockdev-add", driver="qcow2", **{"node-name": node},
         file={"driver": "file", "filename": container})
@@ -209,7 +318,7 @@ def load_live(libvirt: Any, dom: Any, *, container: str, tag: str, overlays: dic
         mon.wait_job(job, "load the machine's state")
     finally:
         _quietly(mon, "blockdev-del", **{"node-name": node})
-    dom.resume()
+    mon.resume()
 
 
 def _pivot(mon: Monitor, source: str, path: str) -> None:
@@ -229,11 +338,11 @@ def _pivot(mon: Monitor, source: str, path: str) -> None:
     mon.wait_job(job, "switch the disk to another image")
 
 
-def commit_live(libvirt: Any, dom: Any, *, target: str, base: str) -> None:
+def commit_live(mon: Monitor, *, target: str, base: str) -> None:
     """Merge disk TARGET's active overlay into its backing image BASE (which must be
     writable by QEMU) and continue on BASE; the overlay is closed afterwards."""
-    mon = Monitor(libvirt, dom)
-    current = roots(mon, dom)
+    settle_jobs(mon)
+    current = roots(mon)
     if target not in current:
         raise HypervisorError(f"QEMU has no disk {target}")
     top = current[target][0]
@@ -246,13 +355,13 @@ def commit_live(libvirt: Any, dom: Any, *, target: str, base: str) -> None:
     mon.wait_job(job, "merge the disk's overlay into its backing image", "ready")
     mon("job-complete", id=job)
     mon.wait_job(job, "merge the disk's overlay into its backing image")
-    close_unused(mon, dom)
+    close_unused(mon)
 
 
-def close_unused(mon: Monitor, dom: Any) -> None:
+def close_unused(mon: Monitor) -> None:
     """Close the images no device uses any more (named by libvirt or vmctl): their files
     may then be removed without QEMU keeping them open."""
-    in_use = {node for node, _ in roots(mon, dom).values()}
+    in_use = {node for node, _ in roots(mon).values()}
     for _ in range(20):
         closed = 0
         for n in mon("query-named-block-nodes", flat=True):
@@ -292,3 +401,129 @@ def fix_saved_xml(xml: str, sources: dict[str, str]) -> str:
                 source.set("file", sources[dev])
                 source.attrib.pop("index", None)
     return ET.tostring(root, encoding="unicode")
+
+
+# --- a worker process that finishes what it was asked even if vmctl is killed ---------------
+
+def _op_state(mon: Monitor) -> str:
+    return str(mon("query-status").get("status"))
+
+
+QEMU_OPS: dict[str, Any] = {
+    "state": _op_state,
+    "disk_sources": disk_sources,
+    "save_live": save_live,
+    "load_live": load_live,
+    "commit_live": commit_live,
+}
+
+
+def serve(status_file: Path, requests: Any, out: Any) -> int:
+    """The worker's loop: one JSON request per line ({"op", "kwargs"}), one reply per line
+    ({"ok": RESULT} or {"error": {...}}); the first line says it is ready."""
+
+    def reply(payload: dict[str, Any]) -> None:
+        out.write(json.dumps(payload) + "\n")
+        out.flush()
+
+    def error(exc: BaseException) -> dict[str, Any]:
+        if isinstance(exc, HypervisorError):
+            return {"error": {"message": exc.message, "hint": exc.hint}}
+        return {"error": {"message": f"QEMU worker: {type(exc).__name__}: {exc}", "hint": None}}
+
+    try:
+        mon = SocketMonitor(status_file)
+    except BaseException as exc:  # noqa: BLE001 - reported to the parent
+        reply(error(exc))
+        return 1
+    reply({"ok": "ready"})
+    try:
+        for line in requests:
+            try:
+                request = json.loads(line)
+                result = QEMU_OPS[request["op"]](mon, **request.get("kwargs", {}))
+                reply({"ok": result})
+            except Exception as exc:  # noqa: BLE001 - every failure goes back to the parent
+                reply(error(exc))
+    finally:
+        mon.close()
+    return 0
+
+
+class QemuWorker:
+    """A child process holding QEMU's monitor for one vmctl command, as the libvirt worker
+    holds libvirt (vmctl/libvirt_worker.py): in its own session (Ctrl-C goes to vmctl
+    only), keeping only its pipes and the embedded root's lock, it finishes the request
+    under way when vmctl dies, so QEMU is never left paused half-way through a snapshot."""
+
+    def __init__(self, pid: int, requests: Any, replies: Any) -> None:
+        self.pid = pid
+        self._requests = requests
+        self._replies = replies
+
+    @classmethod
+    def spawn(cls, status_file: Path, lock_fd: int, log_file: Path) -> QemuWorker:
+        import os
+        import sys
+
+        to_child_r, to_child_w = os.pipe()
+        to_parent_r, to_parent_w = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            code = 1
+            try:
+                os.setsid()
+                null = os.open(os.devnull, os.O_RDWR)
+                err = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+                os.dup2(null, 0)
+                os.dup2(null, 1)
+                os.dup2(err, 2)
+                start = 3
+                for fd in sorted({to_child_r, to_parent_w, lock_fd}):
+                    os.closerange(start, fd)
+                    start = fd + 1
+                os.closerange(start, os.sysconf("SC_OPEN_MAX"))
+                with os.fdopen(to_child_r, "r") as requests, os.fdopen(to_parent_w, "w") as out:
+                    code = serve(status_file, requests, out)
+            finally:
+                os._exit(code)
+        os.close(to_child_r)
+        os.close(to_parent_w)
+        worker = cls(pid, os.fdopen(to_child_w, "w"), os.fdopen(to_parent_r, "r"))
+        try:
+            worker._receive()
+        except BaseException:
+            worker.close()
+            raise
+        return worker
+
+    def _receive(self) -> Any:
+        line = self._replies.readline()
+        if not line:
+            raise HypervisorError("the QEMU worker exited unexpectedly")
+        reply = json.loads(line)
+        if "error" in reply:
+            raise HypervisorError(reply["error"]["message"], hint=reply["error"].get("hint"))
+        return reply["ok"]
+
+    def call(self, op: str, **kwargs: Any) -> Any:
+        try:
+            self._requests.write(json.dumps({"op": op, "kwargs": kwargs}) + "\n")
+            self._requests.flush()
+        except OSError as exc:
+            raise HypervisorError(f"the QEMU worker is gone: {exc}") from exc
+        return self._receive()
+
+    def close(self) -> None:
+        """Let the worker finish (it exits at the end of its requests) and reap it."""
+        import contextlib
+        import os
+
+        with contextlib.suppress(OSError):
+            self._requests.close()
+        with contextlib.suppress(OSError):
+            self._replies.close()
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)

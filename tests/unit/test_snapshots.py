@@ -155,7 +155,12 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> FakeLibvirt:
     def connect(uri: str) -> Iterator[FakeLibvirt]:
         yield lv
 
+    @contextmanager
+    def no_direct_qemu(uri: str, domain: str) -> Iterator[None]:
+        yield None
+
     monkeypatch.setattr(hypervisor, "connect", connect)
+    monkeypatch.setattr(hypervisor, "connect_qemu", no_direct_qemu)
     monkeypatch.setattr(hypervisor, "qemu_alive", lambda uri, dom: lv.state(dom) in snapshots.LIVE)
     monkeypatch.setattr(hypervisor, "qemu_status", lambda uri, dom: None)
     return lv
@@ -657,3 +662,159 @@ def test_saved_xml_points_at_the_current_images() -> None:
 
 def test_errors_name_their_class_for_machine_readable_output() -> None:
     assert issubclass(SnapshotError, Exception) and SnapshotError("x").exit_code == 1
+
+
+# --- QEMU's side: the order of the QMP commands, and their transports ----------------------
+
+class FakeMonitor(vmstate.Monitor):
+    """A QEMU that answers the commands vmstate sends, with one disk vda on IMAGE."""
+
+    XML = """<domain><devices><disk device='disk'><source file='/h/disk.qcow2'/><target dev='vda'/>
+             <alias name='virtio-disk0'/></disk></devices></domain>"""
+
+    def __init__(self, image: str = "/h/disk.qcow2", fail: str | None = None) -> None:
+        self.image = image
+        self.log: list[str] = []
+        self.is_running = True
+        self.fail = fail
+        self.jobs: dict[str, dict[str, Any]] = {}
+
+    def xml(self) -> str:
+        return self.XML
+
+    def pause(self) -> bool:
+        self.log.append("pause")
+        was, self.is_running = self.is_running, False
+        return was
+
+    def resume(self) -> None:
+        self.log.append("resume")
+        self.is_running = True
+
+    def execute(self, message: dict[str, Any]) -> dict[str, Any]:
+        command, args = message["execute"], message.get("arguments", {})
+        if command not in ("query-jobs", "query-block", "query-named-block-nodes"):
+            self.log.append(command)
+        if command == self.fail:
+            return {"error": {"class": "GenericError", "desc": "No space left on device"}}
+        if command == "query-block":
+            return {"return": [{"qdev": "/machine/peripheral/virtio-disk0/virtio-backend",
+                                "inserted": {"node-name": "libvirt-1-format", "file": self.image}}]}
+        if command == "query-named-block-nodes":
+            return {"return": [{"node-name": "libvirt-1-format", "drv": "qcow2", "file": self.image},
+                               {"node-name": "libvirt-2-format", "drv": "qcow2", "file": "/h/base.qcow2"}]}
+        if command in ("snapshot-save", "snapshot-load", "blockdev-mirror", "block-commit"):
+            self.jobs[args["job-id"]] = {"id": args["job-id"], "status": "ready" if "mirror" in command or "commit" in command else "concluded"}
+            if command == "blockdev-mirror":
+                self.pending_image = "/h/new.qcow2"
+            if command == "block-commit":
+                self.pending_image = "/h/base.qcow2"
+        if command == "job-complete":
+            self.jobs[args["id"]]["status"] = "concluded"
+            self.image = self.pending_image
+        if command == "job-dismiss":
+            self.jobs.pop(args["id"])
+        if command == "query-jobs":
+            return {"return": list(self.jobs.values())}
+        if command == "transaction":
+            self.image = "/h/new.qcow2"
+        if command == "blockdev-del" and args["node-name"].startswith("libvirt-"):
+            return {"error": {"class": "GenericError", "desc": "Node is in use"}}
+        return {"return": {}}
+
+
+def test_save_in_qemu_pauses_saves_switches_and_resumes() -> None:
+    mon = FakeMonitor()
+    vmstate.save_live(mon, container="/h/s.vmstate", tag="t", overlays={"vda": "/h/new.qcow2"})
+    assert mon.log == ["pause", "blockdev-add", "snapshot-save", "job-dismiss", "blockdev-del", "blockdev-add",
+                       "transaction", "resume"]
+    assert vmstate.disk_sources(mon) == {"vda": "/h/new.qcow2"} and mon.is_running
+
+
+def test_save_in_qemu_that_fails_changes_nothing_and_resumes() -> None:
+    mon = FakeMonitor(fail="snapshot-save")
+    with pytest.raises(vmstate.QMPError, match="No space left") as failed:
+        vmstate.save_live(mon, container="/h/s.vmstate", tag="t", overlays={"vda": "/h/new.qcow2"})
+    assert failed.value.hint and "free some disk space" in failed.value.hint
+    assert mon.log == ["pause", "blockdev-add", "snapshot-save", "blockdev-del", "resume"]
+    assert vmstate.disk_sources(mon) == {"vda": "/h/disk.qcow2"} and mon.is_running
+    mon = FakeMonitor(fail="transaction")
+    with pytest.raises(vmstate.QMPError):
+        vmstate.save_live(mon, container="/h/s.vmstate", tag="t", overlays={"vda": "/h/new.qcow2"})
+    assert mon.log[-3:] == ["transaction", "blockdev-del", "resume"]  # the new overlay's node closed again
+
+
+def test_load_in_qemu_swaps_the_disk_then_loads_and_runs() -> None:
+    mon = FakeMonitor()
+    vmstate.load_live(mon, container="/h/s.vmstate", tag="t", overlays={"vda": "/h/new.qcow2"})
+    assert mon.log[:5] == ["pause", "blockdev-add", "blockdev-mirror", "job-complete", "job-dismiss"]
+    assert mon.log[-5:] == ["blockdev-add", "snapshot-load", "job-dismiss", "blockdev-del", "resume"]
+    assert vmstate.disk_sources(mon) == {"vda": "/h/new.qcow2"}
+    # Already on the overlay (a second try after an interruption): no swap, only the load.
+    again = FakeMonitor(image="/h/new.qcow2")
+    vmstate.load_live(again, container="/h/s.vmstate", tag="t", overlays={"vda": "/h/new.qcow2"})
+    assert "blockdev-mirror" not in again.log and "snapshot-load" in again.log
+
+
+def test_live_commit_continues_on_the_base() -> None:
+    mon = FakeMonitor()
+    vmstate.commit_live(mon, target="vda", base="/h/base.qcow2")
+    assert "block-commit" in mon.log and vmstate.disk_sources(mon) == {"vda": "/h/base.qcow2"}
+    with pytest.raises(Exception, match="not in the backing chain"):
+        vmstate.commit_live(FakeMonitor(), target="vda", base="/elsewhere.qcow2")
+
+
+def test_socket_monitor_skips_events_and_matches_replies(tmp_path: Path) -> None:
+    import socket
+    import threading
+
+    path = tmp_path / "mon.sock"
+    status = tmp_path / "status.xml"
+    status.write_text(f"<domstatus><monitor path='{path}' type='unix'/>{FakeMonitor.XML}</domstatus>")
+    server = socket.socket(socket.AF_UNIX)
+    server.bind(str(path))
+    server.listen(1)
+    seen: list[dict[str, Any]] = []
+
+    def serve() -> None:
+        conn, _ = server.accept()
+        lines = conn.makefile("rb")
+        conn.sendall(b'{"QMP": {"version": {}}}\n')
+        for line in lines:
+            request = json.loads(line)
+            seen.append(request)
+            conn.sendall(b'{"event": "STOP", "timestamp": {}}\n')
+            status_reply = {"running": True, "status": "running"} if request["execute"] == "query-status" else {}
+            conn.sendall(json.dumps({"return": status_reply, "id": request.get("id")}).encode() + b"\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    mon = vmstate.SocketMonitor(status)
+    try:
+        assert mon.running()
+        assert mon.pause() is True
+        assert [r["execute"] for r in seen] == ["qmp_capabilities", "query-status", "query-status", "stop"]
+        assert vmstate._aliases(mon) == {"vda": "virtio-disk0"}
+    finally:
+        mon.close()
+        server.close()
+
+
+def test_libvirts_definition_is_brought_up_to_date_before_a_start(project: Path, fake: FakeLibvirt) -> None:
+    m = created(project, "web")
+    defined: list[str] = []
+
+    class Definition:
+        def __init__(self, disk: str) -> None:
+            self.disk = disk
+
+        def xml(self, name: str) -> str:
+            return (f"<domain><devices><disk device='disk'><source file='{self.disk}'/><target dev='vda'/>"
+                    "</disk></devices></domain>")
+
+        def define(self, xml: str) -> None:
+            defined.append(xml)
+
+    snapshots.ensure_defined(m, Definition(m.state.disk))
+    assert defined == []
+    snapshots.ensure_defined(m, Definition(str(Path(m.state.disk).parent / "snapshots" / "a1b2c3d4e5f6-vda.qcow2")))
+    assert len(defined) == 1 and m.state.disk in defined[0]

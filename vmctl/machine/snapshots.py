@@ -440,6 +440,42 @@ def _uninterrupted() -> Iterator[None]:
 
 # --- commands ------------------------------------------------------------------------------
 
+@contextmanager
+def _connection(m: Machine, st: MachineState, *, qemu: bool = True) -> Iterator[Any]:
+    """The machine's running QEMU directly when it runs under libvirt's embedded driver
+    (and QEMU), which saves starting libvirt; libvirt otherwise."""
+    if qemu:
+        with hypervisor.connect_qemu(st.uri, st.domain) as q:
+            if q is not None and q.state(st.domain) in LIVE:
+                log.debug("%s: talking to QEMU directly", m.name)
+                yield q
+                return
+    with hypervisor.connect(st.uri) as c:
+        yield c
+
+
+def ensure_defined(m: Machine, c: Any) -> None:
+    """Make libvirt's definition of the domain name the machine's current disk images
+    before it starts: a snapshot taken or restored through QEMU alone leaves that for
+    the next start (lifecycle calls this before starting a domain)."""
+    import xml.etree.ElementTree as ET
+
+    st = m.state
+    if st is None:
+        return
+    xml = c.xml(st.domain)
+    if xml is None:
+        return
+    defined = {}
+    for disk in ET.fromstring(xml).iterfind("devices/disk"):
+        target, source = disk.find("target"), disk.find("source")
+        if target is not None and source is not None:
+            defined[target.get("dev")] = source.get("file")
+    if any(defined.get(d.target) != str(d.path) for d in disks_of(m)):
+        log.debug("%s: libvirt's definition names older images; defining it again", m.name)
+        c.define(m._render(st))
+
+
 def require(m: Machine, name: str) -> Snapshot:
     """The machine's snapshot NAME, or an error listing the ones it has."""
     st = m.require_state()
@@ -469,7 +505,7 @@ def save(m: Machine, name: str, *, force: bool, emit: Emit) -> Snapshot:
             hint="choose another name, or replace it with --force",
         )
     timer = Timer(m.name)
-    with hypervisor.connect(st.uri) as c:
+    with _connection(m, st) as c:
         state = m.status(c)
         live = state in (*LIVE, hypervisor.SAVED)
         what = "memory and disks" if live else "disks; the machine is stopped"
@@ -521,7 +557,7 @@ def restore(m: Machine, name: str, *, provision: bool | None, only: set[str] | N
     snap = require(m, name)
     timer = Timer(m.name)
     emit(f"==> {m.name}: restoring the snapshot {name!r}...")
-    with hypervisor.connect(st.uri) as c:
+    with _connection(m, st, qemu=snap.memory and start) as c:
         state = m.status(c)
         new = {t: f"{SNAPSHOTS_DIR}/{_new_id()}-{t}.qcow2" for t in snap.disks}
         old = {d.target: _rel(st, d.path) for d in disks_of(m)}
@@ -567,10 +603,13 @@ def _after_restore(m: Machine, st: MachineState, snap: Snapshot, *, start: bool,
                        cancel=None, only=only)
         emit(f"==> {m.name}: snapshot {snap.name!r} restored")
         return
+    timer = Timer(m.name)
     session = m._wait_ssh(st, cancel=None)
+    timer.mark("wait for SSH")
     try:
         m._set_clock(session)
         _clock_set(m, st)
+        timer.mark("clock")
         m._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=only,
                      first_run=not st.provisioned, skip=provision is False)
     finally:
@@ -590,7 +629,7 @@ def delete(m: Machine, name: str, *, emit: Emit) -> None:
     st = m.require_state()
     snap = require(m, name)
     emit(f"==> {m.name}: deleting the snapshot {name!r}...")
-    with hypervisor.connect(st.uri) as c:
+    with _connection(m, st) as c:
         _delete(m, st, c, snap.id, emit)
         _compact(m, st, c, load_index(m, st))
     emit(f"==> {m.name}: snapshot {name!r} deleted")
@@ -714,6 +753,8 @@ def _settle_save(m: Machine, st: MachineState, c: Any, idx: Index, p: dict[str, 
         if sources is not None and not all(sources.get(t) == str(path) for t, path in new.items()):
             done = False  # started meanwhile on the old image: the freeze did not happen
     if not done:
+        if state == hypervisor.PAUSED and p.get("state") == hypervisor.RUNNING:
+            c.resume(st.domain)  # paused by the save, which did not get to resume it
         for path in new.values():
             _unlink(path)
         _unlink(container)
