@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -28,6 +27,8 @@ from vmctl.libvirt_worker import OPS
 from vmctl.state import file_lock, read_json, write_json
 
 if TYPE_CHECKING:
+    import subprocess
+
     import libvirt
 
 log = logging.getLogger("vmctl.hypervisor")
@@ -46,6 +47,11 @@ group = "+{gid}"
 # No owner-remembering xattrs: QEMU runs as our own user, so there is nothing to restore
 # (and stale xattrs from an earlier driver instance make libvirt warn on stderr).
 remember_owner = 0
+# Every guest of an embedded root would share one CPU cgroup (/machine), which the kernel
+# weighs as a single process against everything else on the host: under load, all the
+# guests together got one process's share of the CPU and booted several times slower.
+# The other controllers (memory limits, cpusets, devices) stay.
+cgroup_controllers = [ "cpuset", "memory", "devices", "freezer", "blkio", "cpuacct" ]
 """
 
 
@@ -291,6 +297,7 @@ class WorkerConnection:
 
     @staticmethod
     def _popen(uri: str, log_file: Path, lock_fd: int) -> subprocess.Popen[str]:
+        import subprocess
         import sys
 
         with open(log_file, "ab") as err:
@@ -892,6 +899,8 @@ def _qemu_binary() -> str | None:
 
 
 def _probe_kvm(qemu: str, kernel: Path, timeout: float = 4.0) -> bool:
+    import subprocess
+
     argv = [
         qemu, "-accel", "kvm", "-cpu", "host", "-m", "128", "-nodefaults", "-display", "none",
         "-no-reboot", "-serial", "stdio", "-kernel", str(kernel),

@@ -30,7 +30,7 @@ class Project:
         from vmctl.vagrantfile import has_plugin_setting, load_project
 
         def box_vagrantfile(name: str, constraint: str | None) -> Path | None:
-            from vmctl.boxes.store import find_box_vagrantfile
+            from vmctl.boxes.installed import find_box_vagrantfile
 
             return find_box_vagrantfile(name, constraint)
 

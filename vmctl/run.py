@@ -29,6 +29,11 @@ PACKAGES = {
     "rsync": "rsync",
     "ssh": "openssh-client",
     "cpio": "cpio",
+    "sfdisk": "fdisk",
+    "mkfs.vfat": "dosfstools",
+    "mmd": "mtools",
+    "mcopy": "mtools",
+    "grub-mkimage": "grub-common",
     "libvirtd": "libvirt-daemon-system",
 }
 

@@ -1,8 +1,8 @@
 """End-to-end fixtures: real QEMU guests under libvirt, driven through the `vmctl` command.
 
 One VMCTL_HOME is shared by the whole session (libvirt's first capability probe of a new
-embedded root takes seconds), the tiny box is built once (cached across runs by recipe
-hash) and added once. Every project is a fresh folder; every test destroys what it made,
+embedded root takes seconds), the tiny box (and, for the tests that use it, the debian box) is
+built once (cached across runs by recipe hash) and added once. Every project is a fresh folder; every test destroys what it made,
 and the session ends by destroying anything left over.
 """
 
@@ -110,6 +110,18 @@ def tiny_box(vmctl: Vmctl, tmp_path_factory: pytest.TempPathFactory) -> Path:
     vmctl("box", "build", "tiny", "--output", str(out), "--add", timeout=1800)
     listed = vmctl("box", "list", "--json").json()
     assert any(b["name"] == "vmctl/tiny" for b in listed["boxes"])
+    return out
+
+
+@pytest.fixture(scope="session")
+def debian_box(vmctl: Vmctl, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """vmctl/debian, built from boxes/debian (cached by recipe hash) and added to the store:
+    a disk-booted box (GRUB, BIOS and UEFI) with Debian's generic kernel and systemd.
+    Returns the folder holding the built box and its catalog."""
+    out = tmp_path_factory.mktemp("debian-build")
+    vmctl("box", "build", "debian", "--output", str(out), "--add", timeout=1800)
+    listed = vmctl("box", "list", "--json").json()
+    assert any(b["name"] == "vmctl/debian" for b in listed["boxes"])
     return out
 
 

@@ -3,13 +3,19 @@
 Shared by the box tests and their measuring scripts: no libvirt, no vmctl machine layer, just
 ``qemu-system-x86_64 -accel tcg`` on a qcow2 overlay, user networking with the SSH port
 forwarded on 127.0.0.1, and the clock running from ``Popen`` to the first successful login.
+
+A box with a kernel (``vmlinuz`` beside ``box.img``) is booted directly; a disk-booted box boots
+its disk through the firmware: SeaBIOS (``firmware="bios"``), or OVMF (``firmware="uefi"``, with
+a copy of OVMF's variable store beside the overlay).
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import queue
+import shutil
 import socket
 import subprocess
 import tarfile
@@ -22,6 +28,10 @@ from pathlib import Path
 import vmctl
 
 KEY = Path(vmctl.__file__).parent / "data" / "insecure-keys" / "vagrant.key.ed25519"
+# UEFI firmware from Debian's ovmf package: the code read-only, a copy of the variables per disk.
+OVMF_CODE = Path("/usr/share/OVMF/OVMF_CODE_4M.fd")
+OVMF_VARS = Path("/usr/share/OVMF/OVMF_VARS_4M.fd")
+FIRMWARES = ("bios", "uefi")
 # Failed attempts while the guest boots are expected; paramiko would log each one.
 logging.getLogger("paramiko").addHandler(logging.NullHandler())
 logging.getLogger("paramiko").propagate = False
@@ -37,6 +47,13 @@ class Guest:
     seconds_to_ssh: float
     host_key: str
     console: Path
+    cpu_to_ssh: float = 0.0  # QEMU's CPU time (user + system) until then: less load-dependent
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of process PID so far, from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -106,10 +123,12 @@ def boot(
     memory_mib: int = 512,
     cpus: int = 1,
     user: str | None = None,
+    firmware: str = "bios",
 ) -> Guest:
     """Start QEMU (TCG) on OVERLAY and wait until an SSH login with the insecure key works.
 
-    USER defaults to the box's config.ssh.username, else vagrant.
+    USER defaults to the box's config.ssh.username, else vagrant. FIRMWARE ("bios" or "uefi")
+    matters for a disk-booted box; a box with a kernel is booted directly.
     """
     user = user or box_setting(box_dir, "username") or "vagrant"
     port = free_port()
@@ -117,8 +136,7 @@ def boot(
     argv = [
         "qemu-system-x86_64", "-accel", "tcg", "-machine", "q35", "-m", str(memory_mib),
         "-smp", str(cpus), "-nodefaults", "-nographic", "-serial", f"file:{console}",
-        "-kernel", str(box_dir / "vmlinuz"), "-initrd", str(box_dir / "initrd.img"),
-        "-append", box_setting(box_dir, "cmd_line") or "",
+        *boot_args(box_dir, overlay, firmware),
         "-drive", f"file={overlay},if=virtio,format=qcow2",
         "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
         "-device", "virtio-net-pci,netdev=n0,addr=0x10",
@@ -137,9 +155,29 @@ def boot(
         stop(proc)
         raise
     seconds = time.monotonic() - start
+    cpu = cpu_seconds(proc.pid)
     key = client.get_transport().get_remote_server_key()
     client.close()
-    return Guest(proc, port, user, seconds, f"{key.get_name()} {key.get_base64()}", console)
+    return Guest(proc, port, user, seconds, f"{key.get_name()} {key.get_base64()}", console, cpu)
+
+
+def boot_args(box_dir: Path, overlay: Path, firmware: str) -> list[str]:
+    """QEMU's arguments for the kernel (direct boot) or the firmware (a disk-booted box)."""
+    if firmware not in FIRMWARES:
+        raise ValueError(f"firmware {firmware!r} is not one of {FIRMWARES}")
+    if (box_dir / "vmlinuz").is_file():
+        return [
+            "-kernel", str(box_dir / "vmlinuz"), "-initrd", str(box_dir / "initrd.img"),
+            "-append", box_setting(box_dir, "cmd_line") or "",
+        ]  # fmt: skip
+    if firmware == "bios":
+        return []  # SeaBIOS, QEMU's default, boots the first disk
+    variables = Path(f"{overlay}.OVMF_VARS.fd")
+    shutil.copyfile(OVMF_VARS, variables)
+    return [
+        "-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={OVMF_CODE}",
+        "-drive", f"if=pflash,format=raw,unit=1,file={variables}",
+    ]  # fmt: skip
 
 
 def first_login(proc: subprocess.Popen, port: int, user: str, deadline: float):

@@ -77,6 +77,8 @@ def test_coreos_like_box(box_dir: Path) -> None:
 
         # The network: DHCP on the first NIC from QEMU; what the machine layer relies on.
         assert "10.0.2.15/" in check(guest, "ip -4 -o addr show")
+        # Anyone may ping, as on any distribution (net.ipv4.ping_group_range).
+        assert "1 received" in check(guest, "ping -c 1 -W 5 10.0.2.2")
         check(guest, "sudo -n hostnamectl set-hostname core-01 && test $(hostname) = core-01")
         check(guest, "sudo -n networkctl reload")
 

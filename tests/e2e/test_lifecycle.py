@@ -226,8 +226,33 @@ def test_guest_that_never_answers_is_removed_with_console_tail(
 
 
 def test_missing_box_is_a_clear_error(vmctl: Vmctl, project: Path) -> None:
-    write_vagrantfile(project, 'Vagrant.configure("2") { |c| c.vm.box = "nobody/nothing" }\n')
-    r = vmctl("up", cwd=project, check=False)
+    """A box name that is not installed is looked up on the registry (here a local server
+    that knows no box); not found there, `up` says so in one line and makes nothing."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    asked: list[str] = []
+
+    class Registry(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:  # noqa: N802 - http.server's naming
+            asked.append(f"{self.path} {self.headers.get('Accept')}")
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Registry)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        write_vagrantfile(project, 'Vagrant.configure("2") { |c| c.vm.box = "nobody/nothing" }\n')
+        r = vmctl("up", cwd=project, check=False, env={"VAGRANT_SERVER_URL": url})
+    finally:
+        server.shutdown()
     assert r.returncode == 1
-    assert r.stderr.startswith("error: box nobody/nothing is not installed")
-    assert "hint: " in r.stderr
+    assert f"error: box nobody/nothing was not found on {url}\n" in r.stderr
+    assert "hint: " in r.stderr and "Traceback" not in r.stderr
+    assert asked == ["/nobody/nothing application/json"]
+    assert vmctl("status", "--json", cwd=project).json()["machines"][0]["state"] == "not_created"

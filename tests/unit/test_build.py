@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import gzip
 import json
@@ -15,6 +16,7 @@ import pytest
 
 from vmctl.boxes import build
 from vmctl.boxes.build import (
+    BootMode,
     BuildResult,
     Cpio,
     HostKernel,
@@ -33,6 +35,7 @@ from vmctl.errors import BuildError, MissingToolError
 
 TINY = Path(__file__).resolve().parents[2] / "boxes" / "tiny"
 COREOS = Path(__file__).resolve().parents[2] / "boxes" / "coreos-like"
+DEBIAN = Path(__file__).resolve().parents[2] / "boxes" / "debian"
 KERNEL = "linux-image-6.1.0-99-cloud-amd64=6.1.999-1"
 
 
@@ -47,6 +50,7 @@ def write_recipe(folder: Path, text: str, files: dict[str, str] | None = None) -
 
 
 MINIMAL = 'name = "test/box"\nversion = "0.1.0"\n'
+DISK = MINIMAL + '[boot]\nmode = "disk"\n'
 
 
 # --- recipes ---------------------------------------------------------------------------------
@@ -76,6 +80,75 @@ def test_coreos_like_recipe_parses() -> None:
     } <= set(recipe.packages)  # fmt: skip
     assert (COREOS / recipe.overlay / "etc" / "systemd" / "system" / "usr.mount").is_file()
     assert os.access(COREOS / "customize.sh", os.X_OK)
+
+
+def test_debian_recipe_parses() -> None:
+    recipe = parse_recipe(DEBIAN)
+    assert recipe.name == "vmctl/debian"
+    assert recipe.boot is BootMode.DISK
+    assert recipe.kernel.package == "linux-image-amd64"  # the generic kernel, not the cloud one
+    assert "root=" not in recipe.kernel.cmdline
+    assert recipe.kernel.cmdline.split()[-2:] == ["console=ttyS0", "quiet"]
+    assert recipe.ssh_username is None  # Vagrant's default user, vagrant
+    assert {
+        "systemd", "systemd-resolved", "openssh-server", "openssh-sftp-server", "sudo", "rsync",
+        "python3", "qemu-guest-agent", "util-linux", "pciutils", "iputils-ping",
+    } <= set(recipe.packages)  # fmt: skip
+    files = DEBIAN / recipe.overlay / "etc"
+    network = (files / "systemd" / "network" / "80-dhcp.network").read_text()
+    assert "Type=ether" in network and "Name=en* eth*" in network
+    assert "ping_group_range = 0 2147483647" in (files / "sysctl.d" / "60-ping.conf").read_text()
+    assert not list(files.glob("ssh/ssh_host_*"))  # host keys are made at first boot
+    assert os.access(DEBIAN / "customize.sh", os.X_OK)
+    assert os.access(files / "initramfs-tools" / "hooks" / "vmctl-disks", os.X_OK)
+
+
+def test_boot_mode_defaults_to_direct_kernel_boot(tmp_path: Path) -> None:
+    recipe = parse_recipe(write_recipe(tmp_path / "r", MINIMAL))
+    assert recipe.boot is BootMode.KERNEL
+    explicit = parse_recipe(write_recipe(tmp_path / "k", MINIMAL + '[boot]\nmode = "kernel"\n'))
+    assert dataclasses.replace(explicit, folder=recipe.folder) == recipe
+
+
+def test_a_disk_booted_recipe_needs_no_initramfs_init(tmp_path: Path) -> None:
+    folder = write_recipe(tmp_path / "d", DISK, files={})
+    recipe = parse_recipe(folder)
+    assert recipe.boot is BootMode.DISK
+    assert recipe.kernel.cmdline == build.DISK_CMDLINE == "console=tty0 console=ttyS0"
+    custom = write_recipe(
+        tmp_path / "c",
+        DISK
+        + '[kernel]\npackage = "linux-image-amd64"\ncmdline = "console=ttyS0,115200n8 quiet"\n',
+        files={},
+    )
+    assert parse_recipe(custom).kernel.cmdline == "console=ttyS0,115200n8 quiet"
+    assert parse_recipe(custom).kernel.package == "linux-image-amd64"
+
+
+@pytest.mark.parametrize(
+    ("text", "quoted"),
+    [
+        (MINIMAL + '[boot]\nmode = "floppy"\n', "boot.mode = 'floppy'"),
+        (MINIMAL + 'boot = "disk"\n', "boot = 'disk'"),
+        (MINIMAL + '[boot]\nmode = "disk"\nfirmware = "uefi"\n', "unknown key boot.firmware"),
+        (DISK + '[kernel]\nmodules = ["virtio_blk"]\n', "kernel.modules is for direct kernel boot"),
+        (DISK + "[kernel]\nroot_modules = true\n", "kernel.root_modules is for direct"),
+        (DISK + '[kernel]\nsource = "host"\n', "kernel.source is for direct"),
+        (DISK + '[kernel]\ninitramfs_init = "init"\n', "kernel.initramfs_init is for direct"),
+        (DISK + '[kernel]\ncmdline = "root=/dev/vda1 quiet"\n', "without root="),
+        (DISK + '[kernel]\ncmdline = "quiet; halt"\n', "kernel.cmdline = 'quiet; halt'"),
+        (DISK + '[kernel]\ncmdline = "init=$x"\n', "kernel.cmdline = 'init=$x'"),
+        (DISK + '[kernel]\ncmdline = "a  b"\n', "kernel.cmdline = 'a  b'"),
+    ],
+)
+def test_bad_boot_settings_are_refused_naming_the_value(
+    tmp_path: Path, text: str, quoted: str
+) -> None:
+    folder = write_recipe(tmp_path / "r", text)
+    with pytest.raises(BuildError) as info:
+        parse_recipe(folder)
+    assert quoted in str(info.value)
+    assert "recipe.toml" in str(info.value)
 
 
 def test_ssh_username_and_root_modules(tmp_path: Path) -> None:
@@ -256,6 +329,30 @@ def test_vagrantfile_with_an_ssh_username() -> None:
         "  config.vm.provider :libvirt do |libvirt|",
     ]
     assert lines[3:] == render_vagrantfile("root=/dev/vda rw").splitlines()[2:]
+
+
+def test_a_disk_booted_box_vagrantfile_names_no_kernel() -> None:
+    assert render_vagrantfile(None).splitlines() == ['Vagrant.configure("2") do |config|', "end"]
+    assert render_vagrantfile(None, ssh_username="admin").splitlines() == [
+        'Vagrant.configure("2") do |config|',
+        '  config.ssh.username = "admin"',
+        "end",
+    ]
+
+
+def test_a_disk_booted_box_boots_its_disk_in_vmctl(tmp_path: Path) -> None:
+    from vmctl.vagrantfile import load_project
+
+    box_file = tmp_path / "box" / "Vagrantfile"
+    box_file.parent.mkdir()
+    box_file.write_text(render_vagrantfile(None, "admin"))
+    project = tmp_path / "Vagrantfile"
+    project.write_text(
+        'Vagrant.configure("2") do |config|\n  config.vm.box = "vmctl/debian"\nend\n'
+    )
+    machine = load_project(project, box_vagrantfile=lambda name, version: box_file).primary()
+    assert machine.ssh.username == "admin"
+    assert machine.libvirt.kernel is None and machine.libvirt.cmd_line is None
 
 
 def test_the_box_vagrantfile_gives_projects_its_ssh_user(tmp_path: Path) -> None:
@@ -645,3 +742,152 @@ def test_old_builds_of_the_same_box_are_pruned(tmp_path: Path) -> None:
         "key3",
         "key4",
     ]
+
+
+# --- disk-booted boxes, with the heavy steps replaced ----------------------------------------
+
+
+@pytest.fixture
+def fake_grub(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> build.diskimage.Grub:
+    grub = build.diskimage.Grub(
+        tmp_path / "grub-pc", tmp_path / "grub-efi", ("grub-pc-bin=1", "grub-efi-amd64-bin=1")
+    )
+    monkeypatch.setattr(build.diskimage, "find_grub", lambda: grub)
+    monkeypatch.setenv("VMCTL_CACHE", str(tmp_path / "cache"))
+    return grub
+
+
+def fake_debian_root(recipe: Recipe, root: Path, kernel_debs: Path | None = None) -> None:
+    """What mmdebstrap leaves for a disk-booted recipe: two kernels, their initramfs, and a
+    stale /vmlinuz link (the builder points the links at the newest kernel)."""
+    (root / "boot").mkdir(parents=True)
+    for release in ("6.1.0-9-amd64", "6.1.0-10-amd64"):
+        (root / "boot" / f"vmlinuz-{release}").write_bytes(b"kernel")
+        (root / "boot" / f"initrd.img-{release}").write_bytes(b"initramfs")
+    (root / "vmlinuz").symlink_to("boot/vmlinuz-6.1.0-9-amd64")
+
+
+def disk_recipe(tmp_path: Path) -> Path:
+    text = MINIMAL + 'ssh_username = "admin"\n[boot]\nmode = "disk"\n'
+    return write_recipe(tmp_path / "disk-recipe", text, files={})
+
+
+def test_a_disk_booted_box_holds_its_disk_and_no_kernel(
+    tmp_path: Path, fake_grub: build.diskimage.Grub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools_present(monkeypatch)
+    monkeypatch.setattr(build, "make_root", fake_debian_root)
+    versions: list[tuple[str, Path | None]] = []
+    monkeypatch.setattr(
+        build.diskimage,
+        "package_version",
+        lambda package, admindir=None: versions.append((package, admindir)) or "6.1.999-1",
+    )
+    made: dict = {}
+
+    def make_disk(root: Path, work: Path, layout, grub, cmdline: str) -> Path:
+        made.update(layout=layout, grub=grub, cmdline=cmdline)
+        made["links"] = (os.readlink(root / "vmlinuz"), os.readlink(root / "initrd.img"))
+        (work / "disk.raw").write_bytes(b"a whole disk")
+        return work / "disk.raw"
+
+    monkeypatch.setattr(build.diskimage, "make_disk", make_disk)
+    monkeypatch.setattr(build, "make_qcow2", lambda raw, qcow2: shutil.copyfile(raw, qcow2))
+    folder = disk_recipe(tmp_path)
+    lines: list[str] = []
+    result = build_recipe(str(folder), tmp_path / "out", notify=lines.append)
+    assert not result.cached
+
+    import tarfile
+
+    with tarfile.open(result.box_path) as tar:
+        assert tar.getnames() == ["metadata.json", "Vagrantfile", "box.img"]
+        assert tar.extractfile("box.img").read() == b"a whole disk"
+        vagrantfile = tar.extractfile("Vagrantfile").read().decode()
+        metadata = json.loads(tar.extractfile("metadata.json").read())
+    assert vagrantfile == render_vagrantfile(None, "admin")
+    assert metadata == {"provider": "libvirt", "format": "qcow2", "virtual_size": 4}
+
+    key = cache_key(
+        folder,
+        "linux-image-cloud-amd64 from bookworm (installed in the root); "
+        "grub-pc-bin=1, grub-efi-amd64-bin=1",
+    )
+    record = json.loads((build.paths.cache_home() / "builds" / key / "build.json").read_text())
+    assert record["kernel"] == "linux-image-6.1.0-10-amd64=6.1.999-1"
+    assert record["boot"] == "disk" and record["kernel_source"] == "root"
+    assert record["grub"] == ["grub-pc-bin=1", "grub-efi-amd64-bin=1"]
+    assert versions[0][0] == "linux-image-6.1.0-10-amd64" and versions[0][1] is not None
+    # The newest kernel, its initramfs; identifiers seeded by the build's key.
+    assert made["links"] == ("boot/vmlinuz-6.1.0-10-amd64", "boot/initrd.img-6.1.0-10-amd64")
+    assert made["layout"] == build.diskimage.plan_disk(4 * 1024**3, seed=key)
+    assert made["cmdline"] == build.DISK_CMDLINE and made["grub"] is fake_grub
+    assert any(line.startswith("disk: GPT") for line in lines)
+
+    # Cached; another GRUB is another build.
+    assert build_recipe(str(folder), tmp_path / "out").cached
+    monkeypatch.setattr(
+        build.diskimage,
+        "find_grub",
+        lambda: dataclasses.replace(fake_grub, versions=("grub-pc-bin=2", "grub-efi-amd64-bin=1")),
+    )
+    assert not build_recipe(str(folder), tmp_path / "out").cached
+
+
+def test_mmdebstrap_installs_the_kernel_and_makes_the_initramfs_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[list[str], dict]] = []
+
+    def fake_run(argv, **kw):
+        calls.append(([str(a) for a in argv], kw.get("env") or {}))
+        return type("P", (), {"returncode": 0, "stdout": b"", "stderr": b""})()
+
+    monkeypatch.setattr(build.run, "run", fake_run)
+    text = MINIMAL + 'packages = ["sudo", "initramfs-tools"]\n[boot]\nmode = "disk"\n'
+    text += '[kernel]\npackage = "linux-image-amd64"\n'
+    build.make_root(parse_recipe(write_recipe(tmp_path / "d", text, files={})), tmp_path / "root")
+    argv, env = calls[-1]
+    assert "--include=sudo,initramfs-tools,linux-image-amd64" in argv
+    hooks = [a for a in argv if a.startswith("--customize-hook=")]
+    assert hooks[-1] == '--customize-hook=chroot "$1" update-initramfs -c -k all'
+    assert env["INITRD"] == "No"  # the kernel's own postinst makes no initramfs
+
+    build.make_root(parse_recipe(write_recipe(tmp_path / "k", MINIMAL)), tmp_path / "root2")
+    argv, env = calls[-1]
+    assert "INITRD" not in env and not any("update-initramfs" in a for a in argv)
+    assert not any(a.startswith("--include=") for a in argv)
+
+
+def test_the_root_kernel_must_be_there_with_its_initramfs(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "boot").mkdir(parents=True)
+    with pytest.raises(BuildError, match="no kernel in /boot"):
+        build.find_root_kernel(root)
+    (root / "boot" / "vmlinuz-6.1.0-9-amd64").write_bytes(b"kernel")
+    with pytest.raises(BuildError, match="initrd.img-6.1.0-9-amd64"):
+        build.find_root_kernel(root)
+    (root / "boot" / "initrd.img-6.1.0-9-amd64").write_bytes(b"initramfs")
+    (root / "initrd.img").write_text("not a link")
+    assert build.find_root_kernel(root) == ("6.1.0-9-amd64", "linux-image-6.1.0-9-amd64")
+    assert os.readlink(root / "initrd.img") == "boot/initrd.img-6.1.0-9-amd64"
+    assert os.readlink(root / "vmlinuz") == "boot/vmlinuz-6.1.0-9-amd64"
+
+
+def test_an_interrupted_disk_build_leaves_nothing(
+    tmp_path: Path, fake_grub: build.diskimage.Grub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tools_present(monkeypatch)
+    monkeypatch.setattr(build, "make_root", fake_debian_root)
+    monkeypatch.setattr(build.diskimage, "package_version", lambda package, admindir=None: "1")
+
+    def interrupted(root: Path, work: Path, layout, grub, cmdline: str) -> Path:
+        (work / "root.img").write_bytes(b"half a file system")
+        raise KeyboardInterrupt  # Ctrl-C while the disk is being assembled
+
+    monkeypatch.setattr(build.diskimage, "make_disk", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_recipe(str(disk_recipe(tmp_path)), tmp_path / "out")
+    builds = build.paths.cache_home() / "builds"
+    assert [p.name for p in builds.iterdir() if not p.name.endswith(".lock")] == []
+    assert not (tmp_path / "out").exists()

@@ -23,6 +23,7 @@ class Project:
         self.folder = root / "project"
         self.folder.mkdir()
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("VMCTL_", "VAGRANT_"))}
+        self.env["VAGRANT_SERVER_URL"] = "http://127.0.0.1:9"  # never the internet's registry
         self.env.update(VMCTL_HOME=str(root / "home"), NO_COLOR="1")
 
     def write(self, name: str, text: str) -> Path:

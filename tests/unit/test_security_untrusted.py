@@ -37,6 +37,7 @@ class Runner:
         (self.home / ".ssh" / "id_ed25519.pub").write_text("ssh-ed25519 AAAA public@key\n")
         self.vmctl_home = root / "vmctl-home"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith(("VMCTL_", "VAGRANT_"))}
+        self.env["VAGRANT_SERVER_URL"] = "http://127.0.0.1:9"  # never the internet's registry
         self.env.update(VMCTL_HOME=str(self.vmctl_home), HOME=str(self.home), NO_COLOR="1",
                         COLUMNS="200", VMCTL_EVAL_SECONDS="3")
 

@@ -167,9 +167,9 @@ def test_box_vagrantfile_comes_from_the_box_store(project: Path, monkeypatch: py
             f.write(f"{name} {constraint}\n")
         return box_file
 
-    import vmctl.boxes.store
+    import vmctl.boxes.installed
 
-    monkeypatch.setattr(vmctl.boxes.store, "find_box_vagrantfile", find_box_vagrantfile)
+    monkeypatch.setattr(vmctl.boxes.installed, "find_box_vagrantfile", find_box_vagrantfile)
     write(project, 'Vagrant.configure("2") { |c| c.vm.box = "acme/core"; c.vm.box_version = "1.2" }\n')
     document = json.loads(run_validate("--json").stdout)
     assert document["machines"][0]["ssh"]["username"] == "core"

@@ -27,14 +27,14 @@ from contextlib import suppress
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from vmctl.boxes.installed import MAX_SMALL_FILE
 from vmctl.errors import BoxError
 
 CHUNK = 1024 * 1024
 RESERVED = frozenset({"vmctl-box.json"})
 # A box holds a handful of files: metadata.json, disk images, a Vagrantfile, a kernel...
 MAX_MEMBERS = 10_000
-# metadata.json and the box's Vagrantfile are read by every command that uses the box.
-MAX_SMALL_FILE = 1024 * 1024
+
 SMALL_FILES = frozenset({"metadata.json", "Vagrantfile"})
 # What a box may unpack to, in bytes of data (runs of zeros are holes and cost nothing):
 # at most EXPANSION times the archive bytes read so far, plus a margin (real boxes are
@@ -453,15 +453,6 @@ def check_metadata(box_dir: Path, label: str) -> dict[str, Any]:
         raise bad(f'metadata.json has "virtual_size" {size!r}; expected a positive number of GB')
     return data
 
-
-def disk_files(metadata: dict[str, Any]) -> list[tuple[str, str | None]]:
-    """The box's disks in order, as (file, declared format or None): metadata.json's
-    "disks", else the one box.img."""
-    disks = metadata.get("disks")
-    if isinstance(disks, list) and disks:
-        return [(d["path"], d.get("format")) for d in disks if isinstance(d, dict) and isinstance(d.get("path"), str)]
-    # The top-level "format" says qcow2 for every box, raw images included: not a promise.
-    return [("box.img", None)]
 
 
 def inspect_image(image: Path, label: str) -> dict[str, Any]:

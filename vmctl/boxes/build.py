@@ -11,10 +11,17 @@ A recipe is a folder holding ``recipe.toml`` (see docs/recipes.md) and the files
     archive      a plain tar: metadata.json, Vagrantfile, box.img, vmlinuz, initrd.img
     sha256       the box's checksum, for the catalog
 
-Built boxes are cached in ``cache_home()/builds/KEY/``, where KEY hashes the recipe's files, this
-module's source and the insecure public keys, and the kernel package's version: a rebuild with the
-same inputs links (or copies) the cached box to the output. Everything is built in a temporary
-folder and renamed into place, so a failed or interrupted build leaves no partial box behind.
+That is direct kernel boot (``[boot] mode = "kernel"``, the default). A disk-booted box
+(``mode = "disk"``) instead has the distribution's kernel and initramfs installed in the root by
+apt, and its ``box.img`` is a whole GPT disk that GRUB boots under BIOS and UEFI (made by
+``diskimage.make_disk``); its archive holds no kernel and its Vagrantfile names none.
+
+Built boxes are cached in ``cache_home()/builds/KEY/``, where KEY hashes the recipe's files, the
+builder's source (this module and diskimage.py) and the insecure public keys, and the kernel
+package's version (or, for a disk-booted box, the suite's kernel package and the host's GRUB
+packages): a rebuild with the same inputs links (or copies) the cached box to the output.
+Everything is built in a temporary folder and renamed into place, so a failed or interrupted
+build leaves no partial box behind.
 """
 
 from __future__ import annotations
@@ -36,12 +43,16 @@ import time
 import tomllib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from enum import StrEnum
 from pathlib import Path
 
 from vmctl import paths, run
+from vmctl.boxes import diskimage
+from vmctl.boxes.diskimage import disk_full_error, make_ext4, step_error
 from vmctl.errors import BuildError, MissingToolError, VmctlError
 
 __all__ = [
+    "BootMode",
     "BuildResult",
     "Recipe",
     "KernelSpec",
@@ -65,6 +76,12 @@ KEEP_BUILDS = 3
 # Fixed timestamp for archive members and the initramfs, so equal inputs give equal bytes.
 EPOCH = 1_700_000_000
 KERNEL_SOURCES = ("auto", "host", "mirror")
+# The kernel command line of a disk-booted box when the recipe gives none (GRUB adds root=).
+DISK_CMDLINE = "console=tty0 console=ttyS0"
+DISK_CMDLINE_RE = re.compile(r"[A-Za-z0-9_.,:=/+@%-]+( [A-Za-z0-9_.,:=/+@%-]+)*")
+# What a disk-booted box's root always gets from apt: the kernel (the recipe's kernel.package)
+# and the tools that make its initramfs.
+DISK_PACKAGES = ("initramfs-tools",)
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)?$")
 VERSION_RE = re.compile(r"^[0-9]+(\.[0-9]+)*([.-][A-Za-z0-9.]+)?$")
@@ -81,9 +98,20 @@ VARIANTS = (
 )
 
 
+class BootMode(StrEnum):
+    """How a box boots: ``[boot] mode`` in recipe.toml."""
+
+    KERNEL = "kernel"  # direct kernel boot: vmlinuz and vmctl's initramfs beside box.img
+    DISK = "disk"  # a GPT disk with GRUB for BIOS and UEFI, the kernel installed in the root
+
+
 @dataclass(frozen=True)
 class KernelSpec:
-    """Which kernel the box boots directly, and how the initramfs is made."""
+    """Which kernel the box boots, and (direct kernel boot) how the initramfs is made.
+
+    For a disk-booted box only ``package`` (installed in the root by apt) and ``cmdline`` (GRUB's
+    kernel arguments; GRUB adds ``root=UUID=... rw``) apply.
+    """
 
     package: str = "linux-image-cloud-amd64"
     source: str = (
@@ -116,6 +144,7 @@ class Recipe:
     disk_size_gb: int = 4
     ssh_username: str | None = None  # config.ssh.username in the box's Vagrantfile
     kernel: KernelSpec = field(default_factory=KernelSpec)
+    boot: BootMode = BootMode.KERNEL
 
     @property
     def file_stem(self) -> str:
@@ -232,7 +261,7 @@ def parse_recipe(folder: Path) -> Recipe:
     known = {
         "name", "version", "description", "suite", "variant", "mirror", "security_mirror",
         "components", "packages", "dpkg_exclude", "dpkg_include", "overlay", "customize",
-        "disk_size_gb", "ssh_username", "kernel",
+        "disk_size_gb", "ssh_username", "kernel", "boot",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -266,6 +295,17 @@ def parse_recipe(folder: Path) -> Recipe:
     ):
         raise bad("ssh_username", ssh_username, 'a user name such as "core"')
 
+    boot_table = data.get("boot", {})
+    if not isinstance(boot_table, dict):
+        raise bad("boot", boot_table, "a table ([boot])")
+    unknown = sorted(set(boot_table) - {"mode"})
+    if unknown:
+        raise BuildError(f"{path}: unknown key boot.{unknown[0]}", hint="known keys: mode")
+    mode = text(boot_table, "mode", BootMode.KERNEL.value, "boot.")
+    if mode not in {m.value for m in BootMode}:
+        raise bad("boot.mode", mode, f"one of {', '.join(m.value for m in BootMode)}")
+    boot = BootMode(mode)
+
     kernel_table = data.get("kernel", {})
     if not isinstance(kernel_table, dict):
         raise bad("kernel", kernel_table, "a table ([kernel])")
@@ -275,17 +315,44 @@ def parse_recipe(folder: Path) -> Recipe:
     )
     if unknown:
         raise BuildError(f"{path}: unknown key kernel.{unknown[0]}")
+    if boot is BootMode.DISK:
+        # The kernel comes from apt, into the root, with the distribution's own initramfs.
+        direct_only = sorted(set(kernel_table) - {"package", "cmdline"})
+        if direct_only:
+            raise BuildError(
+                f'{path}: kernel.{direct_only[0]} is for direct kernel boot, not with boot.mode = "disk"',
+                hint="a disk-booted box installs kernel.package in the root with its own initramfs",
+            )
     kernel = KernelSpec(
         package=text(kernel_table, "package", KernelSpec.package, "kernel."),
         source=text(kernel_table, "source", KernelSpec.source, "kernel."),
         modules=strings(kernel_table, "modules", "kernel."),
-        cmdline=text(kernel_table, "cmdline", KernelSpec.cmdline, "kernel."),
+        cmdline=text(
+            kernel_table,
+            "cmdline",
+            DISK_CMDLINE if boot is BootMode.DISK else KernelSpec.cmdline,
+            "kernel.",
+        ),
         initramfs_init=text(kernel_table, "initramfs_init", KernelSpec.initramfs_init, "kernel."),
         root_modules=kernel_table.get("root_modules", False),
     )
     if not isinstance(kernel.root_modules, bool):
         raise bad("kernel.root_modules", kernel.root_modules, "true or false")
-    relative_file("kernel.initramfs_init", kernel.initramfs_init)
+    if boot is BootMode.KERNEL:
+        relative_file("kernel.initramfs_init", kernel.initramfs_init)
+    elif re.search(r"(^|\s)root=", kernel.cmdline):
+        raise bad(
+            "kernel.cmdline",
+            kernel.cmdline,
+            "arguments without root= (GRUB gives root=UUID=... of the box's root file system)",
+        )
+    elif not DISK_CMDLINE_RE.fullmatch(kernel.cmdline):
+        # It becomes part of a grub.cfg line, where $, ;, braces and quotes mean something.
+        raise bad(
+            "kernel.cmdline",
+            kernel.cmdline,
+            "kernel arguments of letters, digits and _ . , : = / + @ % -, separated by spaces",
+        )
     if kernel.source not in KERNEL_SOURCES:
         raise bad("kernel.source", kernel.source, f"one of {', '.join(KERNEL_SOURCES)}")
     if not re.fullmatch(r"linux-image-[a-z0-9][a-z0-9.+-]*", kernel.package):
@@ -313,6 +380,7 @@ def parse_recipe(folder: Path) -> Recipe:
         disk_size_gb=disk,
         ssh_username=ssh_username,
         kernel=kernel,
+        boot=boot,
     )
 
 
@@ -333,8 +401,10 @@ def recipe_files(folder: Path) -> list[Path]:
     return found
 
 
-def cache_key(folder: Path, kernel_version: str, builder: bytes | None = None) -> str:
-    """sha256 over the recipe's file names, modes and contents, the builder and the kernel."""
+def cache_key(folder: Path, host_inputs: str, builder: bytes | None = None) -> str:
+    """sha256 over the recipe's file names, modes and contents, the builder, and HOST_INPUTS:
+    what else goes into the box from outside the recipe (the kernel's version; for a
+    disk-booted box, the kernel package and suite and the host's GRUB packages)."""
     digest = hashlib.sha256()
 
     def add(label: str, data: bytes) -> None:
@@ -342,7 +412,7 @@ def cache_key(folder: Path, kernel_version: str, builder: bytes | None = None) -
         digest.update(data)
 
     add("builder", builder if builder is not None else builder_fingerprint())
-    add("kernel", kernel_version.encode())
+    add("kernel", host_inputs.encode())
     for path in recipe_files(folder):
         rel = path.relative_to(folder).as_posix()
         if path.is_symlink():
@@ -354,30 +424,31 @@ def cache_key(folder: Path, kernel_version: str, builder: bytes | None = None) -
 
 
 def builder_fingerprint() -> bytes:
-    """What else shapes the box: this module's code and the insecure public keys."""
-    return hashlib.sha256(Path(__file__).read_bytes() + INSECURE_KEYS.read_bytes()).digest()
+    """What else shapes the box: the builder's code (this module and the disk image's) and the
+    insecure public keys."""
+    sources = Path(__file__).read_bytes() + Path(diskimage.__file__).read_bytes()
+    return hashlib.sha256(sources + INSECURE_KEYS.read_bytes()).digest()
 
 
 # --------------------------------------------------------------------------------------------
 # Small renderers (pure functions)
 
 
-def render_vagrantfile(cmdline: str, ssh_username: str | None = None) -> str:
-    """The box's own Vagrantfile: direct kernel boot, paths relative to the box.
+def render_vagrantfile(cmdline: str | None, ssh_username: str | None = None) -> str:
+    """The box's own Vagrantfile: direct kernel boot with CMDLINE, paths relative to the box;
+    with CMDLINE None (a disk-booted box), no kernel at all: the disk's bootloader boots.
 
     With SSH_USERNAME, it also sets config.ssh.username, so projects need not.
     """
     ssh = f'  config.ssh.username = "{ssh_username}"\n' if ssh_username else ""
-    return (
-        'Vagrant.configure("2") do |config|\n'
-        f"{ssh}"
+    kernel = (
         "  config.vm.provider :libvirt do |libvirt|\n"
         '    libvirt.kernel = File.join(File.dirname(__FILE__), "vmlinuz")\n'
         '    libvirt.initrd = File.join(File.dirname(__FILE__), "initrd.img")\n'
         f'    libvirt.cmd_line = "{cmdline}"\n'
         "  end\n"
-        "end\n"
     )
+    return f'Vagrant.configure("2") do |config|\n{ssh}{kernel if cmdline is not None else ""}end\n'
 
 
 def render_metadata(disk_size_gb: int) -> str:
@@ -443,8 +514,15 @@ def build_recipe(
     folder = find_recipe(recipe)
     parsed = parse_recipe(folder)
     out_dir = Path(output) if output is not None else Path.cwd() / "build"
-    kernel = find_kernel(parsed)
-    key = cache_key(folder, kernel_identity(parsed, kernel))
+    kernel: HostKernel | None = None
+    grub: diskimage.Grub | None = None
+    if parsed.boot is BootMode.DISK:
+        grub = diskimage.find_grub()
+        identity = f"{disk_kernel_identity(parsed)}; {grub.identity}"
+    else:
+        kernel = find_kernel(parsed)
+        identity = kernel_identity(parsed, kernel)
+    key = cache_key(folder, identity)
     builds = paths.cache_home() / "builds"
     cached_dir = builds / key
 
@@ -454,7 +532,7 @@ def build_recipe(
             info = read_cached(cached_dir, parsed)
             cached = info is not None
             if info is None:
-                info = build_into_cache(parsed, kernel, builds, key, notify)
+                info = build_into_cache(parsed, kernel, builds, key, notify, grub=grub)
             else:
                 notify(f"cached: {parsed.box_filename} ({key[:12]})")
             box_path = publish(cached_dir / parsed.box_filename, out_dir / parsed.box_filename)
@@ -506,6 +584,11 @@ def kernel_identity(recipe: Recipe, kernel: HostKernel | None) -> str:
     return f"{recipe.kernel.package} from {recipe.suite} (mirror)"
 
 
+def disk_kernel_identity(recipe: Recipe) -> str:
+    """A disk-booted box's kernel is apt's choice during the build (build.json records it)."""
+    return f"{recipe.kernel.package} from {recipe.suite} (installed in the root)"
+
+
 def require_root() -> None:
     if os.geteuid() != 0:
         raise BuildError(
@@ -520,13 +603,32 @@ def build_into_cache(
     builds: Path,
     key: str,
     notify: Callable[[str], None],
+    *,
+    grub: diskimage.Grub | None = None,
 ) -> dict:
+    """Build RECIPE into builds/KEY/ (through a temporary folder); its build record.
+
+    KERNEL is the host's kernel for direct kernel boot (None: download it); GRUB, the host's
+    GRUB, is what a disk-booted box needs instead.
+    """
+    disk = recipe.boot is BootMode.DISK
+    if disk and grub is None:
+        raise BuildError("a disk-booted box needs GRUB on the build host")
     tools = {
         "mmdebstrap": "build the root filesystem from Debian packages",
         "mkfs.ext4": "turn the root filesystem into a disk image",
         "qemu-img": "convert the disk image to qcow2",
     }
-    if kernel is None:
+    if disk:
+        tools.update(
+            {
+                "sfdisk": "write the disk's partition table",
+                "mkfs.vfat": "make the EFI system partition",
+                "mmd": "fill the EFI system partition",
+                "mcopy": "fill the EFI system partition",
+            }
+        )
+    elif kernel is None:
         tools["dpkg-deb"] = "unpack the kernel package"
     for tool, purpose in tools.items():
         run.require_tool(tool, purpose)
@@ -539,34 +641,17 @@ def build_into_cache(
     started = time.monotonic()
     try:
         root = work / "root"
-        notify(
-            f"mmdebstrap: {recipe.suite} {recipe.variant} + {', '.join(recipe.packages) or 'nothing'}"
-        )
-        debs = work / "kernel-debs"
-        source = "mirror" if kernel is None else "host"
-        make_root(recipe, root, kernel_debs=debs if kernel is None else None)
-        if kernel is None:
-            kernel = unpack_kernel(debs, work / "kernel")
-        notify(f"kernel: {kernel.package} {kernel.version}")
-        shutil.copyfile(kernel.vmlinuz, work / "vmlinuz")
-        if recipe.kernel.root_modules:
-            notify(f"modules: {kernel.release} into the root's /usr/lib/modules")
-            install_modules(kernel, root)
-        notify(f"initramfs: busybox + {', '.join(recipe.kernel.modules) or 'no modules'}")
-        (work / "initrd.img").write_bytes(make_initramfs(recipe, root, kernel))
-        notify(f"filesystem: ext4, {recipe.disk_size_gb} GB")
-        raw = work / "disk.raw"
-        make_filesystem(root, raw, recipe.disk_size_gb)
-        remove_tree(root)
-        remove_tree(debs)
-        remove_tree(work / "kernel")
-        notify("qcow2: compressing the disk image")
-        make_qcow2(raw, work / "box.img")
-        raw.unlink()
+        packages = [*recipe.packages, *(disk_packages(recipe) if disk else ())]
+        notify(f"mmdebstrap: {recipe.suite} {recipe.variant} + {', '.join(packages) or 'nothing'}")
+        if grub is not None:
+            make_root(recipe, root)
+            members, kernel_record = make_disk_image(recipe, root, work, grub, key, notify)
+        else:
+            members, kernel_record = make_kernel_image(recipe, root, work, kernel, notify)
         notify(f"archive: {recipe.box_filename}")
         box = work / recipe.box_filename
-        write_box(box, work, recipe)
-        for name in ("box.img", "vmlinuz", "initrd.img"):
+        write_box(box, work, recipe, members)
+        for name in members:
             (work / name).unlink()
         notify("sha256: checksumming the box")
         digest = sha256_file(box)
@@ -575,8 +660,7 @@ def build_into_cache(
             "version": recipe.version,
             "sha256": digest,
             "size": box.stat().st_size,
-            "kernel": f"{kernel.package}={kernel.version}",
-            "kernel_source": source,
+            **kernel_record,
             "key": key,
             "build_seconds": round(time.monotonic() - started, 1),
         }
@@ -593,19 +677,126 @@ def build_into_cache(
         raise
 
 
+def make_kernel_image(
+    recipe: Recipe, root: Path, work: Path, kernel: HostKernel | None, notify: Callable[[str], None]
+) -> tuple[tuple[str, ...], dict]:
+    """Direct kernel boot: WORK/box.img (the root file system), vmlinuz and initrd.img.
+
+    Returns the archive's members made in WORK and the kernel's part of the build record.
+    """
+    debs = work / "kernel-debs"
+    source = "mirror" if kernel is None else "host"
+    make_root(recipe, root, kernel_debs=debs if kernel is None else None)
+    if kernel is None:
+        kernel = unpack_kernel(debs, work / "kernel")
+    notify(f"kernel: {kernel.package} {kernel.version}")
+    shutil.copyfile(kernel.vmlinuz, work / "vmlinuz")
+    if recipe.kernel.root_modules:
+        notify(f"modules: {kernel.release} into the root's /usr/lib/modules")
+        install_modules(kernel, root)
+    notify(f"initramfs: busybox + {', '.join(recipe.kernel.modules) or 'no modules'}")
+    (work / "initrd.img").write_bytes(make_initramfs(recipe, root, kernel))
+    notify(f"filesystem: ext4, {recipe.disk_size_gb} GB")
+    raw = work / "disk.raw"
+    make_ext4(root, raw, recipe.disk_size_gb * 1024**3)
+    remove_tree(root)
+    remove_tree(debs)
+    remove_tree(work / "kernel")
+    notify("qcow2: compressing the disk image")
+    make_qcow2(raw, work / "box.img")
+    raw.unlink()
+    record = {"kernel": f"{kernel.package}={kernel.version}", "kernel_source": source}
+    return ("box.img", "vmlinuz", "initrd.img"), record
+
+
+def make_disk_image(
+    recipe: Recipe,
+    root: Path,
+    work: Path,
+    grub: diskimage.Grub,
+    key: str,
+    notify: Callable[[str], None],
+) -> tuple[tuple[str, ...], dict]:
+    """A disk-booted box: WORK/box.img, a whole GPT disk with GRUB for BIOS and UEFI, from the
+    root mmdebstrap made (with the kernel and its initramfs installed).
+
+    Returns the archive's members made in WORK and the kernel's part of the build record.
+    """
+    release, package = find_root_kernel(root)
+    version = diskimage.package_version(package, admindir=root / "var/lib/dpkg")
+    notify(f"kernel: {package} {version} (in the root, initramfs by initramfs-tools)")
+    layout = diskimage.plan_disk(recipe.disk_size_gb * 1024**3, seed=key)
+    notify(
+        f"disk: GPT, BIOS boot + EFI system partition + ext4 root, {recipe.disk_size_gb} GB; "
+        f"GRUB for i386-pc and x86_64-efi ({grub.identity})"
+    )
+    raw = diskimage.make_disk(root, work, layout, grub, recipe.kernel.cmdline)
+    remove_tree(root)
+    notify("qcow2: compressing the disk image")
+    make_qcow2(raw, work / "box.img")
+    raw.unlink()
+    record = {
+        "kernel": f"{package}={version}",
+        "kernel_source": "root",
+        "kernel_release": release,
+        "boot": BootMode.DISK.value,
+        "grub": list(grub.versions),
+    }
+    return ("box.img",), record
+
+
+def disk_packages(recipe: Recipe) -> list[str]:
+    """What a disk-booted box's root gets beside the recipe's packages: kernel and initramfs."""
+    wanted = [recipe.kernel.package, *DISK_PACKAGES]
+    return [p for p in wanted if p not in recipe.packages]
+
+
+def find_root_kernel(root: Path) -> tuple[str, str]:
+    """The kernel apt installed in ROOT: its release and its versioned package.
+
+    Makes sure the root's /vmlinuz and /initrd.img (which grub.cfg boots) point at it.
+    """
+    boot = root / "boot"
+    kernels = sorted(boot.glob("vmlinuz-*"), key=lambda p: version_sort_key(p.name[8:]))
+    if not kernels:
+        raise BuildError(
+            "the root has no kernel in /boot: a disk-booted box installs kernel.package there",
+            hint="check that kernel.package names a kernel package of the suite",
+        )
+    release = kernels[-1].name.removeprefix("vmlinuz-")
+    for link, target in (
+        ("vmlinuz", f"vmlinuz-{release}"),
+        ("initrd.img", f"initrd.img-{release}"),
+    ):
+        if not (boot / target).is_file():
+            raise BuildError(
+                f"the root has no /boot/{target}: the initramfs was not made",
+                hint="a disk-booted box needs initramfs-tools in the root (the builder adds it)",
+            )
+        path = root / link
+        if path.is_symlink() and os.readlink(path) == f"boot/{target}":
+            continue
+        if path.is_symlink() or path.exists():
+            path.unlink()
+        path.symlink_to(f"boot/{target}")
+    return release, f"linux-image-{release}"
+
+
 def make_root(recipe: Recipe, root: Path, kernel_debs: Path | None = None) -> None:
     """mmdebstrap the root directory, copy the overlay in, run the customize scripts.
 
     With KERNEL_DEBS, the kernel package is also downloaded there (not installed in the root).
     """
+    disk = recipe.boot is BootMode.DISK
     argv: list[str | Path] = [
         "mmdebstrap",
         "--mode=root",
         f"--variant={recipe.variant}",
         "--hook-dir=/usr/share/mmdebstrap/hooks/merged-usr",
     ]
-    if recipe.packages:
-        argv.append("--include=" + ",".join(recipe.packages))
+    packages = [*recipe.packages, *(disk_packages(recipe) if disk else ())]
+    if packages:
+        argv.append("--include=" + ",".join(packages))
     argv += [f"--dpkgopt=path-exclude={p}" for p in recipe.dpkg_exclude]
     argv += [f"--dpkgopt=path-include={p}" for p in recipe.dpkg_include]
     if kernel_debs is not None:  # first: the recipe's scripts may remove apt's lists
@@ -621,6 +812,10 @@ def make_root(recipe: Recipe, root: Path, kernel_debs: Path | None = None) -> No
         )
     for script in recipe.customize:
         argv.append(f'--customize-hook=sh {shlex.quote(str(recipe.folder / script))} "$1"')
+    if disk:
+        # The initramfs is made once, last, so that it follows the overlay's and the scripts'
+        # initramfs-tools settings (INITRD=No below keeps the kernel's postinst from making one).
+        argv.append('--customize-hook=chroot "$1" update-initramfs -c -k all')
     argv += [recipe.suite, root, *sources_lines(recipe)]
     env = dict(os.environ)
     env.update(
@@ -632,6 +827,8 @@ def make_root(recipe: Recipe, root: Path, kernel_debs: Path | None = None) -> No
             "LC_ALL": "C.UTF-8",
         }
     )
+    if disk:
+        env["INITRD"] = "No"  # read by /etc/kernel/postinst.d/initramfs-tools
     env.pop("TMPDIR", None)
     proc = run.run(
         argv, purpose="build the root filesystem from Debian packages", check=False, env=env
@@ -918,35 +1115,6 @@ class Cpio:
         return self.buffer.getvalue()
 
 
-def make_filesystem(root: Path, image: Path, size_gb: int) -> None:
-    with open(image, "wb") as handle:
-        handle.truncate(size_gb * 1024**3)
-    proc = run.run(
-        [
-            "mkfs.ext4",
-            "-q",
-            "-F",
-            "-L",
-            "root",
-            "-m",
-            "1",
-            "-E",
-            "lazy_itable_init=0,lazy_journal_init=0",
-            "-d",
-            root,
-            image,
-        ],  # fmt: skip
-        purpose="turn the root filesystem into a disk image",
-        check=False,
-        env={
-            "PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-            "E2FSPROGS_FAKE_TIME": str(EPOCH),
-        },
-    )
-    if proc.returncode != 0:
-        raise step_error("mkfs.ext4", proc.stderr, proc.returncode)
-
-
 def make_qcow2(raw: Path, qcow2: Path) -> None:
     proc = run.run(
         ["qemu-img", "convert", "-f", "raw", "-O", "qcow2", "-c", raw, qcow2],
@@ -957,16 +1125,18 @@ def make_qcow2(raw: Path, qcow2: Path) -> None:
         raise step_error("qemu-img convert", proc.stderr, proc.returncode)
 
 
-def write_box(box: Path, work: Path, recipe: Recipe) -> None:
-    """A plain tar (its big members are compressed already), members owned by root."""
+def write_box(box: Path, work: Path, recipe: Recipe, files: tuple[str, ...]) -> None:
+    """A plain tar (its big members are compressed already), members owned by root: the
+    metadata, the Vagrantfile, and FILES from WORK."""
+    cmdline = recipe.kernel.cmdline if recipe.boot is BootMode.KERNEL else None
     members = {
         "metadata.json": render_metadata(recipe.disk_size_gb).encode(),
-        "Vagrantfile": render_vagrantfile(recipe.kernel.cmdline, recipe.ssh_username).encode(),
+        "Vagrantfile": render_vagrantfile(cmdline, recipe.ssh_username).encode(),
     }
     with tarfile.open(box, "w", format=tarfile.GNU_FORMAT) as tar:
         for name, data in members.items():
             tar.addfile(tar_info(name, len(data)), io.BytesIO(data))
-        for name in ("box.img", "vmlinuz", "initrd.img"):
+        for name in files:
             with open(work / name, "rb") as handle:
                 tar.addfile(tar_info(name, os.fstat(handle.fileno()).st_size), handle)
 
@@ -1076,33 +1246,15 @@ def prune_cache(builds: Path, name: str, *, keep: int, current: str) -> None:
 
 
 def check_free_space(folder: Path, recipe: Recipe) -> None:
-    need = 1024**3  # the root directory, the ext4 image and the box, with room to spare
+    # The root directory, the ext4 image and the box, with room to spare; a disk-booted box
+    # also has a kernel's modules in its root, and the whole disk beside the root's image.
+    need = (3 if recipe.boot is BootMode.DISK else 1) * 1024**3
     free = shutil.disk_usage(folder).free
     if free < need:
         raise BuildError(
             f"not enough free disk space in {folder}: {free // 1024**2} MB free, about {need // 1024**2} MB needed",
             hint="free some space, or point VMCTL_CACHE at a bigger disk",
         )
-
-
-def step_error(step: str, stderr: bytes | None, status: int) -> BuildError:
-    text = (stderr or b"").decode(errors="replace")
-    if "No space left on device" in text:
-        return disk_full_error(step)
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith(("E:", "error", "Error"))] or lines
-    detail = "; ".join(errors[-3:])
-    return BuildError(
-        f"{step} failed with exit status {status}" + (f": {detail}" if detail else ""),
-        hint="run again with --debug to see the command",
-    )
-
-
-def disk_full_error(step: str) -> BuildError:
-    return BuildError(
-        f"the disk is full: {step} ran out of space while building the box",
-        hint=f"free some space in {paths.cache_home()} and the output folder, then build again",
-    )
 
 
 def translate_os_error(exc: OSError, what: str) -> VmctlError:

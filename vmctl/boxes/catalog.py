@@ -22,10 +22,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin
 
+from vmctl.boxes.installed import PROVIDER
 from vmctl.boxes.version import ANY, Constraint, Version, parse_version
 from vmctl.errors import BoxError
 
-PROVIDER = "libvirt"
 CHECKSUM_TYPES = ("sha256", "sha512", "sha384", "sha1", "md5")
 
 

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 def box_vagrantfile_lookup() -> Any:
     """The box store's lookup of a box's own Vagrantfile, if the box store provides it."""
     try:
-        from vmctl.boxes.store import find_box_vagrantfile
+        from vmctl.boxes.installed import find_box_vagrantfile
     except (ImportError, AttributeError):
         return None
     return find_box_vagrantfile
