@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/run.py [--runs N] [--only NAME ...] [--home DIR] [--no-write]
 
-Benchmarks (names for --only): up, cli, ssh, destroy, box-add, disk, vagrant.
+Benchmarks (names for --only): up, cli, ssh, destroy, box-add, disk, vagrant, snapshot,
+snapshot-coreos.
 `destroy` is measured on the machines that the `up` benchmark brings up, so
 `--only destroy` runs `up` too. `vagrant` runs vagrant + vagrant-libvirt against its own
 libvirtd in a network and mount namespace (bench/vagrant.py). A full run writes
@@ -45,7 +46,7 @@ VENV_BIN = ROOT / ".venv" / "bin"
 PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
 VMCTL = str(VENV_BIN / "vmctl") if (VENV_BIN / "vmctl").exists() else shutil.which("vmctl") or "vmctl"
 BOX = "vmctl/tiny"
-NAMES = ("up", "cli", "ssh", "destroy", "box-add", "disk", "vagrant")
+NAMES = ("up", "cli", "ssh", "destroy", "box-add", "disk", "vagrant", "snapshot", "snapshot-coreos")
 
 VAGRANTFILE = """\
 Vagrant.configure("2") do |config|
@@ -525,6 +526,87 @@ def bench_vagrant(s: Setup, work: Path, runs: int, r: Results) -> None:
                    "management network), against their own libvirtd in a network and mount namespace")
 
 
+# --- snapshots (issue 13) -------------------------------------------------------------------
+
+COREOS_VAGRANTFILE = """\
+Vagrant.configure("2") do |config|
+  config.vm.box = "vmctl/coreos-like"
+  config.vm.synced_folder ".", "/vagrant", disabled: true
+  config.vm.provision "shell", inline: "systemctl start etcd && etcdctl put bench ready"
+end
+"""
+ETCD_READY = "etcdctl get bench --print-value-only | grep -qx ready"
+
+
+def _until_ok(argv: list[str], *, env: dict[str, str], cwd: Path, deadline: float) -> float:
+    """Run ARGV until it exits 0; the time it did."""
+    while time.monotonic() < deadline:
+        proc = subprocess.run(argv, env=env, cwd=cwd, stdin=subprocess.DEVNULL, capture_output=True, check=False)
+        if proc.returncode == 0:
+            return time.perf_counter()
+        time.sleep(0.05)
+    raise RuntimeError(f"{' '.join(argv)} never succeeded")
+
+
+def bench_snapshot(s: Setup, work: Path, runs: int, r: Results, box: str) -> None:
+    """Restore of a running snapshot until the guest answers (`vmctl ssh -c true`, or etcd
+    for the coreos-like box) against a fresh `vmctl up` until the same; `snapshot save` of
+    the running machine against dd writing its memory size to the same disk (synced, as
+    the saved state is). Rounds alternate subject and baseline."""
+    recipe = "tiny" if box == "tiny" else "coreos-like"
+    project = work / f"snapshot-{recipe}"
+    project.mkdir(exist_ok=True)
+    if recipe == "tiny":
+        (project / "Vagrantfile").write_text(VAGRANTFILE)
+        probe = [VMCTL, "ssh", "-c", "true"]
+    else:
+        vmctl("box", "build", "coreos-like", "--add", env=s.env, cwd=ROOT, timeout=3600)
+        (project / "Vagrantfile").write_text(COREOS_VAGRANTFILE)
+        probe = [VMCTL, "ssh", "-c", ETCD_READY]
+    memory = int(_find(json.loads(vmctl("validate", "--json", env=s.env, cwd=project)[1].stdout), "memory") or 512)
+    print(f"snapshot ({recipe}): {runs} rounds of a fresh up and a restore of a running snapshot until "
+          f"`{' '.join(probe[1:])}` answers; save of the running machine against dd of {memory} MiB", flush=True)
+    ups, restores, saves, dds, states = [], [], [], [], []
+    try:
+        for i in range(runs):
+            vmctl("destroy", "-f", env=s.env, cwd=project, check=False)
+            start = time.perf_counter()
+            vmctl("up", env=s.env, cwd=project, timeout=900)
+            ups.append(_until_ok(probe, env=s.env, cwd=project, deadline=time.monotonic() + 300) - start)
+            state = json.loads((project / ".vmctl/machines/default/state.json").read_text())
+            folder = s.home / "machines" / state["id"] / "snapshots"
+            folder.mkdir(exist_ok=True)
+            saved, _ = vmctl("snapshot", "save", "base", env=s.env, cwd=project)
+            saves.append(saved)
+            target = folder / "dd.bench"
+            start = time.perf_counter()
+            subprocess.run(["dd", "if=/dev/zero", f"of={target}", "bs=1M", f"count={memory}", "conv=fdatasync"],
+                           check=True, capture_output=True)
+            dds.append(time.perf_counter() - start)
+            target.unlink()
+            states.append(sum(p.stat().st_size for p in folder.glob("*.vmstate")))
+            vmctl("ssh", "-c", "rm -rf /tmp/* 2>/dev/null; echo changed > ~/changed", env=s.env, cwd=project)
+            start = time.perf_counter()
+            vmctl("snapshot", "restore", "base", env=s.env, cwd=project)
+            restores.append(_until_ok(probe, env=s.env, cwd=project, deadline=time.monotonic() + 300) - start)
+            print(f"  round {i + 1}: up {ups[-1]:.2f} s, restore {restores[-1]:.2f} s "
+                  f"({restores[-1] / ups[-1]:.2f}x); save {saves[-1]:.2f} s, dd {dds[-1]:.2f} s "
+                  f"({saves[-1] / dds[-1]:.2f}x; state {states[-1] / 2**20:.0f} MiB)", flush=True)
+    finally:
+        vmctl("destroy", "-f", env=s.env, cwd=project, check=False)
+    u, rs, sv, dd = median(ups), median(restores), median(saves), median(dds)
+    what = "etcd answers" if recipe != "tiny" else "ssh -c true answers"
+    r.samples.update({f"up until {what} ({recipe})": ups, f"restore until {what} ({recipe})": restores,
+                      f"snapshot save ({recipe})": saves, f"dd {memory} MiB ({recipe})": dds})
+    r.add(Row(f"snapshot restore ({recipe}, running)", f"snapshot restore until {what}",
+              f"fresh vmctl up until {what}", rs, u, f"{rs / u:.2f}x", "<= 0.3x", rs / u <= 0.3,
+              note=f"(median of {runs}; per-round ratios {', '.join(f'{a / b:.2f}' for a, b in zip(restores, ups, strict=True))})"))
+    r.add(Row(f"snapshot save ({recipe}, running, {memory} MiB)", "vmctl snapshot save",
+              f"dd of {memory} MiB, fdatasync, same disk", sv, dd, f"{sv / dd:.2f}x", "<= 1.5x", sv / dd <= 1.5,
+              note=f"(the machine's state file: a median {median(states) / 2**20:.0f} MiB; QEMU writes no "
+              "page of zeros)"))
+
+
 # --- the machine it ran on -------------------------------------------------------------
 
 def machine_info(home: Path) -> dict[str, str]:
@@ -659,9 +741,11 @@ def main(argv: list[str] | None = None) -> int:
         ({"box-add"}, lambda: bench_box_add(s, work, args.runs, r)),
         ({"disk"}, lambda: bench_disk(s, work, r)),
         ({"vagrant"}, lambda: bench_vagrant(s, work, args.runs, r)),
+        ({"snapshot"}, lambda: bench_snapshot(s, work, args.runs, r, "tiny")),
+        ({"snapshot-coreos"}, lambda: bench_snapshot(s, work, args.runs, r, "coreos-like")),
     ]
     try:
-        if want & {"up", "destroy", "cli", "ssh"}:
+        if want & {"up", "destroy", "cli", "ssh", "snapshot", "snapshot-coreos"}:
             print("warm-up: one vmctl up and destroy (libvirt capabilities, KVM probe)", flush=True)
             ensure_destroyed(s)
             vmctl("up", env=s.env, cwd=s.project)

@@ -12,7 +12,8 @@
     ├── HypervisorError           libvirt or QEMU refused or failed
     ├── MachineError              lifecycle: unknown machine, wrong state, busy
     │   ├── BootTimeoutError      the guest never answered SSH
-    │   └── ProvisionError        a provisioner failed
+    │   ├── ProvisionError        a provisioner failed
+    │   └── SnapshotError         snapshots: unknown or taken name, a disk that is full
     ├── SSHError                  connecting, authenticating, host key pinning
     │   └── HostKeyMismatchError  the guest's host key changed
     └── StateError                a corrupt state file (names it)
@@ -107,6 +108,10 @@ class BootTimeoutError(MachineError):
 
 
 class ProvisionError(MachineError):
+    pass
+
+
+class SnapshotError(MachineError):
     pass
 
 

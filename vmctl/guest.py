@@ -11,6 +11,8 @@ import contextlib
 import ipaddress
 import shlex
 import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from vmctl import untrusted
@@ -76,6 +78,36 @@ else
 fi
 """
         s.check(f"sudo -n sh -c {shlex.quote(script)}", what=f"configure the private network {cidr}")
+
+
+def set_clock(s: Session, clock: Callable[[], float] = time.time, timeout: float = 30.0) -> None:
+    """Set the guest's clock to the host's (CLOCK(): seconds, UTC): a guest brought back
+    from a snapshot of its memory believes it is still the moment the snapshot was taken.
+    The time is read when the guest is ready to set it (sudo started and waiting), so the
+    login and sudo's start do not make it late. GNU date takes fractions of a second,
+    busybox's only whole seconds."""
+    import paramiko
+
+    script = 'echo ready; read t; date -u -s "@$t" >/dev/null 2>&1 || date -u -s "@${t%.*}" >/dev/null'
+    try:
+        chan = s.transport.open_session()
+        chan.settimeout(timeout)
+        chan.exec_command(f"sudo -n sh -c {shlex.quote(script)}")
+        seen = b""
+        while not seen.endswith(b"ready\n"):
+            data = chan.recv(64)
+            if not data:
+                break
+            seen += data
+        if seen.endswith(b"ready\n"):
+            chan.sendall(f"{clock():.3f}\n".encode())
+        status = chan.recv_exit_status()
+        err = chan.recv_stderr(4096).decode(errors="replace").strip() if chan.recv_stderr_ready() else ""
+        chan.close()
+    except (paramiko.SSHException, OSError, EOFError) as exc:
+        raise SSHError(f"could not set the clock in the guest: {exc}") from exc
+    if status != 0 or not seen.endswith(b"ready\n"):
+        raise SSHError("could not set the clock in the guest" + (f": {err.splitlines()[-1]}" if err else ""))
 
 
 def request_poweroff(s: Session) -> None:

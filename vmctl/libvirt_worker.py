@@ -22,6 +22,9 @@ OPS = frozenset({
     "state", "exists", "define", "start", "shutdown", "destroy", "undefine", "suspend",
     "resume", "xml", "domain_names", "find_machine_domain", "pause", "set_autostart", "agent_addresses",
     "agent_ping",
+    # snapshots (vmctl/vmstate.py, vmctl/machine/snapshots.py)
+    "start_paused", "save_live", "load_live", "commit_live", "disk_sources", "fix_saved_xml",
+    "discard_saved",
 })  # fmt: skip
 
 

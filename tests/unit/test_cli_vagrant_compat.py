@@ -521,11 +521,14 @@ def test_ssh_options(project: Path, execs: list[list[str]]) -> None:
     assert execs[-1][-3:] == ["-T", "127.0.0.1", "true"]
     run_main("ssh", "--plain", "-c", "true")
     assert "-i" not in execs[-1] and "-l" not in execs[-1] and "StrictHostKeyChecking=yes" in execs[-1]
-    # words after -- go to ssh, before the host; the machine name is still a name
+    # words after -- go to ssh after the host, as Vagrant puts them (ssh reads options
+    # there too, and what follows is the command); the machine name is still a name
     run_main("ssh", "--", "-L", "8080:localhost:80")
-    assert execs[-1][-3:] == ["-L", "8080:localhost:80", "127.0.0.1"]
+    assert execs[-1][-3:] == ["127.0.0.1", "-L", "8080:localhost:80"]
     run_main("ssh", "default", "-c", "true", "--", "-v")
-    assert execs[-1][-3:] == ["-v", "127.0.0.1", "true"]
+    assert execs[-1][-3:] == ["127.0.0.1", "-v", "true"]
+    run_main("ssh", "--", "-t", "touch a.txt")  # vagrant-libvirt's snapshot acceptance test
+    assert execs[-1][-3:] == ["127.0.0.1", "-t", "touch a.txt"]
 
 
 def test_ssh_on_a_stopped_machine_is_exit_1(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -135,6 +135,7 @@ def _without_pydantic() -> None:
 
 def _register() -> None:
     from vmctl.cli import box, init, machines, port, ssh, status, upload, validate, version
+    from vmctl.cli import snapshot as snapshot_commands
 
     _without_pydantic()
     box.register(app)
@@ -146,6 +147,7 @@ def _register() -> None:
     upload.register(app)
     version.register(app)
     init.register(app)
+    snapshot_commands.register(app)
 
 
 def run(args: list[str], ssh_extra: list[str]) -> None:

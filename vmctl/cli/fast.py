@@ -26,6 +26,8 @@ class Spec:
     flags: dict[str, tuple[str, object]] = field(default_factory=dict)
     values: dict[str, str] = field(default_factory=dict)
     defaults: dict[str, object] = field(default_factory=dict)
+    names_param: str = "names"  # the parameter that takes the names ("*")
+    min_names: int = 0  # fewer: typer says what is missing
 
 
 SPECS = {
@@ -43,18 +45,46 @@ SPECS = {
     "version": Spec("vmctl.cli.version", "version", ""),
 }  # fmt: skip
 
+# `vmctl snapshot SUBCOMMAND`: restore is timed against `up`, save against dd.
+_RESTORE_FLAGS = {"--provision": ("provision", True), "--no-provision": ("provision", False),
+                  "--no-start": ("start", False)}
+_RESTORE_DEFAULTS = {"provision": None, "provision_with": None, "start": True}
+SUBCOMMANDS = {
+    "snapshot": {
+        "save": Spec("vmctl.cli.snapshot", "save", "*", flags={"-f": ("force", True), "--force": ("force", True)},
+                     defaults={"force": False}, names_param="words", min_names=1),
+        "restore": Spec("vmctl.cli.snapshot", "restore", "*", flags=_RESTORE_FLAGS,
+                        values={"--provision-with": "provision_with"}, defaults=_RESTORE_DEFAULTS,
+                        names_param="words", min_names=1),
+        "delete": Spec("vmctl.cli.snapshot", "delete", "*", names_param="words", min_names=1),
+        "list": Spec("vmctl.cli.snapshot", "list_snapshots", "*", flags={"--json": ("as_json", True)},
+                     defaults={"as_json": False}, names_param="words"),
+        "push": Spec("vmctl.cli.snapshot", "push", "*", names_param="words"),
+        "pop": Spec("vmctl.cli.snapshot", "pop", "*", flags={**_RESTORE_FLAGS, "--no-delete": ("delete", False)},
+                    values={"--provision-with": "provision_with"}, defaults={**_RESTORE_DEFAULTS, "delete": True},
+                    names_param="words"),
+    },
+}  # fmt: skip
+
 
 def parse(argv: list[str], extra: list[str]) -> tuple[Callable[..., Any], dict[str, Any]] | None:
     """The command function and its arguments for ARGV (EXTRA: what followed `--`, for
     ssh), or None when typer must parse ARGV."""
-    if not argv or argv[0] not in SPECS:
+    if not argv or (argv[0] not in SPECS and argv[0] not in SUBCOMMANDS):
         return None
-    spec = SPECS[argv[0]]
+    rest = argv[1:]
+    if argv[0] in SUBCOMMANDS:
+        if not rest or rest[0] not in SUBCOMMANDS[argv[0]]:
+            return None
+        spec = SUBCOMMANDS[argv[0]][rest[0]]
+        rest = rest[1:]
+    else:
+        spec = SPECS[argv[0]]
     if extra and argv[0] != "ssh":
         return None
     kwargs: dict[str, Any] = dict(spec.defaults)
     names: list[str] = []
-    words = iter(argv[1:])
+    words = iter(rest)
     for word in words:
         if word.startswith("-") and word != "-":
             option, eq, inline = word.partition("=") if word.startswith("--") else (word, "", "")
@@ -70,10 +100,10 @@ def parse(argv: list[str], extra: list[str]) -> tuple[Callable[..., Any], dict[s
                 return None  # -h, an unknown option, -cVALUE, combined flags: typer
         else:
             names.append(word)
-    if spec.names == "" and names or spec.names == "?" and len(names) > 1:
+    if spec.names == "" and names or spec.names == "?" and len(names) > 1 or len(names) < spec.min_names:
         return None
     if spec.names == "*":
-        kwargs["names"] = names
+        kwargs[spec.names_param] = names
     elif spec.names == "?":
         kwargs["name"] = names[0] if names else None
     if argv[0] == "ssh":

@@ -20,6 +20,7 @@ VALUE_OPTIONS: dict[str, frozenset[str]] = {
     "reload": frozenset({"--provision-with"}),
     "resume": frozenset({"--provision-with"}),
     "provision": frozenset({"--provision-with"}),
+    "snapshot": frozenset({"--provision-with"}),
     "ssh": frozenset({"-c", "--command"}),
     "ssh-config": frozenset({"--host"}),
     "port": frozenset({"--guest"}),

@@ -19,7 +19,7 @@ def ssh(name: str | None, *, command: str | None, plain: bool, tty: bool | None,
     TTY (-t/--tty, --no-tty): whether to ask for a terminal for COMMAND. vmctl asks for
     none unless told (stdout and stderr stay apart, as scripts need); Vagrant asks by
     default. Without COMMAND, a terminal is asked for when stdin is one. EXTRA: the words
-    after `--`, given to ssh before the host."""
+    after `--`, given to ssh after the host (options, then a command), as Vagrant does."""
     from vmctl import hypervisor, term
     from vmctl import ssh as sshmod
     from vmctl.cli.common import project
@@ -40,13 +40,14 @@ def ssh(name: str | None, *, command: str | None, plain: bool, tty: bool | None,
             hint=f"start it with vmctl up {m.name}",
         )
     binary = require_tool("ssh", "log in to the machine")
-    argv = [binary, *sshmod.openssh_options(m.endpoint(), m.login_key(), plain=plain), *extra]
+    argv = [binary, *sshmod.openssh_options(m.endpoint(), m.login_key(), plain=plain)]
     if command is None:
         argv += ["-t"] if sys.stdin.isatty() and tty is not False else []
-        argv += ["127.0.0.1"]
     else:
         argv += ["-t"] if tty else ["-T"] if tty is False else []
-        argv += ["127.0.0.1", command]
+    # EXTRA after the host, as Vagrant puts them: ssh reads options there too, and what
+    # follows them is the command (`vagrant ssh -- -t 'touch a.txt'` runs touch).
+    argv += ["127.0.0.1", *extra, *([command] if command is not None else [])]
     sys.stdout.flush()
     sys.stderr.flush()
     os.execv(binary, argv)

@@ -267,6 +267,9 @@ class BootMixin(StateMixin):
 
     def _start_with_port_retry(self, c: hypervisor.Connection, st: MachineState, emit: Emit) -> None:
         """Start the domain; if a port was taken between choice and start, choose again."""
+        from vmctl.machine import snapshots
+
+        snapshots.ensure_defined(self, c)  # type: ignore[arg-type]
         if st.halted:
             st.halted = False
             self.save()

@@ -28,6 +28,7 @@ import contextlib
 import json
 import logging
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -53,6 +54,9 @@ SEED_FILE = "cidata.iso"  # cloud-init's NoCloud seed, attached as a CD-ROM (vmc
 # with these prefixes. destroy removes these and nothing else there.
 MACHINE_HOME_FILES = (BOX_DISK, CONSOLE_FILE, NVRAM_FILE, SEED_FILE)
 MACHINE_HOME_PREFIXES = ("disk-", "floppy-", "serial-", "channel-")
+# Overlays made by snapshot commands (vmctl/machine/snapshots.py): VMCTL_HOME/machines/ID/snapshots/LID-TARGET.qcow2
+SNAPSHOTS_DIR = "snapshots"
+OVERLAY_RE = re.compile(r"[0-9a-f]{12}-[a-z][a-z0-9]{1,11}\.qcow2")
 FLOPPY_BYTES = 1474560
 
 
@@ -88,9 +92,22 @@ class MachineDisk:
         return asdict(self)
 
 
+def is_overlay(home: Path, path: object) -> bool:
+    """Whether PATH is the box disk's image in the machine folder HOME: the overlay `up`
+    makes, or one a snapshot made (snapshots/ID-TARGET.qcow2)."""
+    if not isinstance(path, str):
+        return False
+    if path == str(home / BOX_DISK):
+        return True
+    folder = str(home / SNAPSHOTS_DIR) + "/"
+    return path.startswith(folder) and OVERLAY_RE.fullmatch(path[len(folder):]) is not None
+
+
 def owned_path_ok(path: Path, machine_id: str) -> bool:
     """Whether PATH is a file vmctl may remove for machine MACHINE_ID."""
     home = paths.machines_dir() / machine_id
+    if is_overlay(home, str(path)):
+        return True
     if path.parent == home:
         name = path.name
         return name in MACHINE_HOME_FILES or (name.startswith(MACHINE_HOME_PREFIXES)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from vmctl import hypervisor, network, paths
 from vmctl.domain import parse_machine_metadata
 from vmctl.errors import BootTimeoutError, HypervisorError, MachineError, SSHError, VmctlError
-from vmctl.machine import disks, hardware
+from vmctl.machine import disks, hardware, snapshots
 from vmctl.machine.configure import GuestMixin
 from vmctl.machine.disks import CONSOLE_FILE
 from vmctl.machine.state import (
@@ -131,6 +131,8 @@ class Machine(GuestMixin):
             if state not in (hypervisor.SAVED, hypervisor.PAUSED):
                 self._wait_for_cloud_init(session, emit=emit)
                 self._configure_guest(session, emit=emit)
+            else:
+                self._set_clock(session)  # its memory was saved a while ago
             self._provision(session, emit=emit, emit_output=emit_output, forced=bool(provision), only=only, first_run=not st.provisioned, skip=provision is False)
             timer.mark("provision")
         finally:
@@ -315,6 +317,9 @@ class Machine(GuestMixin):
                 else:
                     emit(f"==> {self.name}: saving the machine's memory and stopping it...")
                     c.suspend(st.domain)
+                    # libvirt's view of the disks is what QEMU opened at its start; after a
+                    # snapshot the machine uses other images (vmctl/vmstate.py).
+                    c.fix_saved_xml(st.domain, {d.target: str(d.path) for d in snapshots.disks_of(self)})
             self._triggers("after", "suspend", emit, emit)
 
     def resume(self, *, emit: Emit, emit_output: Emit) -> None:
@@ -330,8 +335,22 @@ class Machine(GuestMixin):
             emit(f"==> {self.name}: resuming...")
             with hypervisor.connect(st.uri) as c:
                 c.resume(st.domain)
-            self._wait_ssh(st, cancel=None).close()
+            session = self._wait_ssh(st, cancel=None)
+            try:
+                self._set_clock(session)
+            finally:
+                session.close()
             self._triggers("after", "resume", emit, emit_output)
+
+    def _set_clock(self, session: Any) -> None:
+        """A guest whose memory comes back from disk (resume, a snapshot's restore) believes
+        it is still the moment it was saved: set its clock."""
+        from vmctl import guest, term
+
+        try:
+            guest.set_clock(session)
+        except VmctlError as exc:
+            term.warn(f"{self.name}: could not set the guest's clock ({exc}); it runs behind")
 
     def reload(self, *, provision: bool | None, emit: Emit, emit_output: Emit, force: bool = False,
                only: set[str] | None = None) -> None:
@@ -348,7 +367,7 @@ class Machine(GuestMixin):
         """Remove the domain, every disk vmctl made, the index entry and the project state.
         Running it again (or after a killed destroy) finishes what is left.
         GRACEFUL (destroy -g): shut the guest down first instead of pulling the plug."""
-        with self.locked():
+        with self.locked(recover=False):  # whatever was interrupted goes too
             if self.state is None and not self._index_entries():
                 self._remove_state_files()  # a shipped state, or a folder a user emptied
                 return False
@@ -381,6 +400,7 @@ class Machine(GuestMixin):
                 else:
                     c.destroy(dom, True)  # its disks go next: nothing to flush
                     c.undefine(dom)
+            snapshots.remove_files(paths.machines_dir() / machine_id)
             left = disks.remove(machine_disks, machine_id)
             if left:
                 log.warning("left %s in place: it holds files vmctl did not make (%s)",
@@ -399,7 +419,8 @@ class Machine(GuestMixin):
     def status_json(self, state: str) -> dict[str, Any]:
         st = self.state
         if st is None:
-            return {"name": self.name, "state": state, "domain": None, "ssh": None, "forwarded_ports": [], "disks": []}
+            return {"name": self.name, "state": state, "domain": None, "ssh": None, "forwarded_ports": [], "disks": [],
+                    "snapshots": 0}
         key = st.key_inserted and self.key_file.exists()
         return {
             "name": self.name,
@@ -415,6 +436,7 @@ class Machine(GuestMixin):
             "disks": disks.status_json(st.all_disks()),
             **({"guest_addresses": self.guest_addresses()} if self.config.libvirt.qemu_use_agent
                and state == hypervisor.RUNNING else {}),
+            "snapshots": snapshots.count(self),
         }
 
     def guest_addresses(self) -> list[dict[str, Any]] | None:

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from vmctl import hypervisor, paths
 from vmctl.errors import MachineError, StateError
-from vmctl.machine.disks import BOX_DISK, CONSOLE_FILE, MachineDisk
+from vmctl.machine.disks import BOX_DISK, CONSOLE_FILE, OVERLAY_RE, SNAPSHOTS_DIR, MachineDisk, is_overlay
 from vmctl.state import IndexEntry, file_lock, load_index, read_json, write_json
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ class MachineState:
         if not isinstance(self.domain, str) or not DOMAIN_NAME_RE.fullmatch(self.domain):
             raise ValueError(f"domain {self.domain!r} is not a vmctl domain name")
         home = paths.machines_dir() / self.id
-        if self.disk != str(home / DISK_FILE) or self.console_log != str(home / CONSOLE_FILE):
+        if not is_overlay(home, self.disk) or self.console_log != str(home / CONSOLE_FILE):
             raise ValueError(f"its disk and console log are not in {home}")
         if not isinstance(self.uri, str) or any(c in self.uri for c in "\n\r\0"):
             raise ValueError("the libvirt URI is not a string")
@@ -137,9 +137,12 @@ DOMAIN_NAME_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]{0,199}")
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 MAC_RE = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 # What vmctl keeps in PROJECT/.vmctl/machines/NAME (and, in disks.py, in VMCTL_HOME/machines/ID):
-# destroy removes these files and then the folder, never anything else.
+# destroy removes these files and then the folder, never anything else. Overlays and saved
+# states of snapshots (vmctl/machine/snapshots.py) are in VMCTL_HOME/machines/ID/snapshots.
 DISK_FILE = BOX_DISK
-STATE_FILES = ("state.json", "private_key", "private_key.pub", "known_hosts", "insecure_private_key")
+SNAPSHOT_INDEX = "snapshots.json"
+STATE_FILES = ("state.json", "private_key", "private_key.pub", "known_hosts", "insecure_private_key",
+               SNAPSHOT_INDEX)
 TEMP_PREFIXES = tuple(f".{name}." for name in STATE_FILES)  # state.write_atomic's temporary files
 
 
@@ -197,13 +200,19 @@ class StateMixin:
         return "machine-" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
     @contextmanager
-    def locked(self) -> Iterator[None]:
+    def locked(self, *, recover: bool = True) -> Iterator[None]:
+        """Hold the machine's lock (non-blocking: MachineError "busy"). RECOVER: first
+        finish (or undo) a snapshot command that was interrupted (snapshots.recover)."""
         with file_lock(
             self.lock_name(),
             wait=False,
             busy_message=f"machine {self.name} is busy: another vmctl command is working on it",
         ):
             self._state_loaded = False  # another process may have changed it
+            if recover and (self.dir / SNAPSHOT_INDEX).exists():
+                from vmctl.machine import snapshots
+
+                snapshots.recover(self)  # type: ignore[arg-type]
             yield
 
     @property
