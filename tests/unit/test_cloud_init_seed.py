@@ -105,26 +105,47 @@ def test_seed_file_names_are_checked() -> None:
         cloudinit.seed_iso({"../x": b""})
 
 
-def test_cdrom_in_the_domain_xml_is_valid(tmp_path: Path) -> None:
+@pytest.mark.parametrize("machine_type, bus, target", [("pc", "ide", "hdc"), ("q35", "sata", "sdc")])
+def test_seed_is_a_readonly_cdrom_libvirt_accepts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   machine_type: str, bus: str, target: str) -> None:
+    """The seed joins the machine's disk list as a read-only CD-ROM on a free device name,
+    and the whole domain passes libvirt's schema."""
     import xml.etree.ElementTree as ET
 
-    spec = domain.DomainSpec(
-        name="vmctl-p-web-abc123", uuid="6f1c1f0e-8d5e-4b71-9a55-000000000001", memory_mib=512, cpus=1, accel="tcg",
-        disk=tmp_path / "disk.qcow2", console_log=tmp_path / "console.log", mac="52:54:00:aa:bb:cc",
-        forwards=(domain.Forward("127.0.0.1", 2200, 22),), cdrom=tmp_path / "cidata.iso",
-    )
+    from libvirt_schema import validate_domain
+
+    from vmctl.machine import disks, hardware
+    from vmctl.machine.state import MachineState
+    from vmctl.vagrantfile.loader import evaluate_project
+
+    monkeypatch.setenv("VMCTL_HOME", str(tmp_path / "home"))
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "tools.iso").write_bytes(b"")
+    (project / "Vagrantfile").write_text(
+        'Vagrant.configure("2") do |config|\n  config.vm.box = "vmctl/debian"\n'
+        f'  config.vm.provider :libvirt do |lv|\n    lv.machine_type = "{machine_type}"\n'
+        '    lv.storage :file, device: :cdrom, path: "tools.iso"\n  end\nend\n')
+    cfg = evaluate_project(project / "Vagrantfile", env={"HOME": "/home/tester"}).machines[0]
+    mid = "0123456789ab"
+    folder = tmp_path / "home" / "machines" / mid
+    st = MachineState(id=mid, domain="vmctl-p-default-012345", uri="qemu:///embed?root=/x",
+                      disk=str(folder / "disk.qcow2"), console_log=str(folder / "console.log"), ssh_port=2222,
+                      ssh_user="vagrant", uuid=hardware.domain_uuid(mid))
+    st.disks = disks.plan(cfg, mid, disks.Box(Path("/boxes/box.img"), "qcow2", 2 * 1024**3),
+                          machine_type=machine_type, tpm_dir=None, nvram_template=None)
+    seed = disks.seed_disk(folder / disks.SEED_FILE, st.disks, machine_type=machine_type)
+    assert (seed.role, seed.bus, seed.target, seed.readonly, seed.owner) == ("cdrom", bus, target, True, "vmctl")
+    assert disks.owned_path_ok(Path(seed.path), mid)
+    host = hardware.Host(accel="tcg", uri=st.uri, embedded=True)
+    spec, _ = hardware.build(cfg, st, [*st.all_disks(), seed], project_root=project, host=host, private_nics=(),
+                             forwards=(domain.Forward("127.0.0.1", 2222, 22),))
     xml = domain.render_domain(spec)
-    root = ET.fromstring(xml)
-    cdrom = root.find("devices/disk[@device='cdrom']")
-    assert cdrom is not None and cdrom.find("source").get("file") == str(tmp_path / "cidata.iso")
-    assert (cdrom.find("target").get("bus"), cdrom.find("readonly") is not None) == ("ide", True)
-    validator = shutil.which("virt-xml-validate")
-    if validator is None:
-        pytest.fail("virt-xml-validate (libvirt-clients) is needed to check the XML against libvirt's schema")
-    (tmp_path / "domain.xml").write_text(xml)
-    proc = subprocess.run([validator, str(tmp_path / "domain.xml"), "domain"], capture_output=True, text=True, check=False)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "device=\"cdrom\"" not in domain.render_domain(domain.DomainSpec(**{**spec.__dict__, "cdrom": None}))
+    validate_domain(xml)
+    cdroms = ET.fromstring(xml).findall("devices/disk[@device='cdrom']")
+    sources = {c.find("target").get("dev"): c.find("source").get("file") for c in cdroms}
+    assert sources[target] == str(folder / "cidata.iso") and len(sources) == 2
+    assert all(c.find("readonly") is not None for c in cdroms)
 
 
 # --- plain cloud images as boxes -------------------------------------------------------------

@@ -17,6 +17,7 @@ import pytest
 from vmctl import guest, provision
 from vmctl.errors import ProvisionError
 from vmctl.provision import docker
+from vmctl.ssh import Endpoint
 from vmctl.vagrantfile.model import (
     AnsibleSettings,
     DockerBuild,
@@ -36,9 +37,12 @@ class FakeSession:
     uploads: dict[str, bytes] = field(default_factory=dict)
     stdins: list[bytes] = field(default_factory=list)
     closed: bool = False
+    endpoint: Endpoint = field(default_factory=lambda: Endpoint(
+        host="127.0.0.1", port=2222, user="vagrant", alias="m", known_hosts=Path("/nonexistent"), keys=()))
 
     def run(self, command: str, *, stdin: bytes | None = None, on_stdout: Callable[[bytes], None] | None = None,
-            on_stderr: Callable[[bytes], None] | None = None, timeout: float | None = None) -> tuple[int, bytes, bytes]:
+            on_stderr: Callable[[bytes], None] | None = None, timeout: float | None = None,
+            pty: bool = False) -> tuple[int, bytes, bytes]:
         self.commands.append(command)
         if stdin is not None:
             self.stdins.append(stdin)

@@ -24,7 +24,7 @@ from vmctl import hypervisor, paths, qcow2, term, vmstate
 from vmctl.cli import machine_readable
 from vmctl.errors import SnapshotError, StateError, UsageError
 from vmctl.machine import MachineState, snapshots
-from vmctl.machine.state import is_overlay
+from vmctl.machine.disks import is_overlay
 
 T = 1700000000
 

@@ -56,15 +56,8 @@ from typing import TYPE_CHECKING, Any
 
 from vmctl import hypervisor, paths
 from vmctl.errors import HypervisorError, SnapshotError, StateError, VmctlError
-from vmctl.machine.state import (
-    DISK_FILE,
-    OVERLAY_RE,
-    SNAPSHOT_INDEX,
-    SNAPSHOTS_DIR,
-    MachineState,
-    Timer,
-    is_overlay,
-)
+from vmctl.machine.disks import OVERLAY_RE, SNAPSHOTS_DIR, is_overlay
+from vmctl.machine.state import DISK_FILE, SNAPSHOT_INDEX, MachineState, Timer
 from vmctl.state import read_json, write_json
 
 if TYPE_CHECKING:

@@ -28,7 +28,12 @@ from typing import TYPE_CHECKING, Any
 
 from vmctl import hypervisor, paths
 from vmctl.errors import MachineError, StateError
-from vmctl.machine.disks import BOX_DISK, CONSOLE_FILE, OVERLAY_RE, SNAPSHOTS_DIR, MachineDisk, is_overlay
+from vmctl.machine.disks import (
+    BOX_DISK,
+    CONSOLE_FILE,
+    MachineDisk,
+    is_overlay,
+)
 from vmctl.state import IndexEntry, file_lock, load_index, read_json, write_json
 
 if TYPE_CHECKING:
