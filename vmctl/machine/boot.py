@@ -18,13 +18,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vmctl import domain, hypervisor, network, paths
+# The domain XML, the hardware plan and the host's ports are imported where a machine is
+# booted: status, ssh, ssh-config and port go through this module and need none of them.
+from vmctl import hypervisor, paths
 from vmctl.errors import BoxError, HypervisorError, MachineError
-from vmctl.machine import disks, hardware
+from vmctl.machine import disks
 from vmctl.machine.state import ForwardState, MachineState, StateMixin
 from vmctl.state import IndexEntry, index_lock, load_index, save_index, write_atomic
 
 if TYPE_CHECKING:
+    from vmctl.machine import hardware
     from vmctl.machine.lifecycle import Emit
     from vmctl.ssh import Endpoint, Session
 
@@ -163,6 +166,8 @@ class BootMixin(StateMixin):
     # --- the domain -----------------------------------------------------------------------
 
     def _host(self, uri: str) -> hardware.Host:
+        from vmctl.machine import hardware
+
         cfg = self.config
         kernel = Path(cfg.libvirt.kernel) if cfg.libvirt.kernel else None
         return hardware.Host(accel=_choose_accel(cfg.libvirt.driver, kernel), uri=uri,
@@ -171,10 +176,14 @@ class BootMixin(StateMixin):
     def _check_host(self, host: hardware.Host, emit: Emit) -> None:
         """Stop before anything is made when a setting cannot work here; say what is applied
         but not honoured."""
+        from vmctl.machine import hardware
+
         for warning in hardware.check_host(self.config, host):
             emit(f"==> {self.name}: warning: {warning}")
 
     def _plan_disks(self, st: MachineState, box: disks.Box, host: hardware.Host) -> list[disks.MachineDisk]:
+        from vmctl.machine import hardware
+
         cfg = self.config
         tpm = None
         if hardware.tpm_wanted(cfg.libvirt) and (cfg.libvirt.tpm_type or "passthrough") == "emulator":
@@ -191,6 +200,9 @@ class BootMixin(StateMixin):
             disks.ensure(d, run=run, emit=lambda text: emit(f"==> {self.name}: {text}"))
 
     def _render(self, st: MachineState, host: hardware.Host | None = None, emit: Emit | None = None) -> str:
+        from vmctl import domain, network
+        from vmctl.machine import hardware
+
         cfg = self.config
         host = host or self._host(st.uri)
         guest_port = cfg.ssh.port or cfg.ssh.guest_port or 22
@@ -221,6 +233,8 @@ class BootMixin(StateMixin):
 
     def _reserve_ports(self, st: MachineState, emit: Emit, exclude: set[int] | None = None) -> None:
         """Choose host ports unique among every vmctl machine here, and record them."""
+        from vmctl import network
+
         exclude = exclude or set()
         with index_lock():
             entries = load_index()
@@ -267,6 +281,7 @@ class BootMixin(StateMixin):
 
     def _start_with_port_retry(self, c: hypervisor.Connection, st: MachineState, emit: Emit) -> None:
         """Start the domain; if a port was taken between choice and start, choose again."""
+        from vmctl import network
         from vmctl.machine import snapshots
 
         snapshots.ensure_defined(self, c)  # type: ignore[arg-type]
@@ -334,7 +349,7 @@ class BootMixin(StateMixin):
         """cloud-init's seed (VMCTL_HOME/machines/ID/cidata.iso), when the Vagrantfile has
         config.vm.cloud_init or the box is a plain cloud image. For a cloud image the seed
         also makes the login user with the machine's key, so the key exists before boot."""
-        from vmctl import cloudinit
+        from vmctl import cloudinit, network
 
         cfg = self.config
         cloud_image = bool(getattr(box, "cloud_image", False))

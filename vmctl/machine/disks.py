@@ -29,9 +29,7 @@ import json
 import logging
 import os
 import re
-import shutil
 import stat
-import subprocess
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -323,6 +321,8 @@ def _create(disk: MachineDisk, run: Any) -> None:
             argv.append(str(disk.size))
         run(argv, purpose="create the machine's disk overlay")
     elif disk.role == "nvram":
+        import shutil  # here: status reads the disk list on every call and copies nothing
+
         assert disk.source is not None
         tmp = path.with_name(f".{path.name}.tmp")
         shutil.copyfile(disk.source, tmp)
@@ -343,6 +343,8 @@ def _create(disk: MachineDisk, run: Any) -> None:
 
 
 def _virtual_size(path: Path, run: Any) -> int | None:
+    import subprocess  # here: status reads the disk list on every call and runs nothing
+
     try:
         out = subprocess.run(["qemu-img", "info", "--output=json", "-U", str(path)], capture_output=True,
                              check=True, stdin=subprocess.DEVNULL, timeout=60).stdout

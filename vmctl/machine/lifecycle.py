@@ -14,17 +14,17 @@ import logging
 import re
 import threading
 import time
-import uuid
 from collections.abc import Callable
 from contextlib import suppress
-from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vmctl import hypervisor, network, paths
-from vmctl.domain import parse_machine_metadata
+# status, ssh, ssh-config and port run through this module on every call: what only up,
+# destroy and the others need (the domain XML, the hardware plan, snapshots, networking)
+# is imported in the methods that use it.
+from vmctl import hypervisor, paths
 from vmctl.errors import BootTimeoutError, HypervisorError, MachineError, SSHError, VmctlError
-from vmctl.machine import disks, hardware, snapshots
+from vmctl.machine import disks
 from vmctl.machine.configure import GuestMixin
 from vmctl.machine.disks import CONSOLE_FILE
 from vmctl.machine.state import (
@@ -39,6 +39,7 @@ from vmctl.machine.state import (
 from vmctl.state import index_lock, load_index, save_index
 
 if TYPE_CHECKING:
+    from vmctl.machine import hardware
     from vmctl.vagrantfile.model import MachineConfig
 
 log = logging.getLogger("vmctl.machine")
@@ -152,6 +153,11 @@ class Machine(GuestMixin):
         self._make_disks(st, emit)
 
     def _up_new(self, *, provision: bool | None, emit: Emit, emit_output: Emit, timer: Timer, cancel: threading.Event | None, reload_config: Callable[[], MachineConfig] | None, only: set[str] | None = None, destroy_on_error: bool = True) -> None:
+        import uuid
+
+        from vmctl import network
+        from vmctl.machine import hardware
+
         box, was_missing = self._ensure_box(emit)
         if reload_config is not None and was_missing and box.vagrantfile is not None:
             # The box was installed after the Vagrantfile was read: its own Vagrantfile
@@ -319,6 +325,8 @@ class Machine(GuestMixin):
                     c.suspend(st.domain)
                     # libvirt's view of the disks is what QEMU opened at its start; after a
                     # snapshot the machine uses other images (vmctl/vmstate.py).
+                    from vmctl.machine import snapshots
+
                     c.fix_saved_xml(st.domain, {d.target: str(d.path) for d in snapshots.disks_of(self)})
             self._triggers("after", "suspend", emit, emit)
 
@@ -383,6 +391,9 @@ class Machine(GuestMixin):
         """Each step idempotent: stop and undefine the domain (when its metadata says it is
         this machine's), remove the disks vmctl made (disks.remove), libvirt's logs of the
         domain, the index entry, the project's state files."""
+        from vmctl.domain import parse_machine_metadata
+        from vmctl.machine import snapshots
+
         st = self.state
         targets: list[tuple[str, str, str, list[disks.MachineDisk]]] = []  # (id, domain, uri, disks)
         if st is not None:
@@ -417,6 +428,8 @@ class Machine(GuestMixin):
         self.foreign_state = False
 
     def status_json(self, state: str) -> dict[str, Any]:
+        from vmctl.machine import snapshots
+
         st = self.state
         if st is None:
             return {"name": self.name, "state": state, "domain": None, "ssh": None, "forwarded_ports": [], "disks": [],
@@ -454,6 +467,8 @@ class Machine(GuestMixin):
         st = self.require_state()
         guest_port = self.config.ssh.port or self.config.ssh.guest_port or 22
         ports = [{"id": "ssh", "guest": guest_port, "host": st.ssh_port, "host_ip": "127.0.0.1", "protocol": "tcp"}]
+        from dataclasses import asdict
+
         ports += [asdict(f) for f in st.forwards]
         return ports
 

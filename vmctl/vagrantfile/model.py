@@ -1,19 +1,22 @@
 """The resolved settings of a project's machines: what the Vagrantfile means.
 
 Frozen dataclasses, built only by the evaluator; everything downstream (the machine
-layer, `vmctl validate --json`) reads these and never the Ruby.
+layer, `vmctl validate --json`) reads these and never the Ruby. Each is made a dataclass
+when first used (vmctl/records.py): `status`, `ssh`, `ssh-config` and `port` only read an
+unpickled evaluation, and making all of them at every start cost ~50 ms.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, field
 from pathlib import Path
 from typing import Any
 
+from vmctl.records import Frozen
 
-@dataclass(frozen=True)
-class ForwardedPort:
+
+class ForwardedPort(Frozen):
     guest: int
     host: int | None = None
     host_ip: str = "127.0.0.1"
@@ -22,8 +25,7 @@ class ForwardedPort:
     id: str | None = None
 
 
-@dataclass(frozen=True)
-class PrivateNetwork:
+class PrivateNetwork(Frozen):
     ip: str
     netmask: str = "255.255.255.0"
     # Machines share a segment when they name the same network; by default the
@@ -32,8 +34,7 @@ class PrivateNetwork:
     auto_config: bool = True
 
 
-@dataclass(frozen=True)
-class SyncedFolder:
+class SyncedFolder(Frozen):
     host: str
     guest: str
     type: str = "rsync"
@@ -44,8 +45,7 @@ class SyncedFolder:
     rsync_args: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True)
-class AnsibleSettings:
+class AnsibleSettings(Frozen):
     """The options of an `ansible` (on this computer) or `ansible_local` (in the guest)
     provisioner, as Vagrant names them. Host paths are absolute; guest paths as written."""
 
@@ -95,14 +95,12 @@ class AnsibleSettings:
         return self.limit in ("all", "*")
 
 
-@dataclass(frozen=True)
-class DockerBuild:
+class DockerBuild(Frozen):
     path: str  # in the guest
     args: str | None = None  # appended to `docker build` (the guest's shell splits it)
 
 
-@dataclass(frozen=True)
-class DockerRun:
+class DockerRun(Frozen):
     name: str
     image: str
     cmd: str | None = None
@@ -112,8 +110,7 @@ class DockerRun:
     auto_assign_name: bool = True
 
 
-@dataclass(frozen=True)
-class DockerSettings:
+class DockerSettings(Frozen):
     images: tuple[str, ...] = ()
     build_images: tuple[DockerBuild, ...] = ()
     runs: tuple[DockerRun, ...] = ()
@@ -121,8 +118,7 @@ class DockerSettings:
     post_install: Provisioner | None = None
 
 
-@dataclass(frozen=True)
-class CloudInitPart:
+class CloudInitPart(Frozen):
     """One part of the user-data of `config.vm.cloud_init :user_data, ...`."""
 
     content_type: str  # text/cloud-config, text/x-shellscript, ...
@@ -131,8 +127,7 @@ class CloudInitPart:
     filename: str | None = None  # content_disposition_filename
 
 
-@dataclass(frozen=True)
-class Provisioner:
+class Provisioner(Frozen):
     type: str  # shell, file, ansible, ansible_local, docker, reload
     name: str | None = None
     inline: str | None = None
@@ -170,8 +165,7 @@ class Provisioner:
         return what + (", then reboot" if self.reboot else "")
 
 
-@dataclass(frozen=True)
-class Trigger:
+class Trigger(Frozen):
     when: str  # before | after
     commands: tuple[str, ...]  # up, destroy, halt, ...
     name: str | None = None
@@ -188,8 +182,7 @@ class Trigger:
     ignore: tuple[str, ...] = ()  # commands excluded (with commands like "all")
 
 
-@dataclass(frozen=True)
-class IgnoredSetting:
+class IgnoredSetting(Frozen):
     """A setting the Vagrantfile makes that vmctl records but does not apply."""
 
     setting: str  # e.g. "vm.box_check_update", "virtualbox.memory", "vbguest.auto_update"
@@ -198,8 +191,7 @@ class IgnoredSetting:
     line: int | None = None
 
 
-@dataclass(frozen=True)
-class SshSettings:
+class SshSettings(Frozen):
     username: str = "vagrant"
     insert_key: bool = True
     private_key_path: tuple[str, ...] | None = None
@@ -226,8 +218,7 @@ class SshSettings:
 # reads like the Vagrantfile. None is "not set": the machine layer chooses then.
 
 
-@dataclass(frozen=True)
-class StorageDisk:
+class StorageDisk(Frozen):
     """`libvirt.storage :file, ...` (an extra disk)."""
 
     device: str | None = None  # vdb ...; None: the next free name
@@ -248,8 +239,7 @@ class StorageDisk:
     wwn: str | None = None
 
 
-@dataclass(frozen=True)
-class Cdrom:
+class Cdrom(Frozen):
     """`libvirt.storage :file, device: :cdrom, path: ...`; also config.vm.disk :dvd."""
 
     path: str | None = None  # an absolute host path; None: an empty drive
@@ -258,56 +248,48 @@ class Cdrom:
     type: str = "raw"
 
 
-@dataclass(frozen=True)
-class Floppy:
+class Floppy(Frozen):
     path: str | None = None
     dev: str | None = None
     bus: str = "fdc"
 
 
-@dataclass(frozen=True)
-class CpuFeature:
+class CpuFeature(Frozen):
     name: str
     policy: str
 
 
-@dataclass(frozen=True)
-class CpuTopology:
+class CpuTopology(Frozen):
     sockets: int
     cores: int
     threads: int
 
 
-@dataclass(frozen=True)
-class NumaNode:
+class NumaNode(Frozen):
     cpus: str  # "0-1"
     memory: int  # MiB
     memAccess: str | None = None  # noqa: N815 - vagrant-libvirt's key
 
 
-@dataclass(frozen=True)
-class MemoryBackingEntry:
+class MemoryBackingEntry(Frozen):
     name: str
     config: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class MemtuneEntry:
+class MemtuneEntry(Frozen):
     type: str
     value: int
     unit: str = "KiB"
 
 
-@dataclass(frozen=True)
-class HypervFeatureEntry:
+class HypervFeatureEntry(Frozen):
     name: str
     state: str
     retries: int | None = None
     value: str | None = None
 
 
-@dataclass(frozen=True)
-class ClockTimerEntry:
+class ClockTimerEntry(Frozen):
     name: str
     track: str | None = None
     tickpolicy: str | None = None
@@ -316,16 +298,14 @@ class ClockTimerEntry:
     present: str | None = None  # yes | no
 
 
-@dataclass(frozen=True)
-class LaunchSecurityData:
+class LaunchSecurityData(Frozen):
     type: str = "sev"
     cbitpos: int = 47
     reducedPhysBits: int = 1  # noqa: N815
     policy: str = "0x0003"
 
 
-@dataclass(frozen=True)
-class FwCfgEntry:
+class FwCfgEntry(Frozen):
     """An entry of `libvirt.sysinfo`'s "fw_cfg" block (vmctl's addition)."""
 
     name: str
@@ -333,14 +313,12 @@ class FwCfgEntry:
     file: str | None = None
 
 
-@dataclass(frozen=True)
-class InputEntry:
+class InputEntry(Frozen):
     type: str
     bus: str
 
 
-@dataclass(frozen=True)
-class ChannelEntry:
+class ChannelEntry(Frozen):
     type: str
     source_mode: str | None = None
     source_path: str | None = None  # a file name, kept in VMCTL_HOME/machines/ID
@@ -351,15 +329,13 @@ class ChannelEntry:
     disabled: bool = False  # holds back the channel vmctl would add with this target_name
 
 
-@dataclass(frozen=True)
-class SerialEntry:
+class SerialEntry(Frozen):
     type: str = "pty"  # pty | file
     source_path: str | None = None  # a file name, kept in VMCTL_HOME/machines/ID
     source_append: bool = False
 
 
-@dataclass(frozen=True)
-class PciEntry:
+class PciEntry(Frozen):
     domain: int
     bus: int
     slot: int
@@ -370,8 +346,7 @@ class PciEntry:
     guest_function: int | None = None
 
 
-@dataclass(frozen=True)
-class UsbEntry:
+class UsbEntry(Frozen):
     bus: int | None = None
     device: int | None = None
     vendor: str | None = None
@@ -379,19 +354,16 @@ class UsbEntry:
     startupPolicy: str | None = None  # noqa: N815
 
 
-@dataclass(frozen=True)
-class UsbControllerEntry:
+class UsbControllerEntry(Frozen):
     model: str
     ports: int | None = None
 
 
-@dataclass(frozen=True)
-class RedirdevEntry:
+class RedirdevEntry(Frozen):
     type: str
 
 
-@dataclass(frozen=True)
-class RedirfilterEntry:
+class RedirfilterEntry(Frozen):
     allow: bool
     klass: str = "-1"  # vagrant-libvirt's :class
     vendor: str = "-1"
@@ -399,19 +371,16 @@ class RedirfilterEntry:
     version: str = "-1"
 
 
-@dataclass(frozen=True)
-class RngEntry:
+class RngEntry(Frozen):
     model: str = "random"
 
 
-@dataclass(frozen=True)
-class WatchdogEntry:
+class WatchdogEntry(Frozen):
     model: str
     action: str = "reset"
 
 
-@dataclass(frozen=True)
-class SmartcardEntry:
+class SmartcardEntry(Frozen):
     mode: str = "passthrough"
     type: str = "spicevmc"
     source_mode: str | None = None
@@ -419,8 +388,7 @@ class SmartcardEntry:
     source_service: str | None = None
 
 
-@dataclass(frozen=True)
-class BootEntry:
+class BootEntry(Frozen):
     """One `libvirt.boot`: "hd", "cdrom", "network", "fd", a disk's device name, or a
     network by name (`boot "network" => NAME`)."""
 
@@ -428,8 +396,7 @@ class BootEntry:
     network: str | None = None
 
 
-@dataclass(frozen=True)
-class LibvirtSettings:
+class LibvirtSettings(Frozen):
     # the connection (validated; remote hosts are another issue)
     uri: str | None = None
     driver: str | None = None  # kvm | qemu
@@ -562,8 +529,7 @@ class LibvirtSettings:
     host_device_exclude_prefixes: tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True)
-class VagrantDisk:
+class VagrantDisk(Frozen):
     """`config.vm.disk TYPE, name:, size:, primary:, file:` (Vagrant core)."""
 
     type: str  # disk | dvd | floppy
@@ -573,8 +539,7 @@ class VagrantDisk:
     file: str | None = None  # dvd/floppy: an absolute host path
 
 
-@dataclass(frozen=True)
-class BoxDownload:
+class BoxDownload(Frozen):
     """How the box is fetched when it is missing: config.vm.box_server_url and the
     box_download_* settings (host paths absolute)."""
 
@@ -587,8 +552,7 @@ class BoxDownload:
     insecure: bool = False
 
 
-@dataclass(frozen=True)
-class MachineConfig:
+class MachineConfig(Frozen):
     name: str
     box: str | None = None
     box_version: str | None = None
@@ -619,8 +583,7 @@ class MachineConfig:
         return self.libvirt.memory or 512
 
 
-@dataclass(frozen=True)
-class ProjectConfig:
+class ProjectConfig(Frozen):
     vagrantfile: Path
     machines: tuple[MachineConfig, ...]
     warnings: tuple[str, ...] = ()
