@@ -7,16 +7,17 @@ argv is a list, stdin is closed unless given, the command is logged with shlex.j
 from __future__ import annotations
 
 import logging
-import shlex
 import shutil
-import subprocess
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import suppress
 from pathlib import Path
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
 from vmctl.errors import MissingToolError, VmctlError
+
+if TYPE_CHECKING:
+    import subprocess
 
 log = logging.getLogger("vmctl.run")
 
@@ -62,6 +63,10 @@ def run(
     timeout: float | None = None,
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ARGV; on failure raise VmctlError quoting the command's last error line."""
+    # subprocess and shlex here, not at the top: `vmctl ssh` only asks require_tool
+    import shlex
+    import subprocess
+
     args = [str(a) for a in argv]
     args[0] = require_tool(args[0], purpose) if "/" not in args[0] else args[0]
     log.debug("run: %s", shlex.join(args))
@@ -99,6 +104,9 @@ def feed(
 ) -> subprocess.CompletedProcess[bytes]:
     """Run ARGV with WRITER writing its stdin (a stream, never all in memory); return it
     finished, its stdout and stderr captured. The caller checks the exit status."""
+    import shlex
+    import subprocess
+
     args = [str(a) for a in argv]
     args[0] = require_tool(args[0], purpose) if "/" not in args[0] else args[0]
     log.debug("run: %s", shlex.join(args))

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from vmctl.errors import BootTimeoutError, HostKeyMismatchError, SSHError, VmctlError
+
+if TYPE_CHECKING:
+    import socket
 
 log = logging.getLogger("vmctl.ssh")
 
@@ -277,6 +279,8 @@ def shell_quote(text: str) -> str:
 
 
 def _socket(host: str, port: int, timeout: float) -> socket.socket:
+    import socket  # here: `vmctl ssh` and `ssh-config` only write OpenSSH's options
+
     sock = socket.create_connection((host, port), timeout=timeout)
     # Without TCP_NODELAY every SSH round trip waits on Nagle: 80 ms -> 35 ms per login.
     sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

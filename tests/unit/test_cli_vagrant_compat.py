@@ -608,6 +608,37 @@ def test_fast_commands_do_not_import_typer_or_rich(argv: list[str], project: Pat
     assert proc.stdout.strip().splitlines()[-1] == "[]", proc.stderr
 
 
+# What only up, destroy, snapshots, provisioning and the Vagrantfile's evaluation need: the
+# commands scripts call in loops import none of it (each was milliseconds of every start).
+NOT_ON_THE_FAST_PATH = (
+    "vmctl.domain", "vmctl.network", "vmctl.machine.hardware", "vmctl.machine.snapshots", "vmctl.guest",
+    "vmctl.provision", "vmctl.vagrantfile.interpreter", "vmctl.vagrantfile.loader", "vmctl.vagrantfile.resolve",
+    "vmctl.boxes.store", "typer", "rich", "paramiko", "libvirt", "requests", "yaml", "tree_sitter", "uuid",
+    "subprocess", "xml.etree.ElementTree",
+)  # fmt: skip
+
+
+@pytest.mark.parametrize("argv", [["status"], ["ssh-config"], ["port"], ["ssh", "-c", "true"]], ids=" ".join)
+def test_fast_commands_on_a_created_machine_import_only_what_they_use(argv: list[str], project: Path) -> None:
+    """With a created machine and a kept evaluation: none of NOT_ON_THE_FAST_PATH is
+    imported, and no settings class of the Vagrantfile is made a dataclass (vmctl/records.py:
+    the unpickled settings are only read)."""
+    created(project, forwards=((80, 8080),))
+    code = ("import os, sys\nfrom vmctl import hypervisor\n"
+            "hypervisor.qemu_status = lambda uri, dom: 'running'\n"
+            "hypervisor.qemu_alive = lambda uri, dom: True\n"
+            "os.execv = lambda binary, argv: print('exec', binary)\n"
+            f"from vmctl.cli import main\nmain({argv!r})\nfrom vmctl import records\n"
+            f"print(sorted(m for m in {NOT_ON_THE_FAST_PATH!r} if m in sys.modules), "
+            "sorted(c.__name__ for c in records._made))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                          cwd=project, env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.splitlines()
+    assert "8080" in proc.stdout if argv == ["port"] else True
+    assert out[-1] == "[] []", proc.stdout + proc.stderr
+
+
 def test_version_imports_almost_nothing(project: Path) -> None:
     code = ("import sys\nbefore = set(sys.modules)\nfrom vmctl.cli import main\nmain(['--version'])\n"
             "print(sorted(m for m in set(sys.modules) - before if m.startswith('vmctl')))")
