@@ -11,23 +11,28 @@ and usage errors. A unit test parses the same command lines both ways and compar
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 
-@dataclass(frozen=True)
 class Spec:
     """One command's plain grammar: its names (none, at most one, or any number), its
-    flags (option -> (parameter, value)) and its options with a value (option -> parameter)."""
+    flags (option -> (parameter, value)) and its options with a value (option -> parameter).
+    A plain class: making it a dataclass cost about a millisecond of every start."""
 
-    module: str
-    function: str
-    names: str  # "", "?" or "*"
-    flags: dict[str, tuple[str, object]] = field(default_factory=dict)
-    values: dict[str, str] = field(default_factory=dict)
-    defaults: dict[str, object] = field(default_factory=dict)
-    names_param: str = "names"  # the parameter that takes the names ("*")
-    min_names: int = 0  # fewer: typer says what is missing
+    __slots__ = ("module", "function", "names", "flags", "values", "defaults", "names_param", "min_names")
+
+    def __init__(self, module: str, function: str, names: str, *,
+                 flags: dict[str, tuple[str, object]] | None = None, values: dict[str, str] | None = None,
+                 defaults: dict[str, object] | None = None, names_param: str = "names",
+                 min_names: int = 0) -> None:
+        self.module = module
+        self.function = function
+        self.names = names  # "", "?" or "*"
+        self.flags = flags or {}
+        self.values = values or {}
+        self.defaults = defaults or {}
+        self.names_param = names_param  # the parameter that takes the names ("*")
+        self.min_names = min_names  # fewer: typer says what is missing
 
 
 SPECS = {

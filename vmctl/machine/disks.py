@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any
 
 from vmctl import paths, untrusted
 from vmctl.errors import MachineError
+from vmctl.records import Frozen
 
 if TYPE_CHECKING:
     from vmctl.vagrantfile.model import MachineConfig
@@ -115,10 +116,11 @@ def owned_path_ok(path: Path, machine_id: str) -> bool:
 
 # -- planning: the Vagrantfile's disks as a list ---------------------------------------------
 
-@dataclass(frozen=True)
-class Box:
+class Box(Frozen):
     """What planning needs of the box: its first (boot) disk, and the others of a multi-disk
-    box (vagrant-libvirt's `disks` in metadata.json), each (image, format, size in bytes)."""
+    box (vagrant-libvirt's `disks` in metadata.json), each (image, format, size in bytes).
+    Made a dataclass when first used (vmctl/records.py): status reads this module, only
+    up plans disks."""
 
     image: Path
     format: str  # qcow2 | raw
