@@ -86,3 +86,13 @@ def test_unpickling_makes_no_class_and_reads_every_field() -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.decode().splitlines() == [
         f"web 8080 {cfg.libvirt.memory} {cfg.ssh.username} {cfg.memory}", "[]"]
+
+
+def test_every_settings_class_makes_a_frozen_dataclass() -> None:
+    """A Frozen class is checked by dataclass() on first use, not at import: make each one
+    here, so a field without a default after one with a default fails a test."""
+    classes = [c for c in vars(model).values() if isinstance(c, type) and issubclass(c, records.Frozen)
+               and c is not records.Frozen]
+    assert len(classes) >= 40
+    for cls in classes:
+        assert dataclasses.fields(cls) and cls.__dataclass_params__.frozen, cls
