@@ -73,6 +73,32 @@ def parse_address(text: object) -> str | None:
         return None
 
 
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+# Host interface names: IFNAMSIZ (16 with the NUL), and no character `ip` or libvirt
+# treats specially. Names libvirt or vmctl generate for themselves are not for the taking.
+_IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
+_RESERVED_IFNAMES = ("vnet", "vif", "macvtap", "macvlan", "vmctl-", "vmtap-", "lo")
+
+
+def parse_mac(text: object) -> str | None:
+    """TEXT as a lower-case unicast MAC address (aa:bb:cc:dd:ee:ff, '-' accepted), or None."""
+    if not isinstance(text, str) or len(text) > 17:
+        return None
+    mac = text.lower().replace("-", ":")
+    if not _MAC.fullmatch(mac) or int(mac[:2], 16) & 1:
+        return None
+    return mac
+
+
+def iface_name_problem(name: object) -> str | None:
+    """Why NAME cannot be a host network interface vmctl makes, or None."""
+    if not isinstance(name, str) or not _IFNAME.fullmatch(name):
+        return "a host interface name is 1-15 letters, digits, '_', '.' or '-', starting with a letter or digit"
+    if name.startswith(_RESERVED_IFNAMES):
+        return f"names starting with {', '.join(_RESERVED_IFNAMES)} are libvirt's or vmctl's own"
+    return None
+
+
 def is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address).is_loopback

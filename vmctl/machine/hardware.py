@@ -10,6 +10,7 @@ mapped (host-passthrough under TCG is QEMU's `max`, ...).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -156,12 +157,47 @@ def check_host(cfg: MachineConfig, host: Host) -> list[str]:
         value = getattr(lv, key)
         if value and not os.path.isfile(value):
             raise MachineError(f"libvirt.{key} {value} does not exist")
+    warnings += network_warnings(cfg, host)
     if lv.loader:
         nvram_template(lv)  # raises when there is none to copy
     if lv.nodeset is not None:
         for node in _cpuset_numbers(lv.nodeset):
             if not Path(f"/sys/devices/system/node/node{node}").exists():
                 raise MachineError(f"libvirt.nodeset names host NUMA node {node}, which this host has not")
+    return warnings
+
+
+def network_warnings(cfg: MachineConfig, host: Host) -> list[str]:
+    """Stop where a private network cannot work here; say which ones the host cannot reach
+    (hostnet.mode decides bridge or multicast)."""
+    from vmctl import hostnet
+
+    warnings: list[str] = []
+    bridged = False
+    for net in cfg.private_networks:
+        if hostnet.mode(net, is_root=host.is_root) == "bridge":
+            bridged = True
+            continue
+        if net.type == "dhcp" or net.dhcp_enabled:
+            raise MachineError(f"the private network {net.subnet} wants DHCP, which needs a host-only network: only "
+                               "root can make one (a bridge and its DHCP server)"
+                               + (" and libvirt__tunnel_type asks for a multicast tunnel" if net.tunnel_type else ""),
+                               hint="run vmctl as root, or give the machine a static ip: (and no "
+                               "libvirt__dhcp_enabled)")
+        note = hostnet.reachability_note(net, is_root=host.is_root)
+        if note:
+            warnings.append(note)
+        if net.iface_name:
+            warnings.append(f"libvirt__iface_name {net.iface_name}: the private network {net.ip or net.subnet} is a "
+                            "multicast segment, which has no host interface to name")
+    if bridged:
+        for tool, package, why in (("ip", "iproute2", "make host-only bridges"),
+                                   ("dnsmasq", "dnsmasq-base", "serve DHCP on private networks")):
+            if tool == "dnsmasq" and not any(n.type == "dhcp" or n.dhcp_enabled for n in cfg.private_networks):
+                continue
+            if shutil.which(tool) is None and shutil.which(tool, path="/usr/sbin:/sbin") is None:
+                raise MissingToolError(f"could not find '{tool}', which is required to {why}",
+                                       hint=f"install it: sudo apt-get install {package}")
     return warnings
 
 
@@ -284,7 +320,7 @@ def firmware_pair(loader: str) -> Path | None:
 
 
 def build(cfg: MachineConfig, st: MachineState, disks: list[MachineDisk], *, project_root: Path, host: Host,
-          private_nics: tuple[domain.McastNic, ...], forwards: tuple[domain.Forward, ...]) -> tuple[domain.DomainSpec, list[str]]:
+          private_nics: tuple[domain.McastNic | domain.BridgeNic, ...], forwards: tuple[domain.Forward, ...]) -> tuple[domain.DomainSpec, list[str]]:
     """The domain of machine CFG with state ST and DISKS on HOST, and the notes to print."""
     notes: list[str] = []
     lv = cfg.libvirt
@@ -357,7 +393,7 @@ class _Boot:
     menu: bool
 
 
-def _boot_orders(cfg: MachineConfig, disks: list[MachineDisk], nics: tuple[domain.McastNic, ...]) -> _Boot:
+def _boot_orders(cfg: MachineConfig, disks: list[MachineDisk], nics: tuple[domain.McastNic | domain.BridgeNic, ...]) -> _Boot:
     boot = _Boot({}, None, {}, bool(cfg.libvirt.boot_order))
     attached = [d for d in disks if d.attached and d.target]
     for order, entry in enumerate(cfg.libvirt.boot_order, 1):
@@ -456,13 +492,13 @@ def _disks(cfg: MachineConfig, disks: list[MachineDisk], boot: _Boot) -> ddisks.
     return ddisks.DisksSpec(tuple(out), scsi_controller_model=model)
 
 
-def _network(cfg: MachineConfig, st: MachineState, private: tuple[domain.McastNic, ...],
+def _network(cfg: MachineConfig, st: MachineState, private: tuple[domain.McastNic | domain.BridgeNic, ...],
              forwards: tuple[domain.Forward, ...], boot: _Boot) -> domain.NetworkSpec:
     lv = cfg.libvirt
     model = lv.management_network_model_type or lv.nic_model_type or "virtio"
     management = domain.UserNic(mac=lv.management_network_mac or network.mac_for(st.id, 0), forwards=forwards,
                                 model=model, boot_order=boot.management)
-    nics = tuple(domain.McastNic(n.mac, n.group, n.port, boot_order=boot.private.get(i)) for i, n in enumerate(private))
+    nics = tuple(dataclasses.replace(n, boot_order=boot.private.get(i)) for i, n in enumerate(private))
     return domain.NetworkSpec(management=management, private=nics, private_model=lv.nic_model_type or "virtio")
 
 
