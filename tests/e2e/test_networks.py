@@ -1,5 +1,7 @@
 """Private networks between machines (QEMU multicast sockets, no root, no bridge) and
-rsync synced folders, on tiny-box guests."""
+rsync synced folders, on tiny-box guests. The networks ask for the multicast tunnel
+(libvirt__tunnel_type: "mcast"), so they are segments even as root, where vmctl otherwise
+makes host-only bridges (test_host_networks.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +19,7 @@ TWO_NODES = """
       {"node-1" => "172.17.8.101", "node-2" => "172.17.8.102"}.each do |name, ip|
         config.vm.define name do |node|
           node.vm.hostname = name
-          node.vm.network "private_network", ip: ip
+          node.vm.network "private_network", ip: ip, libvirt__tunnel_type: "mcast"
         end
       end
     end
@@ -27,7 +29,7 @@ OTHER_PROJECT = """
     Vagrant.configure("2") do |config|
       config.vm.box = "vmctl/tiny"
       config.vm.synced_folder ".", "/vagrant", disabled: true
-      config.vm.network "private_network", ip: "172.17.8.103"
+      config.vm.network "private_network", ip: "172.17.8.103", libvirt__tunnel_type: "mcast"
       config.vm.provider :libvirt do |lv|
         lv.memory = 256
       end
