@@ -175,3 +175,22 @@ def test_dhcp_address_reads_the_lease_file(home: Path) -> None:
         "0 52:54:00:aa:bb:cc 172.28.128.7 tiny 01:52:54:00:aa:bb:cc\n")
     assert hostnet.dhcp_address(d, "52:54:00:AA:BB:CC") == "172.28.128.7"
     assert hostnet.dhcp_address(d, "52:54:00:aa:bb:cd") is None
+
+
+def test_up_says_what_the_host_cannot_reach_and_refuses_dhcp_without_root(tmp_path: Path) -> None:
+    from vmctl.machine import hardware
+    from vmctl.vagrantfile.model import MachineConfig
+
+    user = hardware.Host(accel="tcg", uri="qemu:///embed", embedded=True, is_root=False)
+    root = dataclasses.replace(user, is_root=True)
+    cfg = MachineConfig(name="m", private_networks=(net(iface_name="labtap0"),))
+    reach, iface = hardware.network_warnings(cfg, user)
+    assert "cannot reach" in reach and "192.168.33.10" in reach
+    assert "labtap0" in iface and "no host interface" in iface
+    assert hardware.network_warnings(dataclasses.replace(cfg, private_networks=(net(tunnel_type="mcast"),)), user) == []
+    assert hardware.network_warnings(dataclasses.replace(cfg, private_networks=(net(),)), root) == []
+    dhcp = dataclasses.replace(cfg, private_networks=(net(None, "172.28.128.0/24", type="dhcp"),))
+    with pytest.raises(MachineError, match="needs a host-only network"):
+        hardware.network_warnings(dhcp, user)
+    with pytest.raises(MachineError, match="the host has an interface of that name"):
+        hardware.network_warnings(dataclasses.replace(cfg, private_networks=(net(iface_name="lo"),)), root)

@@ -177,6 +177,9 @@ def network_warnings(cfg: MachineConfig, host: Host) -> list[str]:
     for net in cfg.private_networks:
         if hostnet.mode(net, is_root=host.is_root) == "bridge":
             bridged = True
+            if net.iface_name and os.path.exists(f"/sys/class/net/{net.iface_name}"):
+                raise MachineError(f"libvirt__iface_name {net.iface_name}: the host has an interface of that name "
+                                   "already", hint="choose another name, or leave libvirt__iface_name out")
             continue
         if net.type == "dhcp" or net.dhcp_enabled:
             raise MachineError(f"the private network {net.subnet} wants DHCP, which needs a host-only network: only "
