@@ -3,8 +3,8 @@ private_network address, as vagrant-libvirt's libvirt networks do.
 
 Which kind a private network gets (`mode`): a host-only bridge when vmctl runs as root on
 this host (the only way it can make a host interface), an IPv4 network, and no
-`libvirt__tunnel_type` asks for the unprivileged tunnel; otherwise today's multicast
-segment on loopback (vmctl/domain/network.py), which the host cannot reach.
+`libvirt__tunnel_type` asks for an unprivileged tunnel ("mcast", "udp"); otherwise the
+multicast segment on loopback (vmctl/domain/network.py), which the host cannot reach.
 
 A host-only network is a Linux bridge named `vmctl-` + a hash of (VMCTL_HOME, the network's
 key) (15 characters, IFNAMSIZ), holding the host's address (the subnet's first, or
@@ -53,9 +53,11 @@ IFNAMSIZ = 15  # characters, without the NUL
 # --- the pure part: which kind, names, plans --------------------------------------------------
 
 def mode(net: PrivateNetwork, *, is_root: bool) -> str:
-    """"bridge" (a host-only network the host reaches) or "mcast" (a multicast segment on
-    loopback: machines only)."""
-    if net.tunnel_type is not None or not is_root:
+    """"bridge" (a host-only network the host reaches), "mcast" (a multicast segment on
+    loopback: machines only) or "udp" (the point-to-point tunnel a Vagrantfile asked for)."""
+    if net.tunnel_type is not None:
+        return net.tunnel_type
+    if not is_root:
         return "mcast"
     if ipaddress.ip_network(net.subnet).version != 4:
         return "mcast"

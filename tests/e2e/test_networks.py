@@ -16,10 +16,13 @@ TWO_NODES = """
       config.vm.provider :libvirt do |lv|
         lv.memory = 256
       end
-      {"node-1" => "172.17.8.101", "node-2" => "172.17.8.102"}.each do |name, ip|
+      {"node-1" => ["172.17.8.101", 40101, 40102], "node-2" => ["172.17.8.102", 40102, 40101]}.each do |name, (ip, here, there)|
         config.vm.define name do |node|
           node.vm.hostname = name
           node.vm.network "private_network", ip: ip, libvirt__tunnel_type: "mcast"
+          # A point-to-point UDP tunnel between the two, on loopback.
+          node.vm.network "private_network", ip: ip.sub("172.17.8.", "172.17.9."), libvirt__tunnel_type: "udp",
+            libvirt__tunnel_local_port: here, libvirt__tunnel_port: there
         end
       end
     end
@@ -60,6 +63,7 @@ def test_private_network_within_a_project_only(
     assert "172.17.8.101/24" in addr
     assert ping(vmctl, a, "node-1", "172.17.8.102")
     assert ping(vmctl, a, "node-2", "172.17.8.101")
+    assert ping(vmctl, a, "node-1", "172.17.9.102")  # through the udp tunnel
     # Another project's machine on the same subnet is on another wire.
     assert not ping(vmctl, b, "default", "172.17.8.101")
     assert not ping(vmctl, a, "node-2", "172.17.8.103")

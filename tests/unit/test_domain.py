@@ -515,3 +515,14 @@ def test_private_networks_on_host_bridges_are_libvirt_interfaces() -> None:
 def test_bridge_nic_values_are_checked(nic: domain.BridgeNic) -> None:
     with pytest.raises(ValueError):
         domain.render_domain(spec(network=domain.NetworkSpec(management=None, private=(nic,))))
+
+
+def test_udp_tunnels_are_sockets_between_loopback_ends() -> None:
+    nic = domain.UdpNic(mac="52:54:00:01:02:05", remote="127.0.0.1", port=40002, local="127.0.0.1", local_port=40001)
+    root = render(spec(network=domain.NetworkSpec(management=None, private=(nic,))))
+    assert qemu_args(root) == ["-netdev", "socket,id=vmpriv0,udp=127.0.0.1:40002,localaddr=127.0.0.1:40001",
+                               "-device", "virtio-net-pci,netdev=vmpriv0,addr=0x11,mac=52:54:00:01:02:05"]
+    for bad in (replace(nic, remote="192.0.2.1"), replace(nic, local="127.0.0.1,x=y"),
+                replace(nic, port=0)):
+        with pytest.raises(ValueError):
+            domain.render_domain(spec(network=domain.NetworkSpec(management=None, private=(bad,))))

@@ -57,6 +57,7 @@ def test_mode_bridge_only_as_root_for_ipv4_without_a_tunnel() -> None:
     assert hostnet.mode(net(), is_root=True) == "bridge"
     assert hostnet.mode(net(), is_root=False) == "mcast"
     assert hostnet.mode(net(tunnel_type="mcast"), is_root=True) == "mcast"
+    assert hostnet.mode(net(tunnel_type="udp"), is_root=True) == "udp"
     assert hostnet.mode(net("fd00::10", "fd00::/64"), is_root=True) == "mcast"
 
 

@@ -35,6 +35,7 @@ from vmctl.domain.network import (
     Forward,
     McastNic,
     NetworkSpec,
+    UdpNic,
     UserNic,
     build_interfaces,
     hostfwd_rules,
@@ -46,7 +47,7 @@ from vmctl.domain.xml import QEMU_NS, VMCTL_NS, sub
 __all__ = [
     "Identity",
     "QEMU_NS", "USER_NIC_SLOT", "VMCTL_NS", "BridgeNic", "CpuSpec", "DevicesSpec", "Disk", "DisksSpec", "DomainSpec",
-    "FirmwareSpec", "Forward", "McastNic", "NetworkSpec", "UserNic", "hostfwd_rules", "parse_machine_metadata",
+    "FirmwareSpec", "Forward", "McastNic", "NetworkSpec", "UdpNic", "UserNic", "hostfwd_rules", "parse_machine_metadata",
     "render_domain",
 ]
 

@@ -59,6 +59,18 @@ class McastNic:
 
 
 @dataclass(frozen=True)
+class UdpNic:
+    """A point-to-point UDP tunnel on loopback (libvirt__tunnel_type: "udp")."""
+
+    mac: str
+    remote: str  # loopback address
+    port: int
+    local: str
+    local_port: int
+    boot_order: int | None = None
+
+
+@dataclass(frozen=True)
 class BridgeNic:
     mac: str
     bridge: str  # a bridge vmctl made (vmctl-...)
@@ -78,7 +90,7 @@ class UserNic:
 @dataclass(frozen=True)
 class NetworkSpec:
     management: UserNic | None
-    private: tuple[McastNic | BridgeNic, ...] = ()
+    private: tuple[McastNic | UdpNic | BridgeNic, ...] = ()
     private_model: str = "virtio"  # <model type> of the private networks' NICs
 
 
@@ -131,17 +143,29 @@ def private_args(spec: NetworkSpec) -> list[str]:
     for i, nic in enumerate(spec.private):
         if isinstance(nic, BridgeNic):
             continue  # a libvirt <interface> (build_interfaces)
-        group = untrusted.parse_address(nic.group)
-        if group is None or not ipaddress.ip_address(group).is_multicast or ":" in group:
-            raise ValueError(f"multicast group {nic.group!r}")
-        if isinstance(nic.port, bool) or not isinstance(nic.port, int) or not 0 < nic.port < 65536:
-            raise ValueError(f"multicast port {nic.port!r}")
+        if isinstance(nic, UdpNic):
+            ends = []
+            for address, port in ((nic.remote, nic.port), (nic.local, nic.local_port)):
+                parsed = untrusted.parse_address(address)
+                if parsed is None or ":" in parsed or not ipaddress.ip_address(parsed).is_loopback:
+                    raise ValueError(f"udp tunnel address {address!r}")
+                if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+                    raise ValueError(f"udp tunnel port {port!r}")
+                ends.append(f"{parsed}:{port}")
+            netdev = f"socket,id=vmpriv{i},udp={ends[0]},localaddr={ends[1]}"
+        else:
+            group = untrusted.parse_address(nic.group)
+            if group is None or not ipaddress.ip_address(group).is_multicast or ":" in group:
+                raise ValueError(f"multicast group {nic.group!r}")
+            if isinstance(nic.port, bool) or not isinstance(nic.port, int) or not 0 < nic.port < 65536:
+                raise ValueError(f"multicast port {nic.port!r}")
+            netdev = f"socket,id=vmpriv{i},mcast={group}:{nic.port},localaddr=127.0.0.1"
         if not _MAC.fullmatch(nic.mac):
             raise ValueError(f"MAC address {nic.mac!r}")
         device = f"{NIC_DEVICES[spec.private_model]},netdev=vmpriv{i},addr=0x{first + i:02x},mac={nic.mac}"
         if nic.boot_order is not None:
             device += f",bootindex={_boot_index(nic.boot_order)}"
-        args += ["-netdev", f"socket,id=vmpriv{i},mcast={group}:{nic.port},localaddr=127.0.0.1", "-device", device]
+        args += ["-netdev", netdev, "-device", device]
     return args
 
 

@@ -196,12 +196,15 @@ class BootMixin(StateMixin):
         guest_port = cfg.ssh.port or cfg.ssh.guest_port or 22
         forwards = [domain.Forward("127.0.0.1", st.ssh_port, guest_port)]
         forwards += [domain.Forward(f.host_ip, f.host, f.guest, f.protocol) for f in st.forwards if f.id != "ssh"]
-        nics: list[domain.McastNic | domain.BridgeNic] = []
+        nics: list[domain.McastNic | domain.UdpNic | domain.BridgeNic] = []
         for i, (net, mac) in enumerate(zip(cfg.private_networks, st.macs, strict=False)):
             mac = net.mac or mac
             if hostnet.mode(net, is_root=host.is_root) == "bridge":
                 bridge = hostnet.plan(net, str(paths.vmctl_home())).bridge
                 nics.append(domain.BridgeNic(mac=mac, bridge=bridge, tap=net.iface_name or hostnet.tap_name(st.id, i)))
+            elif net.tunnel_type == "udp":
+                nics.append(domain.UdpNic(mac=mac, remote=net.tunnel_ip, port=net.tunnel_port,
+                                          local=net.tunnel_local_ip, local_port=net.tunnel_local_port))
             else:
                 group, port = network.mcast_group(self._segment(net))
                 nics.append(domain.McastNic(mac=mac, group=group, port=port))

@@ -323,7 +323,7 @@ def firmware_pair(loader: str) -> Path | None:
 
 
 def build(cfg: MachineConfig, st: MachineState, disks: list[MachineDisk], *, project_root: Path, host: Host,
-          private_nics: tuple[domain.McastNic | domain.BridgeNic, ...], forwards: tuple[domain.Forward, ...]) -> tuple[domain.DomainSpec, list[str]]:
+          private_nics: tuple[domain.McastNic | domain.UdpNic | domain.BridgeNic, ...], forwards: tuple[domain.Forward, ...]) -> tuple[domain.DomainSpec, list[str]]:
     """The domain of machine CFG with state ST and DISKS on HOST, and the notes to print."""
     notes: list[str] = []
     lv = cfg.libvirt
@@ -396,7 +396,7 @@ class _Boot:
     menu: bool
 
 
-def _boot_orders(cfg: MachineConfig, disks: list[MachineDisk], nics: tuple[domain.McastNic | domain.BridgeNic, ...]) -> _Boot:
+def _boot_orders(cfg: MachineConfig, disks: list[MachineDisk], nics: tuple[domain.McastNic | domain.UdpNic | domain.BridgeNic, ...]) -> _Boot:
     boot = _Boot({}, None, {}, bool(cfg.libvirt.boot_order))
     attached = [d for d in disks if d.attached and d.target]
     for order, entry in enumerate(cfg.libvirt.boot_order, 1):
@@ -495,7 +495,7 @@ def _disks(cfg: MachineConfig, disks: list[MachineDisk], boot: _Boot) -> ddisks.
     return ddisks.DisksSpec(tuple(out), scsi_controller_model=model)
 
 
-def _network(cfg: MachineConfig, st: MachineState, private: tuple[domain.McastNic | domain.BridgeNic, ...],
+def _network(cfg: MachineConfig, st: MachineState, private: tuple[domain.McastNic | domain.UdpNic | domain.BridgeNic, ...],
              forwards: tuple[domain.Forward, ...], boot: _Boot) -> domain.NetworkSpec:
     lv = cfg.libvirt
     model = lv.management_network_model_type or lv.nic_model_type or "virtio"

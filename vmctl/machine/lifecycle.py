@@ -469,7 +469,7 @@ class Machine(GuestMixin):
                 item.update(mode="bridge", bridge=host_net.bridge, host_ip=host_net.host_ip,
                             host_reachable=True)
             else:
-                item.update(mode="mcast", host_reachable=False)
+                item.update(mode="udp" if net.tunnel_type == "udp" else "mcast", host_reachable=False)
             out.append(item)
         return out
 

@@ -39,7 +39,12 @@ class PrivateNetwork:
     dhcp_stop: str | None = None
     mac: str | None = None  # libvirt__mac
     iface_name: str | None = None  # libvirt__iface_name: the host's tap device
-    tunnel_type: str | None = None  # libvirt__tunnel_type: "mcast" keeps the unprivileged segment
+    tunnel_type: str | None = None  # libvirt__tunnel_type: "mcast" (a segment) or "udp" (point to point)
+    # The "udp" tunnel's ends (loopback addresses; the ports are required for it).
+    tunnel_ip: str | None = None
+    tunnel_port: int | None = None
+    tunnel_local_ip: str | None = None
+    tunnel_local_port: int | None = None
     subnet: str = ""  # the network, e.g. 172.28.128.0/24 (what a DHCP network is on)
 
 

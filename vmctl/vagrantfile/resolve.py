@@ -175,7 +175,9 @@ class Resolver:
         handled = {"ip", "netmask", "libvirt__network_name", "auto_config", "type", "libvirt__netmask", "id",
                    "protocol", "libvirt__host_ip", "libvirt__dhcp_enabled", "libvirt__dhcp_start",
                    "libvirt__dhcp_stop", "libvirt__forward_mode", "libvirt__forward_device", "libvirt__mac", "mac",
-                   "libvirt__iface_name", "libvirt__tunnel_type", "libvirt__network_address", "libvirt__guest_ipv6"}
+                   "libvirt__iface_name", "libvirt__tunnel_type", "libvirt__network_address", "libvirt__guest_ipv6",
+                   "libvirt__tunnel_ip", "libvirt__tunnel_port", "libvirt__tunnel_local_ip",
+                   "libvirt__tunnel_local_port"}
         for key in options:
             if key not in handled:
                 self.warn(node, f"the private_network option {key}: is not used by vmctl (ignored)")
@@ -185,13 +187,16 @@ class Resolver:
         tunnel = options.get("libvirt__tunnel_type")
         if tunnel is not None:
             tunnel = self.want(node, "libvirt__tunnel_type", tunnel, str).lower()
-            if tunnel == "udp":
-                raise self.error(node, 'libvirt__tunnel_type: "udp" (a point-to-point tunnel between two machines) is '
-                                 "not supported by vmctl",
-                                 hint='use libvirt__tunnel_type: "mcast": machines naming the same '
-                                 "libvirt__network_name share one multicast segment, with no root needed")
-            if tunnel != "mcast":
-                raise self.error(node, f"libvirt__tunnel_type {tunnel!r}: vmctl supports \"mcast\"")
+            if tunnel not in ("mcast", "udp"):
+                raise self.error(node, f"libvirt__tunnel_type {tunnel!r}: vagrant-libvirt's tunnels are \"mcast\" "
+                                 "and \"udp\"")
+        udp = self.udp_tunnel(node, options) if tunnel == "udp" else {}
+        if tunnel != "udp":
+            for key in ("libvirt__tunnel_ip", "libvirt__tunnel_port", "libvirt__tunnel_local_ip",
+                        "libvirt__tunnel_local_port"):
+                if key in options:
+                    self.warn(node, f"{key}: is used by the \"udp\" tunnel only (vmctl chooses a multicast "
+                              "segment's group and port from the network's name)")
         mode = to_s(options.get("libvirt__forward_mode") or "none").lower()
         if mode == "nat":
             self.warn(node, 'libvirt__forward_mode: "nat" is not supported: vmctl\'s host-only networks are isolated '
@@ -286,7 +291,30 @@ class Resolver:
             iface_name=iface,
             tunnel_type=tunnel,
             subnet=str(subnet),
+            **udp,
         )
+
+    def udp_tunnel(self, node: Node, options: dict[str, Any]) -> dict[str, Any]:
+        """The ends of a "udp" tunnel: QEMU sends the NIC's frames to tunnel_ip:tunnel_port
+        from tunnel_local_ip:tunnel_local_port. Loopback only, like vmctl's multicast
+        segments: a machine's frames never leave this host."""
+        out: dict[str, Any] = {}
+        for key, field in (("libvirt__tunnel_port", "tunnel_port"), ("libvirt__tunnel_local_port", "tunnel_local_port")):
+            if options.get(key) is None:
+                raise self.error(node, f'libvirt__tunnel_type: "udp" needs {key}: (the two machines name each '
+                                 "other's ports)")
+            port = self.want(node, key, options[key], int)
+            if isinstance(port, bool) or not 1 <= port <= 65535:
+                raise self.error(node, f"{key} {port} is not a port number (1-65535)")
+            out[field] = int(port)
+        for key, field in (("libvirt__tunnel_ip", "tunnel_ip"), ("libvirt__tunnel_local_ip", "tunnel_local_ip")):
+            value = options.get(key, "127.0.0.1")
+            address = untrusted.parse_address(self.want(node, key, value, str))
+            if address is None or ":" in address or not untrusted.is_loopback(address):
+                raise self.error(node, f"{key} {untrusted.visible(str(value))!r}: vmctl's udp tunnels stay on this host "
+                                 "(an IPv4 loopback address such as 127.0.0.1)")
+            out[field] = address
+        return out
 
     def netmask(self, node: Node, value: Any, address: Any) -> str:
         v6 = address.version == 6
