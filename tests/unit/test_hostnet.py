@@ -193,5 +193,7 @@ def test_up_says_what_the_host_cannot_reach_and_refuses_dhcp_without_root(tmp_pa
     dhcp = dataclasses.replace(cfg, private_networks=(net(None, "172.28.128.0/24", type="dhcp"),))
     with pytest.raises(MachineError, match="needs a host-only network"):
         hardware.network_warnings(dhcp, user)
+    with pytest.raises(MachineError, match="host's own"):
+        hardware.network_warnings(dataclasses.replace(cfg, private_networks=(net("192.168.33.1"),)), root)
     with pytest.raises(MachineError, match="the host has an interface of that name"):
         hardware.network_warnings(dataclasses.replace(cfg, private_networks=(net(iface_name="lo"),)), root)

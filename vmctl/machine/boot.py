@@ -225,7 +225,8 @@ class BootMixin(StateMixin):
         return f"project:{self.project_root}:{net.subnet}"
 
     def host_networks(self, host: hardware.Host | None = None) -> list[tuple[Any, hostnet.HostNetwork | None]]:
-        """Each private network with the host-only network it is on (None: a multicast segment)."""
+        """Each private network with the host-only network it is on (None: a tunnel, multicast
+        or udp, between machines)."""
         is_root = host.is_root if host is not None else os.geteuid() == 0
         home = str(paths.vmctl_home())
         return [(net, hostnet.plan(net, home) if hostnet.mode(net, is_root=is_root) == "bridge" else None)

@@ -177,6 +177,7 @@ def network_warnings(cfg: MachineConfig, host: Host) -> list[str]:
     for net in cfg.private_networks:
         if hostnet.mode(net, is_root=host.is_root) == "bridge":
             bridged = True
+            hostnet.plan(net, str(paths.vmctl_home()))  # stops on what cannot be (the host's own address, ...)
             if net.iface_name and os.path.exists(f"/sys/class/net/{net.iface_name}"):
                 raise MachineError(f"libvirt__iface_name {net.iface_name}: the host has an interface of that name "
                                    "already", hint="choose another name, or leave libvirt__iface_name out")
@@ -184,7 +185,8 @@ def network_warnings(cfg: MachineConfig, host: Host) -> list[str]:
         if net.type == "dhcp" or net.dhcp_enabled:
             raise MachineError(f"the private network {net.subnet} wants DHCP, which needs a host-only network: only "
                                "root can make one (a bridge and its DHCP server)"
-                               + (" and libvirt__tunnel_type asks for a multicast tunnel" if net.tunnel_type else ""),
+                               + (f" and libvirt__tunnel_type asks for a {net.tunnel_type} tunnel" if net.tunnel_type
+                                  else ""),
                                hint="run vmctl as root, or give the machine a static ip: (and no "
                                "libvirt__dhcp_enabled)")
         note = hostnet.reachability_note(net, is_root=host.is_root)
@@ -192,7 +194,8 @@ def network_warnings(cfg: MachineConfig, host: Host) -> list[str]:
             warnings.append(note)
         if net.iface_name:
             warnings.append(f"libvirt__iface_name {net.iface_name}: the private network {net.ip or net.subnet} is a "
-                            "multicast segment, which has no host interface to name")
+                            f"{'udp tunnel' if net.tunnel_type == 'udp' else 'multicast segment'}, which has no host "
+                            "interface to name")
     if bridged:
         for tool, package, why in (("ip", "iproute2", "make host-only bridges"),
                                    ("dnsmasq", "dnsmasq-base", "serve DHCP on private networks")):

@@ -458,7 +458,12 @@ class Machine(GuestMixin):
         and the machine's address on it (for DHCP, the lease dnsmasq gave; None before one)."""
         st = self.require_state()
         out = []
-        for i, (net, host_net) in enumerate(self.host_networks()):
+        try:
+            planned = self.host_networks()
+        except MachineError as exc:  # the Vagrantfile changed to something up would refuse
+            log.debug("status: %s", exc)
+            planned = [(net, None) for net in self.config.private_networks]
+        for i, (net, host_net) in enumerate(planned):
             mac = net.mac or (st.macs[i] if i < len(st.macs) else None)
             ip = net.ip
             if host_net is not None and net.type == "dhcp" and mac:
