@@ -134,6 +134,9 @@ def test_projects_naming_a_network_share_it_and_others_do_not(vmctl: Vmctl, proj
     # B and A reach each other on their private NICs (the subnet is on-link there).
     assert guest_ping(vmctl, b, f"{SHARED}.11")
     assert guest_ping(vmctl, a, f"{SHARED}.12")
+    # A reboot (a new tap on the same bridge) keeps it on the network.
+    vmctl("reload", cwd=b)
+    assert guest_ping(vmctl, a, f"{SHARED}.12") and icmp_ping(f"{SHARED}.12")
     # The third project is on another bridge: on its private NIC, the shared network's
     # guests do not answer. (Through its management NIC, QEMU's user-mode NAT, a process of
     # the host, it reaches what the host reaches: docs/vagrantfile.md says so.)

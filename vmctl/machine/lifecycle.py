@@ -422,6 +422,7 @@ class Machine(GuestMixin):
         st = self.state
         if st is None:
             return {"name": self.name, "state": state, "domain": None, "ssh": None, "forwarded_ports": [], "disks": [],
+                    "networks": [],
                     "snapshots": 0}
         key = st.key_inserted and self.key_file.exists()
         return {
