@@ -2,7 +2,8 @@
 private_network address, as vagrant-libvirt's libvirt networks do.
 
 Which kind a private network gets (`mode`): a host-only bridge when vmctl runs as root on
-this host (the only way it can make a host interface), an IPv4 network, and no
+this host (the only way it can make a host interface), the subnet is private IPv4 address
+space (untrusted.host_network_problem: RFC 1918), and no
 `libvirt__tunnel_type` asks for an unprivileged tunnel ("mcast", "udp"); otherwise the
 multicast segment on loopback (vmctl/domain/network.py), which the host cannot reach.
 
@@ -39,7 +40,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from vmctl import paths
+from vmctl import paths, untrusted
 from vmctl.errors import MachineError
 from vmctl.vagrantfile.model import PrivateNetwork
 
@@ -57,9 +58,7 @@ def mode(net: PrivateNetwork, *, is_root: bool) -> str:
     loopback: machines only) or "udp" (the point-to-point tunnel a Vagrantfile asked for)."""
     if net.tunnel_type is not None:
         return net.tunnel_type
-    if not is_root:
-        return "mcast"
-    if ipaddress.ip_network(net.subnet).version != 4:
+    if not is_root or untrusted.host_network_problem(net.subnet):
         return "mcast"
     return "bridge"
 
@@ -73,6 +72,11 @@ def reachability_note(net: PrivateNetwork, *, is_root: bool) -> str | None:
     if ipaddress.ip_network(net.subnet).version != 4:
         return (f"the private network {where} is IPv6: vmctl makes it a multicast segment between machines, which "
                 "the host cannot reach; use forwarded ports to reach the machine from the host")
+    problem = untrusted.host_network_problem(net.subnet)
+    if problem and is_root:
+        return (f"the host cannot reach the private network address {where}: {problem}, so vmctl makes it a "
+                "segment between machines; choose a private subnet (e.g. 192.168.56.0/24) for a host-only network, "
+                "or use forwarded ports")
     return (f"the host cannot reach the private network address {where}: only root can make the host interface "
             "(a bridge) for it, so it is a segment between machines; run vmctl as root for a host-only network, "
             "or use forwarded ports (config.vm.network \"forwarded_port\") to reach the machine from the host")
@@ -115,7 +119,10 @@ def plan(net: PrivateNetwork, home: str) -> HostNetwork:
     subnet's first address; DHCP (for type "dhcp", or libvirt__dhcp_enabled: true) hands out
     the rest of the subnet."""
     subnet = ipaddress.ip_network(net.subnet)
-    if subnet.version != 4 or subnet.prefixlen > 29:
+    problem = untrusted.host_network_problem(net.subnet)
+    if problem:
+        raise MachineError(f"the private network {subnet} cannot be a host-only network: {problem}")
+    if subnet.prefixlen > 29:
         raise MachineError(f"the private network {subnet} is too small for a host-only network (at most /29)",
                            hint="give it a wider netmask, e.g. netmask: \"255.255.255.0\"")
     key = f"name:{net.name}" if net.name else f"subnet:{subnet}"

@@ -99,6 +99,24 @@ def iface_name_problem(name: object) -> str | None:
     return None
 
 
+# The address space a Vagrantfile may put a host-only network in (RFC 1918): a bridge with
+# a route for any other subnet would take the host's own traffic to those addresses (a
+# private_network "1.1.1.10" would hand the host's 1.1.1.1 to a guest).
+HOST_NETWORK_SPACE = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+
+def host_network_problem(subnet: str) -> str | None:
+    """Why SUBNET cannot be a host-only network on this host's routing table, or None."""
+    try:
+        net = ipaddress.ip_network(subnet)
+    except ValueError:
+        return f"{subnet!r} is not a subnet"
+    if net.version != 4 or not any(net.subnet_of(space) for space in HOST_NETWORK_SPACE):  # type: ignore[arg-type]
+        return (f"{net} is not private address space (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16): a host route "
+                "for it would take the host's own traffic to those addresses")
+    return None
+
+
 def is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address).is_loopback

@@ -59,6 +59,15 @@ def test_mode_bridge_only_as_root_for_ipv4_without_a_tunnel() -> None:
     assert hostnet.mode(net(tunnel_type="mcast"), is_root=True) == "mcast"
     assert hostnet.mode(net(tunnel_type="udp"), is_root=True) == "udp"
     assert hostnet.mode(net("fd00::10", "fd00::/64"), is_root=True) == "mcast"
+    # Not private address space: a host route there would take the host's own traffic.
+    public = net("1.1.1.10", "1.1.1.0/24")
+    assert hostnet.mode(public, is_root=True) == "mcast"
+    note = hostnet.reachability_note(public, is_root=True)
+    assert note is not None and "not private address space" in note
+    with pytest.raises(MachineError, match="not private address space"):
+        hostnet.plan(public, "/h")
+    assert hostnet.mode(net("172.31.0.5", "172.31.0.0/16"), is_root=True) == "bridge"
+    assert hostnet.mode(net("172.32.0.5", "172.32.0.0/16"), is_root=True) == "mcast"
 
 
 def test_reachability_note_says_what_to_do() -> None:

@@ -183,12 +183,14 @@ def network_warnings(cfg: MachineConfig, host: Host) -> list[str]:
                                    "already", hint="choose another name, or leave libvirt__iface_name out")
             continue
         if net.type == "dhcp" or net.dhcp_enabled:
-            raise MachineError(f"the private network {net.subnet} wants DHCP, which needs a host-only network: only "
-                               "root can make one (a bridge and its DHCP server)"
-                               + (f" and libvirt__tunnel_type asks for a {net.tunnel_type} tunnel" if net.tunnel_type
-                                  else ""),
-                               hint="run vmctl as root, or give the machine a static ip: (and no "
-                               "libvirt__dhcp_enabled)")
+            from vmctl import untrusted
+
+            why = (f"libvirt__tunnel_type asks for a {net.tunnel_type} tunnel" if net.tunnel_type
+                   else untrusted.host_network_problem(net.subnet) if host.is_root
+                   else "only root can make one (a bridge and its DHCP server)")
+            raise MachineError(f"the private network {net.subnet} wants DHCP, which needs a host-only network: {why}",
+                               hint="run vmctl as root with a private subnet, or give the machine a static ip: (and "
+                               "no libvirt__dhcp_enabled)")
         note = hostnet.reachability_note(net, is_root=host.is_root)
         if note:
             warnings.append(note)
