@@ -12,7 +12,9 @@ key) (15 characters, IFNAMSIZ), holding the host's address (the subnet's first, 
 `libvirt__host_ip`), with forwarding off on it (isolated: the kernel does not route its
 guests' packets anywhere; vmctl changes no firewall or routing setting of the host).
 Machines share it by key: `libvirt__network_name` when given, else the subnet, across
-projects (two bridges cannot both hold one subnet on one host). A DHCP network also has a
+projects (two bridges cannot both hold one subnet on one host). A subnet that overlaps one
+of the host's own networks (docker0's 172.17.0.0/16, say) stays a multicast segment, with a
+warning (`foreign_overlap`): a bridge would take that network's traffic. A DHCP network also has a
 dnsmasq bound to the bridge alone (no DNS, no router or DNS server handed out, infinite
 leases), its pid and lease files in VMCTL_HOME/networks/.
 
@@ -332,6 +334,23 @@ def _teardown(net: HostNetwork, ops: Ops) -> None:
     log.debug("removing the host-only network %s (%s)", net.label, net.bridge)
     ops.stop_dhcp(net)
     ops.delete_link(net.bridge)
+
+
+def foreign_overlap(net: HostNetwork, prefixes: list[tuple[str, str]]) -> str | None:
+    """The host's own network (an address or route of an interface that is not one of this
+    VMCTL_HOME's bridges) that NET's subnet overlaps, as "PREFIX on IFACE", or None.
+    PREFIXES: Ops.host_prefixes()."""
+    ours = {r.network.bridge for r in load_registry().values()} | {net.bridge}
+    for iface, prefix in prefixes:
+        if iface not in ours and _overlaps(prefix, net.subnet):
+            return f"{prefix} on {iface}"
+    return None
+
+
+def overlap_note(net: PrivateNetwork, overlap: str) -> str:
+    return (f"the host cannot reach the private network address {net.ip or net.subnet}: its subnet {net.subnet} "
+            f"overlaps the host's network {overlap}, which a host-only bridge would take traffic from, so vmctl "
+            "makes it a segment between machines; choose another subnet for a host-only network")
 
 
 def _live_machines() -> set[str]:

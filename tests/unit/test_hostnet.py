@@ -206,3 +206,15 @@ def test_up_says_what_the_host_cannot_reach_and_refuses_dhcp_without_root(tmp_pa
         hardware.network_warnings(dataclasses.replace(cfg, private_networks=(net("192.168.33.1"),)), root)
     with pytest.raises(MachineError, match="the host has an interface of that name"):
         hardware.network_warnings(dataclasses.replace(cfg, private_networks=(net(iface_name="lo"),)), root)
+
+
+def test_a_subnet_on_one_of_the_hosts_networks_is_named(home: Path) -> None:
+    host = FakeHost(prefixes=[("eth0", "192.0.2.0/24"), ("docker0", "172.17.0.0/16")])
+    coreos = hostnet.plan(net("172.17.8.101", "172.17.8.0/24"), str(home))
+    assert hostnet.foreign_overlap(coreos, host.host_prefixes()) == "172.17.0.0/16 on docker0"
+    lab = hostnet.plan(net(), str(home))
+    hostnet.ensure("aaaaaaaaaaaa", [lab], ops=host, live=set())
+    # This VMCTL_HOME's own bridges are not the host's networks.
+    assert hostnet.foreign_overlap(lab, host.host_prefixes()) is None
+    note = hostnet.overlap_note(net("172.17.8.101", "172.17.8.0/24"), "172.17.0.0/16 on docker0")
+    assert "cannot reach" in note and "docker0" in note and "another subnet" in note

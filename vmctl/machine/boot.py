@@ -197,10 +197,11 @@ class BootMixin(StateMixin):
         forwards = [domain.Forward("127.0.0.1", st.ssh_port, guest_port)]
         forwards += [domain.Forward(f.host_ip, f.host, f.guest, f.protocol) for f in st.forwards if f.id != "ssh"]
         nics: list[domain.McastNic | domain.UdpNic | domain.BridgeNic] = []
+        planned = self.host_networks(host)
         for i, (net, mac) in enumerate(zip(cfg.private_networks, st.macs, strict=False)):
             mac = net.mac or mac
-            if hostnet.mode(net, is_root=host.is_root) == "bridge":
-                bridge = hostnet.plan(net, str(paths.vmctl_home())).bridge
+            if planned[i][1] is not None:
+                bridge = planned[i][1].bridge
                 nics.append(domain.BridgeNic(mac=mac, bridge=bridge, tap=net.iface_name or hostnet.tap_name(st.id, i)))
             elif net.tunnel_type == "udp":
                 nics.append(domain.UdpNic(mac=mac, remote=net.tunnel_ip, port=net.tunnel_port,
@@ -229,8 +230,17 @@ class BootMixin(StateMixin):
         or udp, between machines)."""
         is_root = host.is_root if host is not None else os.geteuid() == 0
         home = str(paths.vmctl_home())
-        return [(net, hostnet.plan(net, home) if hostnet.mode(net, is_root=is_root) == "bridge" else None)
-                for net in self.config.private_networks]
+        out: list[tuple[Any, hostnet.HostNetwork | None]] = []
+        prefixes = None
+        for net in self.config.private_networks:
+            planned = hostnet.plan(net, home) if hostnet.mode(net, is_root=is_root) == "bridge" else None
+            if planned is not None:
+                # One of the host's own networks there: a segment instead (check_host warns).
+                prefixes = prefixes if prefixes is not None else hostnet.IpOps().host_prefixes()
+                if hostnet.foreign_overlap(planned, prefixes):
+                    planned = None
+            out.append((net, planned))
+        return out
 
     def _ensure_networks(self, st: MachineState) -> None:
         """Make (or find) the host-only networks the machine is on, and record it as their

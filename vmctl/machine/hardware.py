@@ -174,24 +174,30 @@ def network_warnings(cfg: MachineConfig, host: Host) -> list[str]:
 
     warnings: list[str] = []
     bridged = False
+    prefixes: list[tuple[str, str]] | None = None
     for net in cfg.private_networks:
+        overlap = None
         if hostnet.mode(net, is_root=host.is_root) == "bridge":
-            bridged = True
-            hostnet.plan(net, str(paths.vmctl_home()))  # stops on what cannot be (the host's own address, ...)
-            if net.iface_name and os.path.exists(f"/sys/class/net/{net.iface_name}"):
-                raise MachineError(f"libvirt__iface_name {net.iface_name}: the host has an interface of that name "
-                                   "already", hint="choose another name, or leave libvirt__iface_name out")
-            continue
+            planned = hostnet.plan(net, str(paths.vmctl_home()))  # stops on what cannot be (the host's own address)
+            prefixes = prefixes if prefixes is not None else hostnet.IpOps().host_prefixes()
+            overlap = hostnet.foreign_overlap(planned, prefixes)
+            if overlap is None:
+                bridged = True
+                if net.iface_name and os.path.exists(f"/sys/class/net/{net.iface_name}"):
+                    raise MachineError(f"libvirt__iface_name {net.iface_name}: the host has an interface of that name "
+                                       "already", hint="choose another name, or leave libvirt__iface_name out")
+                continue
         if net.type == "dhcp" or net.dhcp_enabled:
             from vmctl import untrusted
 
             why = (f"libvirt__tunnel_type asks for a {net.tunnel_type} tunnel" if net.tunnel_type
+                   else f"its subnet overlaps the host's network {overlap}" if overlap
                    else untrusted.host_network_problem(net.subnet) if host.is_root
                    else "only root can make one (a bridge and its DHCP server)")
             raise MachineError(f"the private network {net.subnet} wants DHCP, which needs a host-only network: {why}",
                                hint="run vmctl as root with a private subnet, or give the machine a static ip: (and "
                                "no libvirt__dhcp_enabled)")
-        note = hostnet.reachability_note(net, is_root=host.is_root)
+        note = hostnet.overlap_note(net, overlap) if overlap else hostnet.reachability_note(net, is_root=host.is_root)
         if note:
             warnings.append(note)
         if net.iface_name:
