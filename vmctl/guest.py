@@ -47,26 +47,36 @@ fi
 def configure_private_networks(
     s: Session, networks: list[tuple[PrivateNetwork, str]]
 ) -> None:
-    """Give each (network, mac) NIC its static address: a systemd-networkd file where
-    networkd runs, `ip` otherwise (reapplied on every boot)."""
+    """Give each (network, mac) NIC its static address, or run DHCP on it (type "dhcp"): a
+    systemd-networkd file where networkd runs, `ip` (or busybox udhcpc, or dhclient)
+    otherwise (reapplied on every boot). A DHCP private network gives only an address:
+    vmctl's DHCP servers hand out no router and no DNS server."""
     for net, mac in networks:
         if not net.auto_config:
             continue
-        try:
-            iface = ipaddress.ip_interface(f"{net.ip}/{net.netmask}")
-        except ValueError as exc:
-            raise ConfigError(f"private network address {net.ip}/{net.netmask} is not valid") from exc
-        cidr = f"{iface.ip}/{iface.network.prefixlen}"
-        script = f"""
+        if untrusted.parse_mac(mac) != mac:
+            raise ConfigError(f"MAC address {mac!r} is not valid")
+        find = f"""
 set -e
 dev=""
 for d in /sys/class/net/*; do
   if [ "$(cat "$d/address" 2>/dev/null)" = "{mac}" ]; then dev="${{d##*/}}"; fi
 done
 [ -n "$dev" ] || {{ echo "no network interface with MAC {mac}" >&2; exit 3; }}
+f=/etc/systemd/network/50-vmctl-{mac.replace(":", "")}.network
+"""
+        if net.type == "dhcp":
+            script = find + _DHCP_SCRIPT.replace("@MAC@", mac)
+            what = f"configure DHCP on the private network {net.subnet}"
+        else:
+            try:
+                iface = ipaddress.ip_interface(f"{net.ip}/{net.netmask}")
+            except ValueError as exc:
+                raise ConfigError(f"private network address {net.ip}/{net.netmask} is not valid") from exc
+            cidr = f"{iface.ip}/{iface.network.prefixlen}"
+            script = find + f"""
 if [ -d /run/systemd/system ] && systemctl is-active -q systemd-networkd 2>/dev/null; then
   mkdir -p /etc/systemd/network
-  f=/etc/systemd/network/50-vmctl-{mac.replace(":", "")}.network
   printf '[Match]\\nMACAddress={mac}\\n\\n[Network]\\nAddress={cidr}\\nLinkLocalAddressing=no\\nIPv6AcceptRA=no\\n' > "$f.tmp"
   mv -f "$f.tmp" "$f"
   networkctl reload >/dev/null 2>&1 || systemctl restart systemd-networkd
@@ -77,7 +87,34 @@ else
   ip addr add {cidr} dev "$dev"
 fi
 """
-        s.check(f"sudo -n sh -c {shlex.quote(script)}", what=f"configure the private network {cidr}")
+            what = f"configure the private network {cidr}"
+        s.check(f"sudo -n sh -c {shlex.quote(script)}", what=what)
+
+
+# DHCP on the NIC $dev (networkd's file $f): the address only, no routes and no DNS.
+_DHCP_SCRIPT = r"""
+if [ -d /run/systemd/system ] && systemctl is-active -q systemd-networkd 2>/dev/null; then
+  mkdir -p /etc/systemd/network
+  printf '[Match]\nMACAddress=@MAC@\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n\n[DHCPv4]\nUseRoutes=no\nUseDNS=no\nUseGateway=no\n' > "$f.tmp"
+  mv -f "$f.tmp" "$f"
+  networkctl reload >/dev/null 2>&1 || systemctl restart systemd-networkd
+  networkctl reconfigure "$dev" >/dev/null 2>&1 || true
+elif command -v udhcpc >/dev/null 2>&1; then
+  mkdir -p /etc/vmctl
+  printf '%s\n' '#!/bin/sh' 'case "$1" in' \
+    '  deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;' \
+    '  bound|renew) ip -4 addr flush dev "$interface"; ip addr add "$ip/${mask:-24}" dev "$interface" ;;' \
+    'esac' 'exit 0' > /etc/vmctl/udhcpc.script
+  chmod 0755 /etc/vmctl/udhcpc.script
+  ip link set "$dev" up
+  udhcpc -i "$dev" -n -q -t 10 -T 2 -s /etc/vmctl/udhcpc.script >/dev/null
+elif command -v dhclient >/dev/null 2>&1; then
+  dhclient -1 "$dev"
+else
+  echo "the guest has no DHCP client (udhcpc, dhclient or systemd-networkd)" >&2
+  exit 4
+fi
+"""
 
 
 def set_clock(s: Session, clock: Callable[[], float] = time.time, timeout: float = 30.0) -> None:

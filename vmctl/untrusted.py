@@ -73,6 +73,50 @@ def parse_address(text: object) -> str | None:
         return None
 
 
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+# Host interface names: IFNAMSIZ (16 with the NUL), and no character `ip` or libvirt
+# treats specially. Names libvirt or vmctl generate for themselves are not for the taking.
+_IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
+_RESERVED_IFNAMES = ("vnet", "vif", "macvtap", "macvlan", "vmctl-", "vmtap-", "lo")
+
+
+def parse_mac(text: object) -> str | None:
+    """TEXT as a lower-case unicast MAC address (aa:bb:cc:dd:ee:ff, '-' accepted), or None."""
+    if not isinstance(text, str) or len(text) > 17:
+        return None
+    mac = text.lower().replace("-", ":")
+    if not _MAC.fullmatch(mac) or int(mac[:2], 16) & 1:
+        return None
+    return mac
+
+
+def iface_name_problem(name: object) -> str | None:
+    """Why NAME cannot be a host network interface vmctl makes, or None."""
+    if not isinstance(name, str) or not _IFNAME.fullmatch(name):
+        return "a host interface name is 1-15 letters, digits, '_', '.' or '-', starting with a letter or digit"
+    if name.startswith(_RESERVED_IFNAMES):
+        return f"names starting with {', '.join(_RESERVED_IFNAMES)} are libvirt's or vmctl's own"
+    return None
+
+
+# The address space a Vagrantfile may put a host-only network in (RFC 1918): a bridge with
+# a route for any other subnet would take the host's own traffic to those addresses (a
+# private_network "1.1.1.10" would hand the host's 1.1.1.1 to a guest).
+HOST_NETWORK_SPACE = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+
+def host_network_problem(subnet: str) -> str | None:
+    """Why SUBNET cannot be a host-only network on this host's routing table, or None."""
+    try:
+        net = ipaddress.ip_network(subnet)
+    except ValueError:
+        return f"{subnet!r} is not a subnet"
+    if net.version != 4 or not any(net.subnet_of(space) for space in HOST_NETWORK_SPACE):  # type: ignore[arg-type]
+        return (f"{net} is not private address space (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16): a host route "
+                "for it would take the host's own traffic to those addresses")
+    return None
+
+
 def is_loopback(address: str) -> bool:
     try:
         return ipaddress.ip_address(address).is_loopback

@@ -5,7 +5,8 @@ One builder and one frozen spec per device family; `render_domain` composes them
     cpu.py       CpuSpec        <memory>, <memoryBacking>, <memtune>, <vcpu>, <cputune>, <cpu>
     firmware.py  FirmwareSpec   <sysinfo>, <os>, <features>, <clock>, <launchSecurity>
     disks.py     DisksSpec      <disk>s and the SCSI controllers they need
-    network.py   NetworkSpec    the NICs: management (QEMU user networking), private (multicast)
+    network.py   NetworkSpec    the NICs: management (QEMU user networking), private (multicast,
+                                or host-only bridges)
     devices.py   DevicesSpec    display, video, sound, input, serial, channels, rng, TPM, USB, ...
 
 The machine layer decides every value (defaults, what a setting means on this host); the
@@ -30,10 +31,13 @@ from vmctl.domain.firmware import (
 )
 from vmctl.domain.network import (
     USER_NIC_SLOT,
+    BridgeNic,
     Forward,
     McastNic,
     NetworkSpec,
+    UdpNic,
     UserNic,
+    build_interfaces,
     hostfwd_rules,
     management_args,
     private_args,
@@ -42,8 +46,8 @@ from vmctl.domain.xml import QEMU_NS, VMCTL_NS, sub
 
 __all__ = [
     "Identity",
-    "QEMU_NS", "USER_NIC_SLOT", "VMCTL_NS", "CpuSpec", "DevicesSpec", "Disk", "DisksSpec", "DomainSpec",
-    "FirmwareSpec", "Forward", "McastNic", "NetworkSpec", "UserNic", "hostfwd_rules", "parse_machine_metadata",
+    "QEMU_NS", "USER_NIC_SLOT", "VMCTL_NS", "BridgeNic", "CpuSpec", "DevicesSpec", "Disk", "DisksSpec", "DomainSpec",
+    "FirmwareSpec", "Forward", "McastNic", "NetworkSpec", "UdpNic", "UserNic", "hostfwd_rules", "parse_machine_metadata",
     "render_domain",
 ]
 
@@ -106,6 +110,7 @@ def render_domain(spec: DomainSpec) -> str:
     if spec.devices.emulator is not None:
         sub(devices, "emulator", str(spec.devices.emulator))
     build_disks(devices, spec.disks)
+    build_interfaces(devices, spec.network)
     build_devices(devices, spec.devices)
     build_launch_security(dom, spec.firmware)
 

@@ -38,7 +38,8 @@ class GuestMixin(BootMixin):
             guest.set_hostname(session, cfg.hostname)
         if cfg.private_networks:
             emit(f"==> {self.name}: configuring private networks...")
-            guest.configure_private_networks(session, list(zip(cfg.private_networks, st.macs, strict=False)))
+            guest.configure_private_networks(
+                session, [(net, net.mac or mac) for net, mac in zip(cfg.private_networks, st.macs, strict=False)])
         self._grow_root(session, emit=emit)
         self.sync_folders(session, emit=emit)
 

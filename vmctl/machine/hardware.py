@@ -10,6 +10,7 @@ mapped (host-passthrough under TCG is QEMU's `max`, ...).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
@@ -156,12 +157,61 @@ def check_host(cfg: MachineConfig, host: Host) -> list[str]:
         value = getattr(lv, key)
         if value and not os.path.isfile(value):
             raise MachineError(f"libvirt.{key} {value} does not exist")
+    warnings += network_warnings(cfg, host)
     if lv.loader:
         nvram_template(lv)  # raises when there is none to copy
     if lv.nodeset is not None:
         for node in _cpuset_numbers(lv.nodeset):
             if not Path(f"/sys/devices/system/node/node{node}").exists():
                 raise MachineError(f"libvirt.nodeset names host NUMA node {node}, which this host has not")
+    return warnings
+
+
+def network_warnings(cfg: MachineConfig, host: Host) -> list[str]:
+    """Stop where a private network cannot work here; say which ones the host cannot reach
+    (hostnet.mode decides bridge or multicast)."""
+    from vmctl import hostnet
+
+    warnings: list[str] = []
+    bridged = False
+    prefixes: list[tuple[str, str]] | None = None
+    for net in cfg.private_networks:
+        overlap = None
+        if hostnet.mode(net, is_root=host.is_root) == "bridge":
+            planned = hostnet.plan(net, str(paths.vmctl_home()))  # stops on what cannot be (the host's own address)
+            prefixes = prefixes if prefixes is not None else hostnet.IpOps().host_prefixes()
+            overlap = hostnet.foreign_overlap(planned, prefixes)
+            if overlap is None:
+                bridged = True
+                if net.iface_name and os.path.exists(f"/sys/class/net/{net.iface_name}"):
+                    raise MachineError(f"libvirt__iface_name {net.iface_name}: the host has an interface of that name "
+                                       "already", hint="choose another name, or leave libvirt__iface_name out")
+                continue
+        if net.type == "dhcp" or net.dhcp_enabled:
+            from vmctl import untrusted
+
+            why = (f"libvirt__tunnel_type asks for a {net.tunnel_type} tunnel" if net.tunnel_type
+                   else f"its subnet overlaps the host's network {overlap}" if overlap
+                   else untrusted.host_network_problem(net.subnet) if host.is_root
+                   else "only root can make one (a bridge and its DHCP server)")
+            raise MachineError(f"the private network {net.subnet} wants DHCP, which needs a host-only network: {why}",
+                               hint="run vmctl as root with a private subnet, or give the machine a static ip: (and "
+                               "no libvirt__dhcp_enabled)")
+        note = hostnet.overlap_note(net, overlap) if overlap else hostnet.reachability_note(net, is_root=host.is_root)
+        if note:
+            warnings.append(note)
+        if net.iface_name:
+            warnings.append(f"libvirt__iface_name {net.iface_name}: the private network {net.ip or net.subnet} is a "
+                            f"{'udp tunnel' if net.tunnel_type == 'udp' else 'multicast segment'}, which has no host "
+                            "interface to name")
+    if bridged:
+        for tool, package, why in (("ip", "iproute2", "make host-only bridges"),
+                                   ("dnsmasq", "dnsmasq-base", "serve DHCP on private networks")):
+            if tool == "dnsmasq" and not any(n.type == "dhcp" or n.dhcp_enabled for n in cfg.private_networks):
+                continue
+            if shutil.which(tool) is None and shutil.which(tool, path="/usr/sbin:/sbin") is None:
+                raise MissingToolError(f"could not find '{tool}', which is required to {why}",
+                                       hint=f"install it: sudo apt-get install {package}")
     return warnings
 
 
@@ -284,7 +334,7 @@ def firmware_pair(loader: str) -> Path | None:
 
 
 def build(cfg: MachineConfig, st: MachineState, disks: list[MachineDisk], *, project_root: Path, host: Host,
-          private_nics: tuple[domain.McastNic, ...], forwards: tuple[domain.Forward, ...]) -> tuple[domain.DomainSpec, list[str]]:
+          private_nics: tuple[domain.McastNic | domain.UdpNic | domain.BridgeNic, ...], forwards: tuple[domain.Forward, ...]) -> tuple[domain.DomainSpec, list[str]]:
     """The domain of machine CFG with state ST and DISKS on HOST, and the notes to print."""
     notes: list[str] = []
     lv = cfg.libvirt
@@ -357,7 +407,7 @@ class _Boot:
     menu: bool
 
 
-def _boot_orders(cfg: MachineConfig, disks: list[MachineDisk], nics: tuple[domain.McastNic, ...]) -> _Boot:
+def _boot_orders(cfg: MachineConfig, disks: list[MachineDisk], nics: tuple[domain.McastNic | domain.UdpNic | domain.BridgeNic, ...]) -> _Boot:
     boot = _Boot({}, None, {}, bool(cfg.libvirt.boot_order))
     attached = [d for d in disks if d.attached and d.target]
     for order, entry in enumerate(cfg.libvirt.boot_order, 1):
@@ -456,13 +506,13 @@ def _disks(cfg: MachineConfig, disks: list[MachineDisk], boot: _Boot) -> ddisks.
     return ddisks.DisksSpec(tuple(out), scsi_controller_model=model)
 
 
-def _network(cfg: MachineConfig, st: MachineState, private: tuple[domain.McastNic, ...],
+def _network(cfg: MachineConfig, st: MachineState, private: tuple[domain.McastNic | domain.UdpNic | domain.BridgeNic, ...],
              forwards: tuple[domain.Forward, ...], boot: _Boot) -> domain.NetworkSpec:
     lv = cfg.libvirt
     model = lv.management_network_model_type or lv.nic_model_type or "virtio"
     management = domain.UserNic(mac=lv.management_network_mac or network.mac_for(st.id, 0), forwards=forwards,
                                 model=model, boot_order=boot.management)
-    nics = tuple(domain.McastNic(n.mac, n.group, n.port, boot_order=boot.private.get(i)) for i, n in enumerate(private))
+    nics = tuple(dataclasses.replace(n, boot_order=boot.private.get(i)) for i, n in enumerate(private))
     return domain.NetworkSpec(management=management, private=nics, private_model=lv.nic_model_type or "virtio")
 
 

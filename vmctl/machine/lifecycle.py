@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vmctl import hypervisor, network, paths
+from vmctl import hostnet, hypervisor, network, paths
 from vmctl.domain import parse_machine_metadata
 from vmctl.errors import BootTimeoutError, HypervisorError, MachineError, SSHError, VmctlError
 from vmctl.machine import disks, hardware, snapshots
@@ -411,6 +411,8 @@ class Machine(GuestMixin):
                 entries = load_index()
                 if entries.pop(machine_id, None) is not None:
                     save_index(entries)
+            # The host-only networks it was on; the last machine's take their bridge along.
+            hostnet.release(machine_id)
         self._remove_state_files()
         self._state = None
         self._state_loaded = True
@@ -420,6 +422,7 @@ class Machine(GuestMixin):
         st = self.state
         if st is None:
             return {"name": self.name, "state": state, "domain": None, "ssh": None, "forwarded_ports": [], "disks": [],
+                    "networks": [],
                     "snapshots": 0}
         key = st.key_inserted and self.key_file.exists()
         return {
@@ -434,6 +437,7 @@ class Machine(GuestMixin):
             },
             "forwarded_ports": self.ports_json(),
             "disks": disks.status_json(st.all_disks()),
+            "networks": self.networks_json(),
             **({"guest_addresses": self.guest_addresses()} if self.config.libvirt.qemu_use_agent
                and state == hypervisor.RUNNING else {}),
             "snapshots": snapshots.count(self),
@@ -449,6 +453,31 @@ class Machine(GuestMixin):
         except HypervisorError as exc:
             log.debug("the guest agent did not answer: %s", exc)
             return None
+
+    def networks_json(self) -> list[dict[str, Any]]:
+        """The private networks: where each is (a host-only bridge or a multicast segment)
+        and the machine's address on it (for DHCP, the lease dnsmasq gave; None before one)."""
+        st = self.require_state()
+        out = []
+        try:
+            planned = self.host_networks()
+        except MachineError as exc:  # the Vagrantfile changed to something up would refuse
+            log.debug("status: %s", exc)
+            planned = [(net, None) for net in self.config.private_networks]
+        for i, (net, host_net) in enumerate(planned):
+            mac = net.mac or (st.macs[i] if i < len(st.macs) else None)
+            ip = net.ip
+            if host_net is not None and net.type == "dhcp" and mac:
+                ip = hostnet.dhcp_address(host_net, mac)
+            item: dict[str, Any] = {"type": net.type, "ip": ip, "netmask": net.netmask, "subnet": net.subnet,
+                                    "name": net.name, "mac": mac}
+            if host_net is not None:
+                item.update(mode="bridge", bridge=host_net.bridge, host_ip=host_net.host_ip,
+                            host_reachable=True)
+            else:
+                item.update(mode="udp" if net.tunnel_type == "udp" else "mcast", host_reachable=False)
+            out.append(item)
+        return out
 
     def ports_json(self) -> list[dict[str, Any]]:
         st = self.require_state()

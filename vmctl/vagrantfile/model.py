@@ -24,12 +24,28 @@ class ForwardedPort:
 
 @dataclass(frozen=True)
 class PrivateNetwork:
-    ip: str
+    """A private_network. On a host-only bridge (vmctl as root; vmctl/hostnet.py) it is
+    shared by subnet, or by NAME when given, across projects; on a multicast segment (no
+    root, or TUNNEL_TYPE "mcast") by NAME, else within the project only."""
+
+    ip: str | None  # None: the address comes from DHCP (TYPE "dhcp")
     netmask: str = "255.255.255.0"
-    # Machines share a segment when they name the same network; by default the
-    # segment is the project's (see machine layer), so projects stay apart.
     name: str | None = None
     auto_config: bool = True
+    type: str = "static"  # static | dhcp
+    host_ip: str | None = None  # libvirt__host_ip: the bridge's address (default: the subnet's first)
+    dhcp_enabled: bool | None = None  # libvirt__dhcp_enabled (None: only for type "dhcp")
+    dhcp_start: str | None = None
+    dhcp_stop: str | None = None
+    mac: str | None = None  # libvirt__mac
+    iface_name: str | None = None  # libvirt__iface_name: the host's tap device
+    tunnel_type: str | None = None  # libvirt__tunnel_type: "mcast" (a segment) or "udp" (point to point)
+    # The "udp" tunnel's ends (loopback addresses; the ports are required for it).
+    tunnel_ip: str | None = None
+    tunnel_port: int | None = None
+    tunnel_local_ip: str | None = None
+    tunnel_local_port: int | None = None
+    subnet: str = ""  # the network, e.g. 172.28.128.0/24 (what a DHCP network is on)
 
 
 @dataclass(frozen=True)

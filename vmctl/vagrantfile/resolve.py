@@ -170,34 +170,151 @@ class Resolver:
         return int(number)
 
     def private_network(self, options: dict[str, Any], node: Node) -> PrivateNetwork:
-        handled = {"ip", "netmask", "libvirt__network_name", "auto_config", "type", "libvirt__netmask", "id"}
+        """A private_network, with vagrant-libvirt's libvirt__* options (see
+        docs/vagrantfile.md for what each does here; vmctl/hostnet.py makes the network)."""
+        handled = {"ip", "netmask", "libvirt__network_name", "auto_config", "type", "libvirt__netmask", "id",
+                   "protocol", "libvirt__host_ip", "libvirt__dhcp_enabled", "libvirt__dhcp_start",
+                   "libvirt__dhcp_stop", "libvirt__forward_mode", "libvirt__forward_device", "libvirt__mac", "mac",
+                   "libvirt__iface_name", "libvirt__tunnel_type", "libvirt__network_address", "libvirt__guest_ipv6",
+                   "libvirt__tunnel_ip", "libvirt__tunnel_port", "libvirt__tunnel_local_ip",
+                   "libvirt__tunnel_local_port"}
         for key in options:
-            if key not in handled and key != "protocol":
+            if key not in handled:
                 self.warn(node, f"the private_network option {key}: is not used by vmctl (ignored)")
-        kind = to_s(options.get("type")) if options.get("type") is not None else "static"
+        kind = to_s(options.get("type")).lower() if options.get("type") is not None else "static"
+        if kind not in ("static", "dhcp"):
+            raise self.error(node, f'private_network type: {kind!r} is not one vmctl knows: "static" or "dhcp"')
+        tunnel = options.get("libvirt__tunnel_type")
+        if tunnel is not None:
+            tunnel = self.want(node, "libvirt__tunnel_type", tunnel, str).lower()
+            if tunnel not in ("mcast", "udp"):
+                raise self.error(node, f"libvirt__tunnel_type {tunnel!r}: vagrant-libvirt's tunnels are \"mcast\" "
+                                 "and \"udp\"")
+        udp = self.udp_tunnel(node, options) if tunnel == "udp" else {}
+        if tunnel != "udp":
+            for key in ("libvirt__tunnel_ip", "libvirt__tunnel_port", "libvirt__tunnel_local_ip",
+                        "libvirt__tunnel_local_port"):
+                if key in options:
+                    self.warn(node, f"{key}: is used by the \"udp\" tunnel only (vmctl chooses a multicast "
+                              "segment's group and port from the network's name)")
+        mode = to_s(options.get("libvirt__forward_mode") or "none").lower()
+        if mode == "nat":
+            self.warn(node, 'libvirt__forward_mode: "nat" is not supported: vmctl\'s host-only networks are isolated '
+                      "(no forwarding, no firewall rules on the host); the machine reaches outside through its "
+                      "management NIC (QEMU user networking) instead")
+        elif mode in ("route", "open", "veb", "bridge", "private", "vepa", "passthrough", "hostdev"):
+            raise self.error(node, f"libvirt__forward_mode: {mode!r} is not supported: vmctl's host-only networks are "
+                             "isolated (it changes no routing or firewall setting of the host)",
+                             hint='remove libvirt__forward_mode (or write "none"); forwarded ports reach a guest '
+                             "from outside")
+        elif mode != "none":
+            raise self.error(node, f"libvirt__forward_mode {mode!r}: vagrant-libvirt's modes are none, nat, route, "
+                             "open and veb")
+        if options.get("libvirt__forward_device") is not None:
+            self.warn(node, "libvirt__forward_device: is not used: vmctl's host-only networks forward nowhere")
+        if options.get("libvirt__guest_ipv6") is not None and to_s(options["libvirt__guest_ipv6"]).lower() != "no":
+            self.warn(node, "libvirt__guest_ipv6: is not used: vmctl's host-only networks are IPv4; give the "
+                      "machine an IPv6 private_network of its own for IPv6")
         ip_value = options.get("ip")
-        if ip_value is None or ip_value == "":
-            if kind == "dhcp":
-                raise self.error(node, 'a private_network with type: "dhcp" is not supported: vmctl needs a static ip',
-                                 hint='give it an address, e.g. ip: "192.168.56.10"')
-            raise self.error(node, "a private_network needs ip: (a static address)")
         if kind == "dhcp":
-            self.warn(node, 'private_network type: "dhcp" is not supported; using the static ip given')
-        text = self.want(node, "private_network ip", ip_value, str)
+            # The subnet: libvirt__network_address, else an ip: given, else vagrant-libvirt's default.
+            base = options.get("libvirt__network_address") or ip_value or "172.28.128.0"
+            text = self.want(node, "libvirt__network_address", base, str)
+            if ip_value not in (None, ""):
+                self.warn(node, 'private_network type: "dhcp" takes its address from DHCP: ip: only chooses the '
+                          "subnet")
+        else:
+            if ip_value is None or ip_value == "":
+                raise self.error(node, "a private_network needs ip: (a static address)",
+                                 hint='or type: "dhcp" for an address from the network\'s DHCP server')
+            text = self.want(node, "private_network ip", ip_value, str)
         try:
             address = ipaddress.ip_interface(text)
         except ValueError:
-            raise self.error(node, f"private_network ip {text!r} is not an IP address") from None
+            raise self.error(node, f"private_network ip {untrusted.visible(text)!r} is not an IP address") from None
         netmask_value = options.get("netmask", options.get("libvirt__netmask"))
         netmask = self.netmask(node, netmask_value, address)
+        if kind == "dhcp" and address.version != 4:
+            raise self.error(node, 'private_network type: "dhcp" is IPv4 only in vmctl')
+        subnet = ipaddress.ip_interface(f"{address.ip}/{netmask}").network
         name = options.get("libvirt__network_name")
         auto = options.get("auto_config", True)
+
+        def in_subnet(key: str) -> str | None:
+            value = options.get(key)
+            if value is None:
+                return None
+            parsed = untrusted.parse_address(self.want(node, key, value, str))
+            if parsed is None or ipaddress.ip_address(parsed) not in subnet:
+                raise self.error(node, f"{key} {untrusted.visible(str(value))!r} is not an address in {subnet}")
+            if ipaddress.ip_address(parsed) in (subnet.network_address, subnet.broadcast_address):
+                raise self.error(node, f"{key} {parsed} is the subnet's {'network' if ipaddress.ip_address(parsed) == subnet.network_address else 'broadcast'} address")
+            return parsed
+
+        host_ip, start, stop = in_subnet("libvirt__host_ip"), in_subnet("libvirt__dhcp_start"), in_subnet("libvirt__dhcp_stop")
+        if start and stop and ipaddress.ip_address(start) > ipaddress.ip_address(stop):
+            raise self.error(node, f"libvirt__dhcp_start {start} comes after libvirt__dhcp_stop {stop}")
+        dhcp = options.get("libvirt__dhcp_enabled")
+        dhcp = self.want(node, "libvirt__dhcp_enabled", dhcp, bool) if dhcp is not None else None
+        if kind == "dhcp" and dhcp is False:
+            raise self.error(node, 'a private_network with type: "dhcp" needs its DHCP server: remove '
+                             "libvirt__dhcp_enabled: false")
+        mac_value = options.get("libvirt__mac", options.get("mac"))
+        mac = None
+        if mac_value is not None:
+            mac = untrusted.parse_mac(self.want(node, "libvirt__mac", mac_value, str))
+            if mac is None:
+                raise self.error(node, f"libvirt__mac {untrusted.visible(str(mac_value))!r} is not a unicast MAC "
+                                 "address (aa:bb:cc:dd:ee:ff)")
+        iface = options.get("libvirt__iface_name")
+        if iface is not None:
+            iface = self.want(node, "libvirt__iface_name", iface, str)
+            problem = untrusted.iface_name_problem(iface)
+            if problem:
+                raise self.error(node, f"libvirt__iface_name {untrusted.visible(iface)!r}: {problem}")
+        if name is not None:
+            name = self.want(node, "libvirt__network_name", name, str)
+            if not name or len(name) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+                raise self.error(node, f"libvirt__network_name {untrusted.visible(name)!r}: a name is 1-200 "
+                                 "printable characters")
         return PrivateNetwork(
-            ip=str(address.ip),
+            ip=str(address.ip) if kind == "static" else None,
             netmask=netmask,
-            name=self.want(node, "libvirt__network_name", name, str) if name is not None else None,
+            name=name,
             auto_config=self.want(node, "auto_config", auto, bool) if auto is not None else True,
+            type=kind,
+            host_ip=host_ip,
+            dhcp_enabled=dhcp,
+            dhcp_start=start,
+            dhcp_stop=stop,
+            mac=mac,
+            iface_name=iface,
+            tunnel_type=tunnel,
+            subnet=str(subnet),
+            **udp,
         )
+
+    def udp_tunnel(self, node: Node, options: dict[str, Any]) -> dict[str, Any]:
+        """The ends of a "udp" tunnel: QEMU sends the NIC's frames to tunnel_ip:tunnel_port
+        from tunnel_local_ip:tunnel_local_port. Loopback only, like vmctl's multicast
+        segments: a machine's frames never leave this host."""
+        out: dict[str, Any] = {}
+        for key, field in (("libvirt__tunnel_port", "tunnel_port"), ("libvirt__tunnel_local_port", "tunnel_local_port")):
+            if options.get(key) is None:
+                raise self.error(node, f'libvirt__tunnel_type: "udp" needs {key}: (the two machines name each '
+                                 "other's ports)")
+            port = self.want(node, key, options[key], int)
+            if isinstance(port, bool) or not 1 <= port <= 65535:
+                raise self.error(node, f"{key} {port} is not a port number (1-65535)")
+            out[field] = int(port)
+        for key, field in (("libvirt__tunnel_ip", "tunnel_ip"), ("libvirt__tunnel_local_ip", "tunnel_local_ip")):
+            value = options.get(key, "127.0.0.1")
+            address = untrusted.parse_address(self.want(node, key, value, str))
+            if address is None or ":" in address or not untrusted.is_loopback(address):
+                raise self.error(node, f"{key} {untrusted.visible(str(value))!r}: vmctl's udp tunnels stay on this host "
+                                 "(an IPv4 loopback address such as 127.0.0.1)")
+            out[field] = address
+        return out
 
     def netmask(self, node: Node, value: Any, address: Any) -> str:
         v6 = address.version == 6
