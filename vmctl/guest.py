@@ -328,3 +328,66 @@ def copy_folder_with_tar(s: Session, folder: SyncedFolder, host: Path, owner: st
         stdin=buf.getvalue(),
         what=f"copy {host} to {folder.guest}",
     )
+
+
+# --- two-way synced folders (virtiofs, 9p) ----------------------------------------------
+
+# The kernel package that has each file system, for the message when a guest lacks it.
+_FS_KERNELS = {
+    "virtiofs": "Debian's linux-image-amd64 and linux-image-cloud-amd64 both have it (module virtiofs)",
+    "9p": "Debian's linux-image-amd64 has it (modules 9p, 9pnet_virtio); linux-image-cloud-amd64 does not",
+}
+_FS_MODULES = {"virtiofs": "virtiofs", "9p": "9pnet_virtio 9p"}
+
+MOUNT_SCRIPT = r"""
+set -u
+fs=$1; tag=$2; dir=$3; opts=$4; owner=$5
+if ! grep -qw "$fs" /proc/filesystems; then
+  for m in $MODULES; do modprobe "$m" >/dev/null 2>&1; done
+  grep -qw "$fs" /proc/filesystems || { echo "vmctl-no-fs"; exit 3; }
+fi
+if awk -v d="$dir" '$2 == d {found=1} END {exit !found}' /proc/mounts; then
+  echo vmctl-mounted-already
+else
+  mkdir -p "$dir" || exit 4
+  mount -t "$fs" -o "$opts" "$tag" "$dir" || exit 5
+fi
+if [ -n "$owner" ]; then chown "$owner" "$dir" || exit 6; fi
+"""
+
+
+def mount_shared_folder(s: Session, folder: SyncedFolder, kind: str, tag: str, login: str) -> None:
+    """Mount two-way folder FOLDER (shared by the host as KIND with TAG) at its guest path,
+    unless it is mounted there already. A guest kernel without KIND is refused, naming
+    the kernel package that has it. A 9p folder's top is made the login user's (or
+    OWNER:GROUP's) so that it can write: in mapped and squash mode that is recorded for
+    the guest only; in passthrough mode it would change the host folder's owner, so it is
+    done only when the Vagrantfile names owner or group. virtiofs shows the host's owners
+    as they are (QEMU 7.2's virtiofsd maps no ids)."""
+    if kind not in _FS_MODULES or not tag.isalnum():
+        raise ValueError(f"shared folder {kind!r} {tag!r}")
+    words = list(folder.mount_options) if folder.type != "nfs" else []
+    if untrusted.mount_options_problem(words) is not None:  # resolve.py refused it already
+        raise ConfigError(f"synced folder {folder.guest}: {untrusted.mount_options_problem(words)}")
+    if kind == "9p":
+        words = ["trans=virtio", "version=9p2000.L", "msize=262144", *words]
+    options = ",".join(words) or "defaults"
+    owner = ""
+    explicit = folder.owner is not None or folder.group is not None
+    if kind == "9p" and (explicit or (folder.accessmode or "mapped") != "passthrough"):
+        user = folder.owner or login
+        owner = f"{user}:{folder.group}" if folder.group else user
+    argv = ["sh", "-c", MOUNT_SCRIPT, "vmctl-mount", kind, tag, folder.guest, options, owner]
+    status, out, err = s.run(f"sudo -n env MODULES={shlex.quote(_FS_MODULES[kind])} {shlex.join(argv)}", timeout=60)
+    text = out.decode(errors="replace")
+    if status == 3 and "vmctl-no-fs" in text:
+        raise VmctlError(
+            f"synced folder {folder.guest} ({kind}{', for nfs' if folder.type == 'nfs' else ''}): the guest's kernel "
+            f"has no {kind} file system (not in /proc/filesystems, and modprobe {_FS_MODULES[kind]} failed)",
+            hint=f"{_FS_KERNELS[kind]}; use a box with such a kernel, or type: \"rsync\"",
+        )
+    if status != 0:
+        detail = (err.decode(errors="replace").strip().splitlines() or [""])[-1]
+        step = {4: "make the folder", 5: f"mount -t {kind}", 6: "chown the folder"}.get(status, "mount it")
+        raise VmctlError(f"synced folder {folder.guest} ({kind}): could not {step} in the guest"
+                         + (f": {untrusted.visible(detail)}" if detail else ""))

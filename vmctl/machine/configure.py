@@ -11,6 +11,7 @@ reload provisioner interrupted half-way leaves a machine that boots normally.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -65,17 +66,26 @@ class GuestMixin(BootMixin):
         st.root_grown = box.size
         self.save()
 
-    def sync_folders(self, session: Session, *, emit: Emit) -> None:
+    def sync_folders(self, session: Session, *, emit: Emit, two_way: bool = True) -> None:
+        """Copy the rsync folders into the guest; with TWO_WAY, mount the two-way ones
+        (virtiofs, 9p) too, which the domain shares (hardware.shared_folders)."""
         from vmctl import guest
+        from vmctl.machine import hardware
 
-        folders = [f for f in self.config.synced_folders if not f.disabled]
-        if not folders:
+        folders = [f for f in self.config.synced_folders if not f.disabled and not f.two_way]
+        if folders:
+            endpoint = self.endpoint()
+            key = self.login_key()
+            for f in folders:
+                emit(f"==> {self.name}: rsync: {f.host} => {f.guest}")
+                guest.rsync_folder(session, endpoint, key, f, self.project_root)
+        if not two_way:
             return
-        endpoint = self.endpoint()
-        key = self.login_key()
-        for f in folders:
-            emit(f"==> {self.name}: rsync: {f.host} => {f.guest}")
-            guest.rsync_folder(session, endpoint, key, f, self.project_root)
+        st = self.require_state()
+        host = hardware.Host(accel="tcg", uri=st.uri, embedded=hypervisor.is_embedded(st.uri), is_root=os.geteuid() == 0)
+        for f, kind, tag in hardware.shared_folders(self.config, host):
+            emit(f"==> {self.name}: mounting {f.host} => {f.guest} ({kind}, two-way)")
+            guest.mount_shared_folder(session, f, kind, tag, st.ssh_user)
 
     def _provision(self, session: Session, *, emit: Emit, emit_output: Emit, forced: bool, only: set[str] | None, first_run: bool = False, skip: bool = False) -> None:
         """Run the chosen provisioners on SESSION. One that reboots or reloads the guest
@@ -237,4 +247,4 @@ class GuestMixin(BootMixin):
     def rsync(self, *, emit: Emit) -> None:
         self.require_running()
         with self._ssh_session() as s:
-            self.sync_folders(s, emit=emit)
+            self.sync_folders(s, emit=emit, two_way=False)

@@ -32,6 +32,9 @@ class PrivateNetwork:
     auto_config: bool = True
 
 
+TWO_WAY_FOLDER_TYPES = ("virtiofs", "9p", "nfs")
+
+
 @dataclass(frozen=True)
 class SyncedFolder:
     host: str
@@ -42,6 +45,16 @@ class SyncedFolder:
     group: str | None = None
     rsync_exclude: tuple[str, ...] = ()
     rsync_args: tuple[str, ...] | None = None
+    # Two-way folders (type virtiofs, 9p, or nfs: shared with the best two-way kind the
+    # host offers, as vmctl runs no NFS server).
+    accessmode: str | None = None  # 9p: mapped (vmctl's default) | passthrough | squash
+    mount_options: tuple[str, ...] = ()
+    # nfs_* options as written (accepted and reported, not used: there is no NFS server).
+    nfs_options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def two_way(self) -> bool:
+        return self.type in TWO_WAY_FOLDER_TYPES
 
 
 @dataclass(frozen=True)
@@ -668,6 +681,8 @@ def machine_json(m: MachineConfig) -> dict[str, Any]:
                 "group": f.group,
                 "rsync__exclude": list(f.rsync_exclude),
                 "rsync__args": list(f.rsync_args) if f.rsync_args is not None else None,
+                **({"accessmode": f.accessmode, "mount_options": list(f.mount_options),
+                    "nfs_options": dict(f.nfs_options)} if f.two_way else {}),
             }
             for f in m.synced_folders
         ],

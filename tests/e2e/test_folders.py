@@ -1,0 +1,121 @@
+"""Two-way synced folders (virtiofs; nfs shared as virtiofs; 9p refused on a kernel without
+it), on tiny-box guests driven through the vmctl command.
+
+One two-machine project is brought up once for the module (CI time matters) and the tests
+share it; a test that needs a machine of its own brings up a third, separate one.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from conftest import Vmctl, write_vagrantfile
+
+PROJECT = """
+    Vagrant.configure("2") do |config|
+      config.vm.box = "vmctl/tiny"
+      config.vm.synced_folder ".", "/vagrant", disabled: true
+      config.vm.provider :libvirt do |lv|
+        lv.memory = 256
+      end
+      config.vm.define "web" do |web|
+        web.vm.hostname = "web"
+        web.vm.synced_folder "share", "/srv/share", type: "virtiofs"
+        web.vm.synced_folder "nfs", "/srv/nfs", type: "nfs", nfs_version: 4, nfs_udp: false
+      end
+      config.vm.define "db" do |db|
+        db.vm.hostname = "db"
+      end
+    end
+"""
+
+
+@pytest.fixture(scope="module")
+def cluster(vmctl: Vmctl, tiny_box: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    folder = tmp_path_factory.mktemp("folders") / "project"
+    folder.mkdir()
+    folder.chmod(0o755)
+    for sub in ("share", "nfs"):
+        (folder / sub).mkdir()
+    write_vagrantfile(folder, PROJECT)
+    try:
+        up = vmctl("up", cwd=folder, timeout=600)
+        assert "vmctl runs no NFS server" in up.stdout + up.stderr
+        yield folder
+    finally:
+        vmctl("destroy", "-f", cwd=folder, check=False, timeout=180)
+
+
+def ssh(vmctl: Vmctl, project: Path, machine: str, command: str, **kwargs: object) -> str:
+    return vmctl("ssh", machine, "-c", command, cwd=project, **kwargs).stdout  # type: ignore[arg-type]
+
+
+def test_virtiofs_folder_written_from_both_sides(vmctl: Vmctl, cluster: Path) -> None:
+    (cluster / "share" / "from-host.txt").write_text("written on the host\n")
+    assert ssh(vmctl, cluster, "web", "cat /srv/share/from-host.txt") == "written on the host\n"
+    ssh(vmctl, cluster, "web", "echo written in the guest | sudo tee /srv/share/from-guest.txt >/dev/null")
+    assert (cluster / "share" / "from-guest.txt").read_text() == "written in the guest\n"
+    assert "/srv/share type virtiofs" in ssh(vmctl, cluster, "web", "mount")
+    # A change on the host is seen at once (no copy).
+    (cluster / "share" / "from-host.txt").write_text("changed\n")
+    assert ssh(vmctl, cluster, "web", "cat /srv/share/from-host.txt") == "changed\n"
+    # The guest sees the shared folder only: its parent is the guest's own /srv.
+    assert ssh(vmctl, cluster, "web", "ls /srv/share/..").split() == ["nfs", "share"]
+
+
+def test_nfs_folder_is_shared_two_way(vmctl: Vmctl, cluster: Path) -> None:
+    ssh(vmctl, cluster, "web", "echo from nfs | sudo tee /srv/nfs/guest.txt >/dev/null")
+    assert (cluster / "nfs" / "guest.txt").read_text() == "from nfs\n"
+    (cluster / "nfs" / "host.txt").write_text("to nfs\n")
+    assert ssh(vmctl, cluster, "web", "cat /srv/nfs/host.txt") == "to nfs\n"
+
+
+def test_two_way_folders_mounted_again_after_reload(vmctl: Vmctl, cluster: Path) -> None:
+    vmctl("reload", "web", cwd=cluster, timeout=300)
+    (cluster / "share" / "after-reload.txt").write_text("still shared\n")
+    assert ssh(vmctl, cluster, "web", "cat /srv/share/after-reload.txt") == "still shared\n"
+    assert "/srv/nfs type virtiofs" in ssh(vmctl, cluster, "web", "mount")
+
+
+def test_9p_refused_on_a_kernel_without_it(vmctl: Vmctl, tiny_box: Path, tmp_path: Path) -> None:
+    project = tmp_path / "ninep"
+    (project / "data").mkdir(parents=True)
+    write_vagrantfile(project, """
+        Vagrant.configure("2") do |config|
+          config.vm.box = "vmctl/tiny"
+          config.vm.synced_folder ".", "/vagrant", disabled: true
+          config.vm.provider :libvirt do |lv|
+            lv.memory = 256
+          end
+          config.vm.synced_folder "data", "/srv/data", type: "9p", accessmode: "mapped"
+        end
+    """)
+    try:
+        r = vmctl("up", cwd=project, check=False, timeout=300)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "the guest's kernel has no 9p file system" in r.stderr
+        assert "linux-image-amd64 has it" in r.stderr
+    finally:
+        vmctl("destroy", "-f", cwd=project, check=False, timeout=120)
+
+
+def test_symlink_out_of_the_project_refused(vmctl: Vmctl, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    project = tmp_path / "linked"
+    project.mkdir()
+    (project / "data").symlink_to(outside)
+    write_vagrantfile(project, textwrap.dedent("""
+        Vagrant.configure("2") do |config|
+          config.vm.box = "vmctl/tiny"
+          config.vm.synced_folder "data", "/srv/data", type: "virtiofs"
+        end
+    """))
+    r = vmctl("up", cwd=project, check=False)
+    assert r.returncode == 1
+    assert "is a symbolic link" in r.stderr
+    listed = vmctl("global-status", "--json").json()["machines"]
+    assert not any(m["project"] == str(project) for m in listed)

@@ -1,0 +1,240 @@
+"""Two-way synced folders without a VM: how the Vagrantfile's options are read and refused
+(vmctl/vagrantfile/resolve.py, the rules in vmctl/untrusted.py), which kind each becomes on
+this host and the domain XML that shares it (checked against libvirt's schema)."""
+
+from __future__ import annotations
+
+import textwrap
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+from libvirt_schema import validate_domain
+
+from vmctl import domain, untrusted
+from vmctl.domain import filesystems as dfs
+from vmctl.errors import ConfigError, MachineError
+from vmctl.machine import disks, hardware
+from vmctl.machine.state import MachineState
+from vmctl.vagrantfile.loader import evaluate_project
+from vmctl.vagrantfile.model import MachineConfig, ProjectConfig
+
+MID = "0123456789ab"
+ROOT_EMBED = hardware.Host(accel="tcg", uri="qemu:///embed?root=/x", embedded=True, is_root=True)
+USER_EMBED = hardware.Host(accel="tcg", uri="qemu:///embed?root=/x", embedded=True, is_root=False)
+USER_SESSION = hardware.Host(accel="tcg", uri="qemu:///session", embedded=False, is_root=False)
+
+
+@pytest.fixture(autouse=True)
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("VMCTL_HOME", str(tmp_path / "home"))
+    return tmp_path / "home"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    folder = tmp_path / "project"
+    (folder / "share").mkdir(parents=True)
+    return folder
+
+
+def load(project: Path, lines: str, *, box: str | None = None) -> ProjectConfig:
+    body = textwrap.indent(textwrap.dedent(lines).strip(), "  ")
+    (project / "Vagrantfile").write_text(
+        f'Vagrant.configure("2") do |config|\n  config.vm.box = "test/box"\n{body}\nend\n')
+    lookup = None
+    if box is not None:
+        box_dir = project.parent / "box"
+        box_dir.mkdir(exist_ok=True)
+        (box_dir / "Vagrantfile").write_text(textwrap.dedent(box))
+        lookup = lambda name, version: box_dir / "Vagrantfile"  # noqa: E731
+    return evaluate_project(project / "Vagrantfile", env={"HOME": "/home/tester"}, box_vagrantfile=lookup)
+
+
+def machine(project: Path, lines: str, **kwargs: str) -> MachineConfig:
+    return load(project, lines, **kwargs).machines[0]
+
+
+def failure(project: Path, lines: str) -> ConfigError:
+    with pytest.raises(ConfigError) as info:
+        load(project, lines)
+    return info.value
+
+
+def folder(m: MachineConfig, guest: str):  # type: ignore[no-untyped-def]
+    return next(f for f in m.synced_folders if f.guest == guest)
+
+
+# -- options -----------------------------------------------------------------------------------
+
+def test_virtiofs_9p_and_nfs_are_read(project: Path) -> None:
+    m = machine(project, """
+      config.vm.synced_folder "share", "/srv/a", type: "virtiofs", mount_options: ["noatime"]
+      config.vm.synced_folder "share", "/srv/b", type: "9p", accessmode: "squash", mount_options: ["ro,cache=loose"]
+      config.vm.synced_folder ".", "/srv/c", type: :nfs, nfs_udp: false, nfs_version: 4, mount_options: ["vers=3"]
+      config.vm.synced_folder ".", "/srv/d", nfs: true
+    """)
+    a, b, c, d = (folder(m, g) for g in ("/srv/a", "/srv/b", "/srv/c", "/srv/d"))
+    assert (a.type, a.two_way, a.accessmode, a.mount_options) == ("virtiofs", True, None, ("noatime",))
+    assert (b.type, b.accessmode, b.mount_options) == ("9p", "squash", ("ro", "cache=loose"))
+    assert (c.type, c.accessmode, c.nfs_options) == ("nfs", "mapped", (("nfs_udp", "false"), ("nfs_version", "4")))
+    assert d.type == "nfs"
+    assert not folder(m, "/vagrant").two_way  # rsync stays the default
+
+
+def test_9p_defaults_to_mapped(project: Path) -> None:
+    m = machine(project, 'config.vm.synced_folder "share", "/srv/b", type: "9p"')
+    assert folder(m, "/srv/b").accessmode == "mapped"
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('config.vm.synced_folder "share", "/s", type: "smb"', 'type "smb" is not supported: vmctl runs no SMB server'),
+    ('config.vm.synced_folder "share", "/s", type: "virtualbox"', 'type "virtualbox" is not supported'),
+    ('config.vm.synced_folder "share", "/s", type: "9p", accessmode: "mapped-file"', "accessmode must be"),
+    ('config.vm.synced_folder "share", "/s", type: "virtiofs", accessmode: "mapped"', 'virtiofs has accessmode "passthrough" only'),
+    ('config.vm.synced_folder "share", "/s", type: "9p", mount_options: ["a b"]', "is not a plain option word"),
+    ('config.vm.synced_folder "share", "/s", type: "9p", mount_options: ["x;reboot"]', "is not a plain option word"),
+    ('config.vm.synced_folder "missing", "/s", type: "virtiofs", create: true', "is not a folder"),
+    ('config.vm.synced_folder "/", "/s", type: "virtiofs"', "holds every file of this computer"),
+    ('config.vm.synced_folder "share/a,b", "/s", type: "virtiofs"', "holds a comma"),
+])
+def test_refusals(project: Path, line: str, message: str) -> None:
+    (project / "share" / "a,b").mkdir()
+    error = failure(project, line)
+    assert message in error.message
+    assert error.line == 3
+
+
+def test_a_disabled_folder_of_any_type_is_fine(project: Path) -> None:
+    m = machine(project, 'config.vm.synced_folder "share", "/s", type: "smb", disabled: true')
+    assert folder(m, "/s").disabled
+
+
+def test_symlinks_leading_out_of_the_project_are_refused(project: Path, tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    (outside / "sub").mkdir(parents=True)
+    (project / "link").symlink_to(outside)
+    error = failure(project, 'config.vm.synced_folder "link", "/s", type: "virtiofs"')
+    assert "is a symbolic link" in error.message
+    error = failure(project, 'config.vm.synced_folder "link/sub", "/s", type: "9p"')
+    assert "leads out of the project folder through a symbolic link" in error.message
+    # A folder outside the project that the Vagrantfile names itself is shared as named.
+    m = machine(project, f'config.vm.synced_folder "{outside}/sub", "/s", type: "virtiofs"')
+    assert folder(m, "/s").host == str(outside / "sub")
+
+
+def test_the_home_folder_and_what_holds_it_are_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tmp_path / "me"))
+    (tmp_path / "me" / "code").mkdir(parents=True)
+    assert "your home folder" in (untrusted.shared_folder_problem(str(tmp_path / "me"), "/p") or "")
+    assert "your home folder" in (untrusted.shared_folder_problem(str(tmp_path), "/p") or "")
+    assert untrusted.shared_folder_problem(str(tmp_path / "me" / "code"), "/p") is None
+    assert "not an absolute path" in (untrusted.shared_folder_problem("code", "/p") or "")
+
+
+def test_a_box_may_not_add_two_way_folders(project: Path) -> None:
+    cfg = load(project, 'config.vm.synced_folder "share", "/srv/app"', box="""
+        Vagrant.configure("2") do |config|
+          config.vm.synced_folder "/etc", "/host-etc", type: "virtiofs"
+          config.vm.synced_folder ".", "/box", type: "9p"
+          config.vm.synced_folder "ignored", "/srv/app", type: "nfs"
+        end
+    """)
+    (m,) = cfg.machines
+    guests = {f.guest: f for f in m.synced_folders}
+    assert "/host-etc" not in guests and "/box" not in guests
+    # The project's folder stays, one-way: the box's type: is ignored.
+    assert guests["/srv/app"].type == "rsync" and guests["/srv/app"].host == str(project / "share")
+    assert any("the host folder /etc" in w and "which a box may not do" in w for w in cfg.warnings)
+    assert any(f"shares the host folder {project} two-way (9p)" in w for w in cfg.warnings)
+    assert any("makes synced folder /srv/app two-way (nfs); it stays rsync" in w for w in cfg.warnings)
+
+
+def test_validate_json_reports_nfs_options(project: Path) -> None:
+    from vmctl.vagrantfile.model import machine_json
+
+    m = machine(project, 'config.vm.synced_folder ".", "/srv", type: "nfs", nfs_udp: false, linux__nfs_options: ["rw"]')
+    out = next(f for f in machine_json(m)["synced_folders"] if f["guest"] == "/srv")
+    assert out["nfs_options"]["nfs_udp"] == "false" and "linux__nfs_options" in out["nfs_options"]
+    rsync = next(f for f in machine_json(m)["synced_folders"] if f["guest"] == "/vagrant")
+    assert "nfs_options" not in rsync  # rsync folders keep their shape
+
+
+# -- which kind, on which host -----------------------------------------------------------------
+
+def test_nfs_becomes_virtiofs_where_libvirt_runs_virtiofsd_else_9p(project: Path) -> None:
+    m = machine(project, 'config.vm.synced_folder "share", "/srv", type: "nfs"')
+    expect = "virtiofs" if dfs.VIRTIOFSD.exists() else "9p"
+    assert [(f.guest, k, t) for f, k, t in hardware.shared_folders(m, ROOT_EMBED)] == [("/srv", expect, "vmctl0")]
+    assert [k for _, k, _ in hardware.shared_folders(m, USER_EMBED)] == ["9p"]
+    assert [k for _, k, _ in hardware.shared_folders(m, USER_SESSION)] == ["9p"]
+
+
+def test_virtiofs_refused_where_libvirt_cannot_run_virtiofsd(project: Path) -> None:
+    m = machine(project, 'config.vm.synced_folder "share", "/srv", type: "virtiofs"')
+    with pytest.raises(MachineError) as info:
+        hardware.check_host(m, USER_EMBED)
+    assert "synced folder /srv (virtiofs) cannot be shared here" in info.value.message
+    assert 'type: "9p"' in (info.value.hint or "")
+
+
+# -- the domain --------------------------------------------------------------------------------
+
+def build(cfg: MachineConfig, home: Path, host: hardware.Host) -> tuple[ET.Element, list[str]]:
+    folder = home / "machines" / MID
+    st = MachineState(id=MID, domain="vmctl-p-default-012345", uri=host.uri, disk=str(folder / "disk.qcow2"),
+                      console_log=str(folder / "console.log"), ssh_port=2222, ssh_user="vagrant",
+                      uuid=hardware.domain_uuid(MID))
+    st.disks = disks.plan(cfg, MID, disks.Box(Path("/boxes/box.img"), "qcow2", 20 * 1024**3), machine_type="pc",
+                          tpm_dir=None, nvram_template=None)
+    spec, notes = hardware.build(cfg, st, st.all_disks(), project_root=Path("/p"), host=host, private_nics=(),
+                                 forwards=(domain.Forward("127.0.0.1", 2222, 22),))
+    xml = domain.render_domain(spec)
+    validate_domain(xml)
+    return ET.fromstring(xml), notes
+
+
+@pytest.mark.skipif(not dfs.VIRTIOFSD.exists(), reason="QEMU's virtiofsd is not installed (scripts/bootstrap)")
+def test_domain_shares_folders(project: Path, home: Path) -> None:
+    m = machine(project, """
+      config.vm.synced_folder "share", "/srv/a", type: "virtiofs"
+      config.vm.synced_folder "share", "/srv/b", type: "9p", accessmode: "squash"
+      config.vm.synced_folder ".", "/srv/c", type: "nfs", nfs_version: 3
+    """)
+    root, notes = build(m, home, ROOT_EMBED)
+    fs = root.findall("devices/filesystem")
+    assert [(f.get("accessmode"), f.find("driver").get("type"), f.find("source").get("dir"), f.find("target").get("dir"))
+            for f in fs] == [
+        ("passthrough", "virtiofs", str(project / "share"), "vmctl0"),
+        ("squash", "path", str(project / "share"), "vmctl1"),
+        ("passthrough", "virtiofs", str(project), "vmctl2"),
+    ]
+    assert fs[0].find("binary").get("path") == "/usr/lib/qemu/virtiofsd"
+    assert root.find("memoryBacking/source").get("type") == "memfd"
+    assert root.find("memoryBacking/access").get("mode") == "shared"
+    assert notes == [f"synced folder /srv/c: vmctl runs no NFS server; it shares {project} two-way with virtiofs "
+                     "instead (nfs_version: 3 not used)"]
+
+
+def test_9p_alone_needs_no_shared_memory(project: Path, home: Path) -> None:
+    m = machine(project, 'config.vm.synced_folder "share", "/srv/b", type: "9p"')
+    root, _ = build(m, home, USER_EMBED)
+    (fs,) = root.findall("devices/filesystem")
+    assert fs.get("accessmode") == "mapped" and fs.find("binary") is None
+    assert root.find("memoryBacking") is None
+
+
+def test_rsync_only_adds_no_filesystem(project: Path, home: Path) -> None:
+    root, _ = build(machine(project, 'config.vm.synced_folder "share", "/srv"'), home, ROOT_EMBED)
+    assert root.find("devices/filesystem") is None and root.find("memoryBacking") is None
+
+
+def test_the_builder_refuses_what_it_cannot_write() -> None:
+    with pytest.raises(ValueError):
+        dfs.SharedFolder(tag="vmctl0", source=Path("/a,b"), driver="9p")
+    with pytest.raises(ValueError):
+        dfs.SharedFolder(tag="vmctl0", source=Path("relative"), driver="9p")
+    with pytest.raises(ValueError):
+        dfs.SharedFolder(tag="bad tag", source=Path("/a"), driver="9p")
+    with pytest.raises(ValueError):
+        dfs.SharedFolder(tag="vmctl0", source=Path("/a"), driver="virtiofs", accessmode="mapped")
