@@ -277,28 +277,37 @@ def guest_has_rsync(s: Session) -> bool:
     return s.run("command -v rsync >/dev/null 2>&1")[0] == 0
 
 
+def rsync_excluded(rel: str, excludes: tuple[str, ...] | list[str]) -> bool:
+    """Whether path REL (relative to a synced folder, with /) is left out of its copy: it,
+    or a folder above it, matches one of EXCLUDES (rsync's patterns: a leading / anchors
+    at the folder's top, a trailing / means a folder) or vmctl's own .vmctl and .vagrant."""
+    import fnmatch
+
+    parts = rel.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for pattern in [".vmctl", ".vagrant", *(e.rstrip("/") for e in excludes)]:
+        anchored = pattern.startswith("/")
+        pattern = pattern.lstrip("/")
+        if not pattern:
+            continue
+        if anchored and any(fnmatch.fnmatch(p, pattern) for p in prefixes):
+            return True
+        if not anchored and (any(fnmatch.fnmatch(p, pattern) for p in parts)
+                             or any(fnmatch.fnmatch(p, pattern) for p in prefixes)):
+            return True
+    return False
+
+
 def copy_folder_with_tar(s: Session, folder: SyncedFolder, host: Path, owner: str, group: str) -> None:
     """Copy a synced folder with tar over the SSH session, for guests without rsync (plain
     cloud images such as Debian's): the same files rsync would copy (its excludes too, the
     .vmctl and .vagrant folders always), owned by OWNER:GROUP. Files the guest has beyond
     them are left alone (rsync's --delete is not reproduced)."""
-    import fnmatch
     import io
     import tarfile
 
-    patterns = [".vmctl", ".vagrant", *(e.rstrip("/") for e in folder.rsync_exclude)]
-
     def excluded(rel: str) -> bool:
-        parts = rel.split("/")
-        for pattern in patterns:
-            anchored = pattern.startswith("/")
-            pattern = pattern.lstrip("/")
-            if anchored and fnmatch.fnmatch(rel, pattern):
-                return True
-            if not anchored and (any(fnmatch.fnmatch(p, pattern) for p in parts)
-                                 or fnmatch.fnmatch(rel, pattern)):
-                return True
-        return False
+        return rsync_excluded(rel, folder.rsync_exclude)
 
     import os
 

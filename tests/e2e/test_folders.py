@@ -1,5 +1,5 @@
-"""Two-way synced folders (virtiofs; nfs shared as virtiofs; 9p refused on a kernel without
-it), on tiny-box guests driven through the vmctl command.
+"""Synced folders on tiny-box guests driven through the vmctl command: two-way folders
+(virtiofs; nfs shared as virtiofs; 9p refused on a kernel without it) and rsync-auto.
 
 One two-machine project is brought up once for the module (CI time matters) and the tests
 share it; a test that needs a machine of its own brings up a third, separate one.
@@ -7,12 +7,16 @@ share it; a test that needs a machine of its own brings up a third, separate one
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import textwrap
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from conftest import Vmctl, write_vagrantfile
+from conftest import VMCTL, Vmctl, write_vagrantfile
 
 PROJECT = """
     Vagrant.configure("2") do |config|
@@ -25,6 +29,7 @@ PROJECT = """
         web.vm.hostname = "web"
         web.vm.synced_folder "share", "/srv/share", type: "virtiofs"
         web.vm.synced_folder "nfs", "/srv/nfs", type: "nfs", nfs_version: 4, nfs_udp: false
+        web.vm.synced_folder "src", "/srv/src", rsync__exclude: ["*.tmp", "cache/"]
       end
       config.vm.define "db" do |db|
         db.vm.hostname = "db"
@@ -38,7 +43,7 @@ def cluster(vmctl: Vmctl, tiny_box: Path, tmp_path_factory: pytest.TempPathFacto
     folder = tmp_path_factory.mktemp("folders") / "project"
     folder.mkdir()
     folder.chmod(0o755)
-    for sub in ("share", "nfs"):
+    for sub in ("share", "nfs", "src"):
         (folder / sub).mkdir()
     write_vagrantfile(folder, PROJECT)
     try:
@@ -63,7 +68,7 @@ def test_virtiofs_folder_written_from_both_sides(vmctl: Vmctl, cluster: Path) ->
     (cluster / "share" / "from-host.txt").write_text("changed\n")
     assert ssh(vmctl, cluster, "web", "cat /srv/share/from-host.txt") == "changed\n"
     # The guest sees the shared folder only: its parent is the guest's own /srv.
-    assert ssh(vmctl, cluster, "web", "ls /srv/share/..").split() == ["nfs", "share"]
+    assert ssh(vmctl, cluster, "web", "ls /srv/share/..").split() == ["nfs", "share", "src"]
 
 
 def test_nfs_folder_is_shared_two_way(vmctl: Vmctl, cluster: Path) -> None:
@@ -119,3 +124,49 @@ def test_symlink_out_of_the_project_refused(vmctl: Vmctl, tmp_path: Path) -> Non
     assert "is a symbolic link" in r.stderr
     listed = vmctl("global-status", "--json").json()["machines"]
     assert not any(m["project"] == str(project) for m in listed)
+
+
+def test_rsync_auto_copies_a_change_within_a_second(vmctl: Vmctl, cluster: Path) -> None:
+    src = cluster / "src"
+    (src / "cache").mkdir(exist_ok=True)
+    proc = subprocess.Popen([*VMCTL, "rsync-auto", "web"], cwd=cluster, env=vmctl.env, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(proc.stdout.readline, "")), daemon=True)  # type: ignore[union-attr]
+    reader.start()
+    try:
+        deadline = time.monotonic() + 60
+        while not any("is watching" in line for line in lines):
+            assert proc.poll() is None and time.monotonic() < deadline, "".join(lines)
+            time.sleep(0.1)
+        copies = sum("rsync:" in line for line in lines)
+        (src / "ignored.tmp").write_text("not copied\n")
+        (src / "cache" / "big").write_text("not copied\n")
+        (src / "new.txt").write_text("copied by rsync-auto\n")
+        changed = time.monotonic()
+        while sum("rsync:" in line for line in lines) == copies:
+            assert time.monotonic() - changed < 10, "".join(lines)
+            time.sleep(0.05)
+        started = time.monotonic() - changed
+        # The copy starts within a second of the change (watchfiles' debounce is 150 ms).
+        assert started < 1.0, f"the copy started {started:.2f} s after the change"
+        deadline = time.monotonic() + 10
+        while True:
+            r = vmctl("ssh", "web", "-c", "cat /srv/src/new.txt", cwd=cluster, check=False)
+            if r.returncode == 0:
+                break
+            assert time.monotonic() < deadline, "".join(lines)
+        assert r.stdout == "copied by rsync-auto\n"
+        listing = ssh(vmctl, cluster, "web", "ls -a /srv/src").split()
+        assert "ignored.tmp" not in listing and "cache" not in listing
+        # A change to an excluded file alone starts no copy.
+        copies = sum("rsync:" in line for line in lines)
+        (src / "again.tmp").write_text("x\n")
+        time.sleep(1.5)
+        assert sum("rsync:" in line for line in lines) == copies
+    finally:
+        proc.send_signal(signal.SIGINT)
+        code = proc.wait(timeout=20)
+        reader.join(timeout=5)
+    assert code == 0, "".join(lines)
+    assert "rsync-auto stopped" in "".join(lines)

@@ -238,3 +238,44 @@ def test_the_builder_refuses_what_it_cannot_write() -> None:
         dfs.SharedFolder(tag="bad tag", source=Path("/a"), driver="9p")
     with pytest.raises(ValueError):
         dfs.SharedFolder(tag="vmctl0", source=Path("/a"), driver="virtiofs", accessmode="mapped")
+
+
+# -- rsync-auto --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(("rel", "excludes", "excluded"), [
+    ("a.txt", [], False),
+    (".vmctl/machines/x", [], True),
+    ("sub/.vagrant/id", [], True),
+    ("x.log", ["*.log"], True),
+    ("sub/x.log", ["*.log"], True),
+    ("node_modules/pkg/index.js", ["node_modules/"], True),
+    ("build/out.o", ["/build"], True),
+    ("src/build/out.o", ["/build"], False),
+    ("src/build/out.o", ["build"], True),
+    ("docs/a.md", ["*.log", "/build"], False),
+])
+def test_rsync_excludes(rel: str, excludes: list[str], excluded: bool) -> None:
+    from vmctl.guest import rsync_excluded
+
+    assert rsync_excluded(rel, excludes) is excluded
+
+
+def test_rsync_auto_watches_rsync_folders_only(project: Path) -> None:
+    from vmctl.machine.watch import Target, affected, targets
+
+    m = machine(project, """
+      config.vm.synced_folder "share", "/srv/app", rsync__exclude: ["*.tmp"]
+      config.vm.synced_folder ".", "/srv/manual", rsync__auto: false
+      config.vm.synced_folder "share", "/srv/two-way", type: "9p"
+      config.vm.synced_folder ".", "/vagrant", disabled: true
+    """)
+    assert next(f for f in m.synced_folders if f.guest == "/srv/manual").rsync_auto is False
+
+    class FakeMachine:
+        config = m
+        project_root = project
+
+    (t,) = targets([FakeMachine()])  # type: ignore[list-item]
+    assert isinstance(t, Target) and t.folder.guest == "/srv/app" and t.host == (project / "share").resolve()
+    assert affected(t, [str(t.host / "a.txt")])
+    assert not affected(t, [str(t.host / "a.tmp"), str(project / "elsewhere.txt")])

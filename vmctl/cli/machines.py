@@ -1,4 +1,4 @@
-"""Commands for machines: up, halt, reload, suspend, resume, destroy, provision, rsync.
+"""Commands for machines: up, halt, reload, suspend, resume, destroy, provision, rsync, rsync-auto.
 Thin: parse, call the core, print. (status and global-status are in status.py, ssh and
 ssh-config in ssh.py, port in port.py, upload in upload.py.)
 
@@ -199,6 +199,14 @@ def rsync(names: list[str] | None = NAMES) -> None:
         m.rsync(emit=emit)
 
 
+def rsync_auto(names: list[str] | None = NAMES) -> None:
+    """Watch the synced folders' host folders and copy every change into running machines (Ctrl-C stops)."""
+    from vmctl.machine.watch import rsync_auto as watch
+
+    emit, _ = emitters()
+    watch(project("rsync-auto", *(names or [])).machines(names or []), emit=emit)
+
+
 def register(app: typer.Typer) -> None:
     app.command("up")(up)
     app.command("halt")(halt)
@@ -208,3 +216,4 @@ def register(app: typer.Typer) -> None:
     app.command("destroy")(destroy)
     app.command("provision")(provision)
     app.command("rsync")(rsync)
+    app.command("rsync-auto")(rsync_auto)

@@ -45,6 +45,7 @@ class SyncedFolder:
     group: str | None = None
     rsync_exclude: tuple[str, ...] = ()
     rsync_args: tuple[str, ...] | None = None
+    rsync_auto: bool = True  # rsync__auto: false: vmctl rsync-auto leaves the folder alone
     # Two-way folders (type virtiofs, 9p, or nfs: shared with the best two-way kind the
     # host offers, as vmctl runs no NFS server).
     accessmode: str | None = None  # 9p: mapped (vmctl's default) | passthrough | squash
@@ -681,6 +682,7 @@ def machine_json(m: MachineConfig) -> dict[str, Any]:
                 "group": f.group,
                 "rsync__exclude": list(f.rsync_exclude),
                 "rsync__args": list(f.rsync_args) if f.rsync_args is not None else None,
+                **({"rsync__auto": False} if not f.rsync_auto else {}),
                 **({"accessmode": f.accessmode, "mount_options": list(f.mount_options),
                     "nfs_options": dict(f.nfs_options)} if f.two_way else {}),
             }

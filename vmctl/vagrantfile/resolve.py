@@ -284,6 +284,7 @@ class Resolver:
             owner=to_s(owner) if owner is not None else None,
             group=to_s(group) if group is not None else None,
             rsync_exclude=exclude, rsync_args=rsync_args, **two_way,
+            rsync_auto=truthy(options.get("rsync__auto", True)),
         )
         if disabled:
             return folder
