@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 import shlex
 import subprocess
 import time
@@ -22,7 +23,8 @@ from vmctl.ssh import Endpoint, Session, openssh_options
 from vmctl.vagrantfile.model import PrivateNetwork, SyncedFolder
 
 
-def set_hostname(s: Session, hostname: str) -> None:
+def set_hostname(s: Session, hostname: str, *, hosts: bool = True) -> None:
+    """Set the guest's hostname; with HOSTS, also name it on 127.0.1.1 in /etc/hosts."""
     short = hostname.split(".")[0]
     q, qs = shlex.quote(hostname), shlex.quote(short)
     script = f"""
@@ -35,13 +37,54 @@ if [ "$(hostname)" != {q} ]; then
     hostname {q}
   fi
 fi
-if ! grep -q "127.0.1.1 .*{short}" /etc/hosts; then
+if [ {"1" if hosts else "0"} = 1 ] && ! grep -q "127.0.1.1 .*{short}" /etc/hosts; then
   sed -i '/^127\\.0\\.1\\.1[[:space:]]/d' /etc/hosts
   echo "127.0.1.1 {hostname} {short}" >> /etc/hosts
 fi
 """
     del qs
     s.check(f"sudo -n sh -c {shlex.quote(script)}", what=f"set the hostname to {hostname}")
+
+
+# The block of /etc/hosts that names the project's machines (what Vagrant users add the
+# hostmanager plugin for). vmctl rewrites it whole, between these two lines.
+HOSTS_BEGIN = "# BEGIN vmctl: the project's machines (vmctl rewrites this block)"
+HOSTS_END = "# END vmctl"
+_HOSTS_NAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})")
+_HOSTS_SCRIPT = r"""
+set -e
+tmp=/etc/hosts.vmctl-new
+awk -v b="$1" -v e="$2" '$0 == b {skip=1; next} skip && $0 == e {skip=0; next} !skip {print}' /etc/hosts > "$tmp"
+cat >> "$tmp"
+if cmp -s "$tmp" /etc/hosts; then rm -f "$tmp"; exit 0; fi
+cat "$tmp" > /etc/hosts
+rm -f "$tmp"
+"""
+
+
+def hosts_block(entries: list[tuple[str, list[str]]]) -> str:
+    """The /etc/hosts block for ENTRIES (address, names): each address parsed as an IP
+    address, each name a host name (anything else is left out); empty without entries."""
+    lines = []
+    for address, names in entries:
+        try:
+            ip = str(ipaddress.ip_address(address))
+        except ValueError:
+            continue
+        good = [n for n in dict.fromkeys(names) if _HOSTS_NAME.fullmatch(n)]
+        if good:
+            lines.append(f"{ip} {' '.join(good)}")
+    if not lines:
+        return ""
+    return "\n".join([HOSTS_BEGIN, *lines, HOSTS_END]) + "\n"
+
+
+def write_hosts_block(s: Session, entries: list[tuple[str, list[str]]]) -> None:
+    """Make the vmctl block of the guest's /etc/hosts name ENTRIES (none: remove it). The
+    rest of the file stays as it is; an unchanged file is not written."""
+    argv = ["sh", "-c", _HOSTS_SCRIPT, "vmctl-hosts", HOSTS_BEGIN, HOSTS_END]
+    s.check(f"sudo -n {shlex.join(argv)}", stdin=hosts_block(entries).encode(),
+            what="update the machines' names in /etc/hosts")
 
 
 def configure_private_networks(

@@ -279,3 +279,85 @@ def test_rsync_auto_watches_rsync_folders_only(project: Path) -> None:
     assert isinstance(t, Target) and t.folder.guest == "/srv/app" and t.host == (project / "share").resolve()
     assert affected(t, [str(t.host / "a.txt")])
     assert not affected(t, [str(t.host / "a.tmp"), str(project / "elsewhere.txt")])
+
+
+# -- the /etc/hosts block --------------------------------------------------------------------
+
+def test_hosts_block() -> None:
+    from vmctl.guest import HOSTS_BEGIN, HOSTS_END, hosts_block
+
+    block = hosts_block([("192.168.77.10", ["web.example.test", "web", "web"]), ("fd00::2", ["db"]),
+                         ("not-an-ip", ["x"]), ("10.0.0.3", ["bad name", "ok"]), ("10.0.0.4", ["$(reboot)"])])
+    assert block.splitlines() == [HOSTS_BEGIN, "192.168.77.10 web.example.test web", "fd00::2 db", "10.0.0.3 ok",
+                                  HOSTS_END]
+    assert hosts_block([]) == ""
+
+
+def test_hosts_entries_name_created_machines_and_the_opt_out(project: Path) -> None:
+    from vmctl.machine import Machine
+
+    cfg = load(project, """
+      config.vm.define "web" do |web|
+        web.vm.hostname = "web.example.test"
+        web.vm.network "private_network", ip: "192.168.77.10"
+      end
+      config.vm.define "db" do |db|
+        db.vm.network "private_network", ip: "192.168.77.11"
+        db.vm.allow_hosts_modification = false
+      end
+    """)
+    web_cfg, db_cfg = cfg.machines
+    assert web_cfg.allow_hosts_modification and not db_cfg.allow_hosts_modification
+    web, db = Machine(project, web_cfg), Machine(project, db_cfg)
+    web.peers = db.peers = lambda: [web, db]
+    # db is not created: web's block names web only.
+    assert web.hosts_entries() == [("192.168.77.10", ["web.example.test", "web", "web"])]
+
+    class FakeSession:
+        commands: list[str] = []
+
+        def check(self, command: str, **_: object) -> bytes:
+            self.commands.append(command)
+            return b""
+
+    s = FakeSession()
+    db.update_hosts(s)  # type: ignore[arg-type]
+    assert s.commands == []  # allow_hosts_modification = false: left alone
+    alone = Machine(project, web_cfg)
+    assert alone.hosts_entries() is None  # a machine alone in its project gets no block
+
+
+# -- forwarded ports: udp, guest_ip, host_ip ----------------------------------------------------
+
+def test_forwarded_port_udp_and_guest_ip(project: Path) -> None:
+    cfg = load(project, """
+      config.vm.network "forwarded_port", guest: 53, host: 5353, protocol: "udp", guest_ip: "10.0.2.15"
+      config.vm.network "forwarded_port", guest: 80, host: 8080, host_ip: "0.0.0.0"
+    """)
+    udp, web = cfg.machines[0].forwarded_ports
+    assert (udp.protocol, udp.guest_ip, udp.host_ip) == ("udp", "10.0.2.15", "127.0.0.1")
+    assert web.guest_ip is None and web.host_ip == "0.0.0.0"
+    # A host_ip off loopback only when the user wrote it, and then with a one-line note.
+    notes = [w for w in cfg.warnings if "listens on" in w]
+    assert len(notes) == 1 and "other computers can reach it" in notes[0] and "\n" not in notes[0]
+    rules = domain.hostfwd_rules(tuple(domain.Forward(p.host_ip, p.host or 0, p.guest, p.protocol, p.guest_ip)
+                                       for p in (udp, web)))
+    assert rules == "hostfwd=udp:127.0.0.1:5353-10.0.2.15:53,hostfwd=tcp:0.0.0.0:8080-:80"
+
+
+@pytest.mark.parametrize("value", ["10.0.2.15,guestfwd=tcp:1.2.3.4:1-cmd:id", "fd00::1", "guest"])
+def test_forwarded_port_guest_ip_must_be_an_ipv4_address(project: Path, value: str) -> None:
+    error = failure(project, f'config.vm.network "forwarded_port", guest: 53, host: 5353, guest_ip: "{value}"')
+    assert "is not an IPv4 address" in error.message
+    with pytest.raises(ValueError):
+        domain.hostfwd_rules((domain.Forward("127.0.0.1", 5353, 53, "udp", value),))
+
+
+def test_a_box_may_not_forward_off_loopback(project: Path) -> None:
+    cfg = load(project, "", box="""
+        Vagrant.configure("2") do |config|
+          config.vm.network "forwarded_port", guest: 53, host: 5353, protocol: "udp", host_ip: "0.0.0.0"
+        end
+    """)
+    assert cfg.machines[0].forwarded_ports == ()
+    assert any("forwards port 53 on 0.0.0.0" in w for w in cfg.warnings)

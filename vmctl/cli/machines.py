@@ -148,9 +148,10 @@ def destroy(
     """Remove machines: domain, disk, keys and state. Running it twice is fine."""
     from vmctl import term
     from vmctl.errors import MachineError, UsageError
-    from vmctl.project import destroy_machines
+    from vmctl.project import destroy_machines, refresh_hosts
 
-    machines = project("destroy", *(names or [])).machines(names or [])
+    proj = project("destroy", *(names or []))
+    machines = proj.machines(names or [])
     if parallel and not force:
         term.warn("--parallel implies --force: destroying without asking")
         if sys.stdin.isatty():
@@ -169,6 +170,7 @@ def destroy(
     emit, _ = emitters()
     failures = destroy_machines(list(reversed(machines)), parallel=parallel and _parallel(None),
                                 graceful=graceful, emit=emit)
+    refresh_hosts(proj, emit=emit)  # the machines still running forget the destroyed ones
     if len(failures) == 1 and len(machines) == 1:
         raise failures[0][1]
     for name, exc in failures:

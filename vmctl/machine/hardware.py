@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vmctl import domain, network, paths
+from vmctl import domain, network, paths, untrusted
 from vmctl.domain import cpu as dcpu
 from vmctl.domain import devices as ddev
 from vmctl.domain import disks as ddisks
@@ -321,8 +321,13 @@ def build(cfg: MachineConfig, st: MachineState, disks: list[MachineDisk], *, pro
         name=st.domain, uuid=st.uuid or domain_uuid(st.id), machine_id=st.id, project=str(project_root),
         machine=cfg.name, title=lv.title, description=lv.description,
     )
+    for f, kind, _tag in shared_folders(cfg, host):
+        # Checked where it was read (resolve.py); again here, just before QEMU is told of it.
+        problem = untrusted.shared_folder_problem(f.host, str(project_root))
+        if problem is not None:
+            raise MachineError(f"synced folder {f.guest} ({kind}): {problem}")
     folders = tuple(
-        dfs.SharedFolder(tag=tag, source=Path(f.host), driver=kind,
+        dfs.SharedFolder(tag=tag, source=Path(os.path.realpath(f.host)), driver=kind,
                          accessmode="passthrough" if kind == "virtiofs" else (f.accessmode or "mapped"))
         for f, kind, tag in shared_folders(cfg, host))
     for f, kind, _tag in shared_folders(cfg, host):

@@ -315,6 +315,12 @@ class Machine(GuestMixin):
                     emit(f"==> {self.name}: pausing the machine...")
                     c.pause(st.domain)
                 else:
+                    shared = [f"{f.guest} ({kind})" for f, kind, _ in self.shared_folders()]
+                    if shared:
+                        raise MachineError(
+                            f"machine {self.name} shares {', '.join(shared)} two-way, and QEMU cannot save the "
+                            "memory of a machine with a mounted virtiofs or 9p folder",
+                            hint=f'halt it instead (vmctl halt {self.name}), or set libvirt.suspend_mode = "pause"')
                     emit(f"==> {self.name}: saving the machine's memory and stopping it...")
                     c.suspend(st.domain)
                     # libvirt's view of the disks is what QEMU opened at its start; after a

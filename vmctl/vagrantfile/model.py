@@ -20,6 +20,7 @@ class ForwardedPort:
     protocol: str = "tcp"
     auto_correct: bool = False
     id: str | None = None
+    guest_ip: str | None = None  # an IPv4 address of the guest on QEMU's user network (10.0.2.15)
 
 
 @dataclass(frozen=True)
@@ -614,6 +615,9 @@ class MachineConfig:
     libvirt: LibvirtSettings = field(default_factory=LibvirtSettings)
     disks: tuple[VagrantDisk, ...] = ()
     graceful_halt_timeout: int = 60
+    # false: vmctl leaves the guest's /etc/hosts alone (the hostname line and the block
+    # naming the project's other machines), as Vagrant's own setting says.
+    allow_hosts_modification: bool = True
     forwarded_ports: tuple[ForwardedPort, ...] = ()
     private_networks: tuple[PrivateNetwork, ...] = ()
     synced_folders: tuple[SyncedFolder, ...] = ()
@@ -670,7 +674,9 @@ def machine_json(m: MachineConfig) -> dict[str, Any]:
         "libvirt": libvirt_json(m.libvirt),
         "disks": [asdict(d) for d in m.disks],
         "graceful_halt_timeout": m.graceful_halt_timeout,
-        "forwarded_ports": [asdict(p) for p in m.forwarded_ports],
+        **({"allow_hosts_modification": False} if not m.allow_hosts_modification else {}),
+        "forwarded_ports": [{k: v for k, v in asdict(p).items() if k != "guest_ip" or v is not None}
+                            for p in m.forwarded_ports],
         "private_networks": [asdict(n) for n in m.private_networks],
         "synced_folders": [
             {

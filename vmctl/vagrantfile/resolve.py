@@ -137,7 +137,7 @@ class Resolver:
 
     # sections ----------------------------------------------------------------------
     def forwarded_port(self, options: dict[str, Any], node: Node) -> ForwardedPort | None:
-        known = {"guest", "host", "host_ip", "protocol", "auto_correct", "id"}
+        known = {"guest", "host", "host_ip", "protocol", "auto_correct", "id", "guest_ip"}
         for key in options:
             if key not in known:
                 self.warn(node, f"the forwarded_port option {key}: is not used by vmctl (ignored)")
@@ -157,6 +157,16 @@ class Resolver:
             raise self.error(node, f'forwarded_port protocol must be "tcp" or "udp", not {protocol!r}')
         auto = options.get("auto_correct", False)
         auto = self.want(node, "auto_correct", auto, bool) if auto is not None else False
+        guest_ip = options.get("guest_ip")
+        if guest_ip not in (None, ""):
+            text = self.want(node, "guest_ip", guest_ip, str)
+            guest_ip = untrusted.parse_address(text)
+            if guest_ip is None or ":" in guest_ip:
+                raise self.error(node, f"forwarded_port guest_ip: {untrusted.visible(text)[:80]!r} is not an IPv4 address",
+                                 hint="QEMU's user network forwards to an IPv4 address of the guest on it, such as "
+                                 '"10.0.2.15" (the default when guest_ip is left out)')
+        else:
+            guest_ip = None
         port_id = options.get("id")
         if not untrusted.is_loopback(host_ip):
             box = self.box_of(node)
@@ -166,7 +176,7 @@ class Resolver:
             self.warn(node, f"forwarded port {host if host else guest} listens on {host_ip}: "
                       "other computers can reach it, not only this one")
         return ForwardedPort(guest=guest, host=host, host_ip=host_ip, protocol=protocol, auto_correct=auto,
-                             id=to_s(port_id) if port_id is not None else None)
+                             id=to_s(port_id) if port_id is not None else None, guest_ip=guest_ip)
 
     def port(self, node: Node, what: str, value: Any) -> int:
         number = self.want(node, f"forwarded_port {what}:", value, int)
@@ -307,6 +317,9 @@ class Resolver:
         for key in options:
             if key not in quiet:
                 self.warn(node, f"the synced_folder option {key}: is not used by vmctl (ignored)")
+        if kind == "virtiofs" and (owner is not None or group is not None):
+            self.warn(node, f"synced folder {guest}: owner: and group: are not applied to a virtiofs folder (QEMU 7.2's "
+                      "virtiofsd maps no user ids: the guest sees the host's owners)")
         if kind in TWO_WAY_FOLDER_TYPES:
             if (problem := untrusted.shared_folder_problem(host, str(self.ip.project_dir))) is not None:
                 hint = "create it first (create: true makes only rsync folders)" if not os.path.lexists(host) else \
@@ -1032,6 +1045,7 @@ def resolve_machine(
         ssh=r.ssh(),
         disks=r.disks(),
         graceful_halt_timeout=vm.get("graceful_halt_timeout") or 60,
+        allow_hosts_modification=vm.get("allow_hosts_modification") is not False,
         box_download=download,
         cloud_init=tuple(cloud_init),
         ignored=tuple(_ignored(ip, i) for i in merged.ignored),
