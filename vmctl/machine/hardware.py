@@ -225,7 +225,9 @@ def _cpuset_numbers(text: str) -> list[int]:
 
 def virtiofs_possible(host: Host) -> bool:
     """Whether libvirt can run virtiofsd for a folder here: libvirt 9.0 starts it only for
-    a privileged driver (the embedded one of root, or the system daemon)."""
+    a privileged driver (the embedded one of root, or the system daemon); otherwise it says
+    "virtiofs is not yet supported in session mode" (libvirt issue 535). Starting QEMU
+    7.2's C virtiofsd ourselves would not help: it needs root too (namespaces, any uid)."""
     return host.is_root and (host.embedded or host.system) and dfs.VIRTIOFSD.exists()
 
 
