@@ -111,8 +111,13 @@ class GuestMixin(BootMixin):
             for f in folders:
                 emit(f"==> {self.name}: rsync: {f.host} => {f.guest}")
                 guest.rsync_folder(session, endpoint, key, f, self.project_root)
-        if not two_way:
-            return
+        if two_way:
+            self.mount_folders(session, emit=emit)
+
+    def mount_folders(self, session: Session, *, emit: Emit) -> None:
+        """Mount the two-way folders in the guest (after every boot; mounted ones are left)."""
+        from vmctl import guest
+
         st = self.require_state()
         for f, kind, tag in self.shared_folders():
             emit(f"==> {self.name}: mounting {f.host} => {f.guest} ({kind}, two-way)")
@@ -176,6 +181,7 @@ class GuestMixin(BootMixin):
             try:
                 if guest.boot_id(fresh) != old:
                     self._wait_for_cloud_init(fresh, emit=emit)
+                    self.mount_folders(fresh, emit=emit)  # a new boot: the two-way folders again
                     return fresh
             except SSHError:
                 pass  # it went down while we asked
