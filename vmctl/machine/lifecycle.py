@@ -460,7 +460,7 @@ class Machine(GuestMixin):
         st = self.require_state()
         guest_port = self.config.ssh.port or self.config.ssh.guest_port or 22
         ports = [{"id": "ssh", "guest": guest_port, "host": st.ssh_port, "host_ip": "127.0.0.1", "protocol": "tcp"}]
-        ports += [asdict(f) for f in st.forwards]
+        ports += [{k: v for k, v in asdict(f).items() if k != "guest_ip" or v is not None} for f in st.forwards]
         return ports
 
 
