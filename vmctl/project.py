@@ -158,7 +158,7 @@ def refresh_hosts(project: Project, *, emit: Emit) -> None:
     machines (a destroyed one drops out). A machine that cannot be reached is named and
     skipped; halted ones get theirs on their next up."""
     cfg = project.config
-    if len(cfg.machines) < 2:
+    if len(cfg.machines) < 2 or not any(m.private_networks for m in cfg.machines):
         return
     for m in (project._machine(c) for c in cfg.machines):
         st = m.state

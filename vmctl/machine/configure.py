@@ -49,9 +49,10 @@ class GuestMixin(BootMixin):
     def hosts_entries(self) -> list[tuple[str, list[str]]] | None:
         """What the guest's /etc/hosts block names: every created machine of the project
         (this one too) at each of its private network addresses, by hostname, short
-        hostname and machine name. None for a machine alone in its project (no block)."""
+        hostname and machine name. None for a machine alone in its project, or in a project
+        whose machines have no private network (no block)."""
         machines = self.peers() if self.peers is not None else [self]
-        if len(machines) < 2:
+        if len(machines) < 2 or not any(m.config.private_networks for m in machines):
             return None
         entries = []
         for m in machines:
