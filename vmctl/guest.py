@@ -412,9 +412,9 @@ def mount_shared_folder(s: Session, folder: SyncedFolder, kind: str, tag: str, l
     """Mount two-way folder FOLDER (shared by the host as KIND with TAG) at its guest path,
     unless it is mounted there already. A guest kernel without KIND is refused, naming
     the kernel package that has it. A 9p folder's top is made the login user's (or
-    OWNER:GROUP's) so that it can write: in mapped and squash mode that is recorded for
-    the guest only; in passthrough mode it would change the host folder's owner, so it is
-    done only when the Vagrantfile names owner or group. virtiofs shows the host's owners
+    OWNER:GROUP's) so that it can write: in mapped mode that is recorded for the guest
+    only; in passthrough (and squash) mode it would change (try to change) the host
+    folder's owner, so it is done only when the Vagrantfile names owner or group. virtiofs shows the host's owners
     as they are (QEMU 7.2's virtiofsd maps no ids)."""
     if kind not in _FS_MODULES or not tag.isalnum():
         raise ValueError(f"shared folder {kind!r} {tag!r}")
@@ -426,7 +426,7 @@ def mount_shared_folder(s: Session, folder: SyncedFolder, kind: str, tag: str, l
     options = ",".join(words) or "defaults"
     owner = ""
     explicit = folder.owner is not None or folder.group is not None
-    if kind == "9p" and (explicit or (folder.accessmode or "mapped") != "passthrough"):
+    if kind == "9p" and (explicit or (folder.accessmode or "mapped") == "mapped"):
         user = folder.owner or login
         owner = f"{user}:{folder.group}" if folder.group else user
     argv = ["sh", "-c", MOUNT_SCRIPT, "vmctl-mount", kind, tag, folder.guest, options, owner]
