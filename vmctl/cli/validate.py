@@ -77,6 +77,8 @@ def summary(machine: MachineConfig) -> list[str]:
         lines.append(f"  private network {net.ip}/{net.netmask}" + (f" on {net.name}" if net.name else ""))
     for folder in machine.synced_folders:
         state = "disabled" if folder.disabled else folder.type
+        if folder.two_way and not folder.disabled:
+            state += ", two-way" if folder.type != "nfs" else ": no NFS server, shared two-way with virtiofs or 9p"
         lines.append(f"  synced folder {folder.host} -> {folder.guest} ({state})")
     for prov in machine.provisioners:
         name = f" {prov.name}" if prov.name else ""
