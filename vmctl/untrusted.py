@@ -16,6 +16,8 @@ checked again wherever one becomes a path, an option string or a config line.
     ansible_var_problem    inventory and extra variables that would redirect a connection
     parse_ssh_args         OpenSSH options for ansible's ssh (raw_ssh_args): kept, dropped, refused
     outside_roots          whether a host path lies outside the folders a project may use
+    shared_folder_problem  the host folder of a two-way synced folder (virtiofs, 9p)
+    mount_options_problem  mount options for a two-way synced folder in the guest
     ssh_config_value       a value for an OpenSSH config line (no control characters)
     visible                text for the terminal, with control characters made visible
 
@@ -714,6 +716,51 @@ def outside_roots(path: str, roots: list[str]) -> bool:
 
     real = os.path.realpath(path)
     return not any(real == r or real.startswith(r.rstrip("/") + "/") for r in (os.path.realpath(x) for x in roots))
+
+
+# -- two-way synced folders ---------------------------------------------------------------------
+
+def shared_folder_problem(path: str, project: str) -> str | None:
+    """Why host folder PATH may not be shared two-way (virtiofs, 9p) with a guest of the
+    project in folder PROJECT, or None. The guest can then write (and, through links it
+    makes, name) anything in the folder, so: an absolute path; nothing QEMU's option strings
+    would split (a comma) and no control character; a folder, not a symbolic link; and a
+    path written inside the project may not lead out of it through a symbolic link on the
+    way (the project's files are untrusted; a path the user wrote outside the project is
+    shared as the user named it). A folder holding the home folder (or /) is refused:
+    the guest could write the user's shell start-up files."""
+    import os
+
+    if not path.startswith("/"):
+        return f"{visible(path)!r} is not an absolute path"
+    if "," in path or any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return f"{visible(path)!r} holds a comma or a control character, which QEMU's options cannot carry"
+    norm = os.path.normpath(path)
+    if os.path.islink(norm):
+        return f"{norm} is a symbolic link; name the folder it points to"
+    if not os.path.isdir(norm):
+        return f"{norm} is not a folder"
+    real = os.path.realpath(norm)
+    project_real = os.path.realpath(project)
+    lexical_inside = norm == os.path.normpath(project) or norm.startswith(os.path.normpath(project).rstrip("/") + "/")
+    if lexical_inside and outside_roots(real, [project_real]):
+        return f"{norm} leads out of the project folder through a symbolic link (to {real})"
+    home = os.path.realpath(os.path.expanduser("~"))
+    if real == "/" or not outside_roots(home, [real]):
+        return f"{real} holds {'every file of this computer' if real == '/' else 'your home folder'}: share a folder inside it"
+    return None
+
+
+_MOUNT_OPTION = re.compile(r"[A-Za-z0-9_.:/+-]+(=[A-Za-z0-9_.:/+@-]*)?")
+
+
+def mount_options_problem(options: list[str]) -> str | None:
+    """Why OPTIONS (mount -o words in the guest) are refused, or None: each a word or
+    word=value of plain characters (no commas inside one, no spaces, no quotes)."""
+    for option in options:
+        if not _MOUNT_OPTION.fullmatch(option) or len(option) > 200:
+            return f"mount option {visible(option)[:60]!r} is not a plain option word"
+    return None
 
 
 # -- OpenSSH config ----------------------------------------------------------------------------

@@ -104,10 +104,10 @@ def test_unsupported_synced_folder_type_is_refused(vmctl: Vmctl, project: Path) 
     write_vagrantfile(project, """
         Vagrant.configure("2") do |config|
           config.vm.box = "vmctl/tiny"
-          config.vm.synced_folder ".", "/vagrant", type: "nfs"
+          config.vm.synced_folder ".", "/vagrant", type: "smb"
         end
     """)
     r = vmctl("up", cwd=project, check=False)
     assert r.returncode == 1
-    assert "nfs" in r.stderr and "rsync" in r.stderr
+    assert "smb" in r.stderr and "rsync" in r.stderr
     assert "Traceback" not in r.stderr

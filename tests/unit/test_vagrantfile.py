@@ -552,10 +552,17 @@ def test_synced_folders(tmp_path: Path) -> None:
     assert m.synced_folders[1].rsync_exclude == (".git/",) and m.synced_folders[1].owner == "www"
 
 
-@pytest.mark.parametrize("kind", ["nfs", "9p", "virtiofs", "virtualbox", "smb"])
-def test_synced_folder_types_other_than_rsync(tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize("kind", ["virtualbox", "smb"])
+def test_synced_folder_types_vmctl_cannot_share(tmp_path: Path, kind: str) -> None:
     error = failure(tmp_path, f"Vagrant.configure('2') do |c|\n  c.vm.synced_folder '.', '/data', type: '{kind}'\nend\n")
-    assert f'type "{kind}" is not supported' in error.message and "rsync" in error.message and error.line == 2
+    assert f'type "{kind}" is not supported' in error.message and "rsync" in (error.hint or "") and error.line == 2
+
+
+@pytest.mark.parametrize("kind", ["nfs", "9p", "virtiofs"])
+def test_two_way_synced_folder_types(tmp_path: Path, kind: str) -> None:
+    (m,) = load(tmp_path, f"Vagrant.configure('2') do |c|\n  c.vm.synced_folder '.', '/data', type: '{kind}'\nend\n").machines
+    (data,) = [f for f in m.synced_folders if f.guest == "/data"]
+    assert (data.type, data.two_way, data.host) == (kind, True, str(tmp_path))
 
 
 def test_synced_folder_host_path_must_exist(tmp_path: Path) -> None:

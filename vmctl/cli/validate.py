@@ -79,6 +79,8 @@ def summary(machine: MachineConfig) -> list[str]:
                      + (f" ({net.tunnel_type} tunnel)" if net.tunnel_type else ""))
     for folder in machine.synced_folders:
         state = "disabled" if folder.disabled else folder.type
+        if folder.two_way and not folder.disabled:
+            state += ", two-way" if folder.type != "nfs" else ": no NFS server, shared two-way with virtiofs or 9p"
         lines.append(f"  synced folder {folder.host} -> {folder.guest} ({state})")
     for prov in machine.provisioners:
         name = f" {prov.name}" if prov.name else ""

@@ -48,6 +48,7 @@ class Forward:
     host_port: int
     guest_port: int
     protocol: str = "tcp"
+    guest_ip: str | None = None  # None: QEMU's first DHCP address (the guest's)
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,12 @@ def hostfwd_rules(forwards: tuple[Forward, ...]) -> str:
         for port in (f.host_port, f.guest_port):
             if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
                 raise ValueError(f"forwarded port {port!r}")
-        rules.append(f"hostfwd={f.protocol}:{address}:{f.host_port}-:{f.guest_port}")
+        guest = ""
+        if f.guest_ip is not None:
+            guest = untrusted.parse_address(f.guest_ip) or ""
+            if not guest or ":" in guest:
+                raise ValueError(f"a forwarded port's guest address must be IPv4, not {f.guest_ip!r}")
+        rules.append(f"hostfwd={f.protocol}:{address}:{f.host_port}-{guest}:{f.guest_port}")
     return ",".join(rules)
 
 

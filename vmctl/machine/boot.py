@@ -195,7 +195,7 @@ class BootMixin(StateMixin):
         host = host or self._host(st.uri)
         guest_port = cfg.ssh.port or cfg.ssh.guest_port or 22
         forwards = [domain.Forward("127.0.0.1", st.ssh_port, guest_port)]
-        forwards += [domain.Forward(f.host_ip, f.host, f.guest, f.protocol) for f in st.forwards if f.id != "ssh"]
+        forwards += [domain.Forward(f.host_ip, f.host, f.guest, f.protocol, f.guest_ip) for f in st.forwards if f.id != "ssh"]
         nics: list[domain.McastNic | domain.UdpNic | domain.BridgeNic] = []
         planned = self.host_networks(host)
         for i, (net, mac) in enumerate(zip(cfg.private_networks, st.macs, strict=False)):
@@ -285,7 +285,8 @@ class BootMixin(StateMixin):
                         emit(f"==> {self.name}: fixed port collision for {f.guest} => {host}: now on port {new}.")
                     host = new
                 reserved.add(host)
-                forwards.append(ForwardState(id=f.id, guest=f.guest, host=host, host_ip=f.host_ip, protocol=f.protocol))
+                forwards.append(ForwardState(id=f.id, guest=f.guest, host=host, host_ip=f.host_ip, protocol=f.protocol,
+                                             guest_ip=f.guest_ip))
             st.ssh_port = ssh_port
             st.forwards = forwards
             entries[st.id] = IndexEntry(

@@ -14,21 +14,22 @@ import dataclasses
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vmctl import domain, network, paths
+from vmctl import domain, network, paths, untrusted
 from vmctl.domain import cpu as dcpu
 from vmctl.domain import devices as ddev
 from vmctl.domain import disks as ddisks
+from vmctl.domain import filesystems as dfs
 from vmctl.domain import firmware as dfw
 from vmctl.errors import MachineError, MissingToolError
 
 if TYPE_CHECKING:
     from vmctl.machine.disks import MachineDisk
     from vmctl.machine.state import MachineState
-    from vmctl.vagrantfile.model import LibvirtSettings, MachineConfig
+    from vmctl.vagrantfile.model import LibvirtSettings, MachineConfig, SyncedFolder
 
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 SPICE_CHANNEL = "com.redhat.spice.0"
@@ -153,6 +154,14 @@ def check_host(cfg: MachineConfig, host: Host) -> list[str]:
     if arch not in ("x86_64", "i686") and host.accel == "kvm":
         raise MachineError(f"libvirt.machine_arch = \"{arch}\" cannot run under KVM on this x86 host",
                            hint='set libvirt.driver = "qemu" (emulation)')
+    for folder, kind, _tag in shared_folders(cfg, host):
+        if kind == "virtiofs" and not virtiofs_possible(host):
+            why = (f"{dfs.VIRTIOFSD} is missing (Debian: qemu-system-common ships it)" if not dfs.VIRTIOFSD.exists()
+                   else "libvirt 9.0 starts virtiofsd only when it runs as root (vmctl's embedded driver run by "
+                   "root, or qemu:///system)")
+            raise MachineError(f"synced folder {folder.guest} (virtiofs) cannot be shared here: {why}",
+                               hint='run vmctl as root, or use type: "9p" (QEMU serves it itself; the guest kernel '
+                               'needs 9p) or "rsync"')
     for key in ("kernel", "initrd", "dtb", "loader"):
         value = getattr(lv, key)
         if value and not os.path.isfile(value):
@@ -264,6 +273,27 @@ def _cpuset_numbers(text: str) -> list[int]:
 
 # -- choices ------------------------------------------------------------------------------------
 
+def virtiofs_possible(host: Host) -> bool:
+    """Whether libvirt can run virtiofsd for a folder here: libvirt 9.0 starts it only for
+    a privileged driver (the embedded one of root, or the system daemon); otherwise it says
+    "virtiofs is not yet supported in session mode" (libvirt issue 535). Starting QEMU
+    7.2's C virtiofsd ourselves would not help: it needs root too (namespaces, any uid)."""
+    return host.is_root and (host.embedded or host.system) and dfs.VIRTIOFSD.exists()
+
+
+def shared_folders(cfg: MachineConfig, host: Host) -> list[tuple[SyncedFolder, str, str]]:
+    """The machine's two-way folders as (folder, kind, tag): kind virtiofs or 9p (an nfs
+    folder gets virtiofs where this host can run it, else 9p: vmctl runs no NFS server),
+    tag what the guest mounts."""
+    out = []
+    for f in cfg.synced_folders:
+        if f.disabled or not f.two_way:
+            continue
+        kind = f.type if f.type != "nfs" else ("virtiofs" if virtiofs_possible(host) else "9p")
+        out.append((f, kind, f"vmctl{len(out)}"))
+    return out
+
+
 def tpm_wanted(lv: LibvirtSettings) -> bool:
     """vagrant-libvirt adds a TPM only when tpm_path or tpm_version is set; vmctl also when
     tpm_type or tpm_model is, which can only mean a TPM is wanted."""
@@ -343,14 +373,39 @@ def build(cfg: MachineConfig, st: MachineState, disks: list[MachineDisk], *, pro
         name=st.domain, uuid=st.uuid or domain_uuid(st.id), machine_id=st.id, project=str(project_root),
         machine=cfg.name, title=lv.title, description=lv.description,
     )
+    for f, kind, _tag in shared_folders(cfg, host):
+        # Checked where it was read (resolve.py); again here, just before QEMU is told of it.
+        problem = untrusted.shared_folder_problem(f.host, str(project_root))
+        if problem is not None:
+            raise MachineError(f"synced folder {f.guest} ({kind}): {problem}")
+    folders = tuple(
+        dfs.SharedFolder(tag=tag, source=Path(os.path.realpath(f.host)), driver=kind,
+                         accessmode="passthrough" if kind == "virtiofs" else (f.accessmode or "mapped"))
+        for f, kind, tag in shared_folders(cfg, host))
+    for f, kind, _tag in shared_folders(cfg, host):
+        if f.type == "nfs":
+            unused = ", ".join([f"{k}: {v}" for k, v in f.nfs_options]
+                               + ([f"mount_options: {','.join(f.mount_options)}"] if f.mount_options else []))
+            notes.append(f"synced folder {f.guest}: vmctl runs no NFS server; it shares {f.host} two-way with "
+                         f"{kind} instead" + (f" ({unused} not used)" if unused else ""))
+    cpu = _cpu(cfg, host, notes)
+    if dfs.needs_shared_memory(folders):
+        # virtiofsd maps the guest's memory: it must be a shared memfd (unless the
+        # Vagrantfile's memorybacking already says where it comes from).
+        names = {m.name for m in cpu.memory_backing}
+        extra = ([] if "source" in names else [dcpu.MemoryBacking("source", (("type", "memfd"),))]) + \
+            [dcpu.MemoryBacking("access", (("mode", "shared"),))]
+        kept = tuple(m for m in cpu.memory_backing if m.name != "access")
+        cpu = replace(cpu, memory_backing=kept + tuple(extra))
     spec = domain.DomainSpec(
         identity=identity,
         accel=host.accel,
-        cpu=_cpu(cfg, host, notes),
+        cpu=cpu,
         firmware=_firmware(cfg, disks, boot, notes),
         disks=_disks(cfg, disks, boot),
         network=_network(cfg, st, private_nics, forwards, boot),
         devices=_devices(cfg, st, host, notes),
+        folders=folders,
         qemu_args=lv.qemu_args,
         qemu_env=tuple(sorted(lv.qemu_env.items())),
     )

@@ -315,6 +315,12 @@ class Machine(GuestMixin):
                     emit(f"==> {self.name}: pausing the machine...")
                     c.pause(st.domain)
                 else:
+                    shared = [f"{f.guest} ({kind})" for f, kind, _ in self.shared_folders()]
+                    if shared:
+                        raise MachineError(
+                            f"machine {self.name} shares {', '.join(shared)} two-way, and QEMU cannot save the "
+                            "memory of a machine with a mounted virtiofs or 9p folder",
+                            hint=f'halt it instead (vmctl halt {self.name}), or set libvirt.suspend_mode = "pause"')
                     emit(f"==> {self.name}: saving the machine's memory and stopping it...")
                     c.suspend(st.domain)
                     # libvirt's view of the disks is what QEMU opened at its start; after a
@@ -483,7 +489,7 @@ class Machine(GuestMixin):
         st = self.require_state()
         guest_port = self.config.ssh.port or self.config.ssh.guest_port or 22
         ports = [{"id": "ssh", "guest": guest_port, "host": st.ssh_port, "host_ip": "127.0.0.1", "protocol": "tcp"}]
-        ports += [asdict(f) for f in st.forwards]
+        ports += [{k: v for k, v in asdict(f).items() if k != "guest_ip" or v is not None} for f in st.forwards]
         return ports
 
 

@@ -20,6 +20,7 @@ class ForwardedPort:
     protocol: str = "tcp"
     auto_correct: bool = False
     id: str | None = None
+    guest_ip: str | None = None  # an IPv4 address of the guest on QEMU's user network (10.0.2.15)
 
 
 @dataclass(frozen=True)
@@ -48,6 +49,9 @@ class PrivateNetwork:
     subnet: str = ""  # the network, e.g. 172.28.128.0/24 (what a DHCP network is on)
 
 
+TWO_WAY_FOLDER_TYPES = ("virtiofs", "9p", "nfs")
+
+
 @dataclass(frozen=True)
 class SyncedFolder:
     host: str
@@ -58,6 +62,17 @@ class SyncedFolder:
     group: str | None = None
     rsync_exclude: tuple[str, ...] = ()
     rsync_args: tuple[str, ...] | None = None
+    rsync_auto: bool = True  # rsync__auto: false: vmctl rsync-auto leaves the folder alone
+    # Two-way folders (type virtiofs, 9p, or nfs: shared with the best two-way kind the
+    # host offers, as vmctl runs no NFS server).
+    accessmode: str | None = None  # 9p: mapped (vmctl's default) | passthrough | squash
+    mount_options: tuple[str, ...] = ()
+    # nfs_* options as written (accepted and reported, not used: there is no NFS server).
+    nfs_options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def two_way(self) -> bool:
+        return self.type in TWO_WAY_FOLDER_TYPES
 
 
 @dataclass(frozen=True)
@@ -616,6 +631,9 @@ class MachineConfig:
     libvirt: LibvirtSettings = field(default_factory=LibvirtSettings)
     disks: tuple[VagrantDisk, ...] = ()
     graceful_halt_timeout: int = 60
+    # false: vmctl leaves the guest's /etc/hosts alone (the hostname line and the block
+    # naming the project's other machines), as Vagrant's own setting says.
+    allow_hosts_modification: bool = True
     forwarded_ports: tuple[ForwardedPort, ...] = ()
     private_networks: tuple[PrivateNetwork, ...] = ()
     synced_folders: tuple[SyncedFolder, ...] = ()
@@ -672,7 +690,9 @@ def machine_json(m: MachineConfig) -> dict[str, Any]:
         "libvirt": libvirt_json(m.libvirt),
         "disks": [asdict(d) for d in m.disks],
         "graceful_halt_timeout": m.graceful_halt_timeout,
-        "forwarded_ports": [asdict(p) for p in m.forwarded_ports],
+        **({"allow_hosts_modification": False} if not m.allow_hosts_modification else {}),
+        "forwarded_ports": [{k: v for k, v in asdict(p).items() if k != "guest_ip" or v is not None}
+                            for p in m.forwarded_ports],
         "private_networks": [asdict(n) for n in m.private_networks],
         "synced_folders": [
             {
@@ -684,6 +704,9 @@ def machine_json(m: MachineConfig) -> dict[str, Any]:
                 "group": f.group,
                 "rsync__exclude": list(f.rsync_exclude),
                 "rsync__args": list(f.rsync_args) if f.rsync_args is not None else None,
+                **({"rsync__auto": False} if not f.rsync_auto else {}),
+                **({"accessmode": f.accessmode, "mount_options": list(f.mount_options),
+                    "nfs_options": dict(f.nfs_options)} if f.two_way else {}),
             }
             for f in m.synced_folders
         ],

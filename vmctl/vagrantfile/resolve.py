@@ -15,6 +15,7 @@ from vmctl.errors import ConfigError
 from vmctl.vagrantfile.config import CloudInitRec, FolderRec, Ignored, ProvisionerRec, did_you_mean
 from vmctl.vagrantfile.inputs import READ_PATHS_VARIABLE, env_get, file_test, read_refusal
 from vmctl.vagrantfile.model import (
+    TWO_WAY_FOLDER_TYPES,
     AnsibleSettings,
     BoxDownload,
     CloudInitPart,
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
     from vmctl.vagrantfile.syntax import Node
 
 SUPPORTED_NETWORKS = ("forwarded_port", "private_network")
+# Vagrant's NFS folder options: accepted on nfs (and two-way) folders and reported, not
+# used (vmctl runs no NFS server: an nfs folder is shared with virtiofs or 9p).
+NFS_OPTIONS = frozenset({"nfs_udp", "nfs_version", "nfs_export", "map_uid", "map_gid", "linux__nfs_options",
+                         "bsd__nfs_options", "nfs_udp_options"})
 _HOSTNAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})")
 _GROUP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 # A machine or group name, or a host range pattern (web[1:3], db-[a:c]).
@@ -132,7 +137,7 @@ class Resolver:
 
     # sections ----------------------------------------------------------------------
     def forwarded_port(self, options: dict[str, Any], node: Node) -> ForwardedPort | None:
-        known = {"guest", "host", "host_ip", "protocol", "auto_correct", "id"}
+        known = {"guest", "host", "host_ip", "protocol", "auto_correct", "id", "guest_ip"}
         for key in options:
             if key not in known:
                 self.warn(node, f"the forwarded_port option {key}: is not used by vmctl (ignored)")
@@ -152,6 +157,16 @@ class Resolver:
             raise self.error(node, f'forwarded_port protocol must be "tcp" or "udp", not {protocol!r}')
         auto = options.get("auto_correct", False)
         auto = self.want(node, "auto_correct", auto, bool) if auto is not None else False
+        guest_ip = options.get("guest_ip")
+        if guest_ip not in (None, ""):
+            text = self.want(node, "guest_ip", guest_ip, str)
+            guest_ip = untrusted.parse_address(text)
+            if guest_ip is None or ":" in guest_ip:
+                raise self.error(node, f"forwarded_port guest_ip: {untrusted.visible(text)[:80]!r} is not an IPv4 address",
+                                 hint="QEMU's user network forwards to an IPv4 address of the guest on it, such as "
+                                 '"10.0.2.15" (the default when guest_ip is left out)')
+        else:
+            guest_ip = None
         port_id = options.get("id")
         if not untrusted.is_loopback(host_ip):
             box = self.box_of(node)
@@ -161,7 +176,7 @@ class Resolver:
             self.warn(node, f"forwarded port {host if host else guest} listens on {host_ip}: "
                       "other computers can reach it, not only this one")
         return ForwardedPort(guest=guest, host=host, host_ip=host_ip, protocol=protocol, auto_correct=auto,
-                             id=to_s(port_id) if port_id is not None else None)
+                             id=to_s(port_id) if port_id is not None else None, guest_ip=guest_ip)
 
     def port(self, node: Node, what: str, value: Any) -> int:
         number = self.want(node, f"forwarded_port {what}:", value, int)
@@ -350,9 +365,20 @@ class Resolver:
                 self.ignore_from_box(rec.node_of("hostpath"), box, f"syncs the host folder {host} to {guest}")
                 return None
         kind_value = options.get("type")
+        kind_node = rec.node_of("type")
         if kind_value is None and truthy(options.get("nfs")):
-            kind_value = "nfs"
+            kind_value, kind_node = "nfs", rec.node_of("nfs")
         kind = to_s(kind_value) if kind_value is not None else "rsync"
+        if kind in TWO_WAY_FOLDER_TYPES and not disabled:
+            # A guest writes into a two-way folder: a box may not make one of any host folder.
+            box = self.box_of(rec.node_of("hostpath"))
+            if box is not None:
+                self.ignore_from_box(rec.node_of("hostpath"), box, f"shares the host folder {host} two-way ({kind}) with {guest}")
+                return None
+            box = self.box_of(kind_node)
+            if box is not None:
+                self.ignore_from_box(kind_node, box, f"makes synced folder {guest} two-way ({kind}); it stays rsync")
+                kind = "rsync"
         exclude_value = options.get("rsync__exclude")
         exclude: tuple[str, ...] = ()
         if exclude_value is not None:
@@ -377,30 +403,83 @@ class Resolver:
         for what, value in (("owner", owner), ("group", group)):
             if value is not None and untrusted.user_name_problem(to_s(value)):
                 raise self.error(node, f"synced folder {guest}: {what} {untrusted.visible(to_s(value))[:40]!r} is not a user or group name")
+        two_way: dict[str, Any] = {}
+        if kind in TWO_WAY_FOLDER_TYPES and not disabled:
+            two_way = self.two_way_options(rec, kind, host, guest)
         folder = SyncedFolder(
             host=host, guest=guest, type=kind, disabled=disabled,
             owner=to_s(owner) if owner is not None else None,
             group=to_s(group) if group is not None else None,
-            rsync_exclude=exclude, rsync_args=rsync_args,
+            rsync_exclude=exclude, rsync_args=rsync_args, **two_way,
+            rsync_auto=truthy(options.get("rsync__auto", True)),
         )
         if disabled:
             return folder
-        if kind != "rsync":
+        if kind == "smb":
             raise self.error(
-                node, f'synced folder type "{kind}" is not supported: vmctl syncs folders with rsync only',
-                hint=f'use type: "rsync" for {guest}, or disabled: true',
+                node, 'synced folder type "smb" is not supported: vmctl runs no SMB server (SMB folders are '
+                "Vagrant's way for Windows hosts)",
+                hint=f'for {guest} use type: "virtiofs" or "9p" (two-way), "rsync" (the default), or disabled: true',
+            )
+        if kind != "rsync" and kind not in TWO_WAY_FOLDER_TYPES:
+            raise self.error(
+                node, f'synced folder type "{untrusted.visible(kind)[:40]}" is not supported: vmctl shares folders '
+                'with rsync (the default), "virtiofs" or "9p" ("nfs" is shared with one of those)',
+                hint=f'use type: "rsync", "virtiofs" or "9p" for {guest}, or disabled: true',
             )
         quiet = {"guestpath", "hostpath", "disabled", "type", "rsync__exclude", "rsync__args", "owner", "group",
                  "id", "create", "rsync__chown", "rsync__verbose", "rsync__auto", "nfs"}
+        if kind in TWO_WAY_FOLDER_TYPES:
+            quiet |= {"accessmode", "mount_options", *NFS_OPTIONS}
         for key in options:
             if key not in quiet:
                 self.warn(node, f"the synced_folder option {key}: is not used by vmctl (ignored)")
+        if kind == "virtiofs" and (owner is not None or group is not None):
+            self.warn(node, f"synced folder {guest}: owner: and group: are not applied to a virtiofs folder (QEMU 7.2's "
+                      "virtiofsd maps no user ids: the guest sees the host's owners)")
+        if kind in TWO_WAY_FOLDER_TYPES:
+            if (problem := untrusted.shared_folder_problem(host, str(self.ip.project_dir))) is not None:
+                hint = "create it first (create: true makes only rsync folders)" if not os.path.lexists(host) else \
+                    "share a folder inside the project, or one you name outside it that is not a symbolic link"
+                raise self.error(rec.node_of("hostpath") or node,
+                                 f"synced folder {guest} ({kind}): {problem}", hint=hint)
+            return folder
         if not file_test(self.ip, "directory?", Path(host)) and not truthy(options.get("create")):
             if file_test(self.ip, "exist?", Path(host)):
                 raise self.error(node, f"the host path of synced folder {guest} is not a folder: {host}")
             raise self.error(node, f"the host path of synced folder {guest} does not exist: {host}",
                              hint="create it, or add create: true")
         return folder
+
+    def two_way_options(self, rec: FolderRec, kind: str, host: str, guest: str) -> dict[str, Any]:
+        """The options of a two-way folder of KIND: accessmode (9p), mount_options (split
+        at commas, each a plain word), and the nfs_* options (kept to be reported)."""
+        options, node = rec.options, rec.node
+        out: dict[str, Any] = {}
+        mode = options.get("accessmode")
+        if mode is not None:
+            mode = self.want(rec.node_of("accessmode"), "accessmode", mode, str)
+            if mode not in ("mapped", "passthrough", "squash"):
+                raise self.error(rec.node_of("accessmode") or node,
+                                 f'synced folder {guest}: accessmode must be "mapped", "passthrough" or "squash", '
+                                 f"not {untrusted.visible(mode)[:40]!r}")
+            if kind == "virtiofs" and mode != "passthrough":
+                raise self.error(rec.node_of("accessmode") or node,
+                                 f'synced folder {guest}: virtiofs has accessmode "passthrough" only')
+        if kind in ("9p", "nfs"):
+            out["accessmode"] = mode or "mapped"
+        value = options.get("mount_options")
+        if value is not None:
+            items = value if isinstance(value, list) else [value]
+            words = [w for x in items for w in self.want(rec.node_of("mount_options"), "mount_options", x, str).split(",")
+                     if w]
+            if (problem := untrusted.mount_options_problem(words)) is not None:
+                raise self.error(rec.node_of("mount_options") or node, f"synced folder {guest}: {problem}")
+            out["mount_options"] = tuple(words)
+        nfs = tuple((k, to_s(v) if not isinstance(v, bool) else str(v).lower())
+                    for k, v in sorted(options.items()) if k in NFS_OPTIONS)
+        out["nfs_options"] = tuple((k, untrusted.visible(v)[:200]) for k, v in nfs)
+        return out
 
     def provisioner(self, rec: ProvisionerRec) -> Provisioner | None:
         name, kind, options, node = rec.name, rec.type, dict(rec.options), rec.node
@@ -1083,6 +1162,7 @@ def resolve_machine(
         ssh=r.ssh(),
         disks=r.disks(),
         graceful_halt_timeout=vm.get("graceful_halt_timeout") or 60,
+        allow_hosts_modification=vm.get("allow_hosts_modification") is not False,
         box_download=download,
         cloud_init=tuple(cloud_init),
         ignored=tuple(_ignored(ip, i) for i in merged.ignored),
