@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+import re
 import shlex
 import subprocess
 import time
@@ -22,7 +23,8 @@ from vmctl.ssh import Endpoint, Session, openssh_options
 from vmctl.vagrantfile.model import PrivateNetwork, SyncedFolder
 
 
-def set_hostname(s: Session, hostname: str) -> None:
+def set_hostname(s: Session, hostname: str, *, hosts: bool = True) -> None:
+    """Set the guest's hostname; with HOSTS, also name it on 127.0.1.1 in /etc/hosts."""
     short = hostname.split(".")[0]
     q, qs = shlex.quote(hostname), shlex.quote(short)
     script = f"""
@@ -35,7 +37,7 @@ if [ "$(hostname)" != {q} ]; then
     hostname {q}
   fi
 fi
-if ! grep -q "127.0.1.1 .*{short}" /etc/hosts; then
+if [ {"1" if hosts else "0"} = 1 ] && ! grep -q "127.0.1.1 .*{short}" /etc/hosts; then
   sed -i '/^127\\.0\\.1\\.1[[:space:]]/d' /etc/hosts
   echo "127.0.1.1 {hostname} {short}" >> /etc/hosts
 fi
@@ -44,29 +46,80 @@ fi
     s.check(f"sudo -n sh -c {shlex.quote(script)}", what=f"set the hostname to {hostname}")
 
 
+# The block of /etc/hosts that names the project's machines (what Vagrant users add the
+# hostmanager plugin for). vmctl rewrites it whole, between these two lines.
+HOSTS_BEGIN = "# BEGIN vmctl: the project's machines (vmctl rewrites this block)"
+HOSTS_END = "# END vmctl"
+_HOSTS_NAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})")
+_HOSTS_SCRIPT = r"""
+set -e
+tmp=/etc/hosts.vmctl-new
+awk -v b="$1" -v e="$2" '$0 == b {skip=1; next} skip && $0 == e {skip=0; next} !skip {print}' /etc/hosts > "$tmp"
+cat >> "$tmp"
+if cmp -s "$tmp" /etc/hosts; then rm -f "$tmp"; exit 0; fi
+cat "$tmp" > /etc/hosts
+rm -f "$tmp"
+"""
+
+
+def hosts_block(entries: list[tuple[str, list[str]]]) -> str:
+    """The /etc/hosts block for ENTRIES (address, names): each address parsed as an IP
+    address, each name a host name (anything else is left out); empty without entries."""
+    lines = []
+    for address, names in entries:
+        try:
+            ip = str(ipaddress.ip_address(address))
+        except ValueError:
+            continue
+        good = [n for n in dict.fromkeys(names) if _HOSTS_NAME.fullmatch(n)]
+        if good:
+            lines.append(f"{ip} {' '.join(good)}")
+    if not lines:
+        return ""
+    return "\n".join([HOSTS_BEGIN, *lines, HOSTS_END]) + "\n"
+
+
+def write_hosts_block(s: Session, entries: list[tuple[str, list[str]]]) -> None:
+    """Make the vmctl block of the guest's /etc/hosts name ENTRIES (none: remove it). The
+    rest of the file stays as it is; an unchanged file is not written."""
+    argv = ["sh", "-c", _HOSTS_SCRIPT, "vmctl-hosts", HOSTS_BEGIN, HOSTS_END]
+    s.check(f"sudo -n {shlex.join(argv)}", stdin=hosts_block(entries).encode(),
+            what="update the machines' names in /etc/hosts")
+
+
 def configure_private_networks(
     s: Session, networks: list[tuple[PrivateNetwork, str]]
 ) -> None:
-    """Give each (network, mac) NIC its static address: a systemd-networkd file where
-    networkd runs, `ip` otherwise (reapplied on every boot)."""
+    """Give each (network, mac) NIC its static address, or run DHCP on it (type "dhcp"): a
+    systemd-networkd file where networkd runs, `ip` (or busybox udhcpc, or dhclient)
+    otherwise (reapplied on every boot). A DHCP private network gives only an address:
+    vmctl's DHCP servers hand out no router and no DNS server."""
     for net, mac in networks:
         if not net.auto_config:
             continue
-        try:
-            iface = ipaddress.ip_interface(f"{net.ip}/{net.netmask}")
-        except ValueError as exc:
-            raise ConfigError(f"private network address {net.ip}/{net.netmask} is not valid") from exc
-        cidr = f"{iface.ip}/{iface.network.prefixlen}"
-        script = f"""
+        if untrusted.parse_mac(mac) != mac:
+            raise ConfigError(f"MAC address {mac!r} is not valid")
+        find = f"""
 set -e
 dev=""
 for d in /sys/class/net/*; do
   if [ "$(cat "$d/address" 2>/dev/null)" = "{mac}" ]; then dev="${{d##*/}}"; fi
 done
 [ -n "$dev" ] || {{ echo "no network interface with MAC {mac}" >&2; exit 3; }}
+f=/etc/systemd/network/50-vmctl-{mac.replace(":", "")}.network
+"""
+        if net.type == "dhcp":
+            script = find + _DHCP_SCRIPT.replace("@MAC@", mac)
+            what = f"configure DHCP on the private network {net.subnet}"
+        else:
+            try:
+                iface = ipaddress.ip_interface(f"{net.ip}/{net.netmask}")
+            except ValueError as exc:
+                raise ConfigError(f"private network address {net.ip}/{net.netmask} is not valid") from exc
+            cidr = f"{iface.ip}/{iface.network.prefixlen}"
+            script = find + f"""
 if [ -d /run/systemd/system ] && systemctl is-active -q systemd-networkd 2>/dev/null; then
   mkdir -p /etc/systemd/network
-  f=/etc/systemd/network/50-vmctl-{mac.replace(":", "")}.network
   printf '[Match]\\nMACAddress={mac}\\n\\n[Network]\\nAddress={cidr}\\nLinkLocalAddressing=no\\nIPv6AcceptRA=no\\n' > "$f.tmp"
   mv -f "$f.tmp" "$f"
   networkctl reload >/dev/null 2>&1 || systemctl restart systemd-networkd
@@ -77,7 +130,34 @@ else
   ip addr add {cidr} dev "$dev"
 fi
 """
-        s.check(f"sudo -n sh -c {shlex.quote(script)}", what=f"configure the private network {cidr}")
+            what = f"configure the private network {cidr}"
+        s.check(f"sudo -n sh -c {shlex.quote(script)}", what=what)
+
+
+# DHCP on the NIC $dev (networkd's file $f): the address only, no routes and no DNS.
+_DHCP_SCRIPT = r"""
+if [ -d /run/systemd/system ] && systemctl is-active -q systemd-networkd 2>/dev/null; then
+  mkdir -p /etc/systemd/network
+  printf '[Match]\nMACAddress=@MAC@\n\n[Network]\nDHCP=ipv4\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n\n[DHCPv4]\nUseRoutes=no\nUseDNS=no\nUseGateway=no\n' > "$f.tmp"
+  mv -f "$f.tmp" "$f"
+  networkctl reload >/dev/null 2>&1 || systemctl restart systemd-networkd
+  networkctl reconfigure "$dev" >/dev/null 2>&1 || true
+elif command -v udhcpc >/dev/null 2>&1; then
+  mkdir -p /etc/vmctl
+  printf '%s\n' '#!/bin/sh' 'case "$1" in' \
+    '  deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;' \
+    '  bound|renew) ip -4 addr flush dev "$interface"; ip addr add "$ip/${mask:-24}" dev "$interface" ;;' \
+    'esac' 'exit 0' > /etc/vmctl/udhcpc.script
+  chmod 0755 /etc/vmctl/udhcpc.script
+  ip link set "$dev" up
+  udhcpc -i "$dev" -n -q -t 10 -T 2 -s /etc/vmctl/udhcpc.script >/dev/null
+elif command -v dhclient >/dev/null 2>&1; then
+  dhclient -1 "$dev"
+else
+  echo "the guest has no DHCP client (udhcpc, dhclient or systemd-networkd)" >&2
+  exit 4
+fi
+"""
 
 
 def set_clock(s: Session, clock: Callable[[], float] = time.time, timeout: float = 30.0) -> None:
@@ -277,28 +357,37 @@ def guest_has_rsync(s: Session) -> bool:
     return s.run("command -v rsync >/dev/null 2>&1")[0] == 0
 
 
+def rsync_excluded(rel: str, excludes: tuple[str, ...] | list[str]) -> bool:
+    """Whether path REL (relative to a synced folder, with /) is left out of its copy: it,
+    or a folder above it, matches one of EXCLUDES (rsync's patterns: a leading / anchors
+    at the folder's top, a trailing / means a folder) or vmctl's own .vmctl and .vagrant."""
+    import fnmatch
+
+    parts = rel.split("/")
+    prefixes = ["/".join(parts[: i + 1]) for i in range(len(parts))]
+    for pattern in [".vmctl", ".vagrant", *(e.rstrip("/") for e in excludes)]:
+        anchored = pattern.startswith("/")
+        pattern = pattern.lstrip("/")
+        if not pattern:
+            continue
+        if anchored and any(fnmatch.fnmatch(p, pattern) for p in prefixes):
+            return True
+        if not anchored and (any(fnmatch.fnmatch(p, pattern) for p in parts)
+                             or any(fnmatch.fnmatch(p, pattern) for p in prefixes)):
+            return True
+    return False
+
+
 def copy_folder_with_tar(s: Session, folder: SyncedFolder, host: Path, owner: str, group: str) -> None:
     """Copy a synced folder with tar over the SSH session, for guests without rsync (plain
     cloud images such as Debian's): the same files rsync would copy (its excludes too, the
     .vmctl and .vagrant folders always), owned by OWNER:GROUP. Files the guest has beyond
     them are left alone (rsync's --delete is not reproduced)."""
-    import fnmatch
     import io
     import tarfile
 
-    patterns = [".vmctl", ".vagrant", *(e.rstrip("/") for e in folder.rsync_exclude)]
-
     def excluded(rel: str) -> bool:
-        parts = rel.split("/")
-        for pattern in patterns:
-            anchored = pattern.startswith("/")
-            pattern = pattern.lstrip("/")
-            if anchored and fnmatch.fnmatch(rel, pattern):
-                return True
-            if not anchored and (any(fnmatch.fnmatch(p, pattern) for p in parts)
-                                 or fnmatch.fnmatch(rel, pattern)):
-                return True
-        return False
+        return rsync_excluded(rel, folder.rsync_exclude)
 
     import os
 
@@ -328,3 +417,66 @@ def copy_folder_with_tar(s: Session, folder: SyncedFolder, host: Path, owner: st
         stdin=buf.getvalue(),
         what=f"copy {host} to {folder.guest}",
     )
+
+
+# --- two-way synced folders (virtiofs, 9p) ----------------------------------------------
+
+# The kernel package that has each file system, for the message when a guest lacks it.
+_FS_KERNELS = {
+    "virtiofs": "Debian's linux-image-amd64 and linux-image-cloud-amd64 both have it (module virtiofs)",
+    "9p": "Debian's linux-image-amd64 has it (modules 9p, 9pnet_virtio); linux-image-cloud-amd64 does not",
+}
+_FS_MODULES = {"virtiofs": "virtiofs", "9p": "9pnet_virtio 9p"}
+
+MOUNT_SCRIPT = r"""
+set -u
+fs=$1; tag=$2; dir=$3; opts=$4; owner=$5
+if ! grep -qw "$fs" /proc/filesystems; then
+  for m in $MODULES; do modprobe "$m" >/dev/null 2>&1; done
+  grep -qw "$fs" /proc/filesystems || { echo "vmctl-no-fs"; exit 3; }
+fi
+if awk -v d="$dir" '$2 == d {found=1} END {exit !found}' /proc/mounts; then
+  echo vmctl-mounted-already
+else
+  mkdir -p "$dir" || exit 4
+  mount -t "$fs" -o "$opts" "$tag" "$dir" || exit 5
+fi
+if [ -n "$owner" ]; then chown "$owner" "$dir" || exit 6; fi
+"""
+
+
+def mount_shared_folder(s: Session, folder: SyncedFolder, kind: str, tag: str, login: str) -> None:
+    """Mount two-way folder FOLDER (shared by the host as KIND with TAG) at its guest path,
+    unless it is mounted there already. A guest kernel without KIND is refused, naming
+    the kernel package that has it. A 9p folder's top is made the login user's (or
+    OWNER:GROUP's) so that it can write: in mapped mode that is recorded for the guest
+    only; in passthrough (and squash) mode it would change (try to change) the host
+    folder's owner, so it is done only when the Vagrantfile names owner or group. virtiofs shows the host's owners
+    as they are (QEMU 7.2's virtiofsd maps no ids)."""
+    if kind not in _FS_MODULES or not tag.isalnum():
+        raise ValueError(f"shared folder {kind!r} {tag!r}")
+    words = list(folder.mount_options) if folder.type != "nfs" else []
+    if untrusted.mount_options_problem(words) is not None:  # resolve.py refused it already
+        raise ConfigError(f"synced folder {folder.guest}: {untrusted.mount_options_problem(words)}")
+    if kind == "9p":
+        words = ["trans=virtio", "version=9p2000.L", "msize=262144", *words]
+    options = ",".join(words) or "defaults"
+    owner = ""
+    explicit = folder.owner is not None or folder.group is not None
+    if kind == "9p" and (explicit or (folder.accessmode or "mapped") == "mapped"):
+        user = folder.owner or login
+        owner = f"{user}:{folder.group}" if folder.group else user
+    argv = ["sh", "-c", MOUNT_SCRIPT, "vmctl-mount", kind, tag, folder.guest, options, owner]
+    status, out, err = s.run(f"sudo -n env MODULES={shlex.quote(_FS_MODULES[kind])} {shlex.join(argv)}", timeout=60)
+    text = out.decode(errors="replace")
+    if status == 3 and "vmctl-no-fs" in text:
+        raise VmctlError(
+            f"synced folder {folder.guest} ({kind}{', for nfs' if folder.type == 'nfs' else ''}): the guest's kernel "
+            f"has no {kind} file system (not in /proc/filesystems, and modprobe {_FS_MODULES[kind]} failed)",
+            hint=f"{_FS_KERNELS[kind]}; use a box with such a kernel, or type: \"rsync\"",
+        )
+    if status != 0:
+        detail = (err.decode(errors="replace").strip().splitlines() or [""])[-1]
+        step = {4: "make the folder", 5: f"mount -t {kind}", 6: "chown the folder"}.get(status, "mount it")
+        raise VmctlError(f"synced folder {folder.guest} ({kind}): could not {step} in the guest"
+                         + (f": {untrusted.visible(detail)}" if detail else ""))

@@ -8,7 +8,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vmctl import paths
+from vmctl import hypervisor, paths
 from vmctl.errors import MachineError, VmctlError
 from vmctl.machine import Emit, Machine
 
@@ -148,7 +148,29 @@ def up_machines(
                     f.result()
                 raise
     failures += run_deferred(project, machines, emit=emit, emit_output=emit_output, failed=len(failures))
+    refresh_hosts(project, emit=emit)
     return failures
+
+
+def refresh_hosts(project: Project, *, emit: Emit) -> None:
+    """Rewrite the /etc/hosts block of every running machine of a multi-machine project,
+    after machines came up, were reloaded or destroyed: each names the project's created
+    machines (a destroyed one drops out). A machine that cannot be reached is named and
+    skipped; halted ones get theirs on their next up."""
+    cfg = project.config
+    if len(cfg.machines) < 2 or not any(m.private_networks for m in cfg.machines):
+        return
+    for m in (project._machine(c) for c in cfg.machines):
+        st = m.state
+        if not m.config.allow_hosts_modification or st is None or st.phase != "created" or not m._qemu_running():
+            continue
+        if m.status() != hypervisor.RUNNING:  # paused (suspend_mode "pause"): no one to answer
+            continue
+        try:
+            with m._ssh_session() as s:
+                m.update_hosts(s)
+        except VmctlError as exc:
+            emit(f"==> {m.name}: warning: /etc/hosts not updated: {exc.message}")
 
 
 def destroy_machines(
@@ -195,6 +217,7 @@ def reload_machines(
     provisioners once (when provisioning)."""
     for m in machines:
         m.reload(provision=provision, emit=emit, emit_output=emit_output, force=force, only=only)
+    refresh_hosts(project, emit=emit)
     failures = run_deferred(project, machines, emit=emit, emit_output=emit_output)
     if failures:
         raise failures[0][1]

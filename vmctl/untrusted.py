@@ -16,6 +16,8 @@ checked again wherever one becomes a path, an option string or a config line.
     ansible_var_problem    inventory and extra variables that would redirect a connection
     parse_ssh_args         OpenSSH options for ansible's ssh (raw_ssh_args): kept, dropped, refused
     outside_roots          whether a host path lies outside the folders a project may use
+    shared_folder_problem  the host folder of a two-way synced folder (virtiofs, 9p)
+    mount_options_problem  mount options for a two-way synced folder in the guest
     ssh_config_value       a value for an OpenSSH config line (no control characters)
     visible                text for the terminal, with control characters made visible
 
@@ -71,6 +73,50 @@ def parse_address(text: object) -> str | None:
         return str(ipaddress.ip_address(text.strip("[]") if text.startswith("[") else text))
     except ValueError:
         return None
+
+
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+# Host interface names: IFNAMSIZ (16 with the NUL), and no character `ip` or libvirt
+# treats specially. Names libvirt or vmctl generate for themselves are not for the taking.
+_IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
+_RESERVED_IFNAMES = ("vnet", "vif", "macvtap", "macvlan", "vmctl-", "vmtap-", "lo")
+
+
+def parse_mac(text: object) -> str | None:
+    """TEXT as a lower-case unicast MAC address (aa:bb:cc:dd:ee:ff, '-' accepted), or None."""
+    if not isinstance(text, str) or len(text) > 17:
+        return None
+    mac = text.lower().replace("-", ":")
+    if not _MAC.fullmatch(mac) or int(mac[:2], 16) & 1:
+        return None
+    return mac
+
+
+def iface_name_problem(name: object) -> str | None:
+    """Why NAME cannot be a host network interface vmctl makes, or None."""
+    if not isinstance(name, str) or not _IFNAME.fullmatch(name):
+        return "a host interface name is 1-15 letters, digits, '_', '.' or '-', starting with a letter or digit"
+    if name.startswith(_RESERVED_IFNAMES):
+        return f"names starting with {', '.join(_RESERVED_IFNAMES)} are libvirt's or vmctl's own"
+    return None
+
+
+# The address space a Vagrantfile may put a host-only network in (RFC 1918): a bridge with
+# a route for any other subnet would take the host's own traffic to those addresses (a
+# private_network "1.1.1.10" would hand the host's 1.1.1.1 to a guest).
+HOST_NETWORK_SPACE = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+
+
+def host_network_problem(subnet: str) -> str | None:
+    """Why SUBNET cannot be a host-only network on this host's routing table, or None."""
+    try:
+        net = ipaddress.ip_network(subnet)
+    except ValueError:
+        return f"{subnet!r} is not a subnet"
+    if net.version != 4 or not any(net.subnet_of(space) for space in HOST_NETWORK_SPACE):  # type: ignore[arg-type]
+        return (f"{net} is not private address space (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16): a host route "
+                "for it would take the host's own traffic to those addresses")
+    return None
 
 
 def is_loopback(address: str) -> bool:
@@ -670,6 +716,51 @@ def outside_roots(path: str, roots: list[str]) -> bool:
 
     real = os.path.realpath(path)
     return not any(real == r or real.startswith(r.rstrip("/") + "/") for r in (os.path.realpath(x) for x in roots))
+
+
+# -- two-way synced folders ---------------------------------------------------------------------
+
+def shared_folder_problem(path: str, project: str) -> str | None:
+    """Why host folder PATH may not be shared two-way (virtiofs, 9p) with a guest of the
+    project in folder PROJECT, or None. The guest can then write (and, through links it
+    makes, name) anything in the folder, so: an absolute path; nothing QEMU's option strings
+    would split (a comma) and no control character; a folder, not a symbolic link; and a
+    path written inside the project may not lead out of it through a symbolic link on the
+    way (the project's files are untrusted; a path the user wrote outside the project is
+    shared as the user named it). A folder holding the home folder (or /) is refused:
+    the guest could write the user's shell start-up files."""
+    import os
+
+    if not path.startswith("/"):
+        return f"{visible(path)!r} is not an absolute path"
+    if "," in path or any(ord(c) < 32 or ord(c) == 127 for c in path):
+        return f"{visible(path)!r} holds a comma or a control character, which QEMU's options cannot carry"
+    norm = os.path.normpath(path)
+    if os.path.islink(norm):
+        return f"{norm} is a symbolic link; name the folder it points to"
+    if not os.path.isdir(norm):
+        return f"{norm} is not a folder"
+    real = os.path.realpath(norm)
+    project_real = os.path.realpath(project)
+    lexical_inside = norm == os.path.normpath(project) or norm.startswith(os.path.normpath(project).rstrip("/") + "/")
+    if lexical_inside and outside_roots(real, [project_real]):
+        return f"{norm} leads out of the project folder through a symbolic link (to {real})"
+    home = os.path.realpath(os.path.expanduser("~"))
+    if real == "/" or not outside_roots(home, [real]):
+        return f"{real} holds {'every file of this computer' if real == '/' else 'your home folder'}: share a folder inside it"
+    return None
+
+
+_MOUNT_OPTION = re.compile(r"[A-Za-z0-9_.:/+-]+(=[A-Za-z0-9_.:/+@-]*)?")
+
+
+def mount_options_problem(options: list[str]) -> str | None:
+    """Why OPTIONS (mount -o words in the guest) are refused, or None: each a word or
+    word=value of plain characters (no commas inside one, no spaces, no quotes)."""
+    for option in options:
+        if not _MOUNT_OPTION.fullmatch(option) or len(option) > 200:
+            return f"mount option {visible(option)[:60]!r} is not a plain option word"
+    return None
 
 
 # -- OpenSSH config ----------------------------------------------------------------------------

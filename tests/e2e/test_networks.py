@@ -1,5 +1,7 @@
 """Private networks between machines (QEMU multicast sockets, no root, no bridge) and
-rsync synced folders, on tiny-box guests."""
+rsync synced folders, on tiny-box guests. The networks ask for the multicast tunnel
+(libvirt__tunnel_type: "mcast"), so they are segments even as root, where vmctl otherwise
+makes host-only bridges (test_host_networks.py)."""
 
 from __future__ import annotations
 
@@ -14,10 +16,13 @@ TWO_NODES = """
       config.vm.provider :libvirt do |lv|
         lv.memory = 256
       end
-      {"node-1" => "172.17.8.101", "node-2" => "172.17.8.102"}.each do |name, ip|
+      {"node-1" => ["172.17.8.101", 40101, 40102], "node-2" => ["172.17.8.102", 40102, 40101]}.each do |name, (ip, here, there)|
         config.vm.define name do |node|
           node.vm.hostname = name
-          node.vm.network "private_network", ip: ip
+          node.vm.network "private_network", ip: ip, libvirt__tunnel_type: "mcast"
+          # A point-to-point UDP tunnel between the two, on loopback.
+          node.vm.network "private_network", ip: ip.sub("172.17.8.", "172.17.9."), libvirt__tunnel_type: "udp",
+            libvirt__tunnel_local_port: here, libvirt__tunnel_port: there
         end
       end
     end
@@ -27,7 +32,7 @@ OTHER_PROJECT = """
     Vagrant.configure("2") do |config|
       config.vm.box = "vmctl/tiny"
       config.vm.synced_folder ".", "/vagrant", disabled: true
-      config.vm.network "private_network", ip: "172.17.8.103"
+      config.vm.network "private_network", ip: "172.17.8.103", libvirt__tunnel_type: "mcast"
       config.vm.provider :libvirt do |lv|
         lv.memory = 256
       end
@@ -58,6 +63,7 @@ def test_private_network_within_a_project_only(
     assert "172.17.8.101/24" in addr
     assert ping(vmctl, a, "node-1", "172.17.8.102")
     assert ping(vmctl, a, "node-2", "172.17.8.101")
+    assert ping(vmctl, a, "node-1", "172.17.9.102")  # through the udp tunnel
     # Another project's machine on the same subnet is on another wire.
     assert not ping(vmctl, b, "default", "172.17.8.101")
     assert not ping(vmctl, a, "node-2", "172.17.8.103")
@@ -98,10 +104,10 @@ def test_unsupported_synced_folder_type_is_refused(vmctl: Vmctl, project: Path) 
     write_vagrantfile(project, """
         Vagrant.configure("2") do |config|
           config.vm.box = "vmctl/tiny"
-          config.vm.synced_folder ".", "/vagrant", type: "nfs"
+          config.vm.synced_folder ".", "/vagrant", type: "smb"
         end
     """)
     r = vmctl("up", cwd=project, check=False)
     assert r.returncode == 1
-    assert "nfs" in r.stderr and "rsync" in r.stderr
+    assert "smb" in r.stderr and "rsync" in r.stderr
     assert "Traceback" not in r.stderr

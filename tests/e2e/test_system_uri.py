@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -34,6 +35,7 @@ def test_lifecycle_on_qemu_system(vmctl: Vmctl, tiny_box: Path, project: Path) -
         Vagrant.configure("2") do |config|
           config.vm.box = "vmctl/tiny"
           config.vm.hostname = "system-uri"
+          config.vm.network "private_network", ip: "10.231.9.10"
           config.vm.provider :libvirt do |lv|
             lv.memory = 256
           end
@@ -47,6 +49,12 @@ def test_lifecycle_on_qemu_system(vmctl: Vmctl, tiny_box: Path, project: Path) -
                                 capture_output=True, text=True, check=True).stdout.split()
         assert m["domain"] in listed
         assert vmctl("ssh", "-c", "hostname", cwd=project, env=env).stdout.strip() == "system-uri"
+        # As root, the private network is a host-only bridge libvirtd attaches the machine to:
+        # the host reaches the guest's SSH server on the private address.
+        [net] = m["networks"]
+        assert net["mode"] == "bridge"
+        with socket.create_connection(("10.231.9.10", 22), timeout=15) as s:
+            assert s.recv(64).startswith(b"SSH-")
         vmctl("halt", cwd=project, env=env)
         assert vmctl("status", "--json", cwd=project, env=env).json()["machines"][0]["state"] == "poweroff"
     finally:
@@ -54,3 +62,4 @@ def test_lifecycle_on_qemu_system(vmctl: Vmctl, tiny_box: Path, project: Path) -
     listed = subprocess.run(["virsh", "-c", "qemu:///system", "list", "--all", "--name"],
                             capture_output=True, text=True, check=True).stdout.split()
     assert m["domain"] not in listed
+    assert not Path("/sys/class/net", net["bridge"]).exists()

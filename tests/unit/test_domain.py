@@ -484,3 +484,45 @@ def test_replace_keeps_specs_frozen() -> None:
     with pytest.raises(AttributeError):
         s.accel = "kvm"  # type: ignore[misc]
     assert replace(s, accel="kvm").accel == "kvm"
+
+
+def test_private_networks_on_host_bridges_are_libvirt_interfaces() -> None:
+    group, port = network.mcast_group("name:lab")
+    nics = (domain.BridgeNic(mac="52:54:00:01:02:03", bridge="vmctl-012345678", tap="vmtap-abcdef012", boot_order=2),
+            domain.McastNic(mac="52:54:00:01:02:04", group=group, port=port))
+    net = domain.NetworkSpec(management=domain.UserNic(mac="52:54:00:aa:bb:cc"), private=nics, private_model="e1000")
+    root = render(spec(network=net))  # checked against libvirt's schema
+    (iface,) = root.findall("devices/interface")
+    assert iface.get("type") == "bridge"
+    assert iface.find("source").get("bridge") == "vmctl-012345678"  # type: ignore[union-attr]
+    assert iface.find("target").get("dev") == "vmtap-abcdef012"  # type: ignore[union-attr]
+    assert iface.find("mac").get("address") == "52:54:00:01:02:03"  # type: ignore[union-attr]
+    assert iface.find("model").get("type") == "e1000"  # type: ignore[union-attr]
+    assert iface.find("boot").get("order") == "2"  # type: ignore[union-attr]
+    assert iface.find("address").get("slot") == "0x11"  # type: ignore[union-attr]
+    args = qemu_args(root)
+    # The multicast NIC keeps the slot of its place (the second private NIC).
+    assert "-netdev" in args and f"socket,id=vmpriv1,mcast={group}:{port},localaddr=127.0.0.1" in args
+    assert "e1000,netdev=vmpriv1,addr=0x12,mac=52:54:00:01:02:04" in args
+    assert not any("vmpriv0" in a for a in args)
+
+
+@pytest.mark.parametrize("nic", [
+    domain.BridgeNic(mac="52:54:00:01:02:03", bridge="br0 up", tap="vmtap-1"),
+    domain.BridgeNic(mac="52:54:00:01:02:03", bridge="vmctl-012345678", tap="sixteen-chars-xx"),
+    domain.BridgeNic(mac="52:54:00:01:02:0", bridge="vmctl-012345678", tap="vmtap-1"),
+])
+def test_bridge_nic_values_are_checked(nic: domain.BridgeNic) -> None:
+    with pytest.raises(ValueError):
+        domain.render_domain(spec(network=domain.NetworkSpec(management=None, private=(nic,))))
+
+
+def test_udp_tunnels_are_sockets_between_loopback_ends() -> None:
+    nic = domain.UdpNic(mac="52:54:00:01:02:05", remote="127.0.0.1", port=40002, local="127.0.0.1", local_port=40001)
+    root = render(spec(network=domain.NetworkSpec(management=None, private=(nic,))))
+    assert qemu_args(root) == ["-netdev", "socket,id=vmpriv0,udp=127.0.0.1:40002,localaddr=127.0.0.1:40001",
+                               "-device", "virtio-net-pci,netdev=vmpriv0,addr=0x11,mac=52:54:00:01:02:05"]
+    for bad in (replace(nic, remote="192.0.2.1"), replace(nic, local="127.0.0.1,x=y"),
+                replace(nic, port=0)):
+        with pytest.raises(ValueError):
+            domain.render_domain(spec(network=domain.NetworkSpec(management=None, private=(bad,))))

@@ -407,6 +407,37 @@ def test_save_of_a_stopped_machine_is_its_disks(project: Path, fake: FakeLibvirt
     assert not list((Path(m.state.disk).parent / "snapshots").glob("*.vmstate"))
 
 
+def with_disk_list(folder: Path, name: str, *extra: str) -> Any:
+    """Machine NAME as `up` leaves it now: the state's disk list holds the box disk (and
+    EXTRA writable disks by target)."""
+    from vmctl.machine.disks import MachineDisk
+
+    m = created(folder, name)
+    st = m.state
+    home = Path(st.disk).parent
+    st.disks = [MachineDisk(role="box", name="box", path=st.disk, target="vda", bus="virtio", format="qcow2")]
+    st.disks += [MachineDisk(role="extra", name=t, path=str(home / f"disk-{t}.qcow2"), target=t, bus="virtio",
+                             format="qcow2") for t in extra]
+    m.save()
+    return machine(folder, name)
+
+
+def test_save_follows_the_box_disk_in_the_disk_list(project: Path, fake: FakeLibvirt) -> None:
+    m = with_disk_list(project, "web")
+    snapshots.save(m, "s1", force=False, emit=noop)
+    m = machine(project, "web")  # the state, read back, accepts the snapshot's overlay as vmctl's own
+    box = next(d for d in m.state.disks if d.role == "box")
+    assert box.path == m.state.disk and "/snapshots/" in box.path
+    assert str(m.state.disk) in fake.calls[-1][1]  # the definition names the new image
+
+
+def test_save_refuses_a_machine_with_disks_it_would_not_hold(project: Path, fake: FakeLibvirt) -> None:
+    m = with_disk_list(project, "web", "vdb")
+    with pytest.raises(SnapshotError, match=r"disks a snapshot would not hold: vdb \(extra\)"):
+        snapshots.save(m, "s1", force=False, emit=noop)
+    assert fake.ops() == [] and not (Path(m.state.disk).parent / "snapshots").exists()
+
+
 def test_restore_of_a_running_snapshot_loads_it_in_place(project: Path, fake: FakeLibvirt) -> None:
     m = created(project, "web")
     snapshots.save(m, "s1", force=False, emit=noop)

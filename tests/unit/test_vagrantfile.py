@@ -465,10 +465,60 @@ def test_networks(tmp_path: Path) -> None:
     ]
 
 
+def test_private_network_libvirt_options(tmp_path: Path) -> None:
+    (m,) = load(tmp_path, """
+    Vagrant.configure("2") do |config|
+      config.vm.network "private_network", type: "dhcp"
+      config.vm.network "private_network", type: "dhcp", libvirt__network_address: "10.7.0.0", libvirt__netmask: "255.255.0.0",
+        libvirt__dhcp_start: "10.7.1.10", libvirt__dhcp_stop: "10.7.1.20", libvirt__network_name: "lab"
+      config.vm.network "private_network", ip: "192.168.60.10", libvirt__host_ip: "192.168.60.254", libvirt__mac: "52-54-00-AA-BB-CC",
+        libvirt__iface_name: "lab-tap0", libvirt__forward_mode: "none", libvirt__dhcp_enabled: true
+      config.vm.network "private_network", ip: "192.168.61.10", libvirt__tunnel_type: "mcast"
+      config.vm.network "private_network", ip: "192.168.62.10", libvirt__tunnel_type: "udp", libvirt__tunnel_port: "40002",
+        libvirt__tunnel_local_port: 40001, libvirt__tunnel_local_ip: "127.0.0.2"
+    end
+    """).machines
+    a, b, c, d, e = m.private_networks
+    assert (e.tunnel_type, e.tunnel_ip, e.tunnel_port, e.tunnel_local_ip, e.tunnel_local_port) == (
+        "udp", "127.0.0.1", 40002, "127.0.0.2", 40001)
+    assert (a.type, a.ip, a.subnet, a.netmask) == ("dhcp", None, "172.28.128.0/24", "255.255.255.0")
+    assert (b.subnet, b.dhcp_start, b.dhcp_stop, b.name) == ("10.7.0.0/16", "10.7.1.10", "10.7.1.20", "lab")
+    assert (c.ip, c.host_ip, c.mac, c.iface_name, c.dhcp_enabled) == (
+        "192.168.60.10", "192.168.60.254", "52:54:00:aa:bb:cc", "lab-tap0", True)
+    assert (d.tunnel_type, d.subnet) == ("mcast", "192.168.61.0/24")
+
+
+def test_private_network_options_vmctl_does_not_apply_are_warned(tmp_path: Path) -> None:
+    project = load(tmp_path, """
+    Vagrant.configure("2") do |config|
+      config.vm.network "private_network", ip: "10.3.0.5", libvirt__forward_mode: "nat", libvirt__forward_device: "eth0",
+        libvirt__guest_ipv6: "yes", libvirt__bogus: 1
+    end
+    """)
+    text = "\n".join(project.warnings)
+    assert '"nat" is not supported' in text and "management NIC" in text
+    assert "libvirt__forward_device" in text and "libvirt__guest_ipv6" in text and "libvirt__bogus" in text
+
+
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ('config.vm.network "private_network", type: "dhcp"', "static ip"),
+        ('config.vm.network "private_network"', "needs ip:"),
+        ('config.vm.network "private_network", type: "dhcp", libvirt__dhcp_enabled: false', "needs its DHCP server"),
+        ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__tunnel_type: "gre"', '"mcast"'),
+        ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__tunnel_type: "udp"', "needs libvirt__tunnel_port"),
+        ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__tunnel_type: "udp", libvirt__tunnel_port: 5000, '
+         'libvirt__tunnel_local_port: 5001, libvirt__tunnel_ip: "192.0.2.7"', "stay on this host"),
+        ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__tunnel_type: "udp", libvirt__tunnel_port: 5000, '
+         'libvirt__tunnel_local_port: 5001, libvirt__tunnel_local_ip: "127.0.0.1,udp=1.2.3.4:5"', "stay on this host"),
+        ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__forward_mode: "route"', "isolated"),
+        ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__host_ip: "10.1.0.1"', "not an address in"),
+        ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__dhcp_start: "10.0.0.0"', "network address"),
+        ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__mac: "01:00:5e:00:00:01"', "unicast MAC"),
+        ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__iface_name: "a,b;c"', "host interface name"),
+        ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__iface_name: "vnet7"', "libvirt's or vmctl's"),
+        ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__iface_name: "sixteen-chars-xx"',
+         "host interface name"),
         ('config.vm.network "private_network", ip: "10.0.0.300"', "not an IP address"),
         ('config.vm.network "public_network"', "public_network"),
         ('config.vm.network "forwarded_port", host: 8080', "needs guest:"),
@@ -502,10 +552,17 @@ def test_synced_folders(tmp_path: Path) -> None:
     assert m.synced_folders[1].rsync_exclude == (".git/",) and m.synced_folders[1].owner == "www"
 
 
-@pytest.mark.parametrize("kind", ["nfs", "9p", "virtiofs", "virtualbox", "smb"])
-def test_synced_folder_types_other_than_rsync(tmp_path: Path, kind: str) -> None:
+@pytest.mark.parametrize("kind", ["virtualbox", "smb"])
+def test_synced_folder_types_vmctl_cannot_share(tmp_path: Path, kind: str) -> None:
     error = failure(tmp_path, f"Vagrant.configure('2') do |c|\n  c.vm.synced_folder '.', '/data', type: '{kind}'\nend\n")
-    assert f'type "{kind}" is not supported' in error.message and "rsync" in error.message and error.line == 2
+    assert f'type "{kind}" is not supported' in error.message and "rsync" in (error.hint or "") and error.line == 2
+
+
+@pytest.mark.parametrize("kind", ["nfs", "9p", "virtiofs"])
+def test_two_way_synced_folder_types(tmp_path: Path, kind: str) -> None:
+    (m,) = load(tmp_path, f"Vagrant.configure('2') do |c|\n  c.vm.synced_folder '.', '/data', type: '{kind}'\nend\n").machines
+    (data,) = [f for f in m.synced_folders if f.guest == "/data"]
+    assert (data.type, data.two_way, data.host) == (kind, True, str(tmp_path))
 
 
 def test_synced_folder_host_path_must_exist(tmp_path: Path) -> None:

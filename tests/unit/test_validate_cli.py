@@ -57,8 +57,9 @@ end
 """
 
 
-def test_human_output(project: Path) -> None:
+def test_human_output(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     write(project, VALID)
+    monkeypatch.setattr("os.geteuid", lambda: 0)  # as root, the host reaches the private network
     out = run_validate()
     assert out.code == 0
     assert out.stdout == (
@@ -191,3 +192,20 @@ def test_the_installed_command(project: Path) -> None:
     result = subprocess.run([sys.executable, "-m", "vmctl", "validate"], capture_output=True, text=True)
     assert result.returncode == 1
     assert result.stderr == "error: Vagrantfile aborted: stop at Vagrantfile:1\n    raise 'stop'\n"
+
+
+def test_a_private_network_the_host_cannot_reach_is_said_plainly(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(project, """
+    Vagrant.configure("2") do |config|
+      config.vm.network "private_network", ip: "192.168.56.10"
+      config.vm.network "private_network", ip: "192.168.57.10", libvirt__tunnel_type: "mcast"
+    end
+    """)
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    out = run_validate()
+    assert out.code == 0
+    assert "the host cannot reach the private network address 192.168.56.10" in out.stderr
+    assert "192.168.57.10" not in out.stderr  # a tunnel the Vagrantfile asked for
+    assert "  private network 192.168.57.10/255.255.255.0 (mcast tunnel)\n" in out.stdout
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    assert "cannot reach" not in run_validate().stderr

@@ -1,4 +1,4 @@
-"""Commands for machines: up, halt, reload, suspend, resume, destroy, provision, rsync.
+"""Commands for machines: up, halt, reload, suspend, resume, destroy, provision, rsync, rsync-auto.
 Thin: parse, call the core, print. (status and global-status are in status.py, ssh and
 ssh-config in ssh.py, port in port.py, upload in upload.py.)
 
@@ -148,9 +148,10 @@ def destroy(
     """Remove machines: domain, disk, keys and state. Running it twice is fine."""
     from vmctl import term
     from vmctl.errors import MachineError, UsageError
-    from vmctl.project import destroy_machines
+    from vmctl.project import destroy_machines, refresh_hosts
 
-    machines = project("destroy", *(names or [])).machines(names or [])
+    proj = project("destroy", *(names or []))
+    machines = proj.machines(names or [])
     if parallel and not force:
         term.warn("--parallel implies --force: destroying without asking")
         if sys.stdin.isatty():
@@ -169,6 +170,7 @@ def destroy(
     emit, _ = emitters()
     failures = destroy_machines(list(reversed(machines)), parallel=parallel and _parallel(None),
                                 graceful=graceful, emit=emit)
+    refresh_hosts(proj, emit=emit)  # the machines still running forget the destroyed ones
     if len(failures) == 1 and len(machines) == 1:
         raise failures[0][1]
     for name, exc in failures:
@@ -199,6 +201,14 @@ def rsync(names: list[str] | None = NAMES) -> None:
         m.rsync(emit=emit)
 
 
+def rsync_auto(names: list[str] | None = NAMES) -> None:
+    """Watch the synced folders' host folders and copy every change into running machines (Ctrl-C stops)."""
+    from vmctl.machine.watch import rsync_auto as watch
+
+    emit, _ = emitters()
+    watch(project("rsync-auto", *(names or [])).machines(names or []), emit=emit)
+
+
 def register(app: typer.Typer) -> None:
     app.command("up")(up)
     app.command("halt")(halt)
@@ -208,3 +218,4 @@ def register(app: typer.Typer) -> None:
     app.command("destroy")(destroy)
     app.command("provision")(provision)
     app.command("rsync")(rsync)
+    app.command("rsync-auto")(rsync_auto)

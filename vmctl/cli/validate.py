@@ -74,9 +74,13 @@ def summary(machine: MachineConfig) -> list[str]:
         extra = " (auto_correct)" if port.auto_correct else ""
         lines.append(f"  port {port.host_ip}:{host} -> {port.guest}/{port.protocol}{extra}")
     for net in machine.private_networks:
-        lines.append(f"  private network {net.ip}/{net.netmask}" + (f" on {net.name}" if net.name else ""))
+        where = f"{net.ip}/{net.netmask}" if net.ip else f"DHCP on {net.subnet}"
+        lines.append(f"  private network {where}" + (f" on {net.name}" if net.name else "")
+                     + (f" ({net.tunnel_type} tunnel)" if net.tunnel_type else ""))
     for folder in machine.synced_folders:
         state = "disabled" if folder.disabled else folder.type
+        if folder.two_way and not folder.disabled:
+            state += ", two-way" if folder.type != "nfs" else ": no NFS server, shared two-way with virtiofs or 9p"
         lines.append(f"  synced folder {folder.host} -> {folder.guest} ({state})")
     for prov in machine.provisioners:
         name = f" {prov.name}" if prov.name else ""
@@ -108,11 +112,29 @@ def validate(as_json: bool) -> None:
         return
     for warning in project.warnings:
         term.warn(warning)
+    for warning in host_notes(project):
+        term.warn(warning)
     term.out(f"{project.vagrantfile}: valid, {len(project.machines)} machine"
              f"{'s' if len(project.machines) != 1 else ''}")
     for machine in project.machines:
         for line in summary(machine):
             term.out(line)
+
+
+def host_notes(project: ProjectConfig) -> list[str]:
+    """What this host makes of the private networks: those it cannot reach, said plainly."""
+    import os
+
+    from vmctl import hostnet
+
+    is_root = os.geteuid() == 0
+    notes = []
+    for machine in project.machines:
+        for net in machine.private_networks:
+            note = hostnet.reachability_note(net, is_root=is_root)
+            if note:
+                notes.append(f"{machine.name}: {note}")
+    return notes
 
 
 def register(app: typer.Typer) -> None:

@@ -5,8 +5,10 @@ One builder and one frozen spec per device family; `render_domain` composes them
     cpu.py       CpuSpec        <memory>, <memoryBacking>, <memtune>, <vcpu>, <cputune>, <cpu>
     firmware.py  FirmwareSpec   <sysinfo>, <os>, <features>, <clock>, <launchSecurity>
     disks.py     DisksSpec      <disk>s and the SCSI controllers they need
-    network.py   NetworkSpec    the NICs: management (QEMU user networking), private (multicast)
+    network.py   NetworkSpec    the NICs: management (QEMU user networking), private (multicast,
+                                or host-only bridges)
     devices.py   DevicesSpec    display, video, sound, input, serial, channels, rng, TPM, USB, ...
+    filesystems.py SharedFolder two-way synced folders: virtiofs (virtiofsd) and 9p
 
 The machine layer decides every value (defaults, what a setting means on this host); the
 builders only write what they are given.
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from vmctl.domain.cpu import CpuSpec, build_cpu, build_memory, build_vcpus
 from vmctl.domain.devices import DevicesSpec, build_devices
 from vmctl.domain.disks import Disk, DisksSpec, build_disks
+from vmctl.domain.filesystems import SharedFolder, build_filesystems, needs_shared_memory
 from vmctl.domain.firmware import (
     FirmwareSpec,
     build_clock,
@@ -30,10 +33,13 @@ from vmctl.domain.firmware import (
 )
 from vmctl.domain.network import (
     USER_NIC_SLOT,
+    BridgeNic,
     Forward,
     McastNic,
     NetworkSpec,
+    UdpNic,
     UserNic,
+    build_interfaces,
     hostfwd_rules,
     management_args,
     private_args,
@@ -42,9 +48,9 @@ from vmctl.domain.xml import QEMU_NS, VMCTL_NS, sub
 
 __all__ = [
     "Identity",
-    "QEMU_NS", "USER_NIC_SLOT", "VMCTL_NS", "CpuSpec", "DevicesSpec", "Disk", "DisksSpec", "DomainSpec",
-    "FirmwareSpec", "Forward", "McastNic", "NetworkSpec", "UserNic", "hostfwd_rules", "parse_machine_metadata",
-    "render_domain",
+    "QEMU_NS", "USER_NIC_SLOT", "VMCTL_NS", "BridgeNic", "CpuSpec", "DevicesSpec", "Disk", "DisksSpec", "DomainSpec",
+    "FirmwareSpec", "Forward", "McastNic", "NetworkSpec", "SharedFolder", "UdpNic", "UserNic", "hostfwd_rules",
+    "needs_shared_memory", "parse_machine_metadata", "render_domain",
 ]
 
 
@@ -71,6 +77,8 @@ class DomainSpec:
     disks: DisksSpec
     network: NetworkSpec
     devices: DevicesSpec
+    # Two-way synced folders (virtiofs ones need cpu.memory_backing to share the memory).
+    folders: tuple[SharedFolder, ...] = ()
     # Extra QEMU arguments and environment (libvirt.qemuargs / qemuenv), after the NIC's.
     qemu_args: tuple[str, ...] = ()
     qemu_env: tuple[tuple[str, str], ...] = field(default=())
@@ -78,6 +86,10 @@ class DomainSpec:
     def __post_init__(self) -> None:
         if self.accel not in ("kvm", "tcg"):
             raise ValueError(f"accelerator {self.accel!r}")
+        if needs_shared_memory(self.folders):
+            backing = {m.name: dict(m.attrs) for m in self.cpu.memory_backing}
+            if backing.get("access", {}).get("mode") != "shared":
+                raise ValueError("virtiofs needs the guest's memory shared (memoryBacking access mode='shared')")
 
 
 def render_domain(spec: DomainSpec) -> str:
@@ -106,7 +118,9 @@ def render_domain(spec: DomainSpec) -> str:
     if spec.devices.emulator is not None:
         sub(devices, "emulator", str(spec.devices.emulator))
     build_disks(devices, spec.disks)
+    build_interfaces(devices, spec.network)
     build_devices(devices, spec.devices)
+    build_filesystems(devices, spec.folders)
     build_launch_security(dom, spec.firmware)
 
     args = [*management_args(spec.network.management), *private_args(spec.network), *spec.qemu_args]

@@ -10,6 +10,11 @@ drops the element), and without it the segment's traffic goes out on the host's 
 interface, where anyone on the LAN could join the group. Each NIC needs an explicit PCI
 slot, or it collides with libvirt's own devices.
 
+A private network on a host-only bridge (vmctl/hostnet.py, as root) is a libvirt
+<interface type='bridge'> instead: libvirt makes the tap (named by vmctl), puts it on the
+bridge and removes it when QEMU ends. It takes the same PCI slot a multicast NIC in its
+place would, so the guest's interface order follows the Vagrantfile's either way.
+
 The strings made here are QEMU option strings (comma-separated options): every part is
 checked where the string is made.
 """
@@ -18,9 +23,11 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 
 from vmctl import untrusted
+from vmctl.domain.xml import sub
 
 # The management NIC's PCI slot: far from the slots libvirt assigns on its own. The
 # private networks' NICs follow it, so the guest names the management NIC first (eth0)
@@ -32,6 +39,7 @@ NIC_DEVICES = {
     "ne2k_pci": "ne2k_pci", "pcnet": "pcnet", "vmxnet3": "vmxnet3", "i82559er": "i82559er",
 }
 _MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
+_IFNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
 
 
 @dataclass(frozen=True)
@@ -40,6 +48,7 @@ class Forward:
     host_port: int
     guest_port: int
     protocol: str = "tcp"
+    guest_ip: str | None = None  # None: QEMU's first DHCP address (the guest's)
 
 
 @dataclass(frozen=True)
@@ -47,6 +56,26 @@ class McastNic:
     mac: str
     group: str  # 230.x.y.z
     port: int
+    boot_order: int | None = None
+
+
+@dataclass(frozen=True)
+class UdpNic:
+    """A point-to-point UDP tunnel on loopback (libvirt__tunnel_type: "udp")."""
+
+    mac: str
+    remote: str  # loopback address
+    port: int
+    local: str
+    local_port: int
+    boot_order: int | None = None
+
+
+@dataclass(frozen=True)
+class BridgeNic:
+    mac: str
+    bridge: str  # a bridge vmctl made (vmctl-...)
+    tap: str  # the host's tap device libvirt makes for it
     boot_order: int | None = None
 
 
@@ -62,7 +91,7 @@ class UserNic:
 @dataclass(frozen=True)
 class NetworkSpec:
     management: UserNic | None
-    private: tuple[McastNic, ...] = ()
+    private: tuple[McastNic | UdpNic | BridgeNic, ...] = ()
     private_model: str = "virtio"  # <model type> of the private networks' NICs
 
 
@@ -81,7 +110,12 @@ def hostfwd_rules(forwards: tuple[Forward, ...]) -> str:
         for port in (f.host_port, f.guest_port):
             if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
                 raise ValueError(f"forwarded port {port!r}")
-        rules.append(f"hostfwd={f.protocol}:{address}:{f.host_port}-:{f.guest_port}")
+        guest = ""
+        if f.guest_ip is not None:
+            guest = untrusted.parse_address(f.guest_ip) or ""
+            if not guest or ":" in guest:
+                raise ValueError(f"a forwarded port's guest address must be IPv4, not {f.guest_ip!r}")
+        rules.append(f"hostfwd={f.protocol}:{address}:{f.host_port}-{guest}:{f.guest_port}")
     return ",".join(rules)
 
 
@@ -113,18 +147,56 @@ def private_args(spec: NetworkSpec) -> list[str]:
     args: list[str] = []
     first = int(USER_NIC_SLOT, 16) + 1
     for i, nic in enumerate(spec.private):
-        group = untrusted.parse_address(nic.group)
-        if group is None or not ipaddress.ip_address(group).is_multicast or ":" in group:
-            raise ValueError(f"multicast group {nic.group!r}")
-        if isinstance(nic.port, bool) or not isinstance(nic.port, int) or not 0 < nic.port < 65536:
-            raise ValueError(f"multicast port {nic.port!r}")
+        if isinstance(nic, BridgeNic):
+            continue  # a libvirt <interface> (build_interfaces)
+        if isinstance(nic, UdpNic):
+            ends = []
+            for address, port in ((nic.remote, nic.port), (nic.local, nic.local_port)):
+                parsed = untrusted.parse_address(address)
+                if parsed is None or ":" in parsed or not ipaddress.ip_address(parsed).is_loopback:
+                    raise ValueError(f"udp tunnel address {address!r}")
+                if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+                    raise ValueError(f"udp tunnel port {port!r}")
+                ends.append(f"{parsed}:{port}")
+            netdev = f"socket,id=vmpriv{i},udp={ends[0]},localaddr={ends[1]}"
+        else:
+            group = untrusted.parse_address(nic.group)
+            if group is None or not ipaddress.ip_address(group).is_multicast or ":" in group:
+                raise ValueError(f"multicast group {nic.group!r}")
+            if isinstance(nic.port, bool) or not isinstance(nic.port, int) or not 0 < nic.port < 65536:
+                raise ValueError(f"multicast port {nic.port!r}")
+            netdev = f"socket,id=vmpriv{i},mcast={group}:{nic.port},localaddr=127.0.0.1"
         if not _MAC.fullmatch(nic.mac):
             raise ValueError(f"MAC address {nic.mac!r}")
         device = f"{NIC_DEVICES[spec.private_model]},netdev=vmpriv{i},addr=0x{first + i:02x},mac={nic.mac}"
         if nic.boot_order is not None:
             device += f",bootindex={_boot_index(nic.boot_order)}"
-        args += ["-netdev", f"socket,id=vmpriv{i},mcast={group}:{nic.port},localaddr=127.0.0.1", "-device", device]
+        args += ["-netdev", netdev, "-device", device]
     return args
+
+
+def build_interfaces(devices: ET.Element, spec: NetworkSpec) -> None:
+    """The private NICs on host-only bridges: <interface type='bridge'>, each in the PCI slot
+    its place among the private NICs gives it."""
+    first = int(USER_NIC_SLOT, 16) + 1
+    for i, nic in enumerate(spec.private):
+        if not isinstance(nic, BridgeNic):
+            continue
+        if spec.private_model not in NIC_DEVICES:
+            raise ValueError(f"NIC model {spec.private_model!r}")
+        if not _MAC.fullmatch(nic.mac):
+            raise ValueError(f"MAC address {nic.mac!r}")
+        for name in (nic.bridge, nic.tap):
+            if not _IFNAME.fullmatch(name):
+                raise ValueError(f"interface name {name!r}")
+        iface = sub(devices, "interface", type="bridge")
+        sub(iface, "mac", address=nic.mac)
+        sub(iface, "source", bridge=nic.bridge)
+        sub(iface, "target", dev=nic.tap)
+        sub(iface, "model", type=spec.private_model)
+        if nic.boot_order is not None:
+            sub(iface, "boot", order=str(_boot_index(nic.boot_order)))
+        sub(iface, "address", type="pci", domain="0x0000", bus="0x00", slot=f"0x{first + i:02x}", function="0x0")
 
 
 def _boot_index(order: object) -> int:

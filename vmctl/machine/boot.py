@@ -18,8 +18,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-# The domain XML, the hardware plan and the host's ports are imported where a machine is
-# booted: status, ssh, ssh-config and port go through this module and need none of them.
+# The domain XML, the hardware plan, host networks and the host's ports are imported where a
+# machine is booted: status, ssh, ssh-config and port go through this module and need none of them.
 from vmctl import hypervisor, paths
 from vmctl.errors import BoxError, HypervisorError, MachineError
 from vmctl.machine import disks
@@ -27,6 +27,7 @@ from vmctl.machine.state import ForwardState, MachineState, StateMixin
 from vmctl.state import IndexEntry, index_lock, load_index, save_index, write_atomic
 
 if TYPE_CHECKING:
+    from vmctl import hostnet
     from vmctl.machine import hardware
     from vmctl.machine.lifecycle import Emit
     from vmctl.ssh import Endpoint, Session
@@ -207,11 +208,22 @@ class BootMixin(StateMixin):
         host = host or self._host(st.uri)
         guest_port = cfg.ssh.port or cfg.ssh.guest_port or 22
         forwards = [domain.Forward("127.0.0.1", st.ssh_port, guest_port)]
-        forwards += [domain.Forward(f.host_ip, f.host, f.guest, f.protocol) for f in st.forwards if f.id != "ssh"]
-        nics = []
-        for net, mac in zip(cfg.private_networks, st.macs, strict=False):
-            group, port = network.mcast_group(self._segment(net))
-            nics.append(domain.McastNic(mac=mac, group=group, port=port))
+        forwards += [domain.Forward(f.host_ip, f.host, f.guest, f.protocol, f.guest_ip) for f in st.forwards if f.id != "ssh"]
+        from vmctl import hostnet
+
+        nics: list[domain.McastNic | domain.UdpNic | domain.BridgeNic] = []
+        planned = self.host_networks(host)
+        for i, (net, mac) in enumerate(zip(cfg.private_networks, st.macs, strict=False)):
+            mac = net.mac or mac
+            if planned[i][1] is not None:
+                bridge = planned[i][1].bridge
+                nics.append(domain.BridgeNic(mac=mac, bridge=bridge, tap=net.iface_name or hostnet.tap_name(st.id, i)))
+            elif net.tunnel_type == "udp":
+                nics.append(domain.UdpNic(mac=mac, remote=net.tunnel_ip, port=net.tunnel_port,
+                                          local=net.tunnel_local_ip, local_port=net.tunnel_local_port))
+            else:
+                group, port = network.mcast_group(self._segment(net))
+                nics.append(domain.McastNic(mac=mac, group=group, port=port))
         attached = st.all_disks()
         seed = paths.machines_dir() / st.id / disks.SEED_FILE
         if seed.is_file():
@@ -226,10 +238,35 @@ class BootMixin(StateMixin):
     def _segment(self, net: Any) -> str:
         if net.name:
             return f"name:{net.name}"
-        import ipaddress
+        return f"project:{self.project_root}:{net.subnet}"
 
-        subnet = ipaddress.ip_interface(f"{net.ip}/{net.netmask}").network
-        return f"project:{self.project_root}:{subnet}"
+    def host_networks(self, host: hardware.Host | None = None) -> list[tuple[Any, hostnet.HostNetwork | None]]:
+        """Each private network with the host-only network it is on (None: a tunnel, multicast
+        or udp, between machines)."""
+        from vmctl import hostnet
+
+        is_root = host.is_root if host is not None else os.geteuid() == 0
+        home = str(paths.vmctl_home())
+        out: list[tuple[Any, hostnet.HostNetwork | None]] = []
+        prefixes = None
+        for net in self.config.private_networks:
+            planned = hostnet.plan(net, home) if hostnet.mode(net, is_root=is_root) == "bridge" else None
+            if planned is not None:
+                # One of the host's own networks there: a segment instead (check_host warns).
+                prefixes = prefixes if prefixes is not None else hostnet.IpOps().host_prefixes()
+                if hostnet.foreign_overlap(planned, prefixes):
+                    planned = None
+            out.append((net, planned))
+        return out
+
+    def _ensure_networks(self, st: MachineState) -> None:
+        """Make (or find) the host-only networks the machine is on, and record it as their
+        user; it leaves the ones it is no longer on (hostnet.py)."""
+        from vmctl import hostnet
+
+        wanted = [h for _, h in self.host_networks() if h is not None]
+        if wanted or hostnet.networks_dir().exists():
+            hostnet.ensure(st.id, wanted)
 
     def _reserve_ports(self, st: MachineState, emit: Emit, exclude: set[int] | None = None) -> None:
         """Choose host ports unique among every vmctl machine here, and record them."""
@@ -269,7 +306,8 @@ class BootMixin(StateMixin):
                         emit(f"==> {self.name}: fixed port collision for {f.guest} => {host}: now on port {new}.")
                     host = new
                 reserved.add(host)
-                forwards.append(ForwardState(id=f.id, guest=f.guest, host=host, host_ip=f.host_ip, protocol=f.protocol))
+                forwards.append(ForwardState(id=f.id, guest=f.guest, host=host, host_ip=f.host_ip, protocol=f.protocol,
+                                             guest_ip=f.guest_ip))
             st.ssh_port = ssh_port
             st.forwards = forwards
             entries[st.id] = IndexEntry(
@@ -285,6 +323,7 @@ class BootMixin(StateMixin):
         from vmctl.machine import snapshots
 
         snapshots.ensure_defined(self, c)  # type: ignore[arg-type]
+        self._ensure_networks(st)
         if st.halted:
             st.halted = False
             self.save()

@@ -11,6 +11,7 @@ reload provisioner interrupted half-way leaves a machine that boots normally.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -35,12 +36,48 @@ class GuestMixin(BootMixin):
         cfg = self.config
         st = self.require_state()
         if cfg.hostname:
-            guest.set_hostname(session, cfg.hostname)
+            guest.set_hostname(session, cfg.hostname, hosts=cfg.allow_hosts_modification)
         if cfg.private_networks:
             emit(f"==> {self.name}: configuring private networks...")
-            guest.configure_private_networks(session, list(zip(cfg.private_networks, st.macs, strict=False)))
+            guest.configure_private_networks(
+                session, [(net, net.mac or mac) for net, mac in zip(cfg.private_networks, st.macs, strict=False)])
+        self.update_hosts(session)
         self._grow_root(session, emit=emit)
         self.sync_folders(session, emit=emit)
+
+    # --- the project's machines in /etc/hosts --------------------------------------------
+
+    def hosts_entries(self) -> list[tuple[str, list[str]]] | None:
+        """What the guest's /etc/hosts block names: every created machine of the project
+        (this one too) at each of its private network addresses, by hostname, short
+        hostname and machine name. None for a machine alone in its project, or in a project
+        whose machines have no private network (no block)."""
+        machines = self.peers() if self.peers is not None else [self]
+        if len(machines) < 2 or not any(m.config.private_networks for m in machines):
+            return None
+        entries = []
+        for m in machines:
+            if m.name != self.name:
+                st = m.state
+                if st is None or st.phase != "created":
+                    continue
+            hostname = m.config.hostname
+            names = [hostname, hostname.split(".")[0]] if hostname else []
+            names.append(m.name)
+            # a DHCP address is not known here: only static addresses are named
+            entries += [(net.ip, names) for net in m.config.private_networks if net.ip]
+        return entries
+
+    def update_hosts(self, session: Session) -> None:
+        """Write the block of the project's machines into the guest's /etc/hosts (unless
+        config.vm.allow_hosts_modification = false, or the machine is alone)."""
+        from vmctl import guest
+
+        if not self.config.allow_hosts_modification:
+            return
+        entries = self.hosts_entries()
+        if entries is not None:
+            guest.write_hosts_block(session, entries)
 
     def _grow_root(self, session: Session, *, emit: Emit) -> None:
         """When the Vagrantfile grew the main disk (config.vm.disk primary size:, or
@@ -65,17 +102,37 @@ class GuestMixin(BootMixin):
         st.root_grown = box.size
         self.save()
 
-    def sync_folders(self, session: Session, *, emit: Emit) -> None:
+    def sync_folders(self, session: Session, *, emit: Emit, two_way: bool = True) -> None:
+        """Copy the rsync folders into the guest; with TWO_WAY, mount the two-way ones
+        (virtiofs, 9p) too, which the domain shares (hardware.shared_folders)."""
         from vmctl import guest
 
-        folders = [f for f in self.config.synced_folders if not f.disabled]
-        if not folders:
-            return
-        endpoint = self.endpoint()
-        key = self.login_key()
-        for f in folders:
-            emit(f"==> {self.name}: rsync: {f.host} => {f.guest}")
-            guest.rsync_folder(session, endpoint, key, f, self.project_root)
+        folders = [f for f in self.config.synced_folders if not f.disabled and not f.two_way]
+        if folders:
+            endpoint = self.endpoint()
+            key = self.login_key()
+            for f in folders:
+                emit(f"==> {self.name}: rsync: {f.host} => {f.guest}")
+                guest.rsync_folder(session, endpoint, key, f, self.project_root)
+        if two_way:
+            self.mount_folders(session, emit=emit)
+
+    def mount_folders(self, session: Session, *, emit: Emit) -> None:
+        """Mount the two-way folders in the guest (after every boot; mounted ones are left)."""
+        from vmctl import guest
+
+        st = self.require_state()
+        for f, kind, tag in self.shared_folders():
+            emit(f"==> {self.name}: mounting {f.host} => {f.guest} ({kind}, two-way)")
+            guest.mount_shared_folder(session, f, kind, tag, st.ssh_user)
+
+    def shared_folders(self) -> list[tuple[Any, str, str]]:
+        """The two-way folders as the domain shares them: (folder, virtiofs|9p, tag)."""
+        from vmctl.machine import hardware
+
+        st = self.require_state()
+        host = hardware.Host(accel="tcg", uri=st.uri, embedded=hypervisor.is_embedded(st.uri), is_root=os.geteuid() == 0)
+        return hardware.shared_folders(self.config, host)
 
     def _provision(self, session: Session, *, emit: Emit, emit_output: Emit, forced: bool, only: set[str] | None, first_run: bool = False, skip: bool = False) -> None:
         """Run the chosen provisioners on SESSION. One that reboots or reloads the guest
@@ -127,6 +184,7 @@ class GuestMixin(BootMixin):
             try:
                 if guest.boot_id(fresh) != old:
                     self._wait_for_cloud_init(fresh, emit=emit)
+                    self.mount_folders(fresh, emit=emit)  # a new boot: the two-way folders again
                     return fresh
             except SSHError:
                 pass  # it went down while we asked
@@ -237,4 +295,4 @@ class GuestMixin(BootMixin):
     def rsync(self, *, emit: Emit) -> None:
         self.require_running()
         with self._ssh_session() as s:
-            self.sync_folders(s, emit=emit)
+            self.sync_folders(s, emit=emit, two_way=False)

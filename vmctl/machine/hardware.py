@@ -10,24 +10,26 @@ mapped (host-passthrough under TCG is QEMU's `max`, ...).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from vmctl import domain, network, paths
+from vmctl import domain, network, paths, untrusted
 from vmctl.domain import cpu as dcpu
 from vmctl.domain import devices as ddev
 from vmctl.domain import disks as ddisks
+from vmctl.domain import filesystems as dfs
 from vmctl.domain import firmware as dfw
 from vmctl.errors import MachineError, MissingToolError
 
 if TYPE_CHECKING:
     from vmctl.machine.disks import MachineDisk
     from vmctl.machine.state import MachineState
-    from vmctl.vagrantfile.model import LibvirtSettings, MachineConfig
+    from vmctl.vagrantfile.model import LibvirtSettings, MachineConfig, SyncedFolder
 
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 SPICE_CHANNEL = "com.redhat.spice.0"
@@ -152,16 +154,73 @@ def check_host(cfg: MachineConfig, host: Host) -> list[str]:
     if arch not in ("x86_64", "i686") and host.accel == "kvm":
         raise MachineError(f"libvirt.machine_arch = \"{arch}\" cannot run under KVM on this x86 host",
                            hint='set libvirt.driver = "qemu" (emulation)')
+    for folder, kind, _tag in shared_folders(cfg, host):
+        if kind == "virtiofs" and not virtiofs_possible(host):
+            why = (f"{dfs.VIRTIOFSD} is missing (Debian: qemu-system-common ships it)" if not dfs.VIRTIOFSD.exists()
+                   else "libvirt 9.0 starts virtiofsd only when it runs as root (vmctl's embedded driver run by "
+                   "root, or qemu:///system)")
+            raise MachineError(f"synced folder {folder.guest} (virtiofs) cannot be shared here: {why}",
+                               hint='run vmctl as root, or use type: "9p" (QEMU serves it itself; the guest kernel '
+                               'needs 9p) or "rsync"')
     for key in ("kernel", "initrd", "dtb", "loader"):
         value = getattr(lv, key)
         if value and not os.path.isfile(value):
             raise MachineError(f"libvirt.{key} {value} does not exist")
+    warnings += network_warnings(cfg, host)
     if lv.loader:
         nvram_template(lv)  # raises when there is none to copy
     if lv.nodeset is not None:
         for node in _cpuset_numbers(lv.nodeset):
             if not Path(f"/sys/devices/system/node/node{node}").exists():
                 raise MachineError(f"libvirt.nodeset names host NUMA node {node}, which this host has not")
+    return warnings
+
+
+def network_warnings(cfg: MachineConfig, host: Host) -> list[str]:
+    """Stop where a private network cannot work here; say which ones the host cannot reach
+    (hostnet.mode decides bridge or multicast)."""
+    from vmctl import hostnet
+
+    warnings: list[str] = []
+    bridged = False
+    prefixes: list[tuple[str, str]] | None = None
+    for net in cfg.private_networks:
+        overlap = None
+        if hostnet.mode(net, is_root=host.is_root) == "bridge":
+            planned = hostnet.plan(net, str(paths.vmctl_home()))  # stops on what cannot be (the host's own address)
+            prefixes = prefixes if prefixes is not None else hostnet.IpOps().host_prefixes()
+            overlap = hostnet.foreign_overlap(planned, prefixes)
+            if overlap is None:
+                bridged = True
+                if net.iface_name and os.path.exists(f"/sys/class/net/{net.iface_name}"):
+                    raise MachineError(f"libvirt__iface_name {net.iface_name}: the host has an interface of that name "
+                                       "already", hint="choose another name, or leave libvirt__iface_name out")
+                continue
+        if net.type == "dhcp" or net.dhcp_enabled:
+            from vmctl import untrusted
+
+            why = (f"libvirt__tunnel_type asks for a {net.tunnel_type} tunnel" if net.tunnel_type
+                   else f"its subnet overlaps the host's network {overlap}" if overlap
+                   else untrusted.host_network_problem(net.subnet) if host.is_root
+                   else "only root can make one (a bridge and its DHCP server)")
+            raise MachineError(f"the private network {net.subnet} wants DHCP, which needs a host-only network: {why}",
+                               hint="run vmctl as root with a private subnet, or give the machine a static ip: (and "
+                               "no libvirt__dhcp_enabled)")
+        note = hostnet.overlap_note(net, overlap) if overlap else hostnet.reachability_note(net, is_root=host.is_root)
+        if note:
+            warnings.append(note)
+        if net.iface_name:
+            warnings.append(f"libvirt__iface_name {net.iface_name}: the private network {net.ip or net.subnet} is a "
+                            f"{'udp tunnel' if net.tunnel_type == 'udp' else 'multicast segment'}, which has no host "
+                            "interface to name")
+    if bridged:
+        for tool, package, why in (("ip", "iproute2", "make host-only bridges"),
+                                   ("dnsmasq", "dnsmasq-base", "serve DHCP on private networks")):
+            if tool == "dnsmasq" and not any(n.type == "dhcp" or n.dhcp_enabled for n in cfg.private_networks):
+                continue
+            if shutil.which(tool) is None and shutil.which(tool, path="/usr/sbin:/sbin") is None:
+                raise MissingToolError(f"could not find '{tool}', which is required to {why}",
+                                       hint=f"install it: sudo apt-get install {package}")
     return warnings
 
 
@@ -213,6 +272,27 @@ def _cpuset_numbers(text: str) -> list[int]:
 
 
 # -- choices ------------------------------------------------------------------------------------
+
+def virtiofs_possible(host: Host) -> bool:
+    """Whether libvirt can run virtiofsd for a folder here: libvirt 9.0 starts it only for
+    a privileged driver (the embedded one of root, or the system daemon); otherwise it says
+    "virtiofs is not yet supported in session mode" (libvirt issue 535). Starting QEMU
+    7.2's C virtiofsd ourselves would not help: it needs root too (namespaces, any uid)."""
+    return host.is_root and (host.embedded or host.system) and dfs.VIRTIOFSD.exists()
+
+
+def shared_folders(cfg: MachineConfig, host: Host) -> list[tuple[SyncedFolder, str, str]]:
+    """The machine's two-way folders as (folder, kind, tag): kind virtiofs or 9p (an nfs
+    folder gets virtiofs where this host can run it, else 9p: vmctl runs no NFS server),
+    tag what the guest mounts."""
+    out = []
+    for f in cfg.synced_folders:
+        if f.disabled or not f.two_way:
+            continue
+        kind = f.type if f.type != "nfs" else ("virtiofs" if virtiofs_possible(host) else "9p")
+        out.append((f, kind, f"vmctl{len(out)}"))
+    return out
+
 
 def tpm_wanted(lv: LibvirtSettings) -> bool:
     """vagrant-libvirt adds a TPM only when tpm_path or tpm_version is set; vmctl also when
@@ -284,7 +364,7 @@ def firmware_pair(loader: str) -> Path | None:
 
 
 def build(cfg: MachineConfig, st: MachineState, disks: list[MachineDisk], *, project_root: Path, host: Host,
-          private_nics: tuple[domain.McastNic, ...], forwards: tuple[domain.Forward, ...]) -> tuple[domain.DomainSpec, list[str]]:
+          private_nics: tuple[domain.McastNic | domain.UdpNic | domain.BridgeNic, ...], forwards: tuple[domain.Forward, ...]) -> tuple[domain.DomainSpec, list[str]]:
     """The domain of machine CFG with state ST and DISKS on HOST, and the notes to print."""
     notes: list[str] = []
     lv = cfg.libvirt
@@ -293,14 +373,39 @@ def build(cfg: MachineConfig, st: MachineState, disks: list[MachineDisk], *, pro
         name=st.domain, uuid=st.uuid or domain_uuid(st.id), machine_id=st.id, project=str(project_root),
         machine=cfg.name, title=lv.title, description=lv.description,
     )
+    for f, kind, _tag in shared_folders(cfg, host):
+        # Checked where it was read (resolve.py); again here, just before QEMU is told of it.
+        problem = untrusted.shared_folder_problem(f.host, str(project_root))
+        if problem is not None:
+            raise MachineError(f"synced folder {f.guest} ({kind}): {problem}")
+    folders = tuple(
+        dfs.SharedFolder(tag=tag, source=Path(os.path.realpath(f.host)), driver=kind,
+                         accessmode="passthrough" if kind == "virtiofs" else (f.accessmode or "mapped"))
+        for f, kind, tag in shared_folders(cfg, host))
+    for f, kind, _tag in shared_folders(cfg, host):
+        if f.type == "nfs":
+            unused = ", ".join([f"{k}: {v}" for k, v in f.nfs_options]
+                               + ([f"mount_options: {','.join(f.mount_options)}"] if f.mount_options else []))
+            notes.append(f"synced folder {f.guest}: vmctl runs no NFS server; it shares {f.host} two-way with "
+                         f"{kind} instead" + (f" ({unused} not used)" if unused else ""))
+    cpu = _cpu(cfg, host, notes)
+    if dfs.needs_shared_memory(folders):
+        # virtiofsd maps the guest's memory: it must be a shared memfd (unless the
+        # Vagrantfile's memorybacking already says where it comes from).
+        names = {m.name for m in cpu.memory_backing}
+        extra = ([] if "source" in names else [dcpu.MemoryBacking("source", (("type", "memfd"),))]) + \
+            [dcpu.MemoryBacking("access", (("mode", "shared"),))]
+        kept = tuple(m for m in cpu.memory_backing if m.name != "access")
+        cpu = replace(cpu, memory_backing=kept + tuple(extra))
     spec = domain.DomainSpec(
         identity=identity,
         accel=host.accel,
-        cpu=_cpu(cfg, host, notes),
+        cpu=cpu,
         firmware=_firmware(cfg, disks, boot, notes),
         disks=_disks(cfg, disks, boot),
         network=_network(cfg, st, private_nics, forwards, boot),
         devices=_devices(cfg, st, host, notes),
+        folders=folders,
         qemu_args=lv.qemu_args,
         qemu_env=tuple(sorted(lv.qemu_env.items())),
     )
@@ -357,7 +462,7 @@ class _Boot:
     menu: bool
 
 
-def _boot_orders(cfg: MachineConfig, disks: list[MachineDisk], nics: tuple[domain.McastNic, ...]) -> _Boot:
+def _boot_orders(cfg: MachineConfig, disks: list[MachineDisk], nics: tuple[domain.McastNic | domain.UdpNic | domain.BridgeNic, ...]) -> _Boot:
     boot = _Boot({}, None, {}, bool(cfg.libvirt.boot_order))
     attached = [d for d in disks if d.attached and d.target]
     for order, entry in enumerate(cfg.libvirt.boot_order, 1):
@@ -456,13 +561,13 @@ def _disks(cfg: MachineConfig, disks: list[MachineDisk], boot: _Boot) -> ddisks.
     return ddisks.DisksSpec(tuple(out), scsi_controller_model=model)
 
 
-def _network(cfg: MachineConfig, st: MachineState, private: tuple[domain.McastNic, ...],
+def _network(cfg: MachineConfig, st: MachineState, private: tuple[domain.McastNic | domain.UdpNic | domain.BridgeNic, ...],
              forwards: tuple[domain.Forward, ...], boot: _Boot) -> domain.NetworkSpec:
     lv = cfg.libvirt
     model = lv.management_network_model_type or lv.nic_model_type or "virtio"
     management = domain.UserNic(mac=lv.management_network_mac or network.mac_for(st.id, 0), forwards=forwards,
                                 model=model, boot_order=boot.management)
-    nics = tuple(domain.McastNic(n.mac, n.group, n.port, boot_order=boot.private.get(i)) for i, n in enumerate(private))
+    nics = tuple(dataclasses.replace(n, boot_order=boot.private.get(i)) for i, n in enumerate(private))
     return domain.NetworkSpec(management=management, private=nics, private_model=lv.nic_model_type or "virtio")
 
 

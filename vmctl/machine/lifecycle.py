@@ -321,6 +321,12 @@ class Machine(GuestMixin):
                     emit(f"==> {self.name}: pausing the machine...")
                     c.pause(st.domain)
                 else:
+                    shared = [f"{f.guest} ({kind})" for f, kind, _ in self.shared_folders()]
+                    if shared:
+                        raise MachineError(
+                            f"machine {self.name} shares {', '.join(shared)} two-way, and QEMU cannot save the "
+                            "memory of a machine with a mounted virtiofs or 9p folder",
+                            hint=f'halt it instead (vmctl halt {self.name}), or set libvirt.suspend_mode = "pause"')
                     emit(f"==> {self.name}: saving the machine's memory and stopping it...")
                     c.suspend(st.domain)
                     # libvirt's view of the disks is what QEMU opened at its start; after a
@@ -422,6 +428,10 @@ class Machine(GuestMixin):
                 entries = load_index()
                 if entries.pop(machine_id, None) is not None:
                     save_index(entries)
+            # The host-only networks it was on; the last machine's take their bridge along.
+            from vmctl import hostnet
+
+            hostnet.release(machine_id)
         self._remove_state_files()
         self._state = None
         self._state_loaded = True
@@ -433,6 +443,7 @@ class Machine(GuestMixin):
         st = self.state
         if st is None:
             return {"name": self.name, "state": state, "domain": None, "ssh": None, "forwarded_ports": [], "disks": [],
+                    "networks": [],
                     "snapshots": 0}
         key = st.key_inserted and self.key_file.exists()
         return {
@@ -447,6 +458,7 @@ class Machine(GuestMixin):
             },
             "forwarded_ports": self.ports_json(),
             "disks": disks.status_json(st.all_disks()),
+            "networks": self.networks_json(),
             **({"guest_addresses": self.guest_addresses()} if self.config.libvirt.qemu_use_agent
                and state == hypervisor.RUNNING else {}),
             "snapshots": snapshots.count(self),
@@ -463,13 +475,40 @@ class Machine(GuestMixin):
             log.debug("the guest agent did not answer: %s", exc)
             return None
 
+    def networks_json(self) -> list[dict[str, Any]]:
+        """The private networks: where each is (a host-only bridge or a multicast segment)
+        and the machine's address on it (for DHCP, the lease dnsmasq gave; None before one)."""
+        st = self.require_state()
+        out = []
+        try:
+            planned = self.host_networks()
+        except MachineError as exc:  # the Vagrantfile changed to something up would refuse
+            log.debug("status: %s", exc)
+            planned = [(net, None) for net in self.config.private_networks]
+        for i, (net, host_net) in enumerate(planned):
+            mac = net.mac or (st.macs[i] if i < len(st.macs) else None)
+            ip = net.ip
+            if host_net is not None and net.type == "dhcp" and mac:
+                from vmctl import hostnet
+
+                ip = hostnet.dhcp_address(host_net, mac)
+            item: dict[str, Any] = {"type": net.type, "ip": ip, "netmask": net.netmask, "subnet": net.subnet,
+                                    "name": net.name, "mac": mac}
+            if host_net is not None:
+                item.update(mode="bridge", bridge=host_net.bridge, host_ip=host_net.host_ip,
+                            host_reachable=True)
+            else:
+                item.update(mode="udp" if net.tunnel_type == "udp" else "mcast", host_reachable=False)
+            out.append(item)
+        return out
+
     def ports_json(self) -> list[dict[str, Any]]:
         st = self.require_state()
         guest_port = self.config.ssh.port or self.config.ssh.guest_port or 22
         ports = [{"id": "ssh", "guest": guest_port, "host": st.ssh_port, "host_ip": "127.0.0.1", "protocol": "tcp"}]
         from dataclasses import asdict
 
-        ports += [asdict(f) for f in st.forwards]
+        ports += [{k: v for k, v in asdict(f).items() if k != "guest_ip" or v is not None} for f in st.forwards]
         return ports
 
 

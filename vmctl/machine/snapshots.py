@@ -524,6 +524,12 @@ def save(m: Machine, name: str, *, force: bool, emit: Emit) -> Snapshot:
     with _connection(m, st) as c:
         state = m.status(c)
         live = state in (*LIVE, hypervisor.SAVED)
+        shared = [f"{f.guest} ({kind})" for f, kind, _ in m.shared_folders()]
+        if live and shared:
+            raise SnapshotError(
+                f"machine {m.name} shares {', '.join(shared)} two-way, and QEMU cannot save the memory of a "
+                "machine with a mounted virtiofs or 9p folder", hint=f"halt it first (vmctl halt {m.name}): a stopped machine's "
+                "snapshot holds its disks")
         what = "memory and disks" if live else "disks; the machine is stopped"
         emit(f"==> {m.name}: snapshotting the machine as {name!r} ({what})...")
         disks = disks_of(m)

@@ -49,6 +49,7 @@ class ForwardState:
     host: int
     host_ip: str
     protocol: str
+    guest_ip: str | None = None  # the guest address QEMU forwards to (None: the guest's DHCP address)
 
 
 @dataclass

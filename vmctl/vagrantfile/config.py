@@ -388,12 +388,12 @@ class VmConfig(Namespace):
     settings = frozenset({"box", "box_version", "box_url", "hostname", "boot_timeout", "ignore_box_vagrantfile",
                           "communicator", "box_server_url", "box_download_ca_cert", "box_download_ca_path",
                           "box_download_checksum", "box_download_checksum_type", "box_download_client_cert",
-                          "box_download_insecure", "graceful_halt_timeout"})
+                          "box_download_insecure", "graceful_halt_timeout", "allow_hosts_modification"})
     # cloud_init_first_boot_only: cloud-init applies a seed once per instance anyway (vmctl keeps
     # the seed attached, so the instance stays the same and nothing runs twice).
     silent_settings = frozenset({"box_check_update", "cloud_init_first_boot_only"})
     ignored_settings = frozenset({
-        "allowed_synced_folder_types", "allow_fstab_modification", "allow_hosts_modification", "base_mac",
+        "allowed_synced_folder_types", "allow_fstab_modification", "base_mac",
         "base_address", "box_download_location_trusted", "box_download_options",
         "box_extra_download_options", "box_architecture",
         "guest", "post_up_message", "usable_port_range",
@@ -430,7 +430,7 @@ class VmConfig(Namespace):
             if timeout is not None and timeout <= 0:
                 raise config_error(ip, node, f"{setting} must be a positive number of seconds")
             return timeout
-        if attr in ("ignore_box_vagrantfile", "box_download_insecure"):
+        if attr in ("ignore_box_vagrantfile", "box_download_insecure", "allow_hosts_modification"):
             return want_bool(ip, setting, value, node)
         if attr in ("box_server_url", "box_download_ca_cert", "box_download_ca_path", "box_download_client_cert"):
             return want_str(ip, setting, value, node)

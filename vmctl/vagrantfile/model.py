@@ -23,15 +23,35 @@ class ForwardedPort(Frozen):
     protocol: str = "tcp"
     auto_correct: bool = False
     id: str | None = None
+    guest_ip: str | None = None  # an IPv4 address of the guest on QEMU's user network (10.0.2.15)
 
 
 class PrivateNetwork(Frozen):
-    ip: str
+    """A private_network. On a host-only bridge (vmctl as root; vmctl/hostnet.py) it is
+    shared by subnet, or by NAME when given, across projects; on a multicast segment (no
+    root, or TUNNEL_TYPE "mcast") by NAME, else within the project only."""
+
+    ip: str | None  # None: the address comes from DHCP (TYPE "dhcp")
     netmask: str = "255.255.255.0"
-    # Machines share a segment when they name the same network; by default the
-    # segment is the project's (see machine layer), so projects stay apart.
     name: str | None = None
     auto_config: bool = True
+    type: str = "static"  # static | dhcp
+    host_ip: str | None = None  # libvirt__host_ip: the bridge's address (default: the subnet's first)
+    dhcp_enabled: bool | None = None  # libvirt__dhcp_enabled (None: only for type "dhcp")
+    dhcp_start: str | None = None
+    dhcp_stop: str | None = None
+    mac: str | None = None  # libvirt__mac
+    iface_name: str | None = None  # libvirt__iface_name: the host's tap device
+    tunnel_type: str | None = None  # libvirt__tunnel_type: "mcast" (a segment) or "udp" (point to point)
+    # The "udp" tunnel's ends (loopback addresses; the ports are required for it).
+    tunnel_ip: str | None = None
+    tunnel_port: int | None = None
+    tunnel_local_ip: str | None = None
+    tunnel_local_port: int | None = None
+    subnet: str = ""  # the network, e.g. 172.28.128.0/24 (what a DHCP network is on)
+
+
+TWO_WAY_FOLDER_TYPES = ("virtiofs", "9p", "nfs")
 
 
 class SyncedFolder(Frozen):
@@ -43,6 +63,17 @@ class SyncedFolder(Frozen):
     group: str | None = None
     rsync_exclude: tuple[str, ...] = ()
     rsync_args: tuple[str, ...] | None = None
+    rsync_auto: bool = True  # rsync__auto: false: vmctl rsync-auto leaves the folder alone
+    # Two-way folders (type virtiofs, 9p, or nfs: shared with the best two-way kind the
+    # host offers, as vmctl runs no NFS server).
+    accessmode: str | None = None  # 9p: mapped (vmctl's default) | passthrough | squash
+    mount_options: tuple[str, ...] = ()
+    # nfs_* options as written (accepted and reported, not used: there is no NFS server).
+    nfs_options: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def two_way(self) -> bool:
+        return self.type in TWO_WAY_FOLDER_TYPES
 
 
 class AnsibleSettings(Frozen):
@@ -564,6 +595,9 @@ class MachineConfig(Frozen):
     libvirt: LibvirtSettings = field(default_factory=LibvirtSettings)
     disks: tuple[VagrantDisk, ...] = ()
     graceful_halt_timeout: int = 60
+    # false: vmctl leaves the guest's /etc/hosts alone (the hostname line and the block
+    # naming the project's other machines), as Vagrant's own setting says.
+    allow_hosts_modification: bool = True
     forwarded_ports: tuple[ForwardedPort, ...] = ()
     private_networks: tuple[PrivateNetwork, ...] = ()
     synced_folders: tuple[SyncedFolder, ...] = ()
@@ -619,7 +653,9 @@ def machine_json(m: MachineConfig) -> dict[str, Any]:
         "libvirt": libvirt_json(m.libvirt),
         "disks": [asdict(d) for d in m.disks],
         "graceful_halt_timeout": m.graceful_halt_timeout,
-        "forwarded_ports": [asdict(p) for p in m.forwarded_ports],
+        **({"allow_hosts_modification": False} if not m.allow_hosts_modification else {}),
+        "forwarded_ports": [{k: v for k, v in asdict(p).items() if k != "guest_ip" or v is not None}
+                            for p in m.forwarded_ports],
         "private_networks": [asdict(n) for n in m.private_networks],
         "synced_folders": [
             {
@@ -631,6 +667,9 @@ def machine_json(m: MachineConfig) -> dict[str, Any]:
                 "group": f.group,
                 "rsync__exclude": list(f.rsync_exclude),
                 "rsync__args": list(f.rsync_args) if f.rsync_args is not None else None,
+                **({"rsync__auto": False} if not f.rsync_auto else {}),
+                **({"accessmode": f.accessmode, "mount_options": list(f.mount_options),
+                    "nfs_options": dict(f.nfs_options)} if f.two_way else {}),
             }
             for f in m.synced_folders
         ],

@@ -15,6 +15,7 @@ from vmctl.errors import ConfigError
 from vmctl.vagrantfile.config import CloudInitRec, FolderRec, Ignored, ProvisionerRec, did_you_mean
 from vmctl.vagrantfile.inputs import READ_PATHS_VARIABLE, env_get, file_test, read_refusal
 from vmctl.vagrantfile.model import (
+    TWO_WAY_FOLDER_TYPES,
     AnsibleSettings,
     BoxDownload,
     CloudInitPart,
@@ -40,6 +41,10 @@ if TYPE_CHECKING:
     from vmctl.vagrantfile.syntax import Node
 
 SUPPORTED_NETWORKS = ("forwarded_port", "private_network")
+# Vagrant's NFS folder options: accepted on nfs (and two-way) folders and reported, not
+# used (vmctl runs no NFS server: an nfs folder is shared with virtiofs or 9p).
+NFS_OPTIONS = frozenset({"nfs_udp", "nfs_version", "nfs_export", "map_uid", "map_gid", "linux__nfs_options",
+                         "bsd__nfs_options", "nfs_udp_options"})
 _HOSTNAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_.-]{0,252})")
 _GROUP_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 # A machine or group name, or a host range pattern (web[1:3], db-[a:c]).
@@ -132,7 +137,7 @@ class Resolver:
 
     # sections ----------------------------------------------------------------------
     def forwarded_port(self, options: dict[str, Any], node: Node) -> ForwardedPort | None:
-        known = {"guest", "host", "host_ip", "protocol", "auto_correct", "id"}
+        known = {"guest", "host", "host_ip", "protocol", "auto_correct", "id", "guest_ip"}
         for key in options:
             if key not in known:
                 self.warn(node, f"the forwarded_port option {key}: is not used by vmctl (ignored)")
@@ -152,6 +157,16 @@ class Resolver:
             raise self.error(node, f'forwarded_port protocol must be "tcp" or "udp", not {protocol!r}')
         auto = options.get("auto_correct", False)
         auto = self.want(node, "auto_correct", auto, bool) if auto is not None else False
+        guest_ip = options.get("guest_ip")
+        if guest_ip not in (None, ""):
+            text = self.want(node, "guest_ip", guest_ip, str)
+            guest_ip = untrusted.parse_address(text)
+            if guest_ip is None or ":" in guest_ip:
+                raise self.error(node, f"forwarded_port guest_ip: {untrusted.visible(text)[:80]!r} is not an IPv4 address",
+                                 hint="QEMU's user network forwards to an IPv4 address of the guest on it, such as "
+                                 '"10.0.2.15" (the default when guest_ip is left out)')
+        else:
+            guest_ip = None
         port_id = options.get("id")
         if not untrusted.is_loopback(host_ip):
             box = self.box_of(node)
@@ -161,7 +176,7 @@ class Resolver:
             self.warn(node, f"forwarded port {host if host else guest} listens on {host_ip}: "
                       "other computers can reach it, not only this one")
         return ForwardedPort(guest=guest, host=host, host_ip=host_ip, protocol=protocol, auto_correct=auto,
-                             id=to_s(port_id) if port_id is not None else None)
+                             id=to_s(port_id) if port_id is not None else None, guest_ip=guest_ip)
 
     def port(self, node: Node, what: str, value: Any) -> int:
         number = self.want(node, f"forwarded_port {what}:", value, int)
@@ -170,34 +185,151 @@ class Resolver:
         return int(number)
 
     def private_network(self, options: dict[str, Any], node: Node) -> PrivateNetwork:
-        handled = {"ip", "netmask", "libvirt__network_name", "auto_config", "type", "libvirt__netmask", "id"}
+        """A private_network, with vagrant-libvirt's libvirt__* options (see
+        docs/vagrantfile.md for what each does here; vmctl/hostnet.py makes the network)."""
+        handled = {"ip", "netmask", "libvirt__network_name", "auto_config", "type", "libvirt__netmask", "id",
+                   "protocol", "libvirt__host_ip", "libvirt__dhcp_enabled", "libvirt__dhcp_start",
+                   "libvirt__dhcp_stop", "libvirt__forward_mode", "libvirt__forward_device", "libvirt__mac", "mac",
+                   "libvirt__iface_name", "libvirt__tunnel_type", "libvirt__network_address", "libvirt__guest_ipv6",
+                   "libvirt__tunnel_ip", "libvirt__tunnel_port", "libvirt__tunnel_local_ip",
+                   "libvirt__tunnel_local_port"}
         for key in options:
-            if key not in handled and key != "protocol":
+            if key not in handled:
                 self.warn(node, f"the private_network option {key}: is not used by vmctl (ignored)")
-        kind = to_s(options.get("type")) if options.get("type") is not None else "static"
+        kind = to_s(options.get("type")).lower() if options.get("type") is not None else "static"
+        if kind not in ("static", "dhcp"):
+            raise self.error(node, f'private_network type: {kind!r} is not one vmctl knows: "static" or "dhcp"')
+        tunnel = options.get("libvirt__tunnel_type")
+        if tunnel is not None:
+            tunnel = self.want(node, "libvirt__tunnel_type", tunnel, str).lower()
+            if tunnel not in ("mcast", "udp"):
+                raise self.error(node, f"libvirt__tunnel_type {tunnel!r}: vagrant-libvirt's tunnels are \"mcast\" "
+                                 "and \"udp\"")
+        udp = self.udp_tunnel(node, options) if tunnel == "udp" else {}
+        if tunnel != "udp":
+            for key in ("libvirt__tunnel_ip", "libvirt__tunnel_port", "libvirt__tunnel_local_ip",
+                        "libvirt__tunnel_local_port"):
+                if key in options:
+                    self.warn(node, f"{key}: is used by the \"udp\" tunnel only (vmctl chooses a multicast "
+                              "segment's group and port from the network's name)")
+        mode = to_s(options.get("libvirt__forward_mode") or "none").lower()
+        if mode == "nat":
+            self.warn(node, 'libvirt__forward_mode: "nat" is not supported: vmctl\'s host-only networks are isolated '
+                      "(no forwarding, no firewall rules on the host); the machine reaches outside through its "
+                      "management NIC (QEMU user networking) instead")
+        elif mode in ("route", "open", "veb", "bridge", "private", "vepa", "passthrough", "hostdev"):
+            raise self.error(node, f"libvirt__forward_mode: {mode!r} is not supported: vmctl's host-only networks are "
+                             "isolated (it changes no routing or firewall setting of the host)",
+                             hint='remove libvirt__forward_mode (or write "none"); forwarded ports reach a guest '
+                             "from outside")
+        elif mode != "none":
+            raise self.error(node, f"libvirt__forward_mode {mode!r}: vagrant-libvirt's modes are none, nat, route, "
+                             "open and veb")
+        if options.get("libvirt__forward_device") is not None:
+            self.warn(node, "libvirt__forward_device: is not used: vmctl's host-only networks forward nowhere")
+        if options.get("libvirt__guest_ipv6") is not None and to_s(options["libvirt__guest_ipv6"]).lower() != "no":
+            self.warn(node, "libvirt__guest_ipv6: is not used: vmctl's host-only networks are IPv4; give the "
+                      "machine an IPv6 private_network of its own for IPv6")
         ip_value = options.get("ip")
-        if ip_value is None or ip_value == "":
-            if kind == "dhcp":
-                raise self.error(node, 'a private_network with type: "dhcp" is not supported: vmctl needs a static ip',
-                                 hint='give it an address, e.g. ip: "192.168.56.10"')
-            raise self.error(node, "a private_network needs ip: (a static address)")
         if kind == "dhcp":
-            self.warn(node, 'private_network type: "dhcp" is not supported; using the static ip given')
-        text = self.want(node, "private_network ip", ip_value, str)
+            # The subnet: libvirt__network_address, else an ip: given, else vagrant-libvirt's default.
+            base = options.get("libvirt__network_address") or ip_value or "172.28.128.0"
+            text = self.want(node, "libvirt__network_address", base, str)
+            if ip_value not in (None, ""):
+                self.warn(node, 'private_network type: "dhcp" takes its address from DHCP: ip: only chooses the '
+                          "subnet")
+        else:
+            if ip_value is None or ip_value == "":
+                raise self.error(node, "a private_network needs ip: (a static address)",
+                                 hint='or type: "dhcp" for an address from the network\'s DHCP server')
+            text = self.want(node, "private_network ip", ip_value, str)
         try:
             address = ipaddress.ip_interface(text)
         except ValueError:
-            raise self.error(node, f"private_network ip {text!r} is not an IP address") from None
+            raise self.error(node, f"private_network ip {untrusted.visible(text)!r} is not an IP address") from None
         netmask_value = options.get("netmask", options.get("libvirt__netmask"))
         netmask = self.netmask(node, netmask_value, address)
+        if kind == "dhcp" and address.version != 4:
+            raise self.error(node, 'private_network type: "dhcp" is IPv4 only in vmctl')
+        subnet = ipaddress.ip_interface(f"{address.ip}/{netmask}").network
         name = options.get("libvirt__network_name")
         auto = options.get("auto_config", True)
+
+        def in_subnet(key: str) -> str | None:
+            value = options.get(key)
+            if value is None:
+                return None
+            parsed = untrusted.parse_address(self.want(node, key, value, str))
+            if parsed is None or ipaddress.ip_address(parsed) not in subnet:
+                raise self.error(node, f"{key} {untrusted.visible(str(value))!r} is not an address in {subnet}")
+            if ipaddress.ip_address(parsed) in (subnet.network_address, subnet.broadcast_address):
+                raise self.error(node, f"{key} {parsed} is the subnet's {'network' if ipaddress.ip_address(parsed) == subnet.network_address else 'broadcast'} address")
+            return parsed
+
+        host_ip, start, stop = in_subnet("libvirt__host_ip"), in_subnet("libvirt__dhcp_start"), in_subnet("libvirt__dhcp_stop")
+        if start and stop and ipaddress.ip_address(start) > ipaddress.ip_address(stop):
+            raise self.error(node, f"libvirt__dhcp_start {start} comes after libvirt__dhcp_stop {stop}")
+        dhcp = options.get("libvirt__dhcp_enabled")
+        dhcp = self.want(node, "libvirt__dhcp_enabled", dhcp, bool) if dhcp is not None else None
+        if kind == "dhcp" and dhcp is False:
+            raise self.error(node, 'a private_network with type: "dhcp" needs its DHCP server: remove '
+                             "libvirt__dhcp_enabled: false")
+        mac_value = options.get("libvirt__mac", options.get("mac"))
+        mac = None
+        if mac_value is not None:
+            mac = untrusted.parse_mac(self.want(node, "libvirt__mac", mac_value, str))
+            if mac is None:
+                raise self.error(node, f"libvirt__mac {untrusted.visible(str(mac_value))!r} is not a unicast MAC "
+                                 "address (aa:bb:cc:dd:ee:ff)")
+        iface = options.get("libvirt__iface_name")
+        if iface is not None:
+            iface = self.want(node, "libvirt__iface_name", iface, str)
+            problem = untrusted.iface_name_problem(iface)
+            if problem:
+                raise self.error(node, f"libvirt__iface_name {untrusted.visible(iface)!r}: {problem}")
+        if name is not None:
+            name = self.want(node, "libvirt__network_name", name, str)
+            if not name or len(name) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+                raise self.error(node, f"libvirt__network_name {untrusted.visible(name)!r}: a name is 1-200 "
+                                 "printable characters")
         return PrivateNetwork(
-            ip=str(address.ip),
+            ip=str(address.ip) if kind == "static" else None,
             netmask=netmask,
-            name=self.want(node, "libvirt__network_name", name, str) if name is not None else None,
+            name=name,
             auto_config=self.want(node, "auto_config", auto, bool) if auto is not None else True,
+            type=kind,
+            host_ip=host_ip,
+            dhcp_enabled=dhcp,
+            dhcp_start=start,
+            dhcp_stop=stop,
+            mac=mac,
+            iface_name=iface,
+            tunnel_type=tunnel,
+            subnet=str(subnet),
+            **udp,
         )
+
+    def udp_tunnel(self, node: Node, options: dict[str, Any]) -> dict[str, Any]:
+        """The ends of a "udp" tunnel: QEMU sends the NIC's frames to tunnel_ip:tunnel_port
+        from tunnel_local_ip:tunnel_local_port. Loopback only, like vmctl's multicast
+        segments: a machine's frames never leave this host."""
+        out: dict[str, Any] = {}
+        for key, field in (("libvirt__tunnel_port", "tunnel_port"), ("libvirt__tunnel_local_port", "tunnel_local_port")):
+            if options.get(key) is None:
+                raise self.error(node, f'libvirt__tunnel_type: "udp" needs {key}: (the two machines name each '
+                                 "other's ports)")
+            port = self.want(node, key, options[key], int)
+            if isinstance(port, bool) or not 1 <= port <= 65535:
+                raise self.error(node, f"{key} {port} is not a port number (1-65535)")
+            out[field] = int(port)
+        for key, field in (("libvirt__tunnel_ip", "tunnel_ip"), ("libvirt__tunnel_local_ip", "tunnel_local_ip")):
+            value = options.get(key, "127.0.0.1")
+            address = untrusted.parse_address(self.want(node, key, value, str))
+            if address is None or ":" in address or not untrusted.is_loopback(address):
+                raise self.error(node, f"{key} {untrusted.visible(str(value))!r}: vmctl's udp tunnels stay on this host "
+                                 "(an IPv4 loopback address such as 127.0.0.1)")
+            out[field] = address
+        return out
 
     def netmask(self, node: Node, value: Any, address: Any) -> str:
         v6 = address.version == 6
@@ -233,9 +365,20 @@ class Resolver:
                 self.ignore_from_box(rec.node_of("hostpath"), box, f"syncs the host folder {host} to {guest}")
                 return None
         kind_value = options.get("type")
+        kind_node = rec.node_of("type")
         if kind_value is None and truthy(options.get("nfs")):
-            kind_value = "nfs"
+            kind_value, kind_node = "nfs", rec.node_of("nfs")
         kind = to_s(kind_value) if kind_value is not None else "rsync"
+        if kind in TWO_WAY_FOLDER_TYPES and not disabled:
+            # A guest writes into a two-way folder: a box may not make one of any host folder.
+            box = self.box_of(rec.node_of("hostpath"))
+            if box is not None:
+                self.ignore_from_box(rec.node_of("hostpath"), box, f"shares the host folder {host} two-way ({kind}) with {guest}")
+                return None
+            box = self.box_of(kind_node)
+            if box is not None:
+                self.ignore_from_box(kind_node, box, f"makes synced folder {guest} two-way ({kind}); it stays rsync")
+                kind = "rsync"
         exclude_value = options.get("rsync__exclude")
         exclude: tuple[str, ...] = ()
         if exclude_value is not None:
@@ -260,30 +403,83 @@ class Resolver:
         for what, value in (("owner", owner), ("group", group)):
             if value is not None and untrusted.user_name_problem(to_s(value)):
                 raise self.error(node, f"synced folder {guest}: {what} {untrusted.visible(to_s(value))[:40]!r} is not a user or group name")
+        two_way: dict[str, Any] = {}
+        if kind in TWO_WAY_FOLDER_TYPES and not disabled:
+            two_way = self.two_way_options(rec, kind, host, guest)
         folder = SyncedFolder(
             host=host, guest=guest, type=kind, disabled=disabled,
             owner=to_s(owner) if owner is not None else None,
             group=to_s(group) if group is not None else None,
-            rsync_exclude=exclude, rsync_args=rsync_args,
+            rsync_exclude=exclude, rsync_args=rsync_args, **two_way,
+            rsync_auto=truthy(options.get("rsync__auto", True)),
         )
         if disabled:
             return folder
-        if kind != "rsync":
+        if kind == "smb":
             raise self.error(
-                node, f'synced folder type "{kind}" is not supported: vmctl syncs folders with rsync only',
-                hint=f'use type: "rsync" for {guest}, or disabled: true',
+                node, 'synced folder type "smb" is not supported: vmctl runs no SMB server (SMB folders are '
+                "Vagrant's way for Windows hosts)",
+                hint=f'for {guest} use type: "virtiofs" or "9p" (two-way), "rsync" (the default), or disabled: true',
+            )
+        if kind != "rsync" and kind not in TWO_WAY_FOLDER_TYPES:
+            raise self.error(
+                node, f'synced folder type "{untrusted.visible(kind)[:40]}" is not supported: vmctl shares folders '
+                'with rsync (the default), "virtiofs" or "9p" ("nfs" is shared with one of those)',
+                hint=f'use type: "rsync", "virtiofs" or "9p" for {guest}, or disabled: true',
             )
         quiet = {"guestpath", "hostpath", "disabled", "type", "rsync__exclude", "rsync__args", "owner", "group",
                  "id", "create", "rsync__chown", "rsync__verbose", "rsync__auto", "nfs"}
+        if kind in TWO_WAY_FOLDER_TYPES:
+            quiet |= {"accessmode", "mount_options", *NFS_OPTIONS}
         for key in options:
             if key not in quiet:
                 self.warn(node, f"the synced_folder option {key}: is not used by vmctl (ignored)")
+        if kind == "virtiofs" and (owner is not None or group is not None):
+            self.warn(node, f"synced folder {guest}: owner: and group: are not applied to a virtiofs folder (QEMU 7.2's "
+                      "virtiofsd maps no user ids: the guest sees the host's owners)")
+        if kind in TWO_WAY_FOLDER_TYPES:
+            if (problem := untrusted.shared_folder_problem(host, str(self.ip.project_dir))) is not None:
+                hint = "create it first (create: true makes only rsync folders)" if not os.path.lexists(host) else \
+                    "share a folder inside the project, or one you name outside it that is not a symbolic link"
+                raise self.error(rec.node_of("hostpath") or node,
+                                 f"synced folder {guest} ({kind}): {problem}", hint=hint)
+            return folder
         if not file_test(self.ip, "directory?", Path(host)) and not truthy(options.get("create")):
             if file_test(self.ip, "exist?", Path(host)):
                 raise self.error(node, f"the host path of synced folder {guest} is not a folder: {host}")
             raise self.error(node, f"the host path of synced folder {guest} does not exist: {host}",
                              hint="create it, or add create: true")
         return folder
+
+    def two_way_options(self, rec: FolderRec, kind: str, host: str, guest: str) -> dict[str, Any]:
+        """The options of a two-way folder of KIND: accessmode (9p), mount_options (split
+        at commas, each a plain word), and the nfs_* options (kept to be reported)."""
+        options, node = rec.options, rec.node
+        out: dict[str, Any] = {}
+        mode = options.get("accessmode")
+        if mode is not None:
+            mode = self.want(rec.node_of("accessmode"), "accessmode", mode, str)
+            if mode not in ("mapped", "passthrough", "squash"):
+                raise self.error(rec.node_of("accessmode") or node,
+                                 f'synced folder {guest}: accessmode must be "mapped", "passthrough" or "squash", '
+                                 f"not {untrusted.visible(mode)[:40]!r}")
+            if kind == "virtiofs" and mode != "passthrough":
+                raise self.error(rec.node_of("accessmode") or node,
+                                 f'synced folder {guest}: virtiofs has accessmode "passthrough" only')
+        if kind in ("9p", "nfs"):
+            out["accessmode"] = mode or "mapped"
+        value = options.get("mount_options")
+        if value is not None:
+            items = value if isinstance(value, list) else [value]
+            words = [w for x in items for w in self.want(rec.node_of("mount_options"), "mount_options", x, str).split(",")
+                     if w]
+            if (problem := untrusted.mount_options_problem(words)) is not None:
+                raise self.error(rec.node_of("mount_options") or node, f"synced folder {guest}: {problem}")
+            out["mount_options"] = tuple(words)
+        nfs = tuple((k, to_s(v) if not isinstance(v, bool) else str(v).lower())
+                    for k, v in sorted(options.items()) if k in NFS_OPTIONS)
+        out["nfs_options"] = tuple((k, untrusted.visible(v)[:200]) for k, v in nfs)
+        return out
 
     def provisioner(self, rec: ProvisionerRec) -> Provisioner | None:
         name, kind, options, node = rec.name, rec.type, dict(rec.options), rec.node
@@ -966,6 +1162,7 @@ def resolve_machine(
         ssh=r.ssh(),
         disks=r.disks(),
         graceful_halt_timeout=vm.get("graceful_halt_timeout") or 60,
+        allow_hosts_modification=vm.get("allow_hosts_modification") is not False,
         box_download=download,
         cloud_init=tuple(cloud_init),
         ignored=tuple(_ignored(ip, i) for i in merged.ignored),
