@@ -134,7 +134,7 @@ def _without_pydantic() -> None:
 
 
 def _register() -> None:
-    from vmctl.cli import box, init, machines, port, ssh, status, upload, validate, version
+    from vmctl.cli import box, init, machines, package, port, ssh, status, upload, validate, version
     from vmctl.cli import snapshot as snapshot_commands
 
     _without_pydantic()
@@ -145,6 +145,7 @@ def _register() -> None:
     ssh.register(app)
     port.register(app)
     upload.register(app)
+    package.register(app)
     version.register(app)
     init.register(app)
     snapshot_commands.register(app)
