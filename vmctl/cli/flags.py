@@ -26,6 +26,7 @@ VALUE_OPTIONS: dict[str, frozenset[str]] = {
     "port": frozenset({"--guest"}),
     "upload": frozenset({"-C", "--compression-type"}),
     "init": frozenset({"--output", "--box-version"}),
+    "package": frozenset({"-o", "--output", "--vagrantfile", "--include"}),
     "box": frozenset({"--name", "--box-version", "--checksum", "--checksum-type", "--provider", "--box",
                       "--cacert", "--capath", "--cert",
                       "-o", "--output"}),
