@@ -7,7 +7,7 @@ a second there, this a millisecond. The layout is qemu-img's (QEMU 7.2, format v
 64 KiB clusters, 16-bit refcounts, zlib compression type, no lazy refcounts): the header
 with its extensions (the backing file's format, the feature names) and the backing file's
 name in cluster 0, the refcount table in cluster 1, its one refcount block in cluster 2,
-the (empty) L1 table in cluster 3. tests/unit/test_snapshots.py checks each image with
+the (empty) L1 table in cluster 3. tests/unit/test_snapshot_logic.py checks each image with
 `qemu-img check` and compares it with qemu-img's own.
 """
 
