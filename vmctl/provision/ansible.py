@@ -204,24 +204,7 @@ def playbook_argv(program: str, s: AnsibleSettings, *, inventory: Path, limit: s
         argv.append(f"--extra-vars={'ansible_ssh_user' if v18 else 'ansible_user'}={user}")
     argv.append(f"--limit={limit}")
     argv.append(f"--inventory={inventory}")
-    if s.extra_vars_file:
-        argv.append(f"--extra-vars=@{s.extra_vars_file}")
-    elif s.extra_vars is not None:
-        argv.append("--extra-vars=" + json.dumps(s.extra_vars, sort_keys=True))
-    if s.become:
-        argv.append("--sudo" if v18 else "--become")
-    if s.become_user:
-        argv.append(f"--sudo-user={s.become_user}" if v18 else f"--become-user={s.become_user}")
-    if s.verbose:
-        argv.append(f"-{s.verbose}")
-    if s.vault_password_file:
-        argv.append(f"--vault-password-file={s.vault_password_file}")
-    if s.tags:
-        argv.append(f"--tags={s.tags}")
-    if s.skip_tags:
-        argv.append(f"--skip-tags={s.skip_tags}")
-    if s.start_at_task:
-        argv.append(f"--start-at-task={s.start_at_task}")
+    argv += run_options(s, v18=v18)
     if s.ask_become_pass:
         argv.append("--ask-sudo-pass" if v18 else "--ask-become-pass")
     if s.ask_vault_pass:
@@ -229,6 +212,32 @@ def playbook_argv(program: str, s: AnsibleSettings, *, inventory: Path, limit: s
     argv += list(s.raw_arguments)  # last: they take precedence, as in Vagrant
     argv.append(s.playbook)
     return argv
+
+
+def run_options(s: AnsibleSettings, *, v18: bool) -> list[str]:
+    """The ansible-playbook options the ansible and ansible_local provisioners share, in
+    Vagrant's order: extra variables, become, verbosity, the vault file, tags, the first task.
+    V18: ansible 1.8's spelling (--sudo for --become)."""
+    out = []
+    if s.extra_vars_file:
+        out.append(f"--extra-vars=@{s.extra_vars_file}")
+    elif s.extra_vars is not None:
+        out.append("--extra-vars=" + json.dumps(s.extra_vars, sort_keys=True))
+    if s.become:
+        out.append("--sudo" if v18 else "--become")
+    if s.become_user:
+        out.append(f"--sudo-user={s.become_user}" if v18 else f"--become-user={s.become_user}")
+    if s.verbose:
+        out.append(f"-{s.verbose}")
+    if s.vault_password_file:
+        out.append(f"--vault-password-file={s.vault_password_file}")
+    if s.tags:
+        out.append(f"--tags={s.tags}")
+    if s.skip_tags:
+        out.append(f"--skip-tags={s.skip_tags}")
+    if s.start_at_task:
+        out.append(f"--start-at-task={s.start_at_task}")
+    return out
 
 
 def playbook_env(s: AnsibleSettings, *, color: bool, base: dict[str, str] | None = None,

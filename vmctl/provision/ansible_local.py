@@ -12,13 +12,12 @@ touches this computer but the output.
 
 from __future__ import annotations
 
-import json
 import shlex
 from typing import TYPE_CHECKING
 
 from vmctl.errors import ProvisionError
 from vmctl.provision import Context, LineWriter, failure
-from vmctl.provision.ansible import render_inventory
+from vmctl.provision.ansible import render_inventory, run_options
 from vmctl.vagrantfile.model import AnsibleSettings, Provisioner
 
 if TYPE_CHECKING:
@@ -83,22 +82,7 @@ def playbook_command(s: AnsibleSettings, *, machine: str, inventory: str) -> str
         env["ANSIBLE_CONFIG"] = guest_path(s.provisioning_path, s.config_file)
     v18 = s.compatibility_mode == "1.8"
     args = [f"--limit={s.limit or machine}", f"--inventory={inventory}"]
-    if s.extra_vars_file:
-        args.append(f"--extra-vars=@{s.extra_vars_file}")
-    elif s.extra_vars is not None:
-        args.append("--extra-vars=" + json.dumps(s.extra_vars, sort_keys=True))
-    if s.become:
-        args.append("--sudo" if v18 else "--become")
-    if s.become_user:
-        args.append(f"--sudo-user={s.become_user}" if v18 else f"--become-user={s.become_user}")
-    if s.verbose:
-        args.append(f"-{s.verbose}")
-    if s.vault_password_file:
-        args.append(f"--vault-password-file={s.vault_password_file}")
-    for key in ("tags", "skip_tags", "start_at_task"):
-        value = getattr(s, key)
-        if value:
-            args.append(f"--{key.replace('_', '-')}={value}")
+    args += run_options(s, v18=v18)
     args += list(s.raw_arguments)
     args.append(s.playbook)
     exports = " ".join(f"{k}={q(v)}" for k, v in env.items())
