@@ -3,7 +3,7 @@
     .venv/bin/python bench/run.py [--runs N] [--only NAME ...] [--home DIR] [--no-write]
 
 Benchmarks (names for --only): up, cli, ssh, destroy, box-add, disk, vagrant, snapshot,
-snapshot-coreos.
+snapshot-coreos, package.
 `destroy` is measured on the machines that the `up` benchmark brings up, so
 `--only destroy` runs `up` too. `vagrant` runs vagrant + vagrant-libvirt against its own
 libvirtd in a network and mount namespace (bench/vagrant.py). A full run writes
@@ -46,7 +46,7 @@ VENV_BIN = ROOT / ".venv" / "bin"
 PYTHON = str(VENV_BIN / "python") if (VENV_BIN / "python").exists() else sys.executable
 VMCTL = str(VENV_BIN / "vmctl") if (VENV_BIN / "vmctl").exists() else shutil.which("vmctl") or "vmctl"
 BOX = "vmctl/tiny"
-NAMES = ("up", "cli", "ssh", "destroy", "box-add", "disk", "vagrant", "snapshot", "snapshot-coreos")
+NAMES = ("up", "cli", "ssh", "destroy", "box-add", "disk", "vagrant", "snapshot", "snapshot-coreos", "package")
 
 VAGRANTFILE = """\
 Vagrant.configure("2") do |config|
@@ -607,6 +607,58 @@ def bench_snapshot(s: Setup, work: Path, runs: int, r: Results, box: str) -> Non
               "page of zeros)"))
 
 
+def bench_package(s: Setup, work: Path, runs: int, r: Results) -> None:
+    """`vmctl package` of a stopped machine of the tiny box (after 64 MiB of random data and
+    64 MiB of text were written in it) against what vagrant-libvirt's package does with the
+    same overlay: `qemu-img convert -O qcow2 -c`, then `tar -czf` of the same members."""
+    project = work / "package"
+    project.mkdir(exist_ok=True)
+    (project / "Vagrantfile").write_text(VAGRANTFILE)
+    out = work / "package-out"
+    out.mkdir(exist_ok=True)
+    print(f"package: {runs} rounds of vmctl package of a stopped machine against qemu-img convert -c + tar -czf",
+          flush=True)
+    subjects, baselines, sizes = [], [], []
+    try:
+        vmctl("up", env=s.env, cwd=project, timeout=900)
+        vmctl("ssh", "-c", "head -c 64M /dev/urandom > ~/random && yes 'a line of text' | head -c 64M > ~/text"
+              " && sync", env=s.env, cwd=project, timeout=600)
+        vmctl("halt", env=s.env, cwd=project, timeout=600)
+        state = json.loads((project / ".vmctl/machines/default/state.json").read_text())
+        overlay = state["disks"][0]["path"] if state.get("disks") else state["disk"]
+        for i in range(runs):
+            box = out / "vmctl.box"
+            elapsed, _ = vmctl("package", "--output", str(box), env=s.env, cwd=project, timeout=1800)
+            subjects.append(elapsed)
+            sizes.append(box.stat().st_size)
+            box.unlink()
+            stage = out / "stage"
+            stage.mkdir()
+            start = time.perf_counter()
+            subprocess.run(["qemu-img", "convert", "-O", "qcow2", "-c", overlay, str(stage / "box.img")],
+                           check=True, capture_output=True)
+            (stage / "metadata.json").write_text('{"provider": "libvirt", "format": "qcow2", "virtual_size": 1}\n')
+            (stage / "Vagrantfile").write_text('Vagrant.configure("2") do |config|\nend\n')
+            shutil.copy(s.kernel, stage / "vmlinuz")
+            shutil.copy(s.initrd, stage / "initrd.img")
+            subprocess.run(["tar", "-C", str(stage), "-czf", str(out / "baseline.box"), "box.img", "metadata.json",
+                            "Vagrantfile", "vmlinuz", "initrd.img"], check=True, capture_output=True)
+            baselines.append(time.perf_counter() - start)
+            (out / "baseline.box").unlink()
+            shutil.rmtree(stage)
+            print(f"  round {i + 1}: vmctl package {subjects[-1]:.2f} s, baseline {baselines[-1]:.2f} s "
+                  f"({subjects[-1] / baselines[-1]:.2f}x)", flush=True)
+    finally:
+        vmctl("destroy", "-f", env=s.env, cwd=project, check=False)
+        shutil.rmtree(out, ignore_errors=True)
+    sub, base = median(subjects), median(baselines)
+    r.samples.update({"vmctl package (stopped tiny machine)": subjects, "qemu-img convert -c + tar -czf": baselines})
+    r.add(Row("package (stopped machine)", "vmctl package", "qemu-img convert -c + tar -czf", sub, base,
+              f"{sub / base:.2f}x", "<= 1.5x", sub / base <= 1.5,
+              note=f"(median of {runs}; a {median(sizes) / 2**20:.0f} MiB box; the machine holds 64 MiB of "
+              "random data and 64 MiB of text)"))
+
+
 # --- the machine it ran on -------------------------------------------------------------
 
 def machine_info(home: Path) -> dict[str, str]:
@@ -743,9 +795,10 @@ def main(argv: list[str] | None = None) -> int:
         ({"vagrant"}, lambda: bench_vagrant(s, work, args.runs, r)),
         ({"snapshot"}, lambda: bench_snapshot(s, work, args.runs, r, "tiny")),
         ({"snapshot-coreos"}, lambda: bench_snapshot(s, work, args.runs, r, "coreos-like")),
+        ({"package"}, lambda: bench_package(s, work, args.runs, r)),
     ]
     try:
-        if want & {"up", "destroy", "cli", "ssh", "snapshot", "snapshot-coreos"}:
+        if want & {"up", "destroy", "cli", "ssh", "snapshot", "snapshot-coreos", "package"}:
             print("warm-up: one vmctl up and destroy (libvirt capabilities, KVM probe)", flush=True)
             ensure_destroyed(s)
             vmctl("up", env=s.env, cwd=s.project)

@@ -186,6 +186,14 @@ def test_members_without_dot_prefix_and_subfolders(box_home: Path, box_make: Cal
     assert (box.dir / "initrd.img").read_bytes() == b"initrd"
 
 
+def test_a_packaged_login_key_is_unpacked_for_its_owner_only(box_home: Path, box_make: Callable[..., Path]) -> None:
+    """ssh refuses a private key others can read: a box's vagrant_private_key is made 0600
+    (the rest stays 0644, which QEMU under a system daemon needs to read the disk)."""
+    box = add_box(str(box_make(files={"vagrant_private_key": b"key"})), name="test/key")
+    assert (box.dir / "vagrant_private_key").stat().st_mode & 0o777 == 0o600
+    assert (box.dir / "box.img").stat().st_mode & 0o777 == 0o644
+
+
 # --- unpacking while the bytes arrive ---------------------------------------------------------
 
 def test_data_after_the_end_of_the_archive_is_read_through(box_home: Path, box_make: Callable[..., Path],

@@ -68,3 +68,23 @@ def test_generic_script_drops_the_machine_key_and_host_keys() -> None:
     assert "-e AAAAmachineblob" in user and "-e vmctl-0123" in user and "authorized_keys" in user
     assert "/etc/ssh/ssh_host_*" in privileged and "/etc/dropbear/dropbear_*_host_key" in privileged
     assert ": > /etc/machine-id" in privileged
+
+
+def test_a_stopped_machines_box_logs_in_with_its_packaged_key(tmp_path: Path) -> None:
+    """A box packaged from a stopped machine names its vagrant_private_key, as Vagrant's do;
+    the path resolves inside the box, so the box's Vagrantfile may name it."""
+    box = tmp_path / "box"
+    box.mkdir()
+    (box / "Vagrantfile").write_text(render_vagrantfile(
+        ssh_username="vagrant", kernel=False, initrd=False, cmd_line=None, include_vagrantfile=False,
+        private_key=True))
+    (box / "vagrant_private_key").write_text("key")
+    assert 'config.ssh.private_key_path = File.expand_path("../vagrant_private_key", __FILE__)' in (
+        box / "Vagrantfile").read_text()
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "Vagrantfile").write_text('Vagrant.configure("2") do |config|\n  config.vm.box = "t/p"\nend\n')
+    cfg = load_project(project / "Vagrantfile", box_vagrantfile=lambda name, c: box / "Vagrantfile")
+    (m,) = cfg.machines
+    assert m.ssh.private_key_path == (str(box / "vagrant_private_key"),)
+    assert not cfg.warnings

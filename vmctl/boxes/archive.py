@@ -419,9 +419,15 @@ def _make_parents(dest: Path, rel: PurePosixPath) -> None:
         folder.mkdir(mode=0o755, exist_ok=True)
 
 
+# A box made by `package` from a stopped machine carries that machine's login key, as
+# Vagrant's do; ssh refuses a private key that others can read.
+PRIVATE_FILES = frozenset({"vagrant_private_key"})
+
+
 def _create(target: Path, label: str, rel: str) -> int:
+    mode = 0o600 if rel in PRIVATE_FILES else 0o644
     try:
-        return os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
+        return os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     except FileExistsError as exc:
         raise BoxError(f"refusing the box {label}: member {rel!r} appears more than once") from exc
 

@@ -7,9 +7,12 @@
     Vagrantfile      config.ssh.username, and the kernel boot settings when the machine
                      boots that way (vmlinuz and initrd.img are then in the box too)
     include/         --include files, and --vagrantfile as include/_Vagrantfile (as Vagrant)
+    vagrant_private_key  a stopped machine's login key (see below)
 
 A running machine is made generic first, over SSH (the insecure key back, vmctl's machine
-key out, host keys removed, /etc/machine-id emptied), then halted. The archive is written
+key out, host keys removed, /etc/machine-id emptied), then halted. A stopped machine is
+packaged as it is, as Vagrant does: its login key goes in the box as vagrant_private_key,
+which the box's Vagrantfile names as config.ssh.private_key_path, and its host keys stay. The archive is written
 to a temporary file beside the output and linked into place, never over an existing file.
 """
 
@@ -59,13 +62,19 @@ def _ruby_string(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("#", "\\#") + '"'
 
 
+PRIVATE_KEY_MEMBER = "vagrant_private_key"
+
+
 def render_vagrantfile(*, ssh_username: str | None, kernel: bool, initrd: bool, cmd_line: str | None,
-                       include_vagrantfile: bool) -> str:
+                       include_vagrantfile: bool, private_key: bool = False) -> str:
     """The box's Vagrantfile: what it needs to boot and log in; with INCLUDE_VAGRANTFILE it
-    also loads include/_Vagrantfile (--vagrantfile), as Vagrant's packaged boxes do."""
+    also loads include/_Vagrantfile (--vagrantfile), as Vagrant's packaged boxes do; with
+    PRIVATE_KEY it logs in with the box's vagrant_private_key."""
     lines = ['Vagrant.configure("2") do |config|']
     if ssh_username:
         lines.append(f"  config.ssh.username = {_ruby_string(ssh_username)}")
+    if private_key:
+        lines.append(f'  config.ssh.private_key_path = File.expand_path("../{PRIVATE_KEY_MEMBER}", __FILE__)')
     if kernel:
         lines.append("  config.vm.provider :libvirt do |libvirt|")
         lines.append('    libvirt.kernel = File.join(File.dirname(__FILE__), "vmlinuz")')
@@ -124,6 +133,7 @@ def package(machine: Machine, output: Path, *, vagrantfile: Path | None, include
         st = machine.require_state()
         with hypervisor.connect(st.uri) as c:
             state = machine.status(c)
+        private_key: Path | None = None
         if state in (hypervisor.SAVED, hypervisor.PAUSED):
             raise MachineError(f"machine {machine.name} is suspended",
                                hint=f"resume it (vmctl resume {machine.name}) or halt it first")
@@ -135,13 +145,18 @@ def package(machine: Machine, output: Path, *, vagrantfile: Path | None, include
             with contextlib.suppress(FileNotFoundError):
                 machine.known_hosts.unlink()
         elif state != hypervisor.NOT_CREATED:
+            if st.key_inserted and machine.key_file.exists():
+                private_key = machine.key_file
             emit(f"==> {machine.name}: the machine is not running: packaging its disks as they are "
-                 "(not made generic: its SSH keys stay in the box)")
+                 "(not made generic: its SSH host keys stay in the box"
+                 + (f", and its login key goes in the box as {PRIVATE_KEY_MEMBER}, as Vagrant does; "
+                    "package a running machine for a box without them)" if private_key else ")"))
         else:
             raise MachineError(f"machine {machine.name} is not created", hint=f"vmctl up {machine.name}")
         disks = _packaged_disks(st.all_disks())
         emit(f"==> {machine.name}: packaging {len(disks)} disk{'s' if len(disks) > 1 else ''} into {output}")
-        _write_box(machine, disks, output, vagrantfile=vagrantfile, include=include, emit=emit)
+        _write_box(machine, disks, output, vagrantfile=vagrantfile, include=include,
+                   private_key=private_key, emit=emit)
     emit(f"==> {machine.name}: box written: {output}")
     return output
 
@@ -201,7 +216,7 @@ def _virtual_size(image: Path) -> int:
 
 
 def _write_box(machine: Machine, disks: list[MachineDisk], output: Path, *, vagrantfile: Path | None,
-               include: list[Path], emit: Emit) -> None:
+               include: list[Path], private_key: Path | None, emit: Emit) -> None:
     lv = machine.config.libvirt
     kernel = Path(lv.kernel) if lv.kernel else None
     initrd = Path(lv.initrd) if lv.initrd else None
@@ -226,12 +241,15 @@ def _write_box(machine: Machine, disks: list[MachineDisk], output: Path, *, vagr
         (stage / "Vagrantfile").write_text(render_vagrantfile(
             ssh_username=st.ssh_user, kernel=kernel is not None, initrd=initrd is not None,
             cmd_line=lv.cmd_line if kernel is not None else None, include_vagrantfile=vagrantfile is not None,
+            private_key=private_key is not None,
         ))
         members += [(stage / "metadata.json", "metadata.json"), (stage / "Vagrantfile", "Vagrantfile")]
         if kernel is not None:
             members.append((kernel, "vmlinuz"))
         if initrd is not None:
             members.append((initrd, "initrd.img"))
+        if private_key is not None:
+            members.append((private_key, PRIVATE_KEY_MEMBER))
         if vagrantfile is not None:
             members.append((vagrantfile, "include/_Vagrantfile"))
         members += [(f, f"include/{f.name}") for f in include]
