@@ -250,3 +250,38 @@ def side_by_side(box_file: Path, vmctl: VmctlRunner, runs: int, driver: str, mem
             sandbox.stop()
             shutil.rmtree(root, ignore_errors=True)
     return samples
+
+
+def boots(box_file: Path, command: str, *, memory: int = 256, cpus: int = 1,
+          log: Callable[[str], None] = print) -> str:
+    """`vagrant up` of BOX_FILE under vagrant-libvirt (TCG) in a sandbox, then
+    `vagrant ssh -c COMMAND`; its output. Always destroyed and cleaned up."""
+    root = Path(tempfile.mkdtemp(prefix="vmctl-vagrant-boots-"))
+    root.chmod(0o755)
+    sandbox = Sandbox(root / "sandbox")
+    project: VagrantProject | None = None
+    try:
+        sandbox.start()
+        project = VagrantProject(sandbox, root, "qemu", memory, cpus)
+        project.add_box(box_file)
+        seconds, _ = project.run("up", timeout=900)
+        log(f"vagrant up: {seconds:.1f} s")
+        return project.run("ssh", "-c", command)[1]
+    finally:
+        try:
+            if project is not None:
+                project.run("destroy", "-f", check=False, timeout=300)
+        finally:
+            sandbox.stop()
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    import sys
+
+    # python bench/vagrant.py boots FILE.box [COMMAND]: does vagrant-libvirt boot this box?
+    if len(sys.argv) not in (3, 4) or sys.argv[1] != "boots":
+        sys.exit("usage: python bench/vagrant.py boots FILE.box [COMMAND]")
+    if (lack := missing()) is not None:
+        sys.exit(f"{lack} is missing: apt-get install vagrant vagrant-libvirt dnsmasq-base")
+    print(boots(Path(sys.argv[2]).resolve(), sys.argv[3] if len(sys.argv) == 4 else "uname -a"), end="")
