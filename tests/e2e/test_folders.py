@@ -38,6 +38,7 @@ PROJECT = """
         web.vm.synced_folder "share", "/srv/share", type: "virtiofs"
         web.vm.synced_folder "nfs", "/srv/nfs", type: "nfs", nfs_version: 4, nfs_udp: false
         web.vm.synced_folder "src", "/srv/src", rsync__exclude: ["*.tmp", "cache/"]
+        web.vm.provision "reboot-now", type: "shell", inline: "true", reboot: true, run: "never"
       end
       config.vm.define "db" do |db|
         db.vm.hostname = "db"
@@ -91,6 +92,15 @@ def test_two_way_folders_mounted_again_after_reload(vmctl: Vmctl, cluster: Path)
     vmctl("reload", "web", cwd=cluster, timeout=300)
     (cluster / "share" / "after-reload.txt").write_text("still shared\n")
     assert ssh(vmctl, cluster, "web", "cat /srv/share/after-reload.txt") == "still shared\n"
+    assert "/srv/nfs type virtiofs" in ssh(vmctl, cluster, "web", "mount")
+
+
+def test_two_way_folders_mounted_again_after_a_provisioners_reboot(vmctl: Vmctl, cluster: Path) -> None:
+    before = ssh(vmctl, cluster, "web", "cat /proc/sys/kernel/random/boot_id")
+    vmctl("provision", "web", "--provision-with", "reboot-now", cwd=cluster, timeout=300)
+    assert ssh(vmctl, cluster, "web", "cat /proc/sys/kernel/random/boot_id") != before
+    (cluster / "share" / "after-reboot.txt").write_text("shared after the reboot\n")
+    assert ssh(vmctl, cluster, "web", "cat /srv/share/after-reboot.txt") == "shared after the reboot\n"
     assert "/srv/nfs type virtiofs" in ssh(vmctl, cluster, "web", "mount")
 
 
