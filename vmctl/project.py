@@ -28,14 +28,15 @@ class Project:
 
     def load(self) -> ProjectConfig:
         from vmctl.vagrantfile import has_plugin_setting, load_project
+        from vmctl.vagrantfile.recording import StoreLookup
 
-        def box_vagrantfile(name: str, constraint: str | None) -> Path | None:
+        def find(name: str, constraint: str | None) -> Path | None:
             from vmctl.boxes.installed import find_box_vagrantfile
 
             return find_box_vagrantfile(name, constraint)
 
         return load_project(
-            self.vagrantfile, box_vagrantfile=box_vagrantfile, argv=self.words,
+            self.vagrantfile, box_vagrantfile=StoreLookup(str(paths.boxes_dir()), find), argv=self.words,
             has_plugin=has_plugin_setting(),
         )
 

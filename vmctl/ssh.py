@@ -157,15 +157,9 @@ def _load_pkey(path: Path) -> Any:
 
 def read_pin(known_hosts: Path, alias: str) -> tuple[str, str] | None:
     """(key type, base64 blob) pinned for ALIAS, or None."""
-    try:
-        lines = known_hosts.read_text().splitlines()
-    except FileNotFoundError:
-        return None
-    for line in lines:
-        parts = line.split()
-        if len(parts) >= 3 and parts[0] == alias:
-            return parts[1], parts[2]
-    return None
+    from vmctl import openssh
+
+    return openssh.read_pin(known_hosts, alias)
 
 
 def write_pin(known_hosts: Path, alias: str, key_type: str, blob: str) -> None:
@@ -589,107 +583,30 @@ def replace_insecure_key(s: Session, new_public_line: str) -> None:
     )
 
 
+def login_of(endpoint: Endpoint, key: Path) -> Any:
+    """ENDPOINT and the key an OpenSSH client should use, as openssh.Login's plain values."""
+    from vmctl import openssh
+
+    return openssh.Login(
+        port=endpoint.port, user=endpoint.user, alias=endpoint.alias, known_hosts=str(endpoint.known_hosts),
+        key=str(key), keys_only=endpoint.keys_only, connect_timeout=endpoint.connect_timeout,
+        forward_agent=endpoint.forward_agent, forward_x11=endpoint.forward_x11,
+        forward_env=endpoint.forward_env,
+        config_file=str(endpoint.config_file) if endpoint.config_file is not None else None,
+        extra_args=endpoint.extra_args,
+    )
+
+
 def openssh_options(endpoint: Endpoint, key: Path, *, plain: bool = False) -> list[str]:
-    """OpenSSH options that log in with KEY and enforce the pinned host key. PLAIN (Vagrant's
-    `ssh --plain`): no user and no key, authentication is left to the user; the host key
-    is still checked against the pin. An -o value is read as a config line: paths are
-    quoted by the same rule as ssh-config's."""
-    pin = read_pin(endpoint.known_hosts, endpoint.alias)
-    opts = [
-        "-o", f"HostKeyAlias={endpoint.alias}",
-        "-o", f"UserKnownHostsFile={_config_value(str(endpoint.known_hosts))}",
-        "-o", "StrictHostKeyChecking=yes",
-        "-o", "GlobalKnownHostsFile=/dev/null",
-        "-o", "LogLevel=ERROR",
-        "-o", f"ConnectTimeout={endpoint.connect_timeout or 10}",
-        "-p", str(endpoint.port),
-    ]  # fmt: skip
-    if not plain:
-        opts += [
-            "-o", f"IdentitiesOnly={'yes' if endpoint.keys_only else 'no'}",
-            "-o", "PasswordAuthentication=no",
-            "-i", str(key),
-            "-l", endpoint.user,
-        ]  # fmt: skip
-    if pin:
-        opts[0:0] = ["-o", f"HostKeyAlgorithms={pin[0]}"]
-    return opts + _session_options(endpoint)
+    """OpenSSH options that log in with KEY and enforce the pinned host key (openssh.options)."""
+    from vmctl import openssh
 
-
-def _session_options(endpoint: Endpoint) -> list[str]:
-    """config.ssh.forward_agent, forward_x11, forward_env, config and extra_args, for the
-    host's ssh; each checked again here (resolve.py checked them first)."""
-    from vmctl import untrusted
-
-    opts: list[str] = []
-    if endpoint.forward_agent:
-        opts += ["-o", "ForwardAgent=yes"]
-    if endpoint.forward_x11:
-        opts += ["-o", "ForwardX11=yes", "-o", "ForwardX11Trusted=yes"]
-    for name in endpoint.forward_env:
-        opts += ["-o", f"SendEnv={_config_value(name, pattern_ok=True)}"]
-    if endpoint.config_file is not None:
-        _check_config_file(endpoint.config_file)
-        opts += ["-F", str(endpoint.config_file)]
-    problem = untrusted.ssh_args_problem(list(endpoint.extra_args))
-    if problem is not None:
-        raise SSHError(f"config.ssh.extra_args: {problem}")
-    return opts + list(endpoint.extra_args)
-
-
-def _check_config_file(path: Path) -> None:
-    """The OpenSSH config file config.ssh.config names, vetted line by line: a Vagrantfile
-    may not hand the host's ssh a ProxyCommand or anything else that runs or writes."""
-    from vmctl import untrusted
-
-    try:
-        text = path.read_text(errors="replace")[:1_000_000]
-    except OSError as exc:
-        raise SSHError(f"could not read the SSH config {path} (config.ssh.config): {exc.strerror}") from exc
-    problem = untrusted.ssh_config_problem(text)
-    if problem is not None:
-        raise SSHError(f"refusing the SSH config {path} (config.ssh.config): {problem}",
-                       hint="a Vagrantfile's ssh config may only shape the session (ForwardAgent, "
-                       "ServerAliveInterval, SendEnv ...)")
-
-
-def _config_value(value: str, *, pattern_ok: bool = True) -> str:
-    from vmctl import untrusted
-
-    try:
-        return untrusted.ssh_config_value(value, pattern_ok=pattern_ok)
-    except ValueError as exc:
-        raise SSHError(f"cannot hand this to OpenSSH: {exc}",
-                       hint="move the project to a folder whose path has no control characters or double quotes") from exc
+    return openssh.options(login_of(endpoint, key), plain=plain)
 
 
 def config_block(host: str, endpoint: Endpoint, key: Path) -> str:
     """An OpenSSH config entry `Host HOST` that logs in to ENDPOINT with KEY and the pinned
-    host key. Every value is checked and quoted: a line break in one would add lines of its
-    own (a ProxyCommand runs a command), a pattern in HOST would match other hosts."""
-    pin = read_pin(endpoint.known_hosts, endpoint.alias)
-    lines = [
-        f"Host {_config_value(host, pattern_ok=False)}",
-        "  HostName 127.0.0.1",
-        f"  User {_config_value(endpoint.user, pattern_ok=False)}",
-        f"  Port {int(endpoint.port)}",
-        f"  UserKnownHostsFile {_config_value(str(endpoint.known_hosts))}",
-        "  StrictHostKeyChecking yes",
-        f"  HostKeyAlias {_config_value(endpoint.alias, pattern_ok=False)}",
-        *([f"  HostKeyAlgorithms {_config_value(pin[0], pattern_ok=False)}"] if pin else []),
-        "  PasswordAuthentication no",
-        f"  IdentityFile {_config_value(str(key))}",
-        f"  IdentitiesOnly {'yes' if endpoint.keys_only else 'no'}",
-        "  LogLevel ERROR",
-    ]
-    if endpoint.connect_timeout:
-        lines.append(f"  ConnectTimeout {int(endpoint.connect_timeout)}")
-    if endpoint.forward_agent:
-        lines.append("  ForwardAgent yes")
-    if endpoint.forward_x11:
-        lines += ["  ForwardX11 yes", "  ForwardX11Trusted yes"]
-    lines += [f"  SendEnv {_config_value(name, pattern_ok=True)}" for name in endpoint.forward_env]
-    if endpoint.config_file is not None:
-        _check_config_file(endpoint.config_file)
-        lines.insert(1, f"  Include {_config_value(str(endpoint.config_file))}")
-    return "\n".join(lines)
+    host key (openssh.config_block)."""
+    from vmctl import openssh
+
+    return openssh.config_block(host, login_of(endpoint, key))

@@ -26,7 +26,6 @@ Nothing here imports the rest of vmctl: the foundations (paths, term) use it too
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable
 
@@ -69,6 +68,8 @@ def parse_address(text: object) -> str | None:
     goes into QEMU's comma-separated option strings must pass this first."""
     if not isinstance(text, str) or len(text) > 64:
         return None
+    import ipaddress  # here: `vmctl ssh`'s fast path reads this module and needs no addresses
+
     try:
         return str(ipaddress.ip_address(text.strip("[]") if text.startswith("[") else text))
     except ValueError:
@@ -104,22 +105,27 @@ def iface_name_problem(name: object) -> str | None:
 # The address space a Vagrantfile may put a host-only network in (RFC 1918): a bridge with
 # a route for any other subnet would take the host's own traffic to those addresses (a
 # private_network "1.1.1.10" would hand the host's 1.1.1.1 to a guest).
-HOST_NETWORK_SPACE = tuple(ipaddress.ip_network(n) for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"))
+HOST_NETWORK_SPACE = ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
 
 
 def host_network_problem(subnet: str) -> str | None:
     """Why SUBNET cannot be a host-only network on this host's routing table, or None."""
+    import ipaddress
+
     try:
         net = ipaddress.ip_network(subnet)
     except ValueError:
         return f"{subnet!r} is not a subnet"
-    if net.version != 4 or not any(net.subnet_of(space) for space in HOST_NETWORK_SPACE):  # type: ignore[arg-type]
+    if net.version != 4 or not any(net.subnet_of(ipaddress.ip_network(space))  # type: ignore[arg-type]
+                                   for space in HOST_NETWORK_SPACE):
         return (f"{net} is not private address space (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16): a host route "
                 "for it would take the host's own traffic to those addresses")
     return None
 
 
 def is_loopback(address: str) -> bool:
+    import ipaddress
+
     try:
         return ipaddress.ip_address(address).is_loopback
     except ValueError:

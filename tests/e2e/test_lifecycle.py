@@ -79,6 +79,13 @@ def test_lifecycle(vmctl: Vmctl, tiny_box: Path, project: Path, destroy_after: l
     assert r.returncode == 3
     assert r.stdout.strip() == "lifecycle"
     assert "to-err" in r.stderr and "to-err" not in r.stdout
+    # ... through the fast path (vmctl/cli/fast_ssh.py): OpenSSH exec'd with none of the
+    # machine layer imported on the way (Python's import log shows what was).
+    fast = vmctl("ssh", "-c", "echo fast; echo err >&2; exit 4", cwd=project, check=False,
+                 env={"PYTHONPROFILEIMPORTTIME": "1"})
+    imported = {line.split("|")[-1].strip() for line in fast.stderr.splitlines() if line.startswith("import time:")}
+    assert (fast.returncode, fast.stdout) == (4, "fast\n") and "err" in fast.stderr.splitlines()
+    assert "vmctl.cli.fast_ssh" in imported and not imported & {"vmctl.project", "vmctl.machine", "typer"}, imported
 
     # The insecure key is gone; the machine key works; synced folder and file provisioner.
     keys = vmctl("ssh", "-c", "cat ~/.ssh/authorized_keys", cwd=project).stdout

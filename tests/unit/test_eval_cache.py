@@ -206,9 +206,9 @@ def test_a_change_to_the_evaluator_is_a_new_stamp(tmp_path: Path, monkeypatch: p
     code.mkdir()
     (code / "interpreter.py").write_text("x = 1\n")
     monkeypatch.setattr(cache, "_CODE", code)
-    first = cache._code_stamp()
+    first = cache.code_stamp()
     (code / "interpreter.py").write_text("x = 22\n")
-    assert cache._code_stamp() != first
+    assert cache.code_stamp() != first
 
 
 def test_kept_results_live_in_vmctl_home_only(project: Project) -> None:

@@ -1,7 +1,8 @@
 """The command line: thin commands that parse, call the core, and print.
 
 `main` takes Vagrant's global flags out of the command line (vmctl/cli/flags.py), sets
-up the terminal and the logs, and then runs the command: the commands scripts call most
+up the terminal and the logs, and then runs the command: `ssh` first through its fast path
+(vmctl/cli/fast_ssh.py), which hands over to OpenSSH when it can; the commands scripts call most
 (`status`, `ssh`, `ssh-config`, `port`, `version`, `--version`) through a small parser of
 their plain forms (vmctl/cli/fast.py), everything else through typer (vmctl/cli/app.py).
 Nothing heavy is imported here: `vmctl --version` must start fast.
@@ -105,6 +106,11 @@ def main(argv: list[str] | None = None) -> None:
     from vmctl.errors import VmctlError
 
     try:
+        if args[:1] == ["ssh"] and not (flags.debug or flags.machine_readable):
+            from vmctl.cli import fast_ssh
+
+            if fast_ssh.run(*_split_ssh_extra(args)):  # execs OpenSSH when every check passes
+                return
         _configure(flags, argv)
         _run(args)
     except VmctlError as exc:

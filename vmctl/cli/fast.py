@@ -10,8 +10,10 @@ and usage errors. A unit test parses the same command lines both ways and compar
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+TYPE_CHECKING = False  # typing costs `vmctl ssh`'s fast path (vmctl/cli/fast_ssh.py) a few ms
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
 
 
 class Spec:
@@ -75,6 +77,17 @@ SUBCOMMANDS = {
 def parse(argv: list[str], extra: list[str]) -> tuple[Callable[..., Any], dict[str, Any]] | None:
     """The command function and its arguments for ARGV (EXTRA: what followed `--`, for
     ssh), or None when typer must parse ARGV."""
+    matched = match(argv, extra)
+    if matched is None:
+        return None
+    spec, kwargs = matched
+    import importlib
+
+    return getattr(importlib.import_module(spec.module), spec.function), kwargs
+
+
+def match(argv: list[str], extra: list[str]) -> tuple[Spec, dict[str, Any]] | None:
+    """The plain grammar ARGV follows and its arguments, or None when typer must parse ARGV."""
     if not argv or (argv[0] not in SPECS and argv[0] not in SUBCOMMANDS):
         return None
     rest = argv[1:]
@@ -113,6 +126,4 @@ def parse(argv: list[str], extra: list[str]) -> tuple[Callable[..., Any], dict[s
         kwargs["name"] = names[0] if names else None
     if argv[0] == "ssh":
         kwargs["extra"] = list(extra)
-    import importlib
-
-    return getattr(importlib.import_module(spec.module), spec.function), kwargs
+    return spec, kwargs

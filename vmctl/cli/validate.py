@@ -17,7 +17,10 @@ def box_vagrantfile_lookup() -> Any:
         from vmctl.boxes.installed import find_box_vagrantfile
     except (ImportError, AttributeError):
         return None
-    return find_box_vagrantfile
+    from vmctl import paths
+    from vmctl.vagrantfile.recording import StoreLookup
+
+    return StoreLookup(str(paths.boxes_dir()), find_box_vagrantfile)
 
 
 def load_current_project(argv: tuple[str, ...]) -> Any:

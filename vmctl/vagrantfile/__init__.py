@@ -19,12 +19,27 @@ UnsupportedConstruct) naming the file and line; nothing else escapes.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
-from pathlib import Path
+import os
 
-from vmctl.vagrantfile.model import MachineConfig, ProjectConfig, machine_json
+TYPE_CHECKING = False  # typing itself costs `vmctl ssh`'s fast path a few milliseconds
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+    from pathlib import Path
+    from typing import Any
+
+    from vmctl.vagrantfile.model import MachineConfig, ProjectConfig, machine_json
 
 __all__ = ["MachineConfig", "ProjectConfig", "load_project", "machine_json"]
+
+
+def __getattr__(name: str) -> Any:
+    """The model's names, imported when first asked for: `vmctl ssh`'s fast path reads the
+    evaluation cache's probes (recording.py, cache.py) without the model's dataclasses."""
+    if name in ("MachineConfig", "ProjectConfig", "machine_json"):
+        from vmctl.vagrantfile import model
+
+        return getattr(model, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def load_project(
@@ -67,7 +82,7 @@ def load_project(
                                   has_plugin=has_plugin, limits=limits, recorder=recorder)
         return config, recorder.probes
 
-    config, probes = run_bounded(evaluate, seconds=limits.seconds, what=Path(vagrantfile).name)
+    config, probes = run_bounded(evaluate, seconds=limits.seconds, what=os.path.basename(vagrantfile))
     if use_cache:
         cache.store(vagrantfile, config, probes, has_plugin=has_plugin)
     return config
@@ -75,16 +90,12 @@ def load_project(
 
 def has_plugin_setting() -> bool:
     """What `Vagrant.has_plugin?` answers: true unless VMCTL_HAS_PLUGIN=0."""
-    import os
-
     return os.environ.get("VMCTL_HAS_PLUGIN", "1") != "0"
 
 
 def evaluation_seconds() -> float:
     """The time bound of one evaluation: VMCTL_EVAL_SECONDS (1 to 600), else 10. Set by the
     user only: a Vagrantfile's `ENV[...] =` never reaches the environment."""
-    import os
-
     try:
         return min(600.0, max(1.0, float(os.environ.get("VMCTL_EVAL_SECONDS", "10"))))
     except ValueError:

@@ -34,7 +34,7 @@ from vmctl.vagrantfile.config import (
 from vmctl.vagrantfile.interpreter import Break, Interpreter, Limits, Next, Return
 from vmctl.vagrantfile.libvirt import LibvirtConfig, merge_libvirt
 from vmctl.vagrantfile.model import ProjectConfig
-from vmctl.vagrantfile.recording import Recorder
+from vmctl.vagrantfile.recording import Recorder, StoreLookup, box_store
 from vmctl.vagrantfile.values import Abort, LimitError, RubyError
 
 BoxLookup = Callable[[str, "str | None"], "Path | None"]
@@ -113,6 +113,14 @@ def _stack_room(extra: int) -> Iterator[None]:
         yield
     finally:
         sys.setrecursionlimit(old)
+
+
+def _note_box_store(recorder: Recorder, root: str) -> None:
+    """The box store's fingerprint, taken before each lookup (recording.StoreLookup): if it
+    changed between two lookups of one evaluation, the probe can never answer the same."""
+    now = box_store(root)
+    if recorder.note("boxstore", root, now) != now:
+        recorder.probes[("boxstore", root)] = ("changed during the evaluation",)
 
 
 class ProjectLoader:
@@ -200,6 +208,8 @@ class ProjectLoader:
             return self.box_layers[key]
         ip = self.ip
         box, version = key
+        if isinstance(self.box_lookup, StoreLookup):
+            _note_box_store(ip.recorder, self.box_lookup.root)
         try:
             path = self.box_lookup(box, version)
             ip.recorder.note("box", (box, version), str(path) if path is not None else None)
