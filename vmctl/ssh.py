@@ -444,6 +444,34 @@ def connect(endpoint: Endpoint, timeout: float = 10.0) -> Session:
 STALE_ATTEMPT = 10.0
 
 
+def wait_until_welcomed(host: str, port: int, *, timeout: float = 15.0) -> bool:
+    """Wait until a new connection to HOST:PORT gets the SSH server's banner; whether it did.
+
+    The readiness attempts of `up` that lost the race reach the guest's SSH server as
+    unauthenticated connections, which a guest under emulation may take seconds to see
+    closed; until then dropbear (5 per address: every connection through QEMU's user
+    networking comes from one) and sshd (MaxStartups) close new connections before their
+    banner, and `vmctl up && vmctl ssh` would fail. One banner read costs a millisecond when
+    nothing waits."""
+    import socket
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with socket.create_connection((host, port), timeout=5.0) as sock:
+                sock.settimeout(max(0.5, min(5.0, deadline - time.monotonic())))
+                banner = b""
+                while len(banner) < 4 and (chunk := sock.recv(4 - len(banner))):
+                    banner += chunk
+                if banner == b"SSH-":
+                    return True
+        except OSError as exc:  # reset, refused, a banner that never came
+            log.debug("ssh: no banner yet from %s:%d: %s", host, port, exc)
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.2)
+
+
 def wait_for_ssh(
     endpoint: Endpoint,
     *,

@@ -251,6 +251,11 @@ class Machine(GuestMixin):
             timer.mark("provision")
         finally:
             session.close()
+        from vmctl import ssh
+
+        if not ssh.wait_until_welcomed("127.0.0.1", st.ssh_port):
+            log.debug("%s: the guest's SSH server sent no banner to a new connection within 15 s", self.name)
+        timer.mark("ssh welcomes")
         emit(f"==> {self.name}: machine is ready (SSH on 127.0.0.1:{st.ssh_port}; log in with: vmctl ssh {self.name})")
 
     def halt(self, *, force: bool, emit: Emit, timeout: float | None = None) -> None:
