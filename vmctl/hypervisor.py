@@ -867,8 +867,8 @@ class Connection:
         except self._lv.libvirtError as exc:
             raise HypervisorError(f"libvirt failed on {name}: {_first_line(exc)}") from exc
 
-    def fix_saved_xml(self, name: str, sources: dict[str, str]) -> None:
-        """Point the managed-save image's disks at SOURCES (see vmstate.fix_saved_xml)."""
+    def fix_saved_xml(self, name: str, sources: dict[str, str], formats: dict[str, str] | None = None) -> None:
+        """Point the managed-save image's disks at SOURCES, of FORMATS (see vmstate.fix_saved_xml)."""
         from vmctl import vmstate
 
         dom = self._domain(name)
@@ -876,7 +876,7 @@ class Connection:
             if dom is None or dom.hasManagedSaveImage() != 1:
                 return
             xml = dom.managedSaveGetXMLDesc(self._lv.VIR_DOMAIN_SAVE_IMAGE_XML_SECURE)
-            dom.managedSaveDefineXML(vmstate.fix_saved_xml(xml, sources), 0)
+            dom.managedSaveDefineXML(vmstate.fix_saved_xml(xml, sources, formats), 0)
         except self._lv.libvirtError as exc:
             raise HypervisorError(f"libvirt could not update the saved state of {name}: {exc}") from exc
 

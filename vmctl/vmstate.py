@@ -384,9 +384,10 @@ def _quietly(mon: Monitor, command: str, **arguments: Any) -> None:
         log.debug("%s: %s", command, exc)
 
 
-def fix_saved_xml(xml: str, sources: dict[str, str]) -> str:
+def fix_saved_xml(xml: str, sources: dict[str, str], formats: dict[str, str] | None = None) -> str:
     """The domain XML of a saved-state image with each disk target in SOURCES pointing at
-    that file and no <backingStore>: libvirt would otherwise reopen the images it knew
+    that file (of the format FORMATS gives it: a raw disk continues on a qcow2 overlay after
+    a snapshot) and no <backingStore>: libvirt would otherwise reopen the images it knew
     when QEMU started (a layer of a snapshot, or a file that is gone) and impose their old
     backing chains instead of reading the chain from the images themselves."""
     root = ET.fromstring(xml)
@@ -400,6 +401,9 @@ def fix_saved_xml(xml: str, sources: dict[str, str]) -> str:
             if source is not None:
                 source.set("file", sources[dev])
                 source.attrib.pop("index", None)
+            driver = disk.find("driver")
+            if formats and dev in formats and driver is not None:
+                driver.set("type", formats[dev])
     return ET.tostring(root, encoding="unicode")
 
 
