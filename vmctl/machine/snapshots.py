@@ -11,10 +11,16 @@ Where things live:
                                                  snapshot's layer
   VMCTL_HOME/machines/ID/snapshots/LID-vda.qcow2 overlays made by snapshot commands: the
                                                  active image of a disk, or a frozen layer
+  VMCTL_HOME/machines/ID/disk-NAME.{qcow2,raw}   an extra disk as `up` made it: likewise
   VMCTL_HOME/machines/ID/snapshots/SID.vmstate   the saved state (memory and devices) of a
                                                  snapshot of a running machine
+  VMCTL_HOME/machines/ID/snapshots/SID.nvram     a stopped machine's UEFI variables store
+  VMCTL_HOME/machines/ID/snapshots/SID.tpm.tar   and its emulated TPM's state files (a
+                                                 running machine's are in its saved state)
 
-A snapshot is, for each disk, a frozen layer: the image the disk was using when the
+A snapshot is, for each disk of the machine (disks_of: the box disk, a multi-disk box's
+other disks, the extra disks; a raw one continues on a qcow2 overlay that records its
+backing as raw), a frozen layer: the image the disk was using when the
 snapshot was taken, made read-only, while the disk continues on a new overlay whose
 backing file it is. Layers form a tree (a snapshot's parent is the one whose layer backs
 its own); restoring makes a new overlay on the snapshot's layer. Deleting a snapshot
