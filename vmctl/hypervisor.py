@@ -220,45 +220,19 @@ class _ForkedWorker:
 def _fork_worker(uri: str, lock_fd: int) -> _ForkedWorker | None:
     """Fork the worker instead of starting a new interpreter (saves ~50 ms per command).
     Only from a single-threaded process: a fork copies no other thread, and a lock one
-    of them held would stay locked forever in the child."""
+    of them held would stay locked forever in the child. The child keeps the root's lock
+    (LOCK_FD) until it exits."""
     if threading.active_count() != 1 or not hasattr(os, "fork"):
         return None
-    to_child_r, to_child_w = os.pipe()
-    to_parent_r, to_parent_w = os.pipe()
-    import sys
+    from vmctl import workers
 
-    sys.stdout.flush()
-    sys.stderr.flush()
-    pid = os.fork()
-    if pid == 0:  # the worker
-        code = 1
-        try:
-            os.setsid()  # Ctrl-C goes to vmctl, which then stops the worker
-            # Keep only what a spawned worker would have: its pipes, the root's lock, and
-            # quiet stdio. An inherited machine lock or the caller's stdout would otherwise
-            # stay held for as long as the worker lives, after vmctl itself has gone.
-            null = os.open(os.devnull, os.O_RDWR)
-            log_file = _embedded_root(uri) / "log" / "worker.log"
-            err = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-            os.dup2(null, 0)
-            os.dup2(null, 1)
-            os.dup2(err, 2)
-            keep = sorted({to_child_r, to_parent_w, lock_fd})
-            start = 3
-            for fd in keep:
-                os.closerange(start, fd)
-                start = fd + 1
-            os.closerange(start, os.sysconf("SC_OPEN_MAX"))
-            from vmctl.libvirt_worker import serve
+    def serve(requests: Any, out: Any) -> int:
+        from vmctl.libvirt_worker import serve
 
-            with os.fdopen(to_child_r, "r") as requests, os.fdopen(to_parent_w, "w") as out:
-                code = serve(uri, requests, out)
-        finally:
-            os._exit(code)  # no atexit handlers, no second flush of the parent's buffers
-    os.close(to_child_r)
-    os.close(to_parent_w)
-    # The child kept LOCK_FD: it holds the root's lock until it exits.
-    return _ForkedWorker(pid, os.fdopen(to_child_w, "w"), os.fdopen(to_parent_r, "r"))
+        return serve(uri, requests, out)
+
+    pid, requests, replies = workers.fork(serve, keep_fd=lock_fd, log_file=_embedded_root(uri) / "log" / "worker.log")
+    return _ForkedWorker(pid, requests, replies)
 
 
 class WorkerConnection:
@@ -867,8 +841,8 @@ class Connection:
         except self._lv.libvirtError as exc:
             raise HypervisorError(f"libvirt failed on {name}: {_first_line(exc)}") from exc
 
-    def fix_saved_xml(self, name: str, sources: dict[str, str]) -> None:
-        """Point the managed-save image's disks at SOURCES (see vmstate.fix_saved_xml)."""
+    def fix_saved_xml(self, name: str, sources: dict[str, str], formats: dict[str, str] | None = None) -> None:
+        """Point the managed-save image's disks at SOURCES, of FORMATS (see vmstate.fix_saved_xml)."""
         from vmctl import vmstate
 
         dom = self._domain(name)
@@ -876,7 +850,7 @@ class Connection:
             if dom is None or dom.hasManagedSaveImage() != 1:
                 return
             xml = dom.managedSaveGetXMLDesc(self._lv.VIR_DOMAIN_SAVE_IMAGE_XML_SECURE)
-            dom.managedSaveDefineXML(vmstate.fix_saved_xml(xml, sources), 0)
+            dom.managedSaveDefineXML(vmstate.fix_saved_xml(xml, sources, formats), 0)
         except self._lv.libvirtError as exc:
             raise HypervisorError(f"libvirt could not update the saved state of {name}: {exc}") from exc
 

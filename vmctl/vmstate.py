@@ -384,9 +384,10 @@ def _quietly(mon: Monitor, command: str, **arguments: Any) -> None:
         log.debug("%s: %s", command, exc)
 
 
-def fix_saved_xml(xml: str, sources: dict[str, str]) -> str:
+def fix_saved_xml(xml: str, sources: dict[str, str], formats: dict[str, str] | None = None) -> str:
     """The domain XML of a saved-state image with each disk target in SOURCES pointing at
-    that file and no <backingStore>: libvirt would otherwise reopen the images it knew
+    that file (of the format FORMATS gives it: a raw disk continues on a qcow2 overlay after
+    a snapshot) and no <backingStore>: libvirt would otherwise reopen the images it knew
     when QEMU started (a layer of a snapshot, or a file that is gone) and impose their old
     backing chains instead of reading the chain from the images themselves."""
     root = ET.fromstring(xml)
@@ -400,6 +401,9 @@ def fix_saved_xml(xml: str, sources: dict[str, str]) -> str:
             if source is not None:
                 source.set("file", sources[dev])
                 source.attrib.pop("index", None)
+            driver = disk.find("driver")
+            if formats and dev in formats and driver is not None:
+                driver.set("type", formats[dev])
     return ET.tostring(root, encoding="unicode")
 
 
@@ -463,35 +467,11 @@ class QemuWorker:
 
     @classmethod
     def spawn(cls, status_file: Path, lock_fd: int, log_file: Path) -> QemuWorker:
-        import os
-        import sys
+        from vmctl import workers
 
-        to_child_r, to_child_w = os.pipe()
-        to_parent_r, to_parent_w = os.pipe()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # the worker
-            code = 1
-            try:
-                os.setsid()
-                null = os.open(os.devnull, os.O_RDWR)
-                err = os.open(log_file, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-                os.dup2(null, 0)
-                os.dup2(null, 1)
-                os.dup2(err, 2)
-                start = 3
-                for fd in sorted({to_child_r, to_parent_w, lock_fd}):
-                    os.closerange(start, fd)
-                    start = fd + 1
-                os.closerange(start, os.sysconf("SC_OPEN_MAX"))
-                with os.fdopen(to_child_r, "r") as requests, os.fdopen(to_parent_w, "w") as out:
-                    code = serve(status_file, requests, out)
-            finally:
-                os._exit(code)
-        os.close(to_child_r)
-        os.close(to_parent_w)
-        worker = cls(pid, os.fdopen(to_child_w, "w"), os.fdopen(to_parent_r, "r"))
+        pid, requests, replies = workers.fork(lambda requests, out: serve(status_file, requests, out),
+                                              keep_fd=lock_fd, log_file=log_file)
+        worker = cls(pid, requests, replies)
         try:
             worker._receive()
         except BaseException:

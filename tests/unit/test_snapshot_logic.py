@@ -136,8 +136,8 @@ class FakeLibvirt:
         self._call("suspend", name)
         self.states[name] = hypervisor.SAVED
 
-    def fix_saved_xml(self, name: str, sources: dict[str, str]) -> None:
-        self._call("fix_saved_xml", name, sources)
+    def fix_saved_xml(self, name: str, sources: dict[str, str], formats: dict[str, str] | None = None) -> None:
+        self._call("fix_saved_xml", name, sources, formats)
 
     def discard_saved(self, name: str) -> None:
         self._call("discard_saved", name)
@@ -407,17 +407,23 @@ def test_save_of_a_stopped_machine_is_its_disks(project: Path, fake: FakeLibvirt
     assert not list((Path(m.state.disk).parent / "snapshots").glob("*.vmstate"))
 
 
-def with_disk_list(folder: Path, name: str, *extra: str) -> Any:
-    """Machine NAME as `up` leaves it now: the state's disk list holds the box disk (and
-    EXTRA writable disks by target)."""
+def with_disk_list(folder: Path, name: str, *extra: str, raw: tuple[str, ...] = (), **more: Any) -> Any:
+    """Machine NAME as `up` leaves it now: the state's disk list holds the box disk, EXTRA
+    qcow2 disks and RAW raw disks by target (1 MiB files in the machine's folder), and MORE
+    disk entries (MachineDisk fields by target)."""
     from vmctl.machine.disks import MachineDisk
 
     m = created(folder, name)
     st = m.state
     home = Path(st.disk).parent
     st.disks = [MachineDisk(role="box", name="box", path=st.disk, target="vda", bus="virtio", format="qcow2")]
-    st.disks += [MachineDisk(role="extra", name=t, path=str(home / f"disk-{t}.qcow2"), target=t, bus="virtio",
-                             format="qcow2") for t in extra]
+    for t in (*extra, *raw):
+        fmt = "raw" if t in raw else "qcow2"
+        path = home / f"disk-{t}.{fmt}"
+        subprocess.run(["qemu-img", "create", "-q", "-f", fmt, str(path), "1M"], check=True)
+        st.disks.append(MachineDisk(role="extra", name=t, path=str(path), target=t, bus="virtio", format=fmt))
+    for t, fields in more.items():
+        st.disks.append(MachineDisk(target=t, **fields))
     m.save()
     return machine(folder, name)
 
@@ -431,11 +437,199 @@ def test_save_follows_the_box_disk_in_the_disk_list(project: Path, fake: FakeLib
     assert str(m.state.disk) in fake.calls[-1][1]  # the definition names the new image
 
 
-def test_save_refuses_a_machine_with_disks_it_would_not_hold(project: Path, fake: FakeLibvirt) -> None:
-    m = with_disk_list(project, "web", "vdb")
-    with pytest.raises(SnapshotError, match=r"disks a snapshot would not hold: vdb \(extra\)"):
+def io(path: Path, fmt: str, command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["qemu-io", "-f", fmt, "-c", command, str(path)], capture_output=True, text=True, check=True)
+
+
+def image_of(m: Any, target: str) -> Path:
+    return Path(next(d.path for d in m.state.disks if d.target == target))
+
+
+def test_save_of_a_running_machine_holds_every_disk_in_the_one_pause(project: Path, fake: FakeLibvirt) -> None:
+    m = with_disk_list(project, "web", "vdb", raw=("vdc",))
+    home = Path(m.state.disk).parent
+    snap = snapshots.save(m, "s1", force=False, emit=noop)
+    assert snap.disks == {"vda": "disk.qcow2", "vdb": "disk-vdb.qcow2", "vdc": "disk-vdc.raw"}
+    assert fake.ops() == ["save_live", "define"]
+    assert sorted(fake.calls[0][3]) == ["vda", "vdb", "vdc"]  # one request: every disk switched together
+    m = machine(project, "web")
+    for t, fmt in (("vdb", "qcow2"), ("vdc", "raw")):
+        disk = next(d for d in m.state.disks if d.target == t)
+        assert disk.format == "qcow2" and "/snapshots/" in disk.path and disk.path.endswith(f"-{t}.qcow2")
+        info = json.loads(subprocess.run(["qemu-img", "info", "-U", "--output=json", disk.path], capture_output=True,
+                                         text=True, check=True).stdout)
+        assert info["backing-filename"] == str(home / f"disk-{t}.{fmt}")
+        assert info["backing-filename-format"] == fmt  # a raw disk is never probed
+        assert stat.S_IMODE((home / f"disk-{t}.{fmt}").stat().st_mode) == 0o400
+    define = fake.calls[1][1]
+    assert "disk-vdc.raw" not in define and "-vdc.qcow2" in define  # the raw disk now runs on a qcow2 overlay
+
+
+@pytest.mark.parametrize("method", ["commit", "rebase"])
+def test_every_disk_of_a_stopped_machine_comes_back_and_survives_merges(project: Path, fake: FakeLibvirt,
+                                                                        monkeypatch: pytest.MonkeyPatch,
+                                                                        method: str) -> None:
+    fake.default = hypervisor.POWEROFF
+    m = with_disk_list(project, "web", "vdb", raw=("vdc",))
+    io(image_of(m, "vdb"), "qcow2", "write -P 0x11 0 64k")
+    io(image_of(m, "vdc"), "raw", "write -P 0x12 0 64k")
+    snapshots.save(m, "a", force=False, emit=noop)
+    m = machine(project, "web")
+    io(image_of(m, "vdb"), "qcow2", "write -P 0x21 64k 64k")
+    io(image_of(m, "vdc"), "qcow2", "write -P 0x22 64k 64k")
+    snapshots.save(m, "b", force=False, emit=noop)
+    m = machine(project, "web")
+    io(image_of(m, "vdb"), "qcow2", "write -P 0x31 0 128k")
+    io(image_of(m, "vdc"), "qcow2", "write -P 0x32 0 128k")
+    snapshots.restore(m, "b", provision=None, only=None, start=False, emit=noop, emit_output=noop)
+    m = machine(project, "web")
+    for t, first, second in (("vdb", 0x11, 0x21), ("vdc", 0x12, 0x22)):
+        assert reads(image_of(m, t), 0, first) and reads(image_of(m, t), 64 << 10, second), t
+    # Deleting "a" merges its layers into "b"'s (a raw layer always by rebase), then "b" into the active images.
+    monkeypatch.setattr(snapshots, "_merge_plan", lambda m, st, idx, g, c: {t: method for t in g.disks})
+    snapshots.delete(m, "a", emit=noop)
+    snapshots.delete(machine(project, "web"), "b", emit=noop)
+    m = machine(project, "web")
+    assert snapshots.load_index(m, m.state).snapshots == []
+    for t, first, second in (("vdb", 0x11, 0x21), ("vdc", 0x12, 0x22)):
+        assert reads(image_of(m, t), 0, first) and reads(image_of(m, t), 64 << 10, second), t
+        assert next(d for d in m.state.disks if d.target == t).format == "qcow2"
+    home = paths.machines_dir() / m.state.id
+    left = sorted(p.name for p in (home / "snapshots").iterdir())
+    assert left == sorted(image_of(m, t).name for t in ("vda", "vdb", "vdc") if "/snapshots/" in str(image_of(m, t)))
+
+
+def test_deleting_the_head_of_a_running_machine_with_a_raw_layer_waits_for_it_to_stop(
+        project: Path, fake: FakeLibvirt) -> None:
+    m = with_disk_list(project, "web", raw=("vdb",))
+    snapshots.save(m, "s", force=False, emit=noop)
+    fake.calls.clear()
+    snapshots.delete(machine(project, "web"), "s", emit=noop)
+    m = machine(project, "web")
+    assert "commit_live" not in fake.ops()  # QEMU commits into qcow2 layers only
+    assert [(s.name, s.deleted) for s in snapshots.load_index(m, m.state).snapshots] == [("s", True)]
+    fake.default = hypervisor.POWEROFF
+    fake.states.clear()
+    snapshots.recover(m)
+    with m.locked():
+        pass
+    snapshots.save(machine(project, "web"), "t", force=False, emit=noop)  # any snapshot command merges it now
+    m = machine(project, "web")
+    assert [s.name for s in snapshots.load_index(m, m.state).snapshots] == ["t"]
+
+
+def test_a_save_killed_after_qemu_switched_is_finished_for_every_disk(project: Path, fake: FakeLibvirt,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    m = with_disk_list(project, "web", "vdb", raw=("vdc",))
+    with monkeypatch.context() as mp:
+        interrupted(mp, "_settle")
+        with pytest.raises(BaseException):  # noqa: B017 - the pretend SIGKILL
+            snapshots.save(m, "s1", force=False, emit=noop)
+    with machine(project, "web").locked():
+        pass
+    m = machine(project, "web")
+    assert [s.name for s in snapshots.load_index(m, m.state).live()] == ["s1"]
+    assert {d.target: d.path for d in m.state.disks} == fake.sources[m.state.domain]
+
+
+def test_a_save_killed_before_qemu_switched_is_undone_for_every_disk(project: Path, fake: FakeLibvirt,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    m = with_disk_list(project, "web", "vdb", raw=("vdc",))
+    before = {d.target: (d.path, d.format) for d in m.state.disks}
+    fake.sources[m.state.domain] = {t: p for t, (p, _) in before.items()}
+    with monkeypatch.context() as mp:
+        mp.setattr(FakeLibvirt, "save_live", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):
+            snapshots.save(m, "s1", force=False, emit=noop)
+    with machine(project, "web").locked():
+        pass
+    m = machine(project, "web")
+    assert {d.target: (d.path, d.format) for d in m.state.disks} == before
+    assert list((Path(m.state.disk).parent / "snapshots").iterdir()) == []
+
+
+def test_save_refuses_only_the_disks_it_cannot_hold(project: Path, fake: FakeLibvirt, tmp_path: Path) -> None:
+    volume = paths.vmctl_home() / "volumes" / "data"
+    m = with_disk_list(project, "web", vdb={"role": "volume", "name": "data", "path": str(volume), "format": "raw"})
+    with pytest.raises(SnapshotError, match=r"disks a snapshot cannot hold: vdb \(the named volume data: it outlives"):
         snapshots.save(m, "s1", force=False, emit=noop)
     assert fake.ops() == [] and not (Path(m.state.disk).parent / "snapshots").exists()
+    # Read-only and shareable disks need nothing: the snapshot is taken, and says what it left out.
+    lines: list[str] = []
+    m = with_disk_list(project, "db", vdb={"role": "extra", "name": "vdb", "path": "/srv/shared.img", "owner": "user",
+                                           "format": "raw", "options": {"shareable": True}},
+                       hdc={"role": "cdrom", "name": "hdc", "path": "/srv/x.iso", "owner": "user", "readonly": True})
+    snap = snapshots.save(m, "s1", force=False, emit=lines.append)
+    assert snap.disks == {"vda": "disk.qcow2"}
+    assert any("vdb: shareable" in line and "not in the snapshot" in line for line in lines)
+
+
+def test_restore_refuses_a_snapshot_of_disks_the_machine_no_longer_has(project: Path, fake: FakeLibvirt) -> None:
+    m = with_disk_list(project, "web", "vdb")
+    snapshots.save(m, "s1", force=False, emit=noop)
+    m = machine(project, "web")
+    m.state.disks = [d for d in m.state.disks if d.target != "vdb"]
+    m.save()
+    fake.calls.clear()
+    with pytest.raises(SnapshotError, match="holds disks the machine no longer has: vdb"):
+        snapshots.restore(machine(project, "web"), "s1", provision=None, only=None, start=False, emit=noop,
+                          emit_output=noop)
+    assert fake.ops() == []
+
+
+def test_nvram_and_tpm_state_of_a_stopped_machine_come_back(project: Path, fake: FakeLibvirt) -> None:
+    fake.default = hypervisor.POWEROFF
+    tpm = paths.vmctl_home() / "swtpm" / "uuid"
+    (tpm / "tpm2").mkdir(parents=True)
+    (tpm / "tpm2" / "tpm2-00.permall").write_bytes(b"tpm-before")
+    (tpm / "tpm2" / ".lock").write_bytes(b"")
+    nvram = paths.machines_dir() / hashlib.sha256(f"{project}/db".encode()).hexdigest()[:12] / "nvram.fd"
+    m = with_disk_list(project, "db", nvram={"role": "nvram", "name": "nvram", "path": str(nvram), "format": "raw"},
+                       tpm={"role": "tpm", "name": "tpm", "path": str(tpm), "owner": "libvirt"})
+    nvram.write_bytes(b"vars-before")
+    snap = snapshots.save(m, "s1", force=False, emit=noop)
+    home = paths.machines_dir() / m.state.id
+    assert (home / "snapshots" / f"{snap.id}.nvram").read_bytes() == b"vars-before"
+    nvram.write_bytes(b"vars-after, longer")
+    (tpm / "tpm2" / "tpm2-00.permall").write_bytes(b"tpm-after")
+    (tpm / "tpm2" / "tpm2-00.volatilestate").write_bytes(b"later")
+    inode = nvram.stat().st_ino
+    listed = snapshots.describe(machine(project, "db"))
+    assert listed[0]["size_bytes"] > 0
+    snapshots.restore(machine(project, "db"), "s1", provision=None, only=None, start=False, emit=noop,
+                      emit_output=noop)
+    assert nvram.read_bytes() == b"vars-before" and nvram.stat().st_ino == inode  # written in place
+    assert (tpm / "tpm2" / "tpm2-00.permall").read_bytes() == b"tpm-before"
+    assert not (tpm / "tpm2" / "tpm2-00.volatilestate").exists() and (tpm / "tpm2" / ".lock").exists()
+    snapshots.delete(machine(project, "db"), "s1", emit=noop)
+    assert not list((home / "snapshots").glob(f"{snap.id}.*"))
+
+
+def test_a_running_snapshot_leaves_nvram_and_tpm_to_the_saved_state(project: Path, fake: FakeLibvirt) -> None:
+    nvram = paths.machines_dir() / hashlib.sha256(f"{project}/db".encode()).hexdigest()[:12] / "nvram.fd"
+    m = with_disk_list(project, "db", nvram={"role": "nvram", "name": "nvram", "path": str(nvram), "format": "raw"})
+    nvram.write_bytes(b"vars")
+    snap = snapshots.save(m, "s1", force=False, emit=noop)
+    assert not list((nvram.parent / "snapshots").glob(f"{snap.id}.nvram"))
+
+
+@pytest.mark.parametrize(("rel", "ok"), [
+    ("disk.qcow2", True), ("disk-vdb.raw", True), ("disk-box-1.qcow2", True), ("disk-data.qcow2", True),
+    ("snapshots/a1b2c3d4e5f6-vdb.qcow2", True), ("disk-vdb.vmdk", False), ("nvram.fd", False),
+    ("../disk-vdb.raw", False), ("disk-../x.raw", False), ("snapshots/disk-vdb.raw", False), ("cidata.iso", False),
+])
+def test_layers_an_index_may_name(rel: str, ok: bool) -> None:
+    assert (snapshots._rel_problem(rel) is None) == ok
+
+
+def test_a_disk_moved_onto_a_snapshot_overlay_stays_qcow2_when_planned_again() -> None:
+    from vmctl.machine.disks import MachineDisk, merge
+
+    planned = [MachineDisk(role="extra", name="vdb", path="/h/disk-vdb.raw", target="vdb", format="raw")]
+    recorded = [MachineDisk(role="extra", name="vdb", path="/h/snapshots/a1b2c3d4e5f6-vdb.qcow2", target="vdb",
+                            format="qcow2")]
+    assert merge(recorded, planned)[0].format == "qcow2"
+    assert merge(planned, planned)[0].format == "raw"
 
 
 def test_restore_of_a_running_snapshot_loads_it_in_place(project: Path, fake: FakeLibvirt) -> None:
@@ -585,7 +779,7 @@ def test_deleting_a_snapshot_merges_its_layer_and_keeps_every_byte(project: Path
     active = Path(m.state.disk)
     qemu_io(active, "write -P 0x33 128k 64k")
     # Merge "a" into "b" the way the test asks (an interrupted merge must be repeatable).
-    monkeypatch.setattr(snapshots, "_merge_plan", lambda st, idx, g, c: {"vda": method})
+    monkeypatch.setattr(snapshots, "_merge_plan", lambda m, st, idx, g, c: {"vda": method})
     idx = snapshots.load_index(m, m.state)
     b_layer = snapshots._path(m.state, idx.find("b").disks["vda"])
     snapshots.delete(m, "a", emit=noop)
@@ -689,6 +883,9 @@ def test_saved_xml_points_at_the_current_images() -> None:
     assert "<source file=\"/h/snapshots/a1b2c3d4e5f6-vda.qcow2\" />" in fixed
     assert "/h/other.qcow2" in fixed and "index=" not in fixed
     assert 'xmlns:qemu="http://libvirt.org/schemas/domain/qemu/1.0"' in fixed
+    raw = xml.replace("<source file='/h/other.qcow2'/>", "<driver name='qemu' type='raw'/><source file='/h/disk-vdb.raw'/>")
+    fixed = vmstate.fix_saved_xml(raw, {"vdb": "/h/snapshots/a1b2c3d4e5f6-vdb.qcow2"}, {"vdb": "qcow2"})
+    assert "type=\"raw\"" not in fixed and fixed.count("type=\"qcow2\"") == 2
 
 
 def test_errors_name_their_class_for_machine_readable_output() -> None:

@@ -15,7 +15,9 @@ destroy), "libvirt" (libvirt made it and removes it when the domain is undefined
 (it was there before, or allow_existing asked to keep it: never removed). The list is
 written to state.json before any disk is made, so a killed `up` leaves a list that
 `destroy` follows; making a disk that exists already is skipped, removing one that is gone
-is fine. A later snapshot feature freezes and layers exactly this list.
+is fine. Snapshots (vmctl/machine/snapshots.py) freeze and layer the machine's own
+writable disks of this list: once a snapshot is taken, such a disk's path is one of its
+qcow2 overlays (snapshots/ID-TARGET.qcow2, format qcow2) on top of the file `up` made.
 
 On each start of a stopped machine the list is planned again from the Vagrantfile: new
 disks are made, grown ones resized (a disk never shrinks), and disks no longer named are
@@ -100,6 +102,15 @@ def is_overlay(home: Path, path: object) -> bool:
         return True
     folder = str(home / SNAPSHOTS_DIR) + "/"
     return path.startswith(folder) and OVERLAY_RE.fullmatch(path[len(folder):]) is not None
+
+
+def is_snapshot_overlay(path: object) -> bool:
+    """Whether PATH names an overlay a snapshot command made (a machine's
+    snapshots/ID-TARGET.qcow2): always qcow2, whatever the format of the disk it continues."""
+    if not isinstance(path, str):
+        return False
+    p = Path(path)
+    return p.parent.name == SNAPSHOTS_DIR and OVERLAY_RE.fullmatch(p.name) is not None
 
 
 def owned_path_ok(path: Path, machine_id: str) -> bool:
@@ -274,6 +285,8 @@ def merge(recorded: list[MachineDisk], planned: list[MachineDisk]) -> list[Machi
         want = replace(want, attached=True)
         have = by_key.pop((want.role, want.name), None)
         if have is not None and want.role in ("box", "extra", "volume", "nvram", "tpm"):
+            if have.path != want.path and is_snapshot_overlay(have.path):
+                want.format = "qcow2"  # a snapshot moved the disk onto one of its qcow2 overlays
             want.path = have.path
             want.source = have.source or want.source
             want.source_format = have.source_format or want.source_format

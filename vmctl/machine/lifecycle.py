@@ -338,7 +338,7 @@ class Machine(GuestMixin):
                     # snapshot the machine uses other images (vmctl/vmstate.py).
                     from vmctl.machine import snapshots
 
-                    c.fix_saved_xml(st.domain, {d.target: str(d.path) for d in snapshots.disks_of(self)})
+                    snapshots.fix_saved_xml(self, c)
             self._triggers("after", "suspend", emit, emit)
 
     def resume(self, *, emit: Emit, emit_output: Emit) -> None:

@@ -11,10 +11,16 @@ Where things live:
                                                  snapshot's layer
   VMCTL_HOME/machines/ID/snapshots/LID-vda.qcow2 overlays made by snapshot commands: the
                                                  active image of a disk, or a frozen layer
+  VMCTL_HOME/machines/ID/disk-NAME.{qcow2,raw}   an extra disk as `up` made it: likewise
   VMCTL_HOME/machines/ID/snapshots/SID.vmstate   the saved state (memory and devices) of a
                                                  snapshot of a running machine
+  VMCTL_HOME/machines/ID/snapshots/SID.nvram     a stopped machine's UEFI variables store
+  VMCTL_HOME/machines/ID/snapshots/SID.tpm.tar   and its emulated TPM's state files (a
+                                                 running machine's are in its saved state)
 
-A snapshot is, for each disk, a frozen layer: the image the disk was using when the
+A snapshot is, for each disk of the machine (disks_of: the box disk, a multi-disk box's
+other disks, the extra disks; a raw one continues on a qcow2 overlay that records its
+backing as raw), a frozen layer: the image the disk was using when the
 snapshot was taken, made read-only, while the disk continues on a new overlay whose
 backing file it is. Layers form a tree (a snapshot's parent is the one whose layer backs
 its own); restoring makes a new overlay on the snapshot's layer. Deleting a snapshot
@@ -54,9 +60,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vmctl import hypervisor, paths
+from vmctl import hypervisor, paths, untrusted
 from vmctl.errors import HypervisorError, SnapshotError, StateError, VmctlError
-from vmctl.machine.disks import OVERLAY_RE, SNAPSHOTS_DIR, is_overlay
+from vmctl.machine.disks import OVERLAY_RE, SNAPSHOTS_DIR, MachineDisk
 from vmctl.machine.state import DISK_FILE, SNAPSHOT_INDEX, MachineState, Timer
 from vmctl.state import read_json, write_json
 
@@ -68,8 +74,13 @@ log = logging.getLogger("vmctl.snapshots")
 ID_RE = re.compile(r"[0-9a-f]{12}")
 TARGET_RE = re.compile(r"[a-z][a-z0-9]{1,11}")
 VMSTATE_RE = re.compile(r"[0-9a-f]{12}\.vmstate")
+# Per-snapshot copies of a stopped machine's UEFI variables store and emulated TPM's state.
+STORE_RE = re.compile(r"[0-9a-f]{12}\.(nvram|tpm\.tar)")
+# The files of swtpm's state (TPM 2 and 1.2) that a snapshot keeps; lock files and the rest stay.
+TPM_FILE_RE = re.compile(r"tpm2?-\d\d\.(permall|volatilestate|savestate)")
 PUSH_RE = re.compile(r"push_\d+_\d+")
 NAME_MAX = 100
+LAYER_FORMATS = ("qcow2", "raw")
 LIVE = (hypervisor.RUNNING, hypervisor.PAUSED)
 
 
@@ -130,14 +141,30 @@ class Index:
 
 
 def _rel_problem(rel: object) -> str | None:
+    """Why REL (a path relative to the machine's folder) is not a layer vmctl makes, or
+    None: the box disk's overlay, a file `up` made for a disk (disk-NAME.qcow2 or .raw), or
+    an overlay a snapshot command made."""
     if not isinstance(rel, str):
         return "a layer is not a file name"
     if rel == DISK_FILE:
         return None
+    if "/" not in rel:
+        if (rel.startswith("disk-") and rel.rpartition(".")[2] in LAYER_FORMATS
+                and untrusted.file_name_problem(rel) is None):
+            return None
+        return f"{rel!r} is not a layer vmctl makes"
     folder, _, name = rel.partition("/")
     if folder != SNAPSHOTS_DIR or not OVERLAY_RE.fullmatch(name):
         return f"{rel!r} is not a layer vmctl makes"
     return None
+
+
+def _layer_format(rel: str) -> str:
+    """The format of layer REL (checked by _rel_problem): a snapshot's overlays and the box
+    disk's are qcow2; a disk `up` made has its format as its file name's suffix
+    (disk-vdb.raw), as vmctl/machine/disks.py names it. Never probed: a raw disk holds
+    whatever the guest wrote, a qcow2 header included."""
+    return "raw" if "/" not in rel and rel.endswith(".raw") else "qcow2"
 
 
 def _check_disks(disks: object) -> dict[str, str]:
@@ -256,38 +283,90 @@ def count(m: Machine) -> int:
 class Disk:
     target: str  # the guest's name for it (vda)
     path: Path  # its active image
+    format: str = "qcow2"  # the active image's format: raw only for a raw disk before its first snapshot
+
+
+def _is_main_box_disk(d: MachineDisk) -> bool:
+    return d.role == "box" and d.name == "box"
 
 
 def _box_target(st: MachineState) -> str:
-    box = next((d for d in st.all_disks() if d.role == "box" and d.name == "box"), None)
+    box = next((d for d in st.all_disks() if _is_main_box_disk(d)), None)
     return (box.target if box is not None else None) or "vda"
+
+
+def _writable(d: MachineDisk) -> bool:
+    return d.attached and d.target is not None and not d.readonly and d.role not in ("cdrom", "nvram", "tpm")
+
+
+def _shareable(d: MachineDisk) -> bool:
+    return bool((d.options or {}).get("shareable"))
+
+
+def _is_held(d: MachineDisk) -> bool:
+    """Whether snapshots hold disk D: the box disk, a multi-disk box's other disks, and the
+    extra disks (libvirt.storage :file, config.vm.disk) made in the machine's folder;
+    not a shareable disk (other machines write it too)."""
+    return (_writable(d) and not _shareable(d) and d.role in ("box", "extra")
+            and (d.format or "raw") in LAYER_FORMATS)
+
+
+def _held(st: MachineState) -> list[MachineDisk]:
+    return [d for d in st.all_disks() if _is_held(d)]
 
 
 def disks_of(m: Machine) -> list[Disk]:
     """Every disk of the machine that snapshots hold, with its active image: the one
-    place that knows what a machine's disks are. Today that is the box disk; a machine
-    with other writable disks is refused by save (see unheld_disks)."""
+    place that knows what a machine's disks are."""
     st = m.require_state()
-    return [Disk(_box_target(st), Path(st.disk))]
+    return [Disk(d.target or "vda", Path(st.disk) if _is_main_box_disk(d) else Path(d.path),
+                 "qcow2" if _is_main_box_disk(d) else d.format or "raw") for d in _held(st)]
 
 
 def unheld_disks(st: MachineState) -> list[str]:
-    """The machine's writable disks a snapshot would not hold: extra disks, volumes, a
-    multi-disk box's other disks. (The UEFI variables and the TPM state are not held either;
-    they rarely change and are kept as they are.)"""
-    return [f"{d.target or d.name} ({d.role})" for d in st.all_disks()
-            if d.attached and not d.readonly and d.target is not None
-            and (d.role in ("extra", "volume") or (d.role == "box" and d.name != "box"))]
+    """The machine's writable disks a snapshot cannot hold, with the reason: a named volume
+    (VMCTL_HOME/volumes) outlives the machine (allow_existing keeps it across destroy), and
+    what is written after a snapshot would live in the machine's overlays, gone with it;
+    a blank floppy image."""
+    out = []
+    for d in st.all_disks():
+        if not _writable(d) or _is_held(d) or _shareable(d):
+            continue
+        if d.role == "volume":
+            out.append(f"{d.target} (the named volume {d.name}: it outlives the machine)")
+        else:
+            out.append(f"{d.target} ({d.role} {d.name})")
+    return out
+
+
+def shareable_disks(st: MachineState) -> list[str]:
+    """Writable disks other machines share: not in a snapshot (restoring one machine must
+    not rewind the others' disk)."""
+    return [d.target or d.name for d in st.all_disks() if _writable(d) and _shareable(d)]
 
 
 def _set_active(m: Machine, st: MachineState, target: str, path: Path) -> None:
-    """Record PATH as disk TARGET's active image (the caller saves the state)."""
-    if target != _box_target(st) or not is_overlay(_home(st), str(path)):
+    """Record PATH as disk TARGET's active image (the caller saves the state): one of the
+    snapshot overlays made for TARGET, or a file `up` made (a merge can bring a disk back
+    onto it). The format follows from the file name (_layer_format)."""
+    del m
+    disk = next((d for d in _held(st) if d.target == target), None)
+    if disk is None:
+        raise SnapshotError(f"the machine has no disk {target} a snapshot holds now",
+                            hint="the Vagrantfile's disks changed since the snapshot was taken")
+    try:
+        rel = str(path.relative_to(_home(st)))
+    except ValueError:
+        rel = ""
+    main = _is_main_box_disk(disk)
+    fits = (_rel_problem(rel) is None and (
+        rel.endswith(f"-{target}.qcow2") if "/" in rel else (rel == DISK_FILE) == main))
+    if not fits:
         raise SnapshotError(f"cannot make {path} the image of disk {target}")
-    st.disk = str(path)
-    for d in st.disks:
-        if d.role == "box" and d.name == "box":
-            d.path = str(path)
+    disk.path = str(path)
+    disk.format = _layer_format(rel)
+    if main:
+        st.disk = str(path)
 
 
 def _home(st: MachineState) -> Path:
@@ -314,6 +393,113 @@ def _vmstate(st: MachineState, sid: str) -> Path:
     return _home(st) / SNAPSHOTS_DIR / f"{sid}.vmstate"
 
 
+def _stores(st: MachineState) -> tuple[Path | None, Path | None]:
+    """The machine's UEFI variables store (nvram.fd) and its emulated TPM's state folder,
+    where it has them."""
+    nvram = next((Path(d.path) for d in st.all_disks() if d.role == "nvram" and d.attached and d.path), None)
+    tpm = next((Path(d.path) for d in st.all_disks() if d.role == "tpm" and d.attached and d.path), None)
+    return nvram, tpm
+
+
+def _store_copies(st: MachineState, sid: str) -> tuple[Path, Path]:
+    """Where snapshot SID keeps its copy of the NVRAM and of the TPM state."""
+    _vmstate(st, sid)  # checks the id
+    folder = _home(st) / SNAPSHOTS_DIR
+    return folder / f"{sid}.nvram", folder / f"{sid}.tpm.tar"
+
+
+def _tpm_files(folder: Path) -> list[str]:
+    """swtpm's state files in FOLDER (and one level below: libvirt keeps them in tpm2/),
+    relative to it; never through a link."""
+    found = []
+    for sub in ("", "tpm2", "tpm1.2"):
+        where = folder / sub if sub else folder
+        try:
+            entries = list(os.scandir(where))
+        except (FileNotFoundError, NotADirectoryError):
+            continue
+        found += [f"{sub}/{e.name}" if sub else e.name for e in entries
+                  if TPM_FILE_RE.fullmatch(e.name) and e.is_file(follow_symlinks=False)]
+    return sorted(found)
+
+
+def _copy_stores(st: MachineState, sid: str) -> None:
+    """Copy a stopped machine's NVRAM and TPM state into snapshot SID (each written whole
+    under a temporary name, then renamed: a copy that exists is complete)."""
+    import tarfile
+
+    nvram, tpm = _stores(st)
+    nvram_copy, tpm_copy = _store_copies(st, sid)
+    nvram_copy.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        if nvram is not None and nvram.is_file():
+            _write_atomically(nvram_copy, nvram.read_bytes())
+        if tpm is not None and _tpm_files(tpm):
+            tmp = tpm_copy.with_name(f".{tpm_copy.name}.tmp")
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f, tarfile.open(fileobj=f, mode="w") as tar:
+                for rel in _tpm_files(tpm):
+                    tar.add(tpm / rel, arcname=rel, recursive=False)
+            os.replace(tmp, tpm_copy)
+    except OSError as exc:
+        import errno
+
+        if exc.errno == errno.ENOSPC:
+            raise _disk_full("copy the UEFI variables and TPM state") from exc
+        raise SnapshotError(f"could not copy the UEFI variables or TPM state: {exc}") from exc
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _put_back_stores(st: MachineState, sid: str) -> None:
+    """Write snapshot SID's NVRAM and TPM state back (QEMU and swtpm stopped), into the
+    files in place: their owner and labels stay what libvirt made them. Repeatable."""
+    import tarfile
+
+    nvram, tpm = _stores(st)
+    nvram_copy, tpm_copy = _store_copies(st, sid)
+    if nvram is not None and nvram_copy.is_file():
+        _write_in_place(nvram, nvram_copy.read_bytes())
+    if tpm is not None and tpm_copy.is_file():
+        with tarfile.open(tpm_copy) as tar:
+            kept = {}
+            for member in tar.getmembers():
+                folder, _, name = member.name.rpartition("/")
+                if not (member.isfile() and folder in ("", "tpm2", "tpm1.2") and TPM_FILE_RE.fullmatch(name)):
+                    raise SnapshotError(f"the TPM state copy {tpm_copy} holds {member.name!r}, which vmctl does not write")
+                data = tar.extractfile(member)
+                assert data is not None
+                kept[member.name] = data.read()
+        for rel in _tpm_files(tpm):
+            if rel not in kept:
+                _unlink(tpm / rel)  # made after the snapshot (the volatile state of a later run)
+        for rel, data in kept.items():
+            (tpm / rel).parent.mkdir(exist_ok=True, mode=0o700)
+            _write_in_place(tpm / rel, data)
+
+
+def _write_in_place(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+        f.truncate()
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _drop_stores(st: MachineState, sid: str) -> None:
+    for path in _store_copies(st, sid):
+        _unlink(path)
+
+
 def _new_id() -> str:
     return secrets.token_hex(6)
 
@@ -336,37 +522,38 @@ def _disk_full(purpose: str) -> SnapshotError:
                          hint="free some disk space where VMCTL_HOME is, then run the command again")
 
 
-def _create_image(path: Path, size: int, backing: Path | None, purpose: str) -> None:
-    """An empty qcow2 image (0600) at PATH, on BACKING (a qcow2 image) if given."""
+def _create_image(path: Path, size: int, backing: Path | None, purpose: str, backing_format: str = "qcow2") -> None:
+    """An empty qcow2 image (0600) at PATH, on BACKING (an image of BACKING_FORMAT) if given."""
     import errno
 
     from vmctl import qcow2
 
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if size > qcow2.MAX_SIZE:
-        argv = ["create", "-q", "-f", "qcow2", *(["-F", "qcow2", "-u", "-b", str(backing)] if backing else []),
-                str(path), str(size)]
+        argv = ["create", "-q", "-f", "qcow2",
+                *(["-F", backing_format, "-u", "-b", str(backing)] if backing else []), str(path), str(size)]
         _qemu_img(*argv, purpose=purpose)
         os.chmod(path, 0o600)
         return
     try:
-        qcow2.create(path, size, backing)
+        qcow2.create(path, size, backing, backing_format)
     except OSError as exc:
         if exc.errno == errno.ENOSPC:
             raise _disk_full(purpose) from exc
         raise SnapshotError(f"could not {purpose}: {exc.strerror} ({path})") from exc
 
 
-def _create_overlays(pairs: list[tuple[Path, Path]]) -> None:
-    """Create each NEW overlay on its BACKING qcow2 image (one of vmctl's layers)."""
+def _create_overlays(pairs: list[tuple[Path, Path, str]]) -> None:
+    """Create each NEW overlay on its BACKING image of FORMAT (one of vmctl's layers: a
+    raw one is a raw disk `up` made, its overlay records `raw` so that nothing probes it)."""
     from vmctl import qcow2
 
-    for new, backing in pairs:
+    for new, backing, fmt in pairs:
         try:
-            size = qcow2.virtual_size(backing)
+            size = qcow2.virtual_size(backing) if fmt == "qcow2" else os.stat(backing).st_size
         except (OSError, ValueError) as exc:
             raise SnapshotError(f"cannot read the image {backing}: {exc}") from exc
-        _create_image(new, size, backing, "create a snapshot overlay")
+        _create_image(new, size, backing, "create a snapshot overlay", fmt)
 
 
 def _create_container(path: Path) -> None:
@@ -382,7 +569,8 @@ def _info(path: Path) -> dict[str, Any] | None:
 
     if not path.exists():
         return None
-    proc = run(["qemu-img", "info", "-U", "--output=json", str(path)], purpose="read an image", check=False)
+    proc = run(["qemu-img", "info", "-U", "-f", "qcow2", "--output=json", str(path)], purpose="read an image",
+               check=False)
     if proc.returncode != 0:
         return None
     try:
@@ -423,7 +611,8 @@ def remove_files(home: Path) -> None:
         names = [e.name for e in os.scandir(folder)]
     except (FileNotFoundError, NotADirectoryError):
         return
-    ours = [n for n in names if OVERLAY_RE.fullmatch(n) or VMSTATE_RE.fullmatch(n)]
+    ours = [n for n in names if OVERLAY_RE.fullmatch(n) or VMSTATE_RE.fullmatch(n) or STORE_RE.fullmatch(n)]
+    ours += [n for n in names if n.startswith(".") and n.endswith(".tmp") and STORE_RE.fullmatch(n[1:-4])]
     left = paths.remove_owned_dir(folder, ours)
     if left:
         log.warning("left %s in place: it holds files vmctl did not make (%s)", folder, ", ".join(sorted(left)[:5]))
@@ -510,8 +699,9 @@ def save(m: Machine, name: str, *, force: bool, emit: Emit) -> Snapshot:
     unheld = unheld_disks(st)
     if unheld:
         raise SnapshotError(
-            f"machine {m.name} has disks a snapshot would not hold: {', '.join(unheld)}",
-            hint="snapshots hold the box disk only today; detach the other disks, or copy them yourself",
+            f"machine {m.name} has disks a snapshot cannot hold: {', '.join(unheld)}",
+            hint="snapshots hold the box disk and the extra disks made for the machine (libvirt.storage :file "
+            "without path:, config.vm.disk); detach the others, or copy them yourself",
         )
     idx = load_index(m, st)
     old = idx.find(name)
@@ -532,6 +722,9 @@ def save(m: Machine, name: str, *, force: bool, emit: Emit) -> Snapshot:
                 "snapshot holds its disks")
         what = "memory and disks" if live else "disks; the machine is stopped"
         emit(f"==> {m.name}: snapshotting the machine as {name!r} ({what})...")
+        shareable = shareable_disks(st)
+        if shareable:
+            emit(f"==> {m.name}: {', '.join(shareable)}: shareable (other machines write it), not in the snapshot")
         disks = disks_of(m)
         snap = Snapshot(id=_new_id(), name=name, created=time.time(), parent=idx.head, memory=live,
                         disks={d.target: _rel(st, d.path) for d in disks}, box=st.box_name,
@@ -543,7 +736,9 @@ def save(m: Machine, name: str, *, force: bool, emit: Emit) -> Snapshot:
         with _uninterrupted():
             save_index(m, idx)
             try:
-                _create_overlays([(_path(st, new[d.target]), d.path) for d in disks])
+                if not live:
+                    _copy_stores(st, snap.id)  # first: a snapshot whose overlays exist has its copies
+                _create_overlays([(_path(st, new[d.target]), d.path, d.format) for d in disks])
                 if live:
                     container = _vmstate(st, snap.id)
                     _create_container(container)
@@ -577,12 +772,21 @@ def restore(m: Machine, name: str, *, provision: bool | None, only: set[str] | N
     st = m.require_state()
     idx = load_index(m, st)
     snap = require(m, name)
+    held = {d.target for d in disks_of(m)}
+    gone = sorted(set(snap.disks) - held)
+    if gone:
+        raise SnapshotError(
+            f"the snapshot {name!r} of machine {m.name} holds disks the machine no longer has: {', '.join(gone)}",
+            hint="put them back in the Vagrantfile (the same devices) and run vmctl reload, then restore")
     timer = Timer(m.name)
     emit(f"==> {m.name}: restoring the snapshot {name!r}...")
+    added = sorted(held - set(snap.disks))
+    if added:
+        emit(f"==> {m.name}: {', '.join(added)}: added after the snapshot, kept as they are")
     with _connection(m, st, qemu=snap.memory and start) as c:
         state = m.status(c)
         new = {t: f"{SNAPSHOTS_DIR}/{_new_id()}-{t}.qcow2" for t in snap.disks}
-        old = {d.target: _rel(st, d.path) for d in disks_of(m)}
+        old = {d.target: _rel(st, d.path) for d in disks_of(m) if d.target in snap.disks}
         idx.pending = {"op": "restore", "snapshot": snap.id, "new": new, "old": old, "start": start,
                        "state": state}
         with _uninterrupted():
@@ -665,6 +869,7 @@ def _delete(m: Machine, st: MachineState, c: Any, sid: str, emit: Emit) -> None:
     snap.deleted = True  # from here on the name is free; the files follow
     save_index(m, idx)
     _unlink(_vmstate(st, sid))
+    _drop_stores(st, sid)
 
 
 def latest_push(m: Machine) -> Snapshot | None:
@@ -688,6 +893,7 @@ def describe(m: Machine) -> list[dict[str, Any]]:
         size = sum(_allocated(_path(st, rel)) for rel in s.disks.values())
         if s.memory:
             size += _allocated(_vmstate(st, s.id))
+        size += sum(_allocated(path) for path in _store_copies(st, s.id))
         out.append({
             "name": s.name,
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(s.created)),
@@ -780,9 +986,10 @@ def _settle_save(m: Machine, st: MachineState, c: Any, idx: Index, p: dict[str, 
         for path in new.values():
             _unlink(path)
         _unlink(container)
+        _drop_stores(st, snap.id)
         idx.pending = None
         save_index(m, idx)
-        _back_to_saved(st, c, p)
+        _back_to_saved(m, st, c, p)
         return False
     for rel in snap.disks.values():
         with suppress(FileNotFoundError):
@@ -792,21 +999,30 @@ def _settle_save(m: Machine, st: MachineState, c: Any, idx: Index, p: dict[str, 
         if replaced is not None:
             replaced.deleted = True
             _unlink(_vmstate(st, replaced.id))
+            _drop_stores(st, replaced.id)
     if idx.get(snap.id) is None:
         idx.snapshots.append(snap)
     idx.head = snap.id
     _switch(m, st, c, new)
     idx.pending = None
     save_index(m, idx)
-    _back_to_saved(st, c, p)
+    _back_to_saved(m, st, c, p)
     return True
 
 
-def _back_to_saved(st: MachineState, c: Any, p: dict[str, Any]) -> None:
+def _back_to_saved(m: Machine, st: MachineState, c: Any, p: dict[str, Any]) -> None:
     """A suspended machine is started paused to be saved: suspend it again."""
     if p.get("state") == hypervisor.SAVED and c.state(st.domain) in LIVE:
         c.suspend(st.domain)
-        c.fix_saved_xml(st.domain, {_box_target(st): st.disk})
+        fix_saved_xml(m, c)
+
+
+def fix_saved_xml(m: Machine, c: Any) -> None:
+    """Point the domain's managed-save image at the disks' current images (libvirt's view is
+    what QEMU opened when it started)."""
+    st = m.require_state()
+    disks = disks_of(m)
+    c.fix_saved_xml(st.domain, {d.target: str(d.path) for d in disks}, {d.target: d.format for d in disks})
 
 
 def _switch(m: Machine, st: MachineState, c: Any, active: dict[str, Path]) -> None:
@@ -825,9 +1041,9 @@ def _settle_restore(m: Machine, st: MachineState, c: Any, idx: Index, p: dict[st
         save_index(m, idx)
         raise SnapshotError("the snapshot being restored is gone from the index")
     new = {t: _path(st, r) for t, r in p["new"].items()}
-    missing = [(new[t], _path(st, rel)) for t, rel in snap.disks.items()
+    missing = [(new[t], _path(st, rel), _layer_format(rel)) for t, rel in snap.disks.items()
                if not _is_overlay_of(new[t], _path(st, rel))]
-    for path, _ in missing:
+    for path, _, _ in missing:
         _unlink(path)
     _create_overlays(missing)
     state = m.status(c)
@@ -849,7 +1065,7 @@ def _settle_restore(m: Machine, st: MachineState, c: Any, idx: Index, p: dict[st
                 _load(m, st, c, container, snap, {})
             if not start:
                 c.suspend(st.domain)
-                c.fix_saved_xml(st.domain, {t: str(path) for t, path in new.items()})
+                fix_saved_xml(m, c)
         except HypervisorError as exc:
             # QEMU could not take the state back: the machine stays stopped on the
             # snapshot's disks (never between two states), and the error says so.
@@ -866,6 +1082,8 @@ def _settle_restore(m: Machine, st: MachineState, c: Any, idx: Index, p: dict[st
                 c.destroy(st.domain, True)  # the state it had is being thrown away
         elif state == hypervisor.SAVED:
             c.discard_saved(st.domain)
+        if c.state(st.domain) not in LIVE:
+            _put_back_stores(st, snap.id)
         _switch(m, st, c, new)
         if c.state(st.domain) not in LIVE and not st.halted:
             st.halted = True  # stopped on purpose: poweroff, not crashed
@@ -949,13 +1167,15 @@ def _compact(m: Machine, st: MachineState, c: Any, idx: Index) -> None:
                 for rel in ghost.disks.values():
                     _unlink(_path(st, rel))
                 _unlink(_vmstate(st, ghost.id))
+                _drop_stores(st, ghost.id)
                 changed = True
             elif len(children) + active == 1:
                 if ghost.id not in in_use:
                     child = children[0].id if children else None
                     idx.pending = {"op": "merge", "method": "offline", "ghost": ghost.id, "child": child,
-                                   "steps": _merge_plan(st, idx, ghost, child)}
-                elif active and state in LIVE:
+                                   "steps": _merge_plan(m, st, idx, ghost, child)}
+                elif active and state in LIVE and all(_layer_format(r) == "qcow2" for r in ghost.disks.values()):
+                    # (QEMU commits into qcow2 layers only: a raw one waits for the machine to stop)
                     idx.pending = {"op": "merge", "method": "live", "ghost": ghost.id, "child": None,
                                    "old": {d.target: _rel(st, d.path) for d in disks_of(m)}}
                 else:
@@ -972,19 +1192,25 @@ def _compact(m: Machine, st: MachineState, c: Any, idx: Index) -> None:
         _collect_garbage(m, st, idx)
 
 
-def _merge_plan(st: MachineState, idx: Index, ghost: Snapshot, child: str | None) -> dict[str, str]:
+def _merge_plan(m: Machine, st: MachineState, idx: Index, ghost: Snapshot, child: str | None) -> dict[str, str]:
     """For each disk: "commit" (the child's data into the ghost's layer, which then takes
     the child's place) or "rebase" (the ghost's data into the child), whichever copies less."""
     steps = {}
     for target, rel in ghost.disks.items():
-        child_file = _child_file(st, idx, child, target)
-        steps[target] = "commit" if _allocated(child_file) <= _allocated(_path(st, rel)) else "rebase"
+        child_file = _child_file(m, st, idx, child, target)
+        # A raw layer cannot take a qcow2 child's place (its name and the images above
+        # it say qcow2): its data goes into the child.
+        raw = _layer_format(rel) == "raw"
+        steps[target] = "commit" if not raw and _allocated(child_file) <= _allocated(_path(st, rel)) else "rebase"
     return steps
 
 
-def _child_file(st: MachineState, idx: Index, child: str | None, target: str) -> Path:
+def _child_file(m: Machine, st: MachineState, idx: Index, child: str | None, target: str) -> Path:
     if child is None:
-        return Path(st.disk)
+        active = next((d.path for d in disks_of(m) if d.target == target), None)
+        if active is None:
+            raise SnapshotError(f"the machine has no disk {target} a snapshot holds now")
+        return active
     snap = idx.get(child)
     assert snap is not None
     return _path(st, snap.disks[target])
@@ -1002,8 +1228,11 @@ def _settle_merge(m: Machine, st: MachineState, c: Any, idx: Index, p: dict[str,
     child = p.get("child")
     for target, method in p["steps"].items():
         layer = _path(st, ghost.disks[target])
-        below = _backing_of(layer)
-        into = _child_file(st, idx, child, target)
+        raw = _layer_format(ghost.disks[target]) == "raw"
+        below = None if raw else _backing_of(layer)
+        if raw:
+            method = "rebase"  # see _merge_plan
+        into = _child_file(m, st, idx, child, target)
         if not layer.exists():
             continue  # done: the ghost's file took the child's place, or was removed
         mode = os.stat(into).st_mode & 0o777
@@ -1078,8 +1307,10 @@ def _collect_garbage(m: Machine, st: MachineState, idx: Index) -> None:
     wanted = {Path(rel).name for s in idx.snapshots for rel in s.disks.values()}
     wanted |= {d.path.name for d in disks_of(m)}
     wanted |= {f"{s.id}.vmstate" for s in idx.snapshots if s.memory and not s.deleted}
+    wanted |= {p.name for s in idx.snapshots if not s.deleted for p in _store_copies(st, s.id)}
     for name in names:
-        if (OVERLAY_RE.fullmatch(name) or VMSTATE_RE.fullmatch(name)) and name not in wanted:
+        if (OVERLAY_RE.fullmatch(name) or VMSTATE_RE.fullmatch(name) or STORE_RE.fullmatch(name)) \
+                and name not in wanted:
             log.debug("%s: removing %s, which no snapshot refers to", m.name, name)
             _unlink(folder / name)
 
