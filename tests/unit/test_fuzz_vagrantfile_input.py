@@ -21,7 +21,9 @@ from vmctl.vagrantfile.loader import evaluate_project
 from vmctl.vagrantfile.model import ProjectConfig
 
 LIMITS = Limits(max_steps=200_000, max_iterations=20_000, max_string=100_000, max_items=20_000, seconds=2.0)
-WALL_BOUND = 8.0
+# A bound, not a benchmark: it shows no input hangs the evaluator (its own limit is 2 s of
+# evaluation, plus parsing). 8 s failed on this 2-core host under load 10 (9.6-13 s).
+WALL_BOUND = 20.0
 EXAMPLES = int(os.environ.get("VMCTL_FUZZ_EXAMPLES", "60"))
 FUZZ = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
 HEAD = b'Vagrant.configure("2") do |config|\n  config.vm.box = "b"\n'

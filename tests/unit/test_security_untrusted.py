@@ -527,8 +527,10 @@ def test_a_box_that_expands_far_beyond_its_size_is_refused(vm: Runner, tmp_path:
     box.write_bytes(buf.getvalue())
     assert box.stat().st_size < 8 << 20
     start = time.monotonic()
-    one_error(vm("box", "add", "--name", "bomb/expand", str(box), timeout=120), "unpacks to more than")
-    assert time.monotonic() - start < 30
+    one_error(vm("box", "add", "--name", "bomb/expand", str(box), timeout=180), "unpacks to more than")
+    # A bound, not a benchmark: the refusal comes long before 1 GiB is written out
+    # (30 s failed under load 4-10 on this 2-core host, 41-55 s, main included).
+    assert time.monotonic() - start < 90
     assert not list((vm.vmctl_home / "boxes").glob("bomb*"))
 
 
