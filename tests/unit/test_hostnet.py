@@ -324,3 +324,26 @@ def test_macvtap_names_and_values_are_checked() -> None:
                 hostnet.Macvtap("vmtap-1", "eth0", "bridge", "01:00:5e:00:00:01")):
         with pytest.raises(ValueError):
             ops.add_macvtap(bad)
+
+
+def test_a_box_may_not_add_a_public_network_or_forwarding(tmp_path: Path) -> None:
+    import textwrap
+
+    from vmctl.vagrantfile.loader import evaluate_project
+
+    project, box_dir = tmp_path / "project", tmp_path / "box"
+    project.mkdir()
+    box_dir.mkdir()
+    (project / "Vagrantfile").write_text('Vagrant.configure("2") do |config|\n  config.vm.box = "test/box"\nend\n')
+    (box_dir / "Vagrantfile").write_text(textwrap.dedent("""
+        Vagrant.configure("2") do |config|
+          config.vm.network "public_network", dev: "eth0"
+          config.vm.network "private_network", ip: "10.9.0.5", libvirt__forward_mode: "nat"
+        end
+    """))
+    cfg = evaluate_project(project / "Vagrantfile", env={"HOME": "/home/tester"},
+                           box_vagrantfile=lambda name, version: box_dir / "Vagrantfile")
+    (m,) = cfg.machines
+    assert [(n.public, n.forward_mode) for n in m.private_networks] == [(False, "none")]
+    assert any("adds a public_network" in w and "which a box may not do" in w for w in cfg.warnings)
+    assert any('libvirt__forward_mode: "nat"' in w and "which a box may not do" in w for w in cfg.warnings)

@@ -222,7 +222,7 @@ class Resolver:
             raise self.error(node, f"libvirt__forward_mode {mode!r}: vagrant-libvirt's modes are none, nat, route, "
                              "open and veb")
         if mode != "none" and (box := self.box_of(node)) is not None:
-            self.ignore_from_box(node, box, f"sets libvirt__forward_mode: {mode!r} (forwarding through the host)")
+            self.ignore_from_box(node, box, f'sets libvirt__forward_mode: "{mode}" (forwarding through the host)')
             mode = "none"
         forward_device = options.get("libvirt__forward_device")
         if forward_device is not None:
