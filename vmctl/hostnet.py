@@ -28,8 +28,10 @@ Crash safety: the registry (VMCTL_HOME/networks/networks.json, changed only unde
 and forgets it only after the bridge and dnsmasq are gone. Every ensure and release first
 drops users that are no longer in the machine index (a machine destroyed while vmctl was
 killed) and removes networks left without users (bridge, dnsmasq and nftables chains), so
-a killed vmctl leaks nothing past the next `up` or `destroy`. Bridges of another VMCTL_HOME are never touched: they count as the
-host's interfaces, and a subnet one of them holds is refused.
+a killed vmctl leaks nothing past the next `up` or `destroy`. The macvtaps vmctl makes for
+public networks with the embedded driver (Macvtap) are recorded and cleaned up the same
+way, per machine, in macvtaps.json. Bridges of another VMCTL_HOME are never touched: they
+count as the host's interfaces, and a subnet one of them holds is refused.
 """
 
 from __future__ import annotations

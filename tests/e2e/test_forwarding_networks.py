@@ -1,9 +1,9 @@
 """Forwarding private networks and public networks (root): a guest on a nat private network
-reaches an address on the host outside its bridge, masqueraded, and one on an isolated
-network cannot; a public_network on an existing host bridge is reached from the host; one on
+reaches an address on the host outside its bridge, masqueraded, on a route network
+unmasqueraded, and on an isolated network not at all; a public_network on an existing host bridge is reached from the host; one on
 a plain device is macvtap; destroy leaves no tap, macvtap or nftables chain behind.
 
-One tiny-box machine with four NICs, booted once for the module. The "outside" is a network
+One tiny-box machine with five NICs, booted once for the module. The "outside" is a network
 namespace the test makes: a veth pair whose far end (10.204.0.2) holds a TCP listener that
 answers with the address it sees, and a second veth pair as macvtap's lower device, its far
 end (10.205.0.1) in the namespace too.
@@ -41,6 +41,8 @@ VAGRANTFILE = f"""
       config.vm.network "private_network", ip: "10.206.0.10"
       config.vm.network "public_network", dev: "{BRIDGE}", ip: "10.203.0.10"
       config.vm.network "public_network", dev: "{MACVTAP_LOWER}", mode: "bridge", ip: "10.205.0.10"
+      config.vm.network "private_network", ip: "10.207.0.10", libvirt__forward_mode: "route",
+        libvirt__forward_device: "vmctlt-h0"
     end
 """
 
@@ -85,7 +87,7 @@ def outside() -> Iterator[None]:
         ip("link", "set", MACVTAP_LOWER, "up")
         for args in (("addr", "add", "10.204.0.2/24", "dev", "vmctlt-n0"), ("link", "set", "vmctlt-n0", "up"),
                      ("addr", "add", "10.205.0.1/24", "dev", "vmctlt-mv1"), ("link", "set", "vmctlt-mv1", "up"),
-                     ("link", "set", "lo", "up")):
+                     ("link", "set", "lo", "up"), ("route", "add", "10.207.0.0/24", "via", "10.204.0.1")):
             ip("netns", "exec", NS, "ip", *args)
         ip("link", "add", BRIDGE, "type", "bridge")
         ip("addr", "add", "10.203.0.1/24", "dev", BRIDGE)
@@ -133,8 +135,9 @@ def fetch_outside(vmctl: Vmctl, folder: Path, gateway: str) -> str:
 
 
 def test_a_nat_network_reaches_outside_masqueraded_and_an_isolated_one_does_not(vmctl: Vmctl, machine: Path) -> None:
-    nat, isolated, *_ = networks(vmctl, machine)
+    nat, isolated, _, _, route = networks(vmctl, machine)
     assert nat["mode"] == "bridge" and nat["forward_mode"] == "nat" and isolated["forward_mode"] == "none"
+    assert route["forward_mode"] == "route" and f"{route['bridge']}-nat" not in nft_chains()
     assert {f"{nat['bridge']}-fwd", f"{nat['bridge']}-nat"} <= nft_chains()
     assert not any(c.startswith(isolated["bridge"]) for c in nft_chains())
     assert Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "1"
@@ -142,6 +145,8 @@ def test_a_nat_network_reaches_outside_masqueraded_and_an_isolated_one_does_not(
     # Masqueraded: the listener sees the host's address on its side, not 10.202.0.10.
     assert fetch_outside(vmctl, machine, "10.202.0.1") == "seen 10.204.0.1"
     assert fetch_outside(vmctl, machine, "10.206.0.1") == ""
+    # Routed: the listener sees the guest's own address (it has a route back through the host).
+    assert fetch_outside(vmctl, machine, "10.207.0.1") == "seen 10.207.0.10"
 
 
 def test_a_public_network_on_a_host_bridge_is_reached_from_the_host(vmctl: Vmctl, machine: Path) -> None:
@@ -175,7 +180,8 @@ def test_a_public_network_on_a_device_is_macvtap(vmctl: Vmctl, machine: Path) ->
 
 
 def test_destroy_leaves_no_tap_macvtap_or_chain(vmctl: Vmctl, machine: Path) -> None:
-    nat = networks(vmctl, machine)[0]["bridge"]
+    bridges = [n["bridge"] for n in networks(vmctl, machine) if n["mode"] == "bridge"]
+    assert len(bridges) == 3
     vmctl("destroy", "-f", cwd=machine)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline and os.listdir(f"/sys/class/net/{BRIDGE}/brif"):
@@ -183,5 +189,6 @@ def test_destroy_leaves_no_tap_macvtap_or_chain(vmctl: Vmctl, machine: Path) -> 
     assert os.listdir(f"/sys/class/net/{BRIDGE}/brif") == []
     assert not [n for n in os.listdir("/sys/class/net") if n.startswith("vmtap-")
                 and Path(f"/sys/class/net/{n}/lower_{MACVTAP_LOWER}").exists()]
-    assert not Path(f"/sys/class/net/{nat}").exists()
-    assert not any(c.startswith(nat) for c in nft_chains())
+    for bridge in bridges:
+        assert not Path(f"/sys/class/net/{bridge}").exists()
+        assert not any(c.startswith(bridge) for c in nft_chains())
