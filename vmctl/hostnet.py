@@ -350,13 +350,19 @@ class IpOps:
         # ip_forward=1 also turns forwarding on for every interface: isolated bridges get
         # theirs back off.
         knob = Path("/proc/sys/net/ipv4/ip_forward")
-        if knob.read_text().strip() != "1":
-            log.info("turning on IPv4 forwarding (net.ipv4.ip_forward = 1) for %s", net.label)
-            knob.write_text("1")
-        for other in isolated:
-            with contextlib.suppress(OSError):
-                Path(f"/proc/sys/net/ipv4/conf/{other.bridge}/forwarding").write_text("0")
-        Path(f"/proc/sys/net/ipv4/conf/{net.bridge}/forwarding").write_text("1")
+        try:
+            if knob.read_text().strip() != "1":
+                log.info("turning on IPv4 forwarding (net.ipv4.ip_forward = 1) for %s", net.label)
+                knob.write_text("1")
+            for other in isolated:
+                with contextlib.suppress(OSError):
+                    Path(f"/proc/sys/net/ipv4/conf/{other.bridge}/forwarding").write_text("0")
+            Path(f"/proc/sys/net/ipv4/conf/{net.bridge}/forwarding").write_text("1")
+        except OSError as exc:
+            raise MachineError(f"the private network {net.label} needs IPv4 forwarding on this host "
+                               f"(libvirt__forward_mode {net.forward_mode}), which cannot be turned on: {exc}",
+                               hint="turn it on (sysctl -w net.ipv4.ip_forward=1) or leave libvirt__forward_mode "
+                               "out for an isolated network") from exc
         self._nft(nft_remove(net, self._chains()) + nft_add(net), purpose=f"forward the network {net.label} ({net.forward_mode})")
 
     def _chains(self) -> set[str]:
