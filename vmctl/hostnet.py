@@ -655,6 +655,8 @@ def ensure_macvtaps(machine_id: str, wanted: Iterable[Macvtap], *, ops: Ops | No
                 del taps[name]
         _prune_macvtaps(taps, alive, ops)
         for tap in wanted:
+            if tap.name in taps and taps[tap.name][0] != tap:
+                ops.delete_link(tap.name)  # its device, mode or MAC changed: made again
             taps[tap.name] = (tap, machine_id)
         _save_macvtaps(taps)
         for tap in wanted:

@@ -308,6 +308,10 @@ def test_macvtaps_vmctl_makes_go_with_their_machine(home: Path) -> None:
     hostnet.ensure_macvtaps("aaaaaaaaaaaa", [tap], ops=host, live=set())
     assert host.links == {tap.name: "macvtap on eth0"}
     hostnet.ensure_macvtaps("aaaaaaaaaaaa", [tap], ops=host, live=set())  # every start: idempotent
+    vepa = dataclasses.replace(tap, mode="vepa", lower="eth1")
+    hostnet.ensure_macvtaps("aaaaaaaaaaaa", [vepa], ops=host, live=set())  # the Vagrantfile changed
+    assert host.links == {tap.name: "macvtap on eth1"}
+    hostnet.ensure_macvtaps("aaaaaaaaaaaa", [tap], ops=host, live=set())
     other = dataclasses.replace(tap, name="vmtap-abcdefabcd")
     hostnet.ensure_macvtaps("bbbbbbbbbbbb", [other], ops=host, live={"aaaaaaaaaaaa"})
     hostnet.release("aaaaaaaaaaaa", ops=host, live={"aaaaaaaaaaaa", "bbbbbbbbbbbb"})
