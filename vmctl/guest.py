@@ -110,7 +110,8 @@ f=/etc/systemd/network/50-vmctl-{mac.replace(":", "")}.network
 """
         if net.type == "dhcp":
             script = find + _DHCP_SCRIPT.replace("@MAC@", mac)
-            what = f"configure DHCP on the private network {net.subnet}"
+            what = ("configure DHCP on the public network" if net.public
+                    else f"configure DHCP on the private network {net.subnet}")
         else:
             try:
                 iface = ipaddress.ip_interface(f"{net.ip}/{net.netmask}")
@@ -130,7 +131,7 @@ else
   ip addr add {cidr} dev "$dev"
 fi
 """
-            what = f"configure the private network {cidr}"
+            what = f"configure the {'public' if net.public else 'private'} network {cidr}"
         s.check(f"sudo -n sh -c {shlex.quote(script)}", what=what)
 
 

@@ -10,7 +10,12 @@ multicast segment on loopback (vmctl/domain/network.py), which the host cannot r
 A host-only network is a Linux bridge named `vmctl-` + a hash of (VMCTL_HOME, the network's
 key) (15 characters, IFNAMSIZ), holding the host's address (the subnet's first, or
 `libvirt__host_ip`), with forwarding off on it (isolated: the kernel does not route its
-guests' packets anywhere; vmctl changes no firewall or routing setting of the host).
+guests' packets anywhere; vmctl changes no firewall or routing setting of the host) unless
+`libvirt__forward_mode` is "nat" or "route": then, as libvirt does, IPv4 forwarding is
+turned on (net.ipv4.ip_forward = 1, left on, as libvirt leaves it) and the bridge gets two
+chains of its own in vmctl's nftables table `inet vmctl` (nft_add: forwarded out of the
+host, answers back, nothing else; nat masquerades), removed with the bridge; the host's
+own tables are never touched, and the table goes when its last chain does.
 Machines share it by key: `libvirt__network_name` when given, else the subnet, across
 projects (two bridges cannot both hold one subnet on one host). A subnet that overlaps one
 of the host's own networks (docker0's 172.17.0.0/16, say) stays a multicast segment, with a
@@ -22,9 +27,11 @@ Crash safety: the registry (VMCTL_HOME/networks/networks.json, changed only unde
 `networks` lock) records a network and its users (machine ids) before the bridge is made,
 and forgets it only after the bridge and dnsmasq are gone. Every ensure and release first
 drops users that are no longer in the machine index (a machine destroyed while vmctl was
-killed) and removes networks left without users, so a killed vmctl leaks nothing past the
-next `up` or `destroy`. Bridges of another VMCTL_HOME are never touched: they count as the
-host's interfaces, and a subnet one of them holds is refused.
+killed) and removes networks left without users (bridge, dnsmasq and nftables chains), so
+a killed vmctl leaks nothing past the next `up` or `destroy`. The macvtaps vmctl makes for
+public networks with the embedded driver (Macvtap) are recorded and cleaned up the same
+way, per machine, in macvtaps.json. Bridges of another VMCTL_HOME are never touched: they
+count as the host's interfaces, and a subnet one of them holds is refused.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ import ipaddress
 import json
 import logging
 import os
+import shutil
 import signal
 import time
 from collections.abc import Iterable, Iterator
@@ -57,7 +65,10 @@ IFNAMSIZ = 15  # characters, without the NUL
 
 def mode(net: PrivateNetwork, *, is_root: bool) -> str:
     """"bridge" (a host-only network the host reaches), "mcast" (a multicast segment on
-    loopback: machines only) or "udp" (the point-to-point tunnel a Vagrantfile asked for)."""
+    loopback: machines only), "udp" (the point-to-point tunnel a Vagrantfile asked for) or
+    "public" (a public_network: a host device, not a network vmctl makes)."""
+    if net.public:
+        return "public"
     if net.tunnel_type is not None:
         return net.tunnel_type
     if not is_root or untrusted.host_network_problem(net.subnet):
@@ -68,7 +79,7 @@ def mode(net: PrivateNetwork, *, is_root: bool) -> str:
 def reachability_note(net: PrivateNetwork, *, is_root: bool) -> str | None:
     """What to tell a user whose private network the host cannot reach (None: it can, or
     the user asked for a tunnel)."""
-    if net.tunnel_type is not None or mode(net, is_root=is_root) == "bridge":
+    if net.tunnel_type is not None or mode(net, is_root=is_root) in ("bridge", "public"):
         return None
     where = net.ip or net.subnet
     if ipaddress.ip_network(net.subnet).version != 4:
@@ -105,6 +116,8 @@ class HostNetwork:
     host_ip: str
     dhcp_start: str | None = None  # None: no DHCP server
     dhcp_stop: str | None = None
+    forward_mode: str = "none"  # none (isolated) | nat | route
+    forward_device: str | None = None  # the one interface it forwards out of (None: any but bridges)
 
     @property
     def interface(self) -> str:
@@ -142,7 +155,20 @@ def plan(net: PrivateNetwork, home: str) -> HostNetwork:
             raise MachineError(f"the DHCP range of {subnet} is empty ({start} - {stop})")
     return HostNetwork(key=key, label=net.name or str(subnet), bridge=bridge_name(home, key), subnet=str(subnet),
                        host_ip=str(host_ip), dhcp_start=str(start) if start else None,
-                       dhcp_stop=str(stop) if stop else None)
+                       dhcp_stop=str(stop) if stop else None, forward_mode=net.forward_mode,
+                       forward_device=net.forward_device)
+
+
+@dataclass(frozen=True)
+class Macvtap:
+    """A public_network's macvtap vmctl makes itself (the embedded driver: libvirt 9.0's own
+    type='direct' NICs crash it on stop, as it runs no netlink event service), given to
+    QEMU as an unmanaged <interface type='ethernet'>. Removed with its machine."""
+
+    name: str  # vmtap-...
+    lower: str  # the host device
+    mode: str  # bridge | vepa | private | passthrough
+    mac: str  # the guest NIC's: macvtap passes frames for its own address
 
 
 # --- the registry -----------------------------------------------------------------------------
@@ -202,6 +228,9 @@ class Ops(Protocol):
     def dhcp_running(self, net: HostNetwork) -> bool: ...
     def start_dhcp(self, net: HostNetwork) -> None: ...
     def stop_dhcp(self, net: HostNetwork) -> None: ...
+    def start_forwarding(self, net: HostNetwork, isolated: list[HostNetwork]) -> None: ...
+    def stop_forwarding(self, net: HostNetwork) -> None: ...
+    def add_macvtap(self, tap: Macvtap) -> None: ...
 
 
 class IpOps:
@@ -219,9 +248,11 @@ class IpOps:
         br = net.bridge
         if not self.link_exists(br):
             self._ip("link", "add", "name", br, "type", "bridge", purpose=f"make the bridge {br}")
-        # Isolated: nothing that comes in on the bridge is forwarded anywhere, and no IPv6
-        # (the networks are IPv4; no link-local address to reach guests by).
-        for knob, value in ((f"/proc/sys/net/ipv4/conf/{br}/forwarding", "0"),
+        # Isolated: nothing that comes in on the bridge is forwarded anywhere (unless its
+        # forward mode says so: start_forwarding), and no IPv6 (the networks are IPv4; no
+        # link-local address to reach guests by).
+        forwarding = "0" if net.forward_mode == "none" else "1"
+        for knob, value in ((f"/proc/sys/net/ipv4/conf/{br}/forwarding", forwarding),
                             (f"/proc/sys/net/ipv6/conf/{br}/disable_ipv6", "1")):
             with contextlib.suppress(OSError):
                 Path(knob).write_text(value)
@@ -234,7 +265,23 @@ class IpOps:
 
     def delete_link(self, name: str) -> None:
         if self.link_exists(name):
-            self._ip("link", "del", name, purpose=f"remove the bridge {name}")
+            self._ip("link", "del", name, purpose=f"remove the host interface {name}")
+
+    def add_macvtap(self, tap: Macvtap) -> None:
+        for name in (tap.name, tap.lower):
+            if untrusted.host_device_problem(name, public=False) or "/" in name:
+                raise ValueError(f"interface name {name!r}")
+        if tap.mode not in ("bridge", "vepa", "private", "passthrough") or untrusted.parse_mac(tap.mac) != tap.mac:
+            raise ValueError(f"macvtap {tap!r}")
+        base = Path("/sys/class/net", tap.name)
+        if base.exists():
+            same = (base / f"lower_{tap.lower}").exists() and (base / "address").read_text().strip() == tap.mac
+            if same:
+                return
+            self.delete_link(tap.name)
+        self._ip("link", "add", "link", tap.lower, "name", tap.name, "address", tap.mac, "type", "macvtap",
+                 "mode", tap.mode, purpose=f"make the macvtap {tap.name} on {tap.lower}")
+        self._ip("link", "set", tap.name, "up", purpose=f"bring the macvtap {tap.name} up")
 
     def host_prefixes(self) -> list[tuple[str, str]]:
         out: list[tuple[str, str]] = []
@@ -291,6 +338,116 @@ class IpOps:
                 f.unlink()
 
 
+    def _nft(self, script: str, purpose: str, check: bool = True) -> Any:
+        from vmctl.run import run
+
+        return run(["nft", "-f", "-"], input=script.encode(), purpose=purpose, check=check, timeout=30)
+
+    def start_forwarding(self, net: HostNetwork, isolated: list[HostNetwork]) -> None:
+        """Forward NET's subnet through the host (nat: masqueraded), as libvirt does: IP
+        forwarding on (libvirt turns net.ipv4.ip_forward on and leaves it on), and the
+        bridge's chains in vmctl's own nftables table."""
+        # ip_forward=1 also turns forwarding on for every interface: isolated bridges get
+        # theirs back off.
+        knob = Path("/proc/sys/net/ipv4/ip_forward")
+        try:
+            if knob.read_text().strip() != "1":
+                log.info("turning on IPv4 forwarding (net.ipv4.ip_forward = 1) for %s", net.label)
+                knob.write_text("1")
+            for other in isolated:
+                with contextlib.suppress(OSError):
+                    Path(f"/proc/sys/net/ipv4/conf/{other.bridge}/forwarding").write_text("0")
+            Path(f"/proc/sys/net/ipv4/conf/{net.bridge}/forwarding").write_text("1")
+        except OSError as exc:
+            raise MachineError(f"the private network {net.label} needs IPv4 forwarding on this host "
+                               f"(libvirt__forward_mode {net.forward_mode}), which cannot be turned on: {exc}",
+                               hint="turn it on (sysctl -w net.ipv4.ip_forward=1) or leave libvirt__forward_mode "
+                               "out for an isolated network") from exc
+        self._nft(nft_remove(net, self._chains()) + nft_add(net), purpose=f"forward the network {net.label} ({net.forward_mode})")
+
+    def _chains(self) -> set[str]:
+        """The chains in vmctl's table (none: no table)."""
+        r = self._nft_list()
+        return {i["chain"]["name"] for i in r if "chain" in i}
+
+    def _nft_list(self) -> list[dict[str, Any]]:
+        from vmctl.run import run
+
+        if not any(shutil.which("nft", path=p) for p in (None, "/usr/sbin:/sbin")):
+            return []
+        r = run(["nft", "-j", "list", "table", "inet", NFT_TABLE], purpose="read vmctl's nftables table",
+                check=False, timeout=30)
+        if r.returncode != 0:
+            return []
+        return list(json.loads(r.stdout or b"{}").get("nftables", []))
+
+    def stop_forwarding(self, net: HostNetwork) -> None:
+        chains = self._chains()
+        script = nft_remove(net, chains)
+        if script:
+            self._nft(script, purpose=f"remove the forwarding of the network {net.label}")
+            if not chains - set(nft_chain_names(net)):
+                # Its last network (of any VMCTL_HOME): the table goes, unless one was added since.
+                self._nft(f"delete table inet {NFT_TABLE}\n", purpose="remove vmctl's nftables table", check=False)
+
+
+NFT_TABLE = "vmctl"
+
+
+def nft_chain_names(net: HostNetwork) -> tuple[str, str]:
+    _check_bridge(net.bridge)
+    return f"{net.bridge}-fwd", f"{net.bridge}-nat"
+
+
+def _check_bridge(name: str) -> None:
+    if not name.startswith(BRIDGE_PREFIX) or len(name) > IFNAMSIZ or not all(c.isalnum() or c == "-" for c in name):
+        raise ValueError(f"bridge name {name!r}")
+
+
+def nft_add(net: HostNetwork) -> str:
+    """An nft script giving NET's bridge its own chains in vmctl's table (inet vmctl), as
+    libvirt's rules for a nat or route network: forwarded from the subnet out of the host
+    (FORWARD_DEVICE, else any interface but vmctl's bridges), answers back in; nothing else
+    forwarded to or from the bridge; nat masquerades the subnet going elsewhere. Every value
+    was parsed as an address or checked as an interface name."""
+    if net.forward_mode not in ("nat", "route"):
+        raise ValueError(f"forward mode {net.forward_mode!r}")
+    subnet = str(ipaddress.IPv4Network(net.subnet))
+    br = net.bridge
+    out = ""
+    if net.forward_device is not None:
+        if untrusted.host_device_problem(net.forward_device, public=False):
+            raise ValueError(f"forward device {net.forward_device!r}")
+        out = f'oifname "{net.forward_device}" '
+    fwd, nat = nft_chain_names(net)
+    back = "ct state established,related " if net.forward_mode == "nat" else ""
+    lines = [
+        f"add table inet {NFT_TABLE}",
+        f"add chain inet {NFT_TABLE} {fwd} {{ type filter hook forward priority filter; policy accept; }}",
+        f'add rule inet {NFT_TABLE} {fwd} iifname "{br}" oifname "{BRIDGE_PREFIX}*" drop',
+        f'add rule inet {NFT_TABLE} {fwd} iifname "{br}" {out}ip saddr {subnet} accept',
+        f'add rule inet {NFT_TABLE} {fwd} oifname "{br}" ip daddr {subnet} {back}accept',
+        f'add rule inet {NFT_TABLE} {fwd} iifname "{br}" drop',
+        f'add rule inet {NFT_TABLE} {fwd} oifname "{br}" drop',
+    ]
+    if net.forward_mode == "nat":
+        lines += [
+            f"add chain inet {NFT_TABLE} {nat} {{ type nat hook postrouting priority srcnat; policy accept; }}",
+            f"add rule inet {NFT_TABLE} {nat} ip saddr {subnet} ip daddr != {subnet} "
+            f'ip daddr != {{ 224.0.0.0/24, 255.255.255.255 }} oifname != "{br}" {out}masquerade',
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def nft_remove(net: HostNetwork, chains: set[str]) -> str:
+    """An nft script removing NET's chains among CHAINS (what vmctl's table holds)."""
+    script = ""
+    for name in nft_chain_names(net):
+        if name in chains:
+            script += f"flush chain inet {NFT_TABLE} {name}\ndelete chain inet {NFT_TABLE} {name}\n"
+    return script
+
+
 def dnsmasq_args(net: HostNetwork, pid_file: Path, leases: Path) -> list[str]:
     """dnsmasq's arguments for NET: DHCP only (no DNS), on its bridge alone, handing out no
     router and no DNS server (the guest keeps its management NIC's), leases that never end."""
@@ -298,8 +455,7 @@ def dnsmasq_args(net: HostNetwork, pid_file: Path, leases: Path) -> list[str]:
         raise ValueError(f"{net.label} has no DHCP range")
     for a in (net.host_ip, net.dhcp_start, net.dhcp_stop):
         ipaddress.IPv4Address(a)
-    if not net.bridge.startswith(BRIDGE_PREFIX) or len(net.bridge) > IFNAMSIZ:
-        raise ValueError(f"bridge name {net.bridge!r}")
+    _check_bridge(net.bridge)
     return [
         "--conf-file=/dev/null", f"--pid-file={pid_file}", f"--dhcp-leasefile={leases}",
         f"--interface={net.bridge}", "--bind-interfaces", "--except-interface=lo", f"--listen-address={net.host_ip}",
@@ -332,6 +488,8 @@ def _prune(registry: dict[str, Record], live: set[str], ops: Ops) -> bool:
 
 def _teardown(net: HostNetwork, ops: Ops) -> None:
     log.debug("removing the host-only network %s (%s)", net.label, net.bridge)
+    if net.forward_mode != "none":
+        ops.stop_forwarding(net)
     ops.stop_dhcp(net)
     ops.delete_link(net.bridge)
 
@@ -376,6 +534,11 @@ def ensure(machine_id: str, wanted: Iterable[HostNetwork], *, ops: Ops | None = 
         prefixes = None
         for net in wanted:
             rec = registry.get(net.key)
+            if rec is not None and rec.network != net and set(rec.users) <= {machine_id}:
+                # This machine's own network, its Vagrantfile changed: made again as it says now.
+                _teardown(rec.network, ops)
+                del registry[net.key]
+                rec = None
             if rec is not None:
                 old = rec.network
                 if (old.subnet, old.host_ip) != (net.subnet, net.host_ip):
@@ -383,6 +546,12 @@ def ensure(machine_id: str, wanted: Iterable[HostNetwork], *, ops: Ops | None = 
                         f"the private network {net.label} is {old.subnet} with the host at {old.host_ip} for the "
                         f"machines already on it, not {net.subnet} with the host at {net.host_ip}",
                         hint="give it the same subnet (and libvirt__host_ip), or another libvirt__network_name")
+                if (old.forward_mode, old.forward_device) != (net.forward_mode, net.forward_device):
+                    have = old.forward_mode + (f" out of {old.forward_device}" if old.forward_device else "")
+                    raise MachineError(f"the private network {net.label} has libvirt__forward_mode {have} for the "
+                                       "machines already on it",
+                                       hint="give it the same libvirt__forward_mode (and libvirt__forward_device), "
+                                       "or another libvirt__network_name")
                 if (old.dhcp_start, old.dhcp_stop) != (net.dhcp_start, net.dhcp_stop):
                     have = f"DHCP {old.dhcp_start} - {old.dhcp_stop}" if old.dhcp_start else "no DHCP"
                     raise MachineError(f"the private network {net.label} has {have} for the machines already on it",
@@ -408,16 +577,19 @@ def ensure(machine_id: str, wanted: Iterable[HostNetwork], *, ops: Ops | None = 
                         "with libvirt__tunnel_type: \"mcast\"")
             registry[net.key] = Record(net, [machine_id])
         save_registry(registry)  # the intent, before anything is made on the host
+        isolated = [r.network for r in registry.values() if r.network.forward_mode == "none"]
         for net in wanted:
             ops.add_bridge(net)
+            if net.forward_mode != "none":
+                ops.start_forwarding(net, isolated)
             if net.dhcp_start is not None and not ops.dhcp_running(net):
                 ops.start_dhcp(net)
 
 
 def release(machine_id: str | None = None, *, ops: Ops | None = None, live: set[str] | None = None) -> None:
     """MACHINE_ID uses no network any more; networks left without users (and those of
-    machines no longer in the index) are removed."""
-    if not _registry_path().exists():
+    machines no longer in the index) are removed, as are their macvtaps."""
+    if not _registry_path().exists() and not _macvtaps_path().exists():
         return
     ops = ops or IpOps()
     with _locked():
@@ -425,6 +597,70 @@ def release(machine_id: str | None = None, *, ops: Ops | None = None, live: set[
         alive = (live if live is not None else _live_machines()) - ({machine_id} if machine_id else set())
         if _prune(registry, alive, ops):
             save_registry(registry)
+        taps = _load_macvtaps()
+        if _prune_macvtaps(taps, alive, ops):
+            _save_macvtaps(taps)
+
+
+# --- macvtaps ---------------------------------------------------------------------------------
+
+def _macvtaps_path() -> Path:
+    return networks_dir() / "macvtaps.json"
+
+
+def _load_macvtaps() -> dict[str, tuple[Macvtap, str]]:
+    """name -> (the macvtap, its machine id)."""
+    try:
+        data = json.loads(_macvtaps_path().read_text())
+    except FileNotFoundError:
+        return {}
+    except (OSError, ValueError) as exc:
+        raise MachineError(f"the macvtap registry {_macvtaps_path()} cannot be read: {exc}",
+                           hint="look at the interfaces named vmtap-* (ip link), remove the file and run the command "
+                           "again") from exc
+    return {name: (Macvtap(**rec["macvtap"]), rec["user"]) for name, rec in data.get("macvtaps", {}).items()}
+
+
+def _save_macvtaps(taps: dict[str, tuple[Macvtap, str]]) -> None:
+    from vmctl.state import write_atomic
+
+    networks_dir().mkdir(parents=True, exist_ok=True, mode=0o700)
+    data = {"macvtaps": {n: {"macvtap": asdict(t), "user": u} for n, (t, u) in taps.items()}}
+    write_atomic(_macvtaps_path(), (json.dumps(data, indent=2) + "\n").encode())
+
+
+def _prune_macvtaps(taps: dict[str, tuple[Macvtap, str]], live: set[str], ops: Ops) -> bool:
+    gone = [name for name, (_, user) in taps.items() if user not in live]
+    for name in gone:
+        ops.delete_link(name)
+        del taps[name]
+    return bool(gone)
+
+
+def ensure_macvtaps(machine_id: str, wanted: Iterable[Macvtap], *, ops: Ops | None = None,
+                    live: set[str] | None = None) -> None:
+    """Make MACHINE_ID's macvtaps exactly WANTED (recorded before they are made, so a killed
+    vmctl's are removed by the next command, as bridges are)."""
+    ops = ops or IpOps()
+    wanted = list(wanted)
+    if not wanted and not _macvtaps_path().exists():
+        return
+    with _locked():
+        taps = _load_macvtaps()
+        alive = (live if live is not None else _live_machines()) | {machine_id}
+        names = {t.name for t in wanted}
+        for name, (_, user) in list(taps.items()):
+            if user == machine_id and name not in names:
+                ops.delete_link(name)
+                del taps[name]
+        _prune_macvtaps(taps, alive, ops)
+        for tap in wanted:
+            if tap.name in taps and taps[tap.name][0] != tap:
+                ops.delete_link(tap.name)  # its device, mode or MAC changed: made again
+            taps[tap.name] = (tap, machine_id)
+        _save_macvtaps(taps)
+        for tap in wanted:
+            ops.add_macvtap(tap)
 
 
 def dhcp_address(net: HostNetwork, mac: str) -> str | None:

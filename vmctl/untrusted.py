@@ -102,6 +102,24 @@ def iface_name_problem(name: object) -> str | None:
     return None
 
 
+# Host devices a public_network may not use: vagrant-libvirt's host_device_exclude_prefixes
+# (libvirt's and Docker's own devices), vmctl's own bridges and taps, loopback.
+PUBLIC_EXCLUDED_PREFIXES = ("docker", "macvtap", "virbr", "vnet", "vmctl-", "vmtap-")
+
+
+def host_device_problem(name: object, *, public: bool = True) -> str | None:
+    """Why NAME cannot be the host device a public_network (PUBLIC) or a forwarding
+    network's libvirt__forward_device names, or None. Existence is checked on the host."""
+    if not isinstance(name, str) or not _IFNAME.fullmatch(name):
+        return "a host interface name is 1-15 letters, digits, '_', '.' or '-', starting with a letter or digit"
+    if name == "lo":
+        return "the loopback interface reaches no network"
+    if public and name.startswith(PUBLIC_EXCLUDED_PREFIXES):
+        return (f"names starting with {', '.join(PUBLIC_EXCLUDED_PREFIXES)} are libvirt's, Docker's or vmctl's own "
+                "devices, not a network to attach a machine to")
+    return None
+
+
 # The address space a Vagrantfile may put a host-only network in (RFC 1918): a bridge with
 # a route for any other subnet would take the host's own traffic to those addresses (a
 # private_network "1.1.1.10" would hand the host's 1.1.1.1 to a guest).

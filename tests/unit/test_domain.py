@@ -507,12 +507,36 @@ def test_private_networks_on_host_bridges_are_libvirt_interfaces() -> None:
     assert not any("vmpriv0" in a for a in args)
 
 
+def test_public_networks_are_a_host_bridge_or_macvtap() -> None:
+    nics = (domain.PublicNic(mac="52:54:00:01:02:03", attach="bridge", dev="br0", tap="vmtap-abcdef012"),
+            domain.PublicNic(mac="52:54:00:01:02:04", attach="direct", dev="eth0", tap="vmtap-abcdef013", mode="vepa"))
+    net = domain.NetworkSpec(management=domain.UserNic(mac="52:54:00:aa:bb:cc"), private=nics)
+    root = render(spec(network=net))  # checked against libvirt's schema
+    bridge, direct = root.findall("devices/interface")
+    assert bridge.get("type") == "bridge" and bridge.find("source").attrib == {"bridge": "br0"}  # type: ignore[union-attr]
+    assert direct.get("type") == "direct"
+    assert direct.find("source").attrib == {"dev": "eth0", "mode": "vepa"}  # type: ignore[union-attr]
+    assert direct.find("target").get("dev") == "vmtap-abcdef013"  # type: ignore[union-attr]
+    assert [i.find("address").get("slot") for i in (bridge, direct)] == ["0x11", "0x12"]  # type: ignore[union-attr]
+    assert not any("vmpriv" in a for a in qemu_args(root))
+
+    # A macvtap vmctl made (the embedded driver): an unmanaged ethernet interface.
+    premade = replace(nics[1], premade=True)
+    root = render(spec(network=replace(net, private=(premade,))))
+    (iface,) = root.findall("devices/interface")
+    assert iface.get("type") == "ethernet" and iface.find("source") is None
+    assert iface.find("target").attrib == {"dev": "vmtap-abcdef013", "managed": "no"}  # type: ignore[union-attr]
+
+
 @pytest.mark.parametrize("nic", [
+    domain.PublicNic(mac="52:54:00:01:02:03", attach="direct", dev="eth0", tap="vmtap-1", mode="bridged"),
+    domain.PublicNic(mac="52:54:00:01:02:03", attach="direct", dev="eth0'/><x", tap="vmtap-1"),
+    domain.PublicNic(mac="52:54:00:01:02:03", attach="network", dev="eth0", tap="vmtap-1"),
     domain.BridgeNic(mac="52:54:00:01:02:03", bridge="br0 up", tap="vmtap-1"),
     domain.BridgeNic(mac="52:54:00:01:02:03", bridge="vmctl-012345678", tap="sixteen-chars-xx"),
     domain.BridgeNic(mac="52:54:00:01:02:0", bridge="vmctl-012345678", tap="vmtap-1"),
 ])
-def test_bridge_nic_values_are_checked(nic: domain.BridgeNic) -> None:
+def test_bridge_nic_values_are_checked(nic: domain.BridgeNic | domain.PublicNic) -> None:
     with pytest.raises(ValueError):
         domain.render_domain(spec(network=domain.NetworkSpec(management=None, private=(nic,))))
 

@@ -46,6 +46,18 @@ class FakeHost:
     def stop_dhcp(self, n: hostnet.HostNetwork) -> None:
         self.dhcp.discard(n.bridge)
 
+    forwarding: dict[str, str]
+
+    def start_forwarding(self, n: hostnet.HostNetwork, isolated: list[hostnet.HostNetwork]) -> None:
+        self.__dict__.setdefault("forwarding", {})[n.bridge] = n.forward_mode
+        assert all(i.forward_mode == "none" for i in isolated)
+
+    def stop_forwarding(self, n: hostnet.HostNetwork) -> None:
+        self.__dict__.setdefault("forwarding", {}).pop(n.bridge, None)
+
+    def add_macvtap(self, tap: hostnet.Macvtap) -> None:
+        self.links[tap.name] = f"macvtap on {tap.lower}"
+
 
 @pytest.fixture
 def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
@@ -218,3 +230,124 @@ def test_a_subnet_on_one_of_the_hosts_networks_is_named(home: Path) -> None:
     assert hostnet.foreign_overlap(lab, host.host_prefixes()) is None
     note = hostnet.overlap_note(net("172.17.8.101", "172.17.8.0/24"), "172.17.0.0/16 on docker0")
     assert "cannot reach" in note and "docker0" in note and "another subnet" in note
+
+
+def test_a_forwarding_network_gets_its_chains_and_loses_them_with_its_last_machine(home: Path) -> None:
+    host = FakeHost()
+    nat = hostnet.plan(net(forward_mode="nat"), str(home))
+    assert nat.forward_mode == "nat"
+    hostnet.ensure("aaaaaaaaaaaa", [nat], ops=host, live=set())
+    assert host.forwarding == {nat.bridge: "nat"}
+    # Another machine asking for the same network isolated is refused; alone, a machine's
+    # changed Vagrantfile remakes its network.
+    with pytest.raises(MachineError, match="libvirt__forward_mode nat"):
+        hostnet.ensure("bbbbbbbbbbbb", [hostnet.plan(net(), str(home))], ops=host, live={"aaaaaaaaaaaa"})
+    route = hostnet.plan(net(forward_mode="route", forward_device="eth0"), str(home))
+    hostnet.ensure("aaaaaaaaaaaa", [route], ops=host, live=set())
+    assert host.forwarding == {route.bridge: "route"}
+    assert hostnet.load_registry()[route.key].network == route
+    hostnet.release(None, ops=host, live=set())  # killed vmctl: the next command cleans up
+    assert host.forwarding == {} and host.links == {}
+
+
+def test_nft_rules_stay_in_vmctls_table_and_name_only_checked_values(home: Path) -> None:
+    nat = hostnet.plan(net(forward_mode="nat"), str(home))
+    script = hostnet.nft_add(nat)
+    fwd, natc = hostnet.nft_chain_names(nat)
+    lines = script.splitlines()
+    assert lines[0] == "add table inet vmctl"
+    assert all(line.startswith(("add table inet vmctl", f"add chain inet vmctl {fwd}", f"add rule inet vmctl {fwd}",
+                                f"add chain inet vmctl {natc}", f"add rule inet vmctl {natc}")) for line in lines)
+    assert f'iifname "{nat.bridge}" ip saddr 192.168.33.0/24 accept' in script
+    assert "ct state established,related accept" in script and "masquerade" in script
+    assert f'oifname != "{nat.bridge}" masquerade' in script
+    route = hostnet.plan(net(forward_mode="route", forward_device="eth1"), str(home))
+    script = hostnet.nft_add(route)
+    assert "masquerade" not in script and "hook postrouting" not in script
+    assert 'oifname "eth1" ip saddr 192.168.33.0/24 accept' in script
+    assert hostnet.nft_remove(nat, {fwd, "vmctl-other-fwd"}) == (
+        f"flush chain inet vmctl {fwd}\ndelete chain inet vmctl {fwd}\n")
+    assert hostnet.nft_remove(nat, set()) == ""
+    with pytest.raises(ValueError):
+        hostnet.nft_add(dataclasses.replace(route, forward_device="eth1; flush ruleset"))
+    with pytest.raises(ValueError):
+        hostnet.nft_add(dataclasses.replace(route, bridge="eth0"))
+    with pytest.raises(ValueError):
+        hostnet.nft_add(dataclasses.replace(route, forward_mode="none"))
+
+
+def test_public_networks_need_privileges_and_an_existing_device(tmp_path: Path) -> None:
+    from vmctl.machine import hardware
+    from vmctl.vagrantfile.model import MachineConfig
+
+    user = hardware.Host(accel="tcg", uri="qemu:///embed", embedded=True, is_root=False)
+    root = dataclasses.replace(user, is_root=True)
+    daemon = dataclasses.replace(user, uri="qemu:///system", embedded=False)
+    public = net("10.203.0.10", "10.203.0.0/24", public=True, devs=("lo-missing0", "lo"))
+    assert hostnet.mode(public, is_root=True) == "public" and hostnet.reachability_note(public, is_root=False) is None
+    with pytest.raises(MachineError, match="needs privileges"):
+        hardware.public_attachment(public, user)
+    with pytest.raises(MachineError, match="no device lo-missing0 or lo") as err:
+        hardware.public_attachment(public, daemon)
+    assert "lo" not in (err.value.hint or "").split(": ", 1)[1].split(", ")
+    devs = hardware.host_devices()
+    if devs:
+        dev = devs[0]
+        attach = "bridge" if hardware.is_bridge(dev) else "direct"
+        assert hardware.public_attachment(dataclasses.replace(public, devs=("nope0", dev)), root) == (attach, dev)
+        cfg = MachineConfig(name="m", private_networks=(dataclasses.replace(public, devs=(dev,)),))
+        assert hardware.network_warnings(cfg, root) == []
+        if attach == "direct":
+            with pytest.raises(MachineError, match="is not a bridge"):
+                hardware.public_attachment(dataclasses.replace(public, devs=(dev,), attach="bridge"), root)
+
+
+def test_macvtaps_vmctl_makes_go_with_their_machine(home: Path) -> None:
+    host = FakeHost()
+    tap = hostnet.Macvtap(name="vmtap-0123456789", lower="eth0", mode="bridge", mac="52:54:00:01:02:03")
+    hostnet.ensure_macvtaps("aaaaaaaaaaaa", [tap], ops=host, live=set())
+    assert host.links == {tap.name: "macvtap on eth0"}
+    hostnet.ensure_macvtaps("aaaaaaaaaaaa", [tap], ops=host, live=set())  # every start: idempotent
+    vepa = dataclasses.replace(tap, mode="vepa", lower="eth1")
+    hostnet.ensure_macvtaps("aaaaaaaaaaaa", [vepa], ops=host, live=set())  # the Vagrantfile changed
+    assert host.links == {tap.name: "macvtap on eth1"}
+    hostnet.ensure_macvtaps("aaaaaaaaaaaa", [tap], ops=host, live=set())
+    other = dataclasses.replace(tap, name="vmtap-abcdefabcd")
+    hostnet.ensure_macvtaps("bbbbbbbbbbbb", [other], ops=host, live={"aaaaaaaaaaaa"})
+    hostnet.release("aaaaaaaaaaaa", ops=host, live={"aaaaaaaaaaaa", "bbbbbbbbbbbb"})
+    assert set(host.links) == {other.name}
+    # A machine that left the index while vmctl was killed: the next command removes its macvtap.
+    hostnet.release(None, ops=host, live=set())
+    assert host.links == {}
+
+
+def test_macvtap_names_and_values_are_checked() -> None:
+    ops = hostnet.IpOps()
+    for bad in (hostnet.Macvtap("vmtap-1", "eth0; reboot", "bridge", "52:54:00:01:02:03"),
+                hostnet.Macvtap("vmtap-1", "eth0", "bridged", "52:54:00:01:02:03"),
+                hostnet.Macvtap("vmtap-1", "eth0", "bridge", "01:00:5e:00:00:01")):
+        with pytest.raises(ValueError):
+            ops.add_macvtap(bad)
+
+
+def test_a_box_may_not_add_a_public_network_or_forwarding(tmp_path: Path) -> None:
+    import textwrap
+
+    from vmctl.vagrantfile.loader import evaluate_project
+
+    project, box_dir = tmp_path / "project", tmp_path / "box"
+    project.mkdir()
+    box_dir.mkdir()
+    (project / "Vagrantfile").write_text('Vagrant.configure("2") do |config|\n  config.vm.box = "test/box"\nend\n')
+    (box_dir / "Vagrantfile").write_text(textwrap.dedent("""
+        Vagrant.configure("2") do |config|
+          config.vm.network "public_network", dev: "eth0"
+          config.vm.network "private_network", ip: "10.9.0.5", libvirt__forward_mode: "nat"
+        end
+    """))
+    cfg = evaluate_project(project / "Vagrantfile", env={"HOME": "/home/tester"},
+                           box_vagrantfile=lambda name, version: box_dir / "Vagrantfile")
+    (m,) = cfg.machines
+    assert [(n.public, n.forward_mode) for n in m.private_networks] == [(False, "none")]
+    assert any("adds a public_network" in w and "which a box may not do" in w for w in cfg.warnings)
+    assert any('libvirt__forward_mode: "nat"' in w and "which a box may not do" in w for w in cfg.warnings)

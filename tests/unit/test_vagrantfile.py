@@ -491,13 +491,48 @@ def test_private_network_libvirt_options(tmp_path: Path) -> None:
 def test_private_network_options_vmctl_does_not_apply_are_warned(tmp_path: Path) -> None:
     project = load(tmp_path, """
     Vagrant.configure("2") do |config|
-      config.vm.network "private_network", ip: "10.3.0.5", libvirt__forward_mode: "nat", libvirt__forward_device: "eth0",
+      config.vm.network "private_network", ip: "10.3.0.5", libvirt__forward_device: "eth0",
         libvirt__guest_ipv6: "yes", libvirt__bogus: 1
     end
     """)
     text = "\n".join(project.warnings)
-    assert '"nat" is not supported' in text and "management NIC" in text
-    assert "libvirt__forward_device" in text and "libvirt__guest_ipv6" in text and "libvirt__bogus" in text
+    assert "libvirt__forward_device: is not used" in text and "forwards nowhere" in text
+    assert "libvirt__guest_ipv6" in text and "libvirt__bogus" in text
+    assert project.machines[0].private_networks[0].forward_device is None
+
+
+def test_forward_modes(tmp_path: Path) -> None:
+    (m,) = load(tmp_path, """
+    Vagrant.configure("2") do |config|
+      config.vm.network "private_network", ip: "10.3.0.5", libvirt__forward_mode: "NAT"
+      config.vm.network "private_network", ip: "10.4.0.5", libvirt__forward_mode: "route", libvirt__forward_device: "eth0"
+      config.vm.network "private_network", ip: "10.5.0.5"
+    end
+    """).machines
+    nat, route, isolated = m.private_networks
+    assert (nat.forward_mode, nat.forward_device) == ("nat", None)
+    assert (route.forward_mode, route.forward_device) == ("route", "eth0")
+    assert (isolated.forward_mode, isolated.forward_device) == ("none", None)
+
+
+def test_public_networks(tmp_path: Path) -> None:
+    project = load(tmp_path, """
+    Vagrant.configure("2") do |config|
+      config.vm.network "private_network", ip: "10.3.0.5"
+      config.vm.network "public_network", dev: "br0", ip: "192.168.1.50", netmask: "16"
+      config.vm.network "public_network", bridge: ["en0: Wi-Fi (AirPort)", "eth1"], mode: "vepa", type: "direct",
+        mac: "52:54:00:00:00:07", auto_config: false, bogus: 1
+      config.vm.network "public_network"
+    end
+    """)
+    (m,) = project.machines
+    _, br, direct, default = m.private_networks
+    assert (br.public, br.devs, br.attach, br.ip, br.netmask, br.type, br.subnet) == (
+        True, ("br0",), None, "192.168.1.50", "255.255.0.0", "static", "192.168.0.0/16")
+    assert (direct.devs, direct.attach, direct.macvtap_mode, direct.type, direct.ip, direct.mac, direct.auto_config) == (
+        ("en0", "eth1"), "direct", "vepa", "dhcp", None, "52:54:00:00:00:07", False)
+    assert (default.devs, default.attach, default.macvtap_mode) == ((), None, "bridge")
+    assert any("public_network option bogus: is not used" in w for w in project.warnings)
 
 
 @pytest.mark.parametrize(
@@ -511,7 +546,10 @@ def test_private_network_options_vmctl_does_not_apply_are_warned(tmp_path: Path)
          'libvirt__tunnel_local_port: 5001, libvirt__tunnel_ip: "192.0.2.7"', "stay on this host"),
         ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__tunnel_type: "udp", libvirt__tunnel_port: 5000, '
          'libvirt__tunnel_local_port: 5001, libvirt__tunnel_local_ip: "127.0.0.1,udp=1.2.3.4:5"', "stay on this host"),
-        ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__forward_mode: "route"', "isolated"),
+        ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__forward_mode: "open"', "none (isolated), nat or route"),
+        ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__forward_mode: "masq"', "modes are"),
+        ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__forward_mode: "nat", '
+         'libvirt__forward_device: "eth0; reboot"', "host interface name"),
         ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__host_ip: "10.1.0.1"', "not an address in"),
         ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__dhcp_start: "10.0.0.0"', "network address"),
         ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__mac: "01:00:5e:00:00:01"', "unicast MAC"),
@@ -520,7 +558,17 @@ def test_private_network_options_vmctl_does_not_apply_are_warned(tmp_path: Path)
         ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__iface_name: "sixteen-chars-xx"',
          "host interface name"),
         ('config.vm.network "private_network", ip: "10.0.0.300"', "not an IP address"),
-        ('config.vm.network "public_network"', "public_network"),
+        ('config.vm.network "public_network", dev: "eth0 up"', "host interface name"),
+        ('config.vm.network "public_network", dev: "virbr0"', "Docker's or vmctl's own"),
+        ('config.vm.network "public_network", dev: "lo"', "loopback"),
+        ('config.vm.network "public_network", bridge: ["eth0", "vmtap-1234"]', "vmctl's own"),
+        ('config.vm.network "public_network", dev: ["eth0"]', "one host device"),
+        ('config.vm.network "public_network", dev: "eth0", mode: "bridged"', "macvtap modes are"),
+        ('config.vm.network "public_network", dev: "eth0", type: "network", network_name: "x"', "not supported"),
+        ('config.vm.network "public_network", dev: "eth0", portgroup: "x"', "not supported"),
+        ('config.vm.network "public_network", dev: "eth0", type: "nat"', "vagrant-libvirt's types"),
+        ('config.vm.network "public_network", dev: "eth0", ip: "10.0.0.300"', "not an IP address"),
+        ('config.vm.network "public_network", dev: "eth0", mac: "01:00:5e:00:00:01"', "unicast MAC"),
         ('config.vm.network "forwarded_port", host: 8080', "needs guest:"),
         ('config.vm.network "forwarded_port", guest: 70000', "not a port number"),
         ('config.vm.network "forwarded_port", guest: 1, protocol: "sctp"', '"tcp" or "udp"'),

@@ -77,9 +77,17 @@ def summary(machine: MachineConfig) -> list[str]:
         extra = " (auto_correct)" if port.auto_correct else ""
         lines.append(f"  port {port.host_ip}:{host} -> {port.guest}/{port.protocol}{extra}")
     for net in machine.private_networks:
+        if net.public:
+            where = f"{net.ip}/{net.netmask}" if net.ip else "DHCP"
+            attach = {"bridge": "a host bridge", "direct": f"macvtap, mode {net.macvtap_mode}"}.get(
+                net.attach or "", f"a bridge, or macvtap mode {net.macvtap_mode}")
+            lines.append(f"  public network {where} on {' or '.join(net.devs) or 'eth0'} ({attach})")
+            continue
         where = f"{net.ip}/{net.netmask}" if net.ip else f"DHCP on {net.subnet}"
         lines.append(f"  private network {where}" + (f" on {net.name}" if net.name else "")
-                     + (f" ({net.tunnel_type} tunnel)" if net.tunnel_type else ""))
+                     + (f" ({net.tunnel_type} tunnel)" if net.tunnel_type else "")
+                     + (f" (forward {net.forward_mode}" + (f" out of {net.forward_device})" if net.forward_device
+                                                           else ")") if net.forward_mode != "none" else ""))
     for folder in machine.synced_folders:
         state = "disabled" if folder.disabled else folder.type
         if folder.two_way and not folder.disabled:

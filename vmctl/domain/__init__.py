@@ -37,6 +37,7 @@ from vmctl.domain.network import (
     Forward,
     McastNic,
     NetworkSpec,
+    PublicNic,
     UdpNic,
     UserNic,
     build_interfaces,
@@ -49,7 +50,7 @@ from vmctl.domain.xml import QEMU_NS, VMCTL_NS, sub
 __all__ = [
     "Identity",
     "QEMU_NS", "USER_NIC_SLOT", "VMCTL_NS", "BridgeNic", "CpuSpec", "DevicesSpec", "Disk", "DisksSpec", "DomainSpec",
-    "FirmwareSpec", "Forward", "McastNic", "NetworkSpec", "SharedFolder", "UdpNic", "UserNic", "hostfwd_rules",
+    "FirmwareSpec", "Forward", "McastNic", "NetworkSpec", "PublicNic", "SharedFolder", "UdpNic", "UserNic", "hostfwd_rules",
     "needs_shared_memory", "parse_machine_metadata", "render_domain",
 ]
 

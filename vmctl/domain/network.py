@@ -80,6 +80,25 @@ class BridgeNic:
 
 
 @dataclass(frozen=True)
+class PublicNic:
+    """A public_network's NIC: on an existing host bridge (ATTACH "bridge": libvirt's
+    <interface type='bridge'>), or macvtap on a host device (ATTACH "direct")."""
+
+    mac: str
+    attach: str  # bridge | direct
+    dev: str  # the host bridge or device
+    tap: str  # the host interface libvirt makes for it (tap or macvtap), named by vmctl
+    mode: str = "bridge"  # macvtap mode: bridge | vepa | private | passthrough
+    boot_order: int | None = None
+    # The macvtap TAP is made by vmctl (hostnet.Macvtap), not libvirt: an unmanaged
+    # <interface type='ethernet'> (the embedded driver crashes stopping type='direct').
+    premade: bool = False
+
+
+MACVTAP_MODES = ("bridge", "vepa", "private", "passthrough")
+
+
+@dataclass(frozen=True)
 class UserNic:
     mac: str
     forwards: tuple[Forward, ...] = ()
@@ -91,7 +110,7 @@ class UserNic:
 @dataclass(frozen=True)
 class NetworkSpec:
     management: UserNic | None
-    private: tuple[McastNic | UdpNic | BridgeNic, ...] = ()
+    private: tuple[McastNic | UdpNic | BridgeNic | PublicNic, ...] = ()  # and the public ones, in order
     private_model: str = "virtio"  # <model type> of the private networks' NICs
 
 
@@ -147,7 +166,7 @@ def private_args(spec: NetworkSpec) -> list[str]:
     args: list[str] = []
     first = int(USER_NIC_SLOT, 16) + 1
     for i, nic in enumerate(spec.private):
-        if isinstance(nic, BridgeNic):
+        if isinstance(nic, BridgeNic | PublicNic):
             continue  # a libvirt <interface> (build_interfaces)
         if isinstance(nic, UdpNic):
             ends = []
@@ -176,23 +195,39 @@ def private_args(spec: NetworkSpec) -> list[str]:
 
 
 def build_interfaces(devices: ET.Element, spec: NetworkSpec) -> None:
-    """The private NICs on host-only bridges: <interface type='bridge'>, each in the PCI slot
-    its place among the private NICs gives it."""
+    """The private NICs on host-only bridges and the public ones: <interface type='bridge'>
+    (or type='direct', macvtap), each in the PCI slot its place among the NICs gives it."""
     first = int(USER_NIC_SLOT, 16) + 1
     for i, nic in enumerate(spec.private):
-        if not isinstance(nic, BridgeNic):
+        if not isinstance(nic, BridgeNic | PublicNic):
             continue
         if spec.private_model not in NIC_DEVICES:
             raise ValueError(f"NIC model {spec.private_model!r}")
         if not _MAC.fullmatch(nic.mac):
             raise ValueError(f"MAC address {nic.mac!r}")
-        for name in (nic.bridge, nic.tap):
+        source = nic.bridge if isinstance(nic, BridgeNic) else nic.dev
+        for name in (source, nic.tap):
             if not _IFNAME.fullmatch(name):
                 raise ValueError(f"interface name {name!r}")
-        iface = sub(devices, "interface", type="bridge")
-        sub(iface, "mac", address=nic.mac)
-        sub(iface, "source", bridge=nic.bridge)
-        sub(iface, "target", dev=nic.tap)
+        if isinstance(nic, PublicNic) and nic.attach == "direct" and nic.premade:
+            iface = sub(devices, "interface", type="ethernet")
+            sub(iface, "mac", address=nic.mac)
+        elif isinstance(nic, PublicNic) and nic.attach == "direct":
+            if nic.mode not in MACVTAP_MODES:
+                raise ValueError(f"macvtap mode {nic.mode!r}")
+            iface = sub(devices, "interface", type="direct")
+            sub(iface, "mac", address=nic.mac)
+            sub(iface, "source", dev=source, mode=nic.mode)
+        elif isinstance(nic, BridgeNic) or nic.attach == "bridge":
+            iface = sub(devices, "interface", type="bridge")
+            sub(iface, "mac", address=nic.mac)
+            sub(iface, "source", bridge=source)
+        else:
+            raise ValueError(f"public NIC attachment {nic.attach!r}")
+        if isinstance(nic, PublicNic) and nic.premade:
+            sub(iface, "target", dev=nic.tap, managed="no")
+        else:
+            sub(iface, "target", dev=nic.tap)
         sub(iface, "model", type=spec.private_model)
         if nic.boot_order is not None:
             sub(iface, "boot", order=str(_boot_index(nic.boot_order)))

@@ -27,7 +27,7 @@ from vmctl.machine.state import ForwardState, MachineState, StateMixin
 from vmctl.state import IndexEntry, index_lock, load_index, save_index, write_atomic
 
 if TYPE_CHECKING:
-    from vmctl import hostnet
+    from vmctl import domain, hostnet
     from vmctl.machine import hardware
     from vmctl.machine.lifecycle import Emit
     from vmctl.ssh import Endpoint, Session
@@ -211,11 +211,13 @@ class BootMixin(StateMixin):
         forwards += [domain.Forward(f.host_ip, f.host, f.guest, f.protocol, f.guest_ip) for f in st.forwards if f.id != "ssh"]
         from vmctl import hostnet
 
-        nics: list[domain.McastNic | domain.UdpNic | domain.BridgeNic] = []
+        nics: list[domain.McastNic | domain.UdpNic | domain.BridgeNic | domain.PublicNic] = []
         planned = self.host_networks(host)
         for i, (net, mac) in enumerate(zip(cfg.private_networks, st.macs, strict=False)):
             mac = net.mac or mac
-            if planned[i][1] is not None:
+            if net.public:
+                nics.append(self._public_nic(st, host, i))
+            elif planned[i][1] is not None:
                 bridge = planned[i][1].bridge
                 nics.append(domain.BridgeNic(mac=mac, bridge=bridge, tap=net.iface_name or hostnet.tap_name(st.id, i)))
             elif net.tunnel_type == "udp":
@@ -234,6 +236,18 @@ class BootMixin(StateMixin):
             for note in notes:
                 emit(f"==> {self.name}: {note}")
         return domain.render_domain(spec)
+
+    def _public_nic(self, st: MachineState, host: hardware.Host, index: int) -> domain.PublicNic:
+        """The NIC of the public_network at INDEX among the machine's networks. With the
+        embedded driver, a macvtap is made by vmctl (hostnet.Macvtap), not by libvirt."""
+        from vmctl import domain, hostnet
+        from vmctl.machine import hardware
+
+        net = self.config.private_networks[index]
+        attach, dev = hardware.public_attachment(net, host)
+        return domain.PublicNic(mac=net.mac or st.macs[index], attach=attach, dev=dev,
+                                tap=hostnet.tap_name(st.id, index), mode=net.macvtap_mode,
+                                premade=attach == "direct" and host.embedded)
 
     def _segment(self, net: Any) -> str:
         if net.name:
@@ -263,10 +277,16 @@ class BootMixin(StateMixin):
         """Make (or find) the host-only networks the machine is on, and record it as their
         user; it leaves the ones it is no longer on (hostnet.py)."""
         from vmctl import hostnet
+        from vmctl.machine import hardware
 
         wanted = [h for _, h in self.host_networks() if h is not None]
         if wanted or hostnet.networks_dir().exists():
             hostnet.ensure(st.id, wanted)
+        host = hardware.Host(accel="tcg", uri=st.uri, embedded=hypervisor.is_embedded(st.uri),
+                             is_root=os.geteuid() == 0)
+        publics = [self._public_nic(st, host, i) for i, n in enumerate(self.config.private_networks) if n.public]
+        taps = [hostnet.Macvtap(name=n.tap, lower=n.dev, mode=n.mode, mac=n.mac) for n in publics if n.premade]
+        hostnet.ensure_macvtaps(st.id, taps)
 
     def _reserve_ports(self, st: MachineState, emit: Emit, exclude: set[int] | None = None) -> None:
         """Choose host ports unique among every vmctl machine here, and record them."""

@@ -38,7 +38,7 @@ class GuestMixin(BootMixin):
         if cfg.hostname:
             guest.set_hostname(session, cfg.hostname, hosts=cfg.allow_hosts_modification)
         if cfg.private_networks:
-            emit(f"==> {self.name}: configuring private networks...")
+            emit(f"==> {self.name}: configuring {'networks' if any(n.public for n in cfg.private_networks) else 'private networks'}...")
             guest.configure_private_networks(
                 session, [(net, net.mac or mac) for net, mac in zip(cfg.private_networks, st.macs, strict=False)])
         self.update_hosts(session)

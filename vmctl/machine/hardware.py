@@ -29,7 +29,7 @@ from vmctl.errors import MachineError, MissingToolError
 if TYPE_CHECKING:
     from vmctl.machine.disks import MachineDisk
     from vmctl.machine.state import MachineState
-    from vmctl.vagrantfile.model import LibvirtSettings, MachineConfig, SyncedFolder
+    from vmctl.vagrantfile.model import LibvirtSettings, MachineConfig, PrivateNetwork, SyncedFolder
 
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 SPICE_CHANNEL = "com.redhat.spice.0"
@@ -186,12 +186,24 @@ def network_warnings(cfg: MachineConfig, host: Host) -> list[str]:
     prefixes: list[tuple[str, str]] | None = None
     for net in cfg.private_networks:
         overlap = None
+        if net.public:
+            _, dev = public_attachment(net, host)
+            if (net.attach == "bridge" or (net.attach is None and is_bridge(dev))) and net.macvtap_mode != "bridge":
+                warnings.append(f"public_network mode: {net.macvtap_mode} is a macvtap setting; {dev} is a "
+                                "bridge, which the machine's NIC joins as it is")
+            continue
+        if net.forward_mode != "none" and hostnet.mode(net, is_root=host.is_root) != "bridge":
+            warnings.append(f"libvirt__forward_mode: {net.forward_mode} is not applied to the private network "
+                            f"{net.ip or net.subnet}: it is not a host-only network here, so nothing is forwarded")
         if hostnet.mode(net, is_root=host.is_root) == "bridge":
             planned = hostnet.plan(net, str(paths.vmctl_home()))  # stops on what cannot be (the host's own address)
             prefixes = prefixes if prefixes is not None else hostnet.IpOps().host_prefixes()
             overlap = hostnet.foreign_overlap(planned, prefixes)
             if overlap is None:
                 bridged = True
+                if net.forward_device and not os.path.exists(f"/sys/class/net/{net.forward_device}"):
+                    raise MachineError(f"libvirt__forward_device {net.forward_device}: the host has no such interface",
+                                       hint=f"choose one of: {', '.join(host_devices()) or '(none)'}")
                 if net.iface_name and os.path.exists(f"/sys/class/net/{net.iface_name}"):
                     raise MachineError(f"libvirt__iface_name {net.iface_name}: the host has an interface of that name "
                                        "already", hint="choose another name, or leave libvirt__iface_name out")
@@ -214,14 +226,56 @@ def network_warnings(cfg: MachineConfig, host: Host) -> list[str]:
                             f"{'udp tunnel' if net.tunnel_type == 'udp' else 'multicast segment'}, which has no host "
                             "interface to name")
     if bridged:
+        forwarding = any(n.forward_mode != "none" for n in cfg.private_networks if not n.public)
         for tool, package, why in (("ip", "iproute2", "make host-only bridges"),
-                                   ("dnsmasq", "dnsmasq-base", "serve DHCP on private networks")):
-            if tool == "dnsmasq" and not any(n.type == "dhcp" or n.dhcp_enabled for n in cfg.private_networks):
+                                   ("dnsmasq", "dnsmasq-base", "serve DHCP on private networks"),
+                                   ("nft", "nftables", "forward private networks (libvirt__forward_mode)")):
+            if tool == "dnsmasq" and not any(n.type == "dhcp" or n.dhcp_enabled for n in cfg.private_networks
+                                             if not n.public):
+                continue
+            if tool == "nft" and not forwarding:
                 continue
             if shutil.which(tool) is None and shutil.which(tool, path="/usr/sbin:/sbin") is None:
                 raise MissingToolError(f"could not find '{tool}', which is required to {why}",
                                        hint=f"install it: sudo apt-get install {package}")
     return warnings
+
+
+def host_devices() -> list[str]:
+    """The host's network devices a public_network may name (untrusted.host_device_problem)."""
+    try:
+        names = sorted(os.listdir("/sys/class/net"))
+    except OSError:
+        return []
+    return [n for n in names if untrusted.host_device_problem(n) is None]
+
+
+def is_bridge(dev: str) -> bool:
+    return os.path.isdir(f"/sys/class/net/{dev}/bridge")
+
+
+def public_attachment(net: PrivateNetwork, host: Host) -> tuple[str, str]:
+    """A public_network's NIC here: ("bridge", BRIDGE) for an existing host bridge, or
+    ("direct", DEV) for macvtap on DEV. DEV is the first of dev:/bridge: the host has
+    (without either, eth0, as vagrant-libvirt). Stops where it cannot be: the host must
+    let vmctl attach to its devices (root, or a libvirt daemon), and the device exist."""
+    if not (host.is_root or host.system):
+        raise MachineError("a public_network needs privileges to attach the machine to a host device: run vmctl as "
+                           "root, or through a libvirt daemon (libvirt.uri = \"qemu:///system\")",
+                           hint="or use a private_network and forwarded ports")
+    wanted = net.devs or ("eth0",)
+    for dev in wanted:
+        if untrusted.host_device_problem(dev) is None and os.path.exists(f"/sys/class/net/{dev}"):
+            break
+    else:
+        said = " or ".join(wanted) + ("" if net.devs else " (vagrant-libvirt's default dev:)")
+        raise MachineError(f"public_network: the host has no device {said}",
+                           hint=f"name one of the host's with dev: {', '.join(host_devices()) or '(none)'}")
+    if net.attach == "bridge" and not is_bridge(dev):
+        raise MachineError(f'public_network type: "bridge": {dev} is not a bridge',
+                           hint='leave type: out (or write "direct") for macvtap on it')
+    attach = net.attach or ("bridge" if is_bridge(dev) else "direct")
+    return attach, dev
 
 
 def _sev_available(host: Host) -> bool:
@@ -364,7 +418,7 @@ def firmware_pair(loader: str) -> Path | None:
 
 
 def build(cfg: MachineConfig, st: MachineState, disks: list[MachineDisk], *, project_root: Path, host: Host,
-          private_nics: tuple[domain.McastNic | domain.UdpNic | domain.BridgeNic, ...], forwards: tuple[domain.Forward, ...]) -> tuple[domain.DomainSpec, list[str]]:
+          private_nics: tuple[domain.McastNic | domain.UdpNic | domain.BridgeNic | domain.PublicNic, ...], forwards: tuple[domain.Forward, ...]) -> tuple[domain.DomainSpec, list[str]]:
     """The domain of machine CFG with state ST and DISKS on HOST, and the notes to print."""
     notes: list[str] = []
     lv = cfg.libvirt
@@ -462,7 +516,7 @@ class _Boot:
     menu: bool
 
 
-def _boot_orders(cfg: MachineConfig, disks: list[MachineDisk], nics: tuple[domain.McastNic | domain.UdpNic | domain.BridgeNic, ...]) -> _Boot:
+def _boot_orders(cfg: MachineConfig, disks: list[MachineDisk], nics: tuple[domain.McastNic | domain.UdpNic | domain.BridgeNic | domain.PublicNic, ...]) -> _Boot:
     boot = _Boot({}, None, {}, bool(cfg.libvirt.boot_order))
     attached = [d for d in disks if d.attached and d.target]
     for order, entry in enumerate(cfg.libvirt.boot_order, 1):
@@ -561,7 +615,7 @@ def _disks(cfg: MachineConfig, disks: list[MachineDisk], boot: _Boot) -> ddisks.
     return ddisks.DisksSpec(tuple(out), scsi_controller_model=model)
 
 
-def _network(cfg: MachineConfig, st: MachineState, private: tuple[domain.McastNic | domain.UdpNic | domain.BridgeNic, ...],
+def _network(cfg: MachineConfig, st: MachineState, private: tuple[domain.McastNic | domain.UdpNic | domain.BridgeNic | domain.PublicNic, ...],
              forwards: tuple[domain.Forward, ...], boot: _Boot) -> domain.NetworkSpec:
     lv = cfg.libvirt
     model = lv.management_network_model_type or lv.nic_model_type or "virtio"

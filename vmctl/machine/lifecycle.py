@@ -499,9 +499,15 @@ class Machine(GuestMixin):
                 ip = hostnet.dhcp_address(host_net, mac)
             item: dict[str, Any] = {"type": net.type, "ip": ip, "netmask": net.netmask, "subnet": net.subnet,
                                     "name": net.name, "mac": mac}
-            if host_net is not None:
+            if net.public:
+                item.update(mode="public", devs=list(net.devs) or ["eth0"], host_reachable=None)
+                if net.attach:
+                    item["attach"] = net.attach
+                if net.attach != "bridge":
+                    item["macvtap_mode"] = net.macvtap_mode
+            elif host_net is not None:
                 item.update(mode="bridge", bridge=host_net.bridge, host_ip=host_net.host_ip,
-                            host_reachable=True)
+                            host_reachable=True, forward_mode=host_net.forward_mode)
             else:
                 item.update(mode="udp" if net.tunnel_type == "udp" else "mcast", host_reachable=False)
             out.append(item)

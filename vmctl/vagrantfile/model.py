@@ -49,6 +49,18 @@ class PrivateNetwork(Frozen):
     tunnel_local_ip: str | None = None
     tunnel_local_port: int | None = None
     subnet: str = ""  # the network, e.g. 172.28.128.0/24 (what a DHCP network is on)
+    # libvirt__forward_mode on a host-only bridge: "none" (isolated), "nat" (masqueraded out
+    # of the host) or "route" (forwarded, not masqueraded); libvirt__forward_device: the
+    # one host interface it goes out of (None: any but the bridge).
+    forward_mode: str = "none"
+    forward_device: str | None = None
+    # A public_network (vmctl/machine/hardware.py: public_attachment): the guest's NIC on a
+    # host device. It sits in MachineConfig.private_networks too, in the Vagrantfile's
+    # order, as the guest's NICs do; the fields above about host-only bridges do not apply.
+    public: bool = False
+    devs: tuple[str, ...] = ()  # dev:/bridge: candidates, the first the host has is used (none: eth0)
+    attach: str | None = None  # type: "bridge" or "direct" (macvtap); None: bridge if dev is one
+    macvtap_mode: str = "bridge"  # mode: bridge | vepa | private | passthrough
 
 
 TWO_WAY_FOLDER_TYPES = ("virtiofs", "9p", "nfs")
@@ -599,7 +611,7 @@ class MachineConfig(Frozen):
     # naming the project's other machines), as Vagrant's own setting says.
     allow_hosts_modification: bool = True
     forwarded_ports: tuple[ForwardedPort, ...] = ()
-    private_networks: tuple[PrivateNetwork, ...] = ()
+    private_networks: tuple[PrivateNetwork, ...] = ()  # and the public ones (PrivateNetwork.public), in order
     synced_folders: tuple[SyncedFolder, ...] = ()
     provisioners: tuple[Provisioner, ...] = ()
     triggers: tuple[Trigger, ...] = ()

@@ -40,7 +40,8 @@ if TYPE_CHECKING:
     from vmctl.vagrantfile.loader import Merged
     from vmctl.vagrantfile.syntax import Node
 
-SUPPORTED_NETWORKS = ("forwarded_port", "private_network")
+SUPPORTED_NETWORKS = ("forwarded_port", "private_network", "public_network")
+MACVTAP_MODES = ("bridge", "vepa", "private", "passthrough")
 # Vagrant's NFS folder options: accepted on nfs (and two-way) folders and reported, not
 # used (vmctl runs no NFS server: an nfs folder is shared with virtiofs or 9p).
 NFS_OPTIONS = frozenset({"nfs_udp", "nfs_version", "nfs_export", "map_uid", "map_gid", "linux__nfs_options",
@@ -213,20 +214,26 @@ class Resolver:
                     self.warn(node, f"{key}: is used by the \"udp\" tunnel only (vmctl chooses a multicast "
                               "segment's group and port from the network's name)")
         mode = to_s(options.get("libvirt__forward_mode") or "none").lower()
-        if mode == "nat":
-            self.warn(node, 'libvirt__forward_mode: "nat" is not supported: vmctl\'s host-only networks are isolated '
-                      "(no forwarding, no firewall rules on the host); the machine reaches outside through its "
-                      "management NIC (QEMU user networking) instead")
-        elif mode in ("route", "open", "veb", "bridge", "private", "vepa", "passthrough", "hostdev"):
-            raise self.error(node, f"libvirt__forward_mode: {mode!r} is not supported: vmctl's host-only networks are "
-                             "isolated (it changes no routing or firewall setting of the host)",
-                             hint='remove libvirt__forward_mode (or write "none"); forwarded ports reach a guest '
-                             "from outside")
-        elif mode != "none":
+        if mode in ("open", "veb", "bridge", "private", "vepa", "passthrough", "hostdev"):
+            raise self.error(node, f"libvirt__forward_mode: {mode!r} is not supported by vmctl's host-only networks: "
+                             "none (isolated), nat or route",
+                             hint="for a NIC on a host bridge or device, use a public_network with dev:")
+        elif mode not in ("none", "nat", "route"):
             raise self.error(node, f"libvirt__forward_mode {mode!r}: vagrant-libvirt's modes are none, nat, route, "
                              "open and veb")
-        if options.get("libvirt__forward_device") is not None:
-            self.warn(node, "libvirt__forward_device: is not used: vmctl's host-only networks forward nowhere")
+        if mode != "none" and (box := self.box_of(node)) is not None:
+            self.ignore_from_box(node, box, f'sets libvirt__forward_mode: "{mode}" (forwarding through the host)')
+            mode = "none"
+        forward_device = options.get("libvirt__forward_device")
+        if forward_device is not None:
+            forward_device = self.want(node, "libvirt__forward_device", forward_device, str)
+            problem = untrusted.host_device_problem(forward_device, public=False)
+            if problem:
+                raise self.error(node, f"libvirt__forward_device {untrusted.visible(forward_device)!r}: {problem}")
+            if mode == "none":
+                self.warn(node, "libvirt__forward_device: is not used: the network forwards nowhere (add "
+                          'libvirt__forward_mode: "nat" or "route")')
+                forward_device = None
         if options.get("libvirt__guest_ipv6") is not None and to_s(options["libvirt__guest_ipv6"]).lower() != "no":
             self.warn(node, "libvirt__guest_ipv6: is not used: vmctl's host-only networks are IPv4; give the "
                       "machine an IPv6 private_network of its own for IPv6")
@@ -306,7 +313,88 @@ class Resolver:
             iface_name=iface,
             tunnel_type=tunnel,
             subnet=str(subnet),
+            forward_mode=mode,
+            forward_device=forward_device,
             **udp,
+        )
+
+    def public_network(self, options: dict[str, Any], node: Node) -> PrivateNetwork | None:
+        """A public_network: the guest's NIC on a host bridge (libvirt <interface type='bridge'>)
+        or on a host device through macvtap (type='direct'), as vagrant-libvirt's. Which
+        device and whether the host allows it is checked where the machine starts
+        (vmctl/machine/hardware.py: public_attachment)."""
+        handled = {"dev", "bridge", "mode", "type", "ip", "netmask", "mac", "libvirt__mac", "auto_config", "id"}
+        unsupported = {"network_name", "portgroup", "ovs", "ovs_interfaceid", "trust_guest_rx_filters"}
+        for key in options:
+            if key in unsupported:
+                raise self.error(node, f"the public_network option {key}: is not supported by vmctl (it makes no "
+                                 "libvirt networks or Open vSwitch ports)",
+                                 hint="name the host bridge or device with dev:")
+            if key not in handled:
+                self.warn(node, f"the public_network option {key}: is not used by vmctl (ignored)")
+        box = self.box_of(node)
+        if box is not None:
+            self.ignore_from_box(node, box, "adds a public_network (a NIC on the host's network)")
+            return None
+        devs: list[str] = []
+        for key in ("dev", "bridge"):
+            value = options.get(key)
+            if value is None:
+                continue
+            values = value if isinstance(value, list) else [value]
+            if key == "dev" and isinstance(value, list):
+                raise self.error(node, "public_network dev: is one host device (bridge: may list several)")
+            for item in values:
+                text = self.want(node, f"public_network {key}", item, str)
+                # Vagrant's bridge: entries may carry a description: "eth0: Ethernet".
+                name = text.split(":", 1)[0].strip() if key == "bridge" else text
+                problem = untrusted.host_device_problem(name)
+                if problem:
+                    raise self.error(node, f"public_network {key}: {untrusted.visible(text)[:40]!r}: {problem}")
+                devs.append(name)
+        if options.get("dev") is not None and options.get("bridge") is not None:
+            self.warn(node, "public_network has both dev: and bridge:; vmctl tries dev: first, then bridge:")
+        kind = to_s(options.get("type")).lower() if options.get("type") is not None else None
+        if kind == "network":
+            raise self.error(node, 'public_network type: "network" (a libvirt network) is not supported by vmctl',
+                             hint="name the host bridge or device with dev:")
+        if kind not in (None, "bridge", "direct", "dhcp", "static"):
+            raise self.error(node, f"public_network type: {kind!r}: vagrant-libvirt's types are direct (macvtap) "
+                             "and bridge (an existing host bridge)")
+        attach = kind if kind in ("bridge", "direct") else None
+        mode = to_s(options.get("mode") or "bridge").lower()
+        if mode not in MACVTAP_MODES:
+            raise self.error(node, f"public_network mode: {mode!r}: the macvtap modes are {', '.join(MACVTAP_MODES)}")
+        if attach == "bridge" and options.get("mode") is not None:
+            self.warn(node, 'public_network mode: is a macvtap setting, not used with type: "bridge"')
+        ip_value = options.get("ip")
+        address = None
+        netmask = "255.255.255.0"
+        if ip_value not in (None, ""):
+            if kind == "dhcp":
+                raise self.error(node, 'public_network type: "dhcp" takes its address from DHCP: remove ip:')
+            text = self.want(node, "public_network ip", ip_value, str)
+            try:
+                iface = ipaddress.ip_interface(text)
+            except ValueError:
+                raise self.error(node, f"public_network ip {untrusted.visible(text)!r} is not an IP address") from None
+            netmask = self.netmask(node, options.get("netmask"), iface)
+            address = str(iface.ip)
+            subnet = str(ipaddress.ip_interface(f"{iface.ip}/{netmask}").network)
+        else:
+            subnet = ""
+        mac_value = options.get("libvirt__mac", options.get("mac"))
+        mac = None
+        if mac_value is not None:
+            mac = untrusted.parse_mac(self.want(node, "mac", mac_value, str))
+            if mac is None:
+                raise self.error(node, f"public_network mac {untrusted.visible(str(mac_value))!r} is not a unicast "
+                                 "MAC address (aa:bb:cc:dd:ee:ff)")
+        auto = options.get("auto_config", True)
+        return PrivateNetwork(
+            ip=address, netmask=netmask, type="static" if address else "dhcp", subnet=subnet, mac=mac,
+            auto_config=self.want(node, "auto_config", auto, bool) if auto is not None else True,
+            public=True, devs=tuple(dict.fromkeys(devs)), attach=attach, macvtap_mode=mode,
         )
 
     def udp_tunnel(self, node: Node, options: dict[str, Any]) -> dict[str, Any]:
@@ -1122,13 +1210,12 @@ def resolve_machine(
         elif net.type == "private_network":
             networks.append(r.private_network(net.options, net.node))
         elif net.type == "public_network":
-            raise r.error(
-                net.node, "public_network (bridged networking) is not supported by vmctl",
-                hint="use a private_network between machines and forwarded_port to reach them from the host",
-            )
+            public = r.public_network(net.options, net.node)
+            if public is not None:
+                networks.append(public)
         else:
             guess = did_you_mean(net.type, list(SUPPORTED_NETWORKS))
-            raise r.error(net.node, f"unknown network type {net.type!r}: vmctl supports forwarded_port and private_network",
+            raise r.error(net.node, f"unknown network type {net.type!r}: vmctl supports forwarded_port, private_network and public_network",
                           hint=f"did you mean {guess!r}?" if guess else None)
     folders = [f for f in (r.synced_folder(rec) for rec in merged.folders.values()) if f is not None]
     if "/vagrant" not in merged.folders:
