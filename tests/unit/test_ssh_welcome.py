@@ -21,8 +21,8 @@ def _server(answers: list[bytes]) -> tuple[int, list[int]]:
         while True:
             conn, _ = listener.accept()
             with conn:
-                conn.sendall(answers[min(seen[0], len(answers) - 1)])
-                seen[0] += 1
+                seen[0] += 1  # before the answer: the client may return as soon as it has it
+                conn.sendall(answers[min(seen[0] - 1, len(answers) - 1)])
 
     threading.Thread(target=serve, daemon=True).start()
     return listener.getsockname()[1], seen
