@@ -132,11 +132,22 @@ def test_disks_are_volumes_of_a_storage_pool(vmctl: Vmctl, tiny_box: Path, tmp_p
         assert f"<source pool='{pool}' volume='{overlay['volume']}'" in xml
         assert box_volume in virsh("vol-dumpxml", "--pool", pool, overlay["volume"]).stdout
         assert vmctl("ssh", "-c", "test -b /dev/vdb && echo ok", cwd=projects[0], env=env).stdout.strip() == "ok"
+        # What does not work on pools yet says so, and changes nothing.
+        for argv in (("snapshot", "save", "s1"), ("package", "--output", str(tmp_path / "p.box"))):
+            refused = vmctl(*argv, cwd=projects[0], env=env, check=False)
+            assert refused.returncode == 1 and "not supported on storage pools yet" in refused.stderr, refused.stderr
+            assert "hint:" in refused.stderr
+        assert not (tmp_path / "p.box").exists()
         # A second machine of the box reuses its volume: uploaded once.
         second = vmctl("up", cwd=projects[1], env=env)
         assert "uploading the box image" not in second.stderr
         [m2] = vmctl("status", "--json", cwd=projects[1], env=env).json()["machines"]
         assert [v for v in pool_volumes(pool) if "_vmctl_box_" in v] == [box_volume]
+        # A stopped machine starts again from its volumes (its disks planned again, none made anew).
+        before = pool_volumes(pool)
+        vmctl("reload", cwd=projects[1], env=env)
+        assert vmctl("ssh", "-c", "test -b /dev/vdb && echo ok", cwd=projects[1], env=env).stdout.strip() == "ok"
+        assert pool_volumes(pool) == before
         # The box stays while machines use it, volume and all.
         refused = vmctl("box", "remove", box, check=False)
         assert refused.returncode == 1 and "used by 2 machines" in refused.stderr

@@ -219,3 +219,47 @@ def test_ensure_makes_volumes_through_the_connection() -> None:
     grown: list[str] = []
     disks.ensure(disk, run=no_run, conn=conn, emit=grown.append)
     assert conn.volumes["vmctl-0123456789ab-disk.qcow2"][1] == 3 * 1024**3 and grown
+
+
+# --- box remove: the box's volumes, and the pools that cannot be reached ---------------------------
+
+def test_box_uploads_are_recorded_and_removed_or_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from vmctl.boxes import pools
+
+    monkeypatch.setenv("VMCTL_HOME", str(tmp_path / "home"))
+    box = SimpleNamespace(dir=tmp_path)
+    assert pools.entries(box) == []  # type: ignore[arg-type]
+    # libvirt's test driver (no daemon) has a pool, which no longer holds the volume: done.
+    pools.record(box, "test:///default", "default-pool", "b_vmctl_box_1_libvirt_disk0_0123456789.img")  # type: ignore[arg-type]
+    unreachable = "qemu+unix:///system?socket=/nonexistent/libvirt-sock"
+    pools.record(box, unreachable, "default", "b_vmctl_box_1_libvirt_disk0_0123456789.img")  # type: ignore[arg-type]
+    pools.record(box, unreachable, "default", "b_vmctl_box_1_libvirt_disk0_0123456789.img")  # type: ignore[arg-type]
+    assert len(pools.entries(box)) == 2  # type: ignore[arg-type]
+    assert pools.recorded(box, unreachable, "default", "b_vmctl_box_1_libvirt_disk0_0123456789.img")  # type: ignore[arg-type]
+    results = storage.remove_box_volumes(box)
+    assert [problem is None for _, problem in results] == [True, False]
+    assert "could not connect" in (results[1][1] or "")
+    # A record that is not vmctl's shape is ignored, never trusted.
+    (tmp_path / pools.POOLS_RECORD).write_text('[{"uri": 1}, "x", {"uri": "a", "pool": "b"}]')
+    assert pools.entries(box) == []  # type: ignore[arg-type]
+
+
+def test_pool_settings_from_a_vagrantfile_are_checked_and_never_silently_ignored(tmp_path: Path) -> None:
+    from vmctl.errors import ConfigError
+    from vmctl.machine import hardware
+    from vmctl.vagrantfile.loader import evaluate_project
+
+    def settings(body: str) -> object:
+        (tmp_path / "Vagrantfile").write_text(
+            f'Vagrant.configure("2") do |config|\n  config.vm.box = "b"\n'
+            f'  config.vm.provider :libvirt do |lv|\n    {body}\n  end\nend\n')
+        return evaluate_project(tmp_path / "Vagrantfile", env={"HOME": "/home/tester"}).machines[0]
+
+    for bad in ('lv.storage_pool_path = "images"', 'lv.storage_pool_path = "/a b"', 'lv.storage_pool_name = "a/b"'):
+        with pytest.raises(ConfigError):
+            settings(bad)
+    cfg = settings('lv.storage_pool_name = "fast"\n    lv.storage_pool_path = "/srv/fast"')
+    assert storage.pool_for("qemu:///system", cfg.libvirt) == "fast"  # type: ignore[attr-defined]
+    host = hardware.Host(accel="tcg", uri=EMBEDDED, embedded=True)
+    assert any("storage_pool_name and libvirt.storage_pool_path" in w
+               for w in hardware.check_host(cfg, host))  # type: ignore[arg-type]
