@@ -196,8 +196,9 @@ class _LibvirtResolver:
                 raise self.r.error(node, f"libvirt.storage_pool_path {values[key][:60]!r} is not an absolute path",
                                    hint="a folder on the libvirt host, e.g. /var/lib/libvirt/images")
             if key not in ("host", "connect_via_ssh", "storage_pool_name", "storage_pool_path"):
-                self.r.warn(node, f"libvirt.{key} is checked but not used yet: vmctl uses one local libvirt "
-                            "(libvirt.uri or VMCTL_LIBVIRT_URI chooses which), and keeps disks in VMCTL_HOME")
+                where = ("overlays go into libvirt.storage_pool_name's pool" if key == "snapshot_pool_name" else
+                         "vmctl uses one local libvirt (libvirt.uri or VMCTL_LIBVIRT_URI chooses which)")
+                self.r.warn(node, f"libvirt.{key} is checked but not used yet: {where}")
         if "uri" in values and not re.fullmatch(r"[a-z0-9+]+:///?[^\s]*", values["uri"]):
             raise self.r.error(self.node("uri"), f"@uri set to invalid uri '{values['uri'][:80]}'")
         session = values.get("qemu_use_session")
