@@ -564,8 +564,10 @@ def check_outdated(names: list[str] | None = None) -> list[OutdatedStatus]:
     return results
 
 
-def prune_boxes(*, dry_run: bool = False) -> list[InstalledBox]:
-    """Remove every version but the newest of each box, keeping versions machines use."""
+def prune_boxes(*, dry_run: bool = False,
+                release: Callable[[InstalledBox, bool], None] | None = None) -> list[InstalledBox]:
+    """Remove every version but the newest of each box, keeping versions machines use.
+    RELEASE: as for remove_box."""
     from vmctl.state import machines_using_box
 
     by_name: dict[str, list[InstalledBox]] = {}
@@ -578,7 +580,7 @@ def prune_boxes(*, dry_run: bool = False) -> list[InstalledBox]:
             if any(m.box_version in (None, box.version) for m in users):
                 continue
             if not dry_run:
-                remove_box(name, version=box.version)
+                remove_box(name, version=box.version, release=release)
             removed.append(box)
     return removed
 
