@@ -760,13 +760,16 @@ class Connection:
             if not self._not_running(exc):
                 raise HypervisorError(f"libvirt could not stop {name}: {exc}") from exc
 
-    def undefine(self, name: str) -> None:
+    def undefine(self, name: str, keep_nvram: bool = False) -> None:
+        """KEEP_NVRAM: the NVRAM is a pool volume, which vmctl removes through the pool (a file
+        removed behind a pool's back leaves the pool listing a volume that is gone)."""
         dom = self._domain(name)
         if dom is None:
             return
         lv = self._lv
         # NVRAM: the machine's copy of the variables store; TPM: swtpm's state (libvirt >= 8.9).
-        flags = lv.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | lv.VIR_DOMAIN_UNDEFINE_NVRAM
+        nvram = lv.VIR_DOMAIN_UNDEFINE_KEEP_NVRAM if keep_nvram else lv.VIR_DOMAIN_UNDEFINE_NVRAM
+        flags = lv.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | nvram
         flags |= getattr(lv, "VIR_DOMAIN_UNDEFINE_TPM", 0)
         try:
             dom.undefineFlags(flags)
@@ -866,6 +869,140 @@ class Connection:
     def xml(self, name: str) -> str | None:
         dom = self._domain(name)
         return dom.XMLDesc(0) if dom is not None else None
+
+    # --- storage pools (vmctl/storage.py): daemon URIs only, never the embedded worker ----
+
+    def _pool(self, name: str) -> Any | None:
+        try:
+            return self._conn.storagePoolLookupByName(name)
+        except self._lv.libvirtError as exc:
+            if exc.get_error_code() == self._lv.VIR_ERR_NO_STORAGE_POOL:
+                return None
+            raise HypervisorError(f"libvirt could not look up the storage pool {name}: {_first_line(exc)}") from exc
+
+    def _require_pool(self, name: str) -> Any:
+        pool = self._pool(name)
+        if pool is None:
+            raise HypervisorError(f"libvirt at {self.uri} has no storage pool named {name}",
+                                  hint="set libvirt.storage_pool_name to an existing pool (virsh pool-list --all)")
+        return pool
+
+    def ensure_pool(self, name: str, path: str | None) -> None:
+        """Pool NAME active and autostarted; defined as a directory pool in PATH (made by
+        libvirt on its host) when it does not exist and PATH is given."""
+        from vmctl import storage
+
+        lv = self._lv
+        pool = self._pool(name)
+        try:
+            if pool is None:
+                if path is None:
+                    raise HypervisorError(
+                        f"libvirt at {self.uri} has no storage pool named {name}",
+                        hint="make it (virsh pool-define-as NAME dir --target FOLDER; virsh pool-build NAME), or set "
+                        "libvirt.storage_pool_path for vmctl to make it, or use the pool \"default\"")
+                pool = self._conn.storagePoolDefineXML(storage.pool_xml(name, path), 0)
+                log.debug("libvirt: defined the storage pool %s in %s", name, path)
+                try:
+                    pool.build(0)  # the folder, on the daemon's host
+                except lv.libvirtError:
+                    with suppress(lv.libvirtError):
+                        pool.undefine()
+                    raise
+            if not pool.isActive():
+                pool.create(0)
+            if not pool.autostart():
+                pool.setAutostart(1)
+        except lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt could not make the storage pool {name} ready: {_first_line(exc)}") from exc
+
+    def _volume(self, pool: str, name: str) -> Any | None:
+        p = self._require_pool(pool)
+        try:
+            return p.storageVolLookupByName(name)
+        except self._lv.libvirtError as exc:
+            if exc.get_error_code() == self._lv.VIR_ERR_NO_STORAGE_VOL:
+                return None
+            raise HypervisorError(f"libvirt could not look up the volume {name} in {pool}: {_first_line(exc)}") from exc
+
+    def volume_path(self, pool: str, name: str) -> str | None:
+        """The path of volume NAME on the daemon's host; None if POOL has no such volume."""
+        vol = self._volume(pool, name)
+        return str(vol.path()) if vol is not None else None
+
+    def volume_capacity(self, pool: str, name: str) -> int | None:
+        vol = self._volume(pool, name)
+        return int(vol.info()[1]) if vol is not None else None
+
+    def volume_names(self, pool: str, prefix: str) -> list[str]:
+        p = self._require_pool(pool)
+        try:
+            p.refresh(0)
+            return sorted(n for n in p.listVolumes() if n.startswith(prefix))
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt could not list the volumes of {pool}: {_first_line(exc)}") from exc
+
+    def create_volume(self, pool: str, xml: str) -> str:
+        """A new volume from XML (vmctl.storage.volume_xml); its path."""
+        p = self._require_pool(pool)
+        try:
+            return str(p.createXML(xml, 0).path())
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt could not make a volume in {pool}: {_first_line(exc)}") from exc
+
+    def upload_volume(self, pool: str, name: str, local: str) -> str:
+        """Volume NAME made with the bytes of the local file LOCAL, sent through
+        libvirt's stream API: the daemon may run elsewhere and as another user. Its path."""
+        from vmctl import storage
+
+        size = os.path.getsize(local)
+        p = self._require_pool(pool)
+        lv = self._lv
+        # Made raw with the file's size, then overwritten byte for byte: a qcow2 made first by
+        # libvirt could be longer than the image sent into it.
+        xml = storage.volume_xml(name, size, "raw")
+        try:
+            vol = p.createXML(xml, 0)
+        except lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt could not make the volume {name} in {pool}: {_first_line(exc)}") from exc
+        try:
+            stream = self._conn.newStream(0)
+            vol.upload(stream, 0, size, 0)
+            with open(local, "rb") as source:
+                stream.sendAll(lambda _s, n, f: f.read(n), source)
+            stream.finish()
+            p.refresh(0)  # libvirt learns the format (qcow2) of what it now holds
+            return str(p.storageVolLookupByName(name).path())
+        except (OSError, lv.libvirtError) as exc:
+            with suppress(lv.libvirtError):
+                vol.delete(0)
+            raise HypervisorError(f"could not upload {local} into the pool {pool}: {_first_line(exc)}") from exc
+
+    def resize_volume(self, pool: str, name: str, capacity: int) -> None:
+        vol = self._volume(pool, name)
+        if vol is None:
+            raise HypervisorError(f"the pool {pool} has no volume {name}")
+        try:
+            vol.resize(capacity, 0)
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt could not grow the volume {name}: {_first_line(exc)}") from exc
+
+    def delete_volume(self, pool: str, name: str) -> bool:
+        """Remove volume NAME from POOL; False if it was not there (a missing pool too)."""
+        lv = self._lv
+        if self._pool(pool) is None:
+            return False
+        vol = self._volume(pool, name)
+        if vol is None:
+            return False
+        try:
+            vol.delete(0)
+        except lv.libvirtError as exc:
+            if exc.get_error_code() == lv.VIR_ERR_NO_STORAGE_VOL:
+                return False
+            raise HypervisorError(f"libvirt could not remove the volume {name} from {pool}: "
+                                  f"{_first_line(exc)}") from exc
+        return True
 
     def domain_names(self, prefix: str = "") -> list[str]:
         try:

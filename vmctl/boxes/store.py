@@ -451,11 +451,13 @@ def remove_box(
     version: str | None = None,
     all_versions: bool = False,
     force: bool = False,
+    release: Callable[[InstalledBox, bool], None] | None = None,
 ) -> list[InstalledBox]:
     """Remove box NAME: VERSION, every version (ALL_VERSIONS), or the only one installed.
 
     Refuses while a machine created from it exists (vmctl.state.machines_using_box) unless
-    FORCE. Returns the boxes removed.
+    FORCE. RELEASE(box, in_use) is called for each box before its folder goes (it removes the
+    box's storage pool volumes, vmctl/storage.py). Returns the boxes removed.
     """
     from vmctl.state import machines_using_box
 
@@ -479,17 +481,19 @@ def remove_box(
             f"box {name} has several versions installed: {versions}",
             hint="say which with --box-version VERSION, or remove them all with --all",
         )
-    if not force:
-        users = machines_using_box(name)
+    users = machines_using_box(name)
+    for box in targets:
+        using = [m for m in users if m.box_version in (None, box.version)]
+        if using and not force:
+            who = ", ".join(f"{m.name} in {m.project}" for m in using)
+            raise BoxError(
+                f"box {name} version {box.version} is used by {len(using)} "
+                f"machine{'s' if len(using) != 1 else ''}: {who}",
+                hint="destroy those machines first (vmctl destroy), or add --force",
+            )
+    if release is not None:
         for box in targets:
-            using = [m for m in users if m.box_version in (None, box.version)]
-            if using:
-                who = ", ".join(f"{m.name} in {m.project}" for m in using)
-                raise BoxError(
-                    f"box {name} version {box.version} is used by {len(using)} "
-                    f"machine{'s' if len(using) != 1 else ''}: {who}",
-                    hint="destroy those machines first (vmctl destroy), or add --force",
-                )
+            release(box, any(m.box_version in (None, box.version) for m in users))
     root = paths.boxes_dir()
     with _staging(root) as trash, _boxes_lock():
         for i, box in enumerate(targets):
@@ -560,8 +564,10 @@ def check_outdated(names: list[str] | None = None) -> list[OutdatedStatus]:
     return results
 
 
-def prune_boxes(*, dry_run: bool = False) -> list[InstalledBox]:
-    """Remove every version but the newest of each box, keeping versions machines use."""
+def prune_boxes(*, dry_run: bool = False,
+                release: Callable[[InstalledBox, bool], None] | None = None) -> list[InstalledBox]:
+    """Remove every version but the newest of each box, keeping versions machines use.
+    RELEASE: as for remove_box."""
     from vmctl.state import machines_using_box
 
     by_name: dict[str, list[InstalledBox]] = {}
@@ -574,7 +580,7 @@ def prune_boxes(*, dry_run: bool = False) -> list[InstalledBox]:
             if any(m.box_version in (None, box.version) for m in users):
                 continue
             if not dry_run:
-                remove_box(name, version=box.version)
+                remove_box(name, version=box.version, release=release)
             removed.append(box)
     return removed
 

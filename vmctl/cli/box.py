@@ -169,8 +169,31 @@ def remove(
     environment.require_provider(provider)
     if box_version is not None and all_versions:
         raise UsageError("--box-version and --all cannot be used together")
-    for box in remove_box(name, version=box_version, all_versions=all_versions, force=force):
+    for box in remove_box(name, version=box_version, all_versions=all_versions, force=force, release=release_pool_volumes):
         term.out(f"removed box {box.name} {box.version} ({box.provider})")
+
+
+def release_pool_volumes(box: Any, in_use: bool) -> None:
+    """The box's volumes in libvirt storage pools (daemon URIs) go with it, unless a
+    machine's disk still stands on them (--force)."""
+    from vmctl import storage, term
+    from vmctl.boxes import pools
+
+    uploaded = pools.entries(box)
+    if not uploaded:
+        return
+    if in_use:
+        for e in uploaded:
+            term.warn(f"kept the volume {e['volume']} in pool {e['pool']} at {e['uri']}: machines still use it "
+                      f"(remove it after them with: virsh -c {e['uri']} vol-delete --pool {e['pool']} {e['volume']})")
+        return
+    for e, problem in storage.remove_box_volumes(box):
+        where = f"the volume {e['volume']} in the storage pool {e['pool']} at {e['uri']}"
+        if problem is None:
+            term.info(f"removed {where}")
+        else:
+            term.warn(f"could not remove {where}: {problem} (remove it by hand: virsh -c {e['uri']} vol-delete "
+                      f"--pool {e['pool']} {e['volume']})")
 
 
 @box_app.command("build")
@@ -312,7 +335,7 @@ def prune(
     from vmctl.boxes import prune_boxes
 
     environment.require_provider(provider)
-    removed = prune_boxes(dry_run=dry_run)
+    removed = prune_boxes(dry_run=dry_run, release=release_pool_volumes)
     verb = "would remove" if dry_run else "removed"
     for box in removed:
         term.out(f"{verb} box {box.name} {box.version} ({box.provider})")

@@ -39,6 +39,8 @@ class Disk:
     address_type: str | None = None  # e.g. "drive", "pci", "ccw"
     boot_order: int | None = None
     alias: str | None = None  # libvirt's user alias, "ua-..."
+    pool: str | None = None  # with VOLUME: a volume of a libvirt storage pool instead of SOURCE
+    volume: str | None = None
 
     def __post_init__(self) -> None:
         if self.device not in DEVICES:
@@ -64,11 +66,13 @@ def build_disks(devices: ET.Element, spec: DisksSpec) -> None:
 
 
 def _disk(devices: ET.Element, d: Disk) -> None:
-    el = sub(devices, "disk", type="file", device=d.device)
+    el = sub(devices, "disk", type="file" if d.pool is None else "volume", device=d.device)
     # A floppy's driver takes no format-specific options (libvirt: raw only).
     sub(el, "driver", name="qemu", type=d.format, cache=d.cache, io=d.io, discard=d.discard,
         detect_zeroes=d.detect_zeroes, copy_on_read=d.copy_on_read)
-    if d.source is not None:
+    if d.pool is not None:
+        sub(el, "source", pool=d.pool, volume=d.volume)
+    elif d.source is not None:
         sub(el, "source", file=str(d.source))
     sub(el, "target", dev=d.target, bus=d.bus)
     if d.boot_order is not None:

@@ -190,15 +190,37 @@ class BootMixin(StateMixin):
         if hardware.tpm_wanted(cfg.libvirt) and (cfg.libvirt.tpm_type or "passthrough") == "emulator":
             tpm = hardware.tpm_state_dir(host, st.uuid or hardware.domain_uuid(st.id))
         template = hardware.nvram_template(cfg.libvirt) if cfg.libvirt.loader else None
-        return disks.plan(cfg, st.id, box, machine_type=cfg.libvirt.machine_type or "pc", tpm_dir=tpm,
-                          nvram_template=template)
+        planned = disks.plan(cfg, st.id, box, machine_type=cfg.libvirt.machine_type or "pc", tpm_dir=tpm,
+                             nvram_template=template)
+        return disks.in_pool(planned, st.pool, st.id) if st.pool is not None else planned
 
     def _make_disks(self, st: MachineState, emit: Emit) -> None:
-        """Make (or grow) every disk in the recorded list; the list was saved first."""
+        """Make (or grow) every disk in the recorded list; the list was saved first. Pool
+        volumes are made through the daemon, and their paths recorded."""
         from vmctl.run import run
 
-        for d in st.disks:
-            disks.ensure(d, run=run, emit=lambda text: emit(f"==> {self.name}: {text}"))
+        def make(conn: Any) -> None:
+            for d in st.disks:
+                disks.ensure(d, run=run, emit=lambda text: emit(f"==> {self.name}: {text}"), conn=conn)
+
+        if st.pool is None:
+            make(None)
+            return
+        with hypervisor.connect(st.uri) as c:
+            make(c)
+        self.save()
+
+    def _box_in_pool(self, st: MachineState, box: Any, images: list[tuple[Path, str]], emit: Emit) -> list[Path]:
+        """For a machine whose disks are pool volumes: the pool ready, the box's disks uploaded
+        into it (once per pool), and their volumes' paths on the daemon's host."""
+        from vmctl import storage
+
+        assert st.pool is not None
+        with hypervisor.connect(st.uri) as c:
+            storage.ensure_pool(c, st.uri, st.pool, self.config.libvirt.storage_pool_path)
+            found = storage.upload_box_disks(c, st.uri, st.pool, box, images,
+                                             notify=lambda text: emit(f"==> {self.name}: {text}"))
+        return [Path(p) for p in found]
 
     def _render(self, st: MachineState, host: hardware.Host | None = None, emit: Emit | None = None) -> str:
         from vmctl import domain, network
@@ -229,7 +251,14 @@ class BootMixin(StateMixin):
         attached = st.all_disks()
         seed = paths.machines_dir() / st.id / disks.SEED_FILE
         if seed.is_file():
-            attached = [*attached, disks.seed_disk(seed, attached, machine_type=cfg.libvirt.machine_type or "pc")]
+            seed_disk = disks.seed_disk(seed, attached, machine_type=cfg.libvirt.machine_type or "pc")
+            if st.pool is not None:  # uploaded by _write_seed
+                from dataclasses import replace
+
+                from vmctl import storage
+
+                seed_disk = replace(seed_disk, pool=st.pool, volume=storage.machine_volume(st.id, disks.SEED_FILE))
+            attached = [*attached, seed_disk]
         spec, notes = hardware.build(cfg, st, attached, project_root=self.project_root, host=host,
                                      private_nics=tuple(nics), forwards=tuple(forwards))
         if emit is not None:
@@ -431,7 +460,15 @@ class BootMixin(StateMixin):
                                   mac=network.mac_for(st.id, 0) if cloud_image else None)
         except ValueError as exc:
             raise MachineError(f"could not make the cloud-init seed: {exc}") from exc
-        write_atomic(paths.machines_dir() / st.id / disks.SEED_FILE, data, mode=0o600)
+        seed = paths.machines_dir() / st.id / disks.SEED_FILE
+        write_atomic(seed, data, mode=0o600)
+        if st.pool is not None:  # the daemon's QEMU reads it from the pool, perhaps on another host
+            from vmctl import storage
+
+            volume = storage.machine_volume(st.id, disks.SEED_FILE)
+            with hypervisor.connect(st.uri) as c:
+                c.delete_volume(st.pool, volume)
+                c.upload_volume(st.pool, volume, str(seed))
         what = "a login for " + st.ssh_user if cloud_image else "config.vm.cloud_init"
         emit(f"==> {self.name}: cloud-init seed: {len(cfg.cloud_init)} part{'s' if len(cfg.cloud_init) != 1 else ''} "
              f"of user-data{', and ' + what if cloud_image else ''}")

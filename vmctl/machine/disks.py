@@ -10,6 +10,12 @@
     LIBVIRT_ROOT/lib/swtpm/UUID             the emulated TPM's state (libvirt's swtpm keeps it)
     anywhere                                CD-ROM and floppy images the Vagrantfile names (read-only)
 
+That is the embedded driver's layout. Under a libvirt daemon (qemu:///system ...) every disk
+vmctl makes is instead a volume in the daemon's storage pool (vmctl/storage.py decides and
+names them): the same list, each such disk with `pool` and `volume` set and `path` the
+volume's path on the daemon's host. ensure() and remove_volumes() are the one place that
+tells the two apart; the domain XML then names the pool and volume.
+
 Each disk is a MachineDisk with an owner: "vmctl" (vmctl made it and removes it on
 destroy), "libvirt" (libvirt made it and removes it when the domain is undefined), "user"
 (it was there before, or allow_existing asked to keep it: never removed). The list is
@@ -76,6 +82,8 @@ class MachineDisk:
     attached: bool = True  # False: no longer in the Vagrantfile, kept until destroy
     readonly: bool = False
     options: dict[str, Any] | None = None  # libvirt driver options: cache, io, discard, serial ...
+    pool: str | None = None  # a volume in this libvirt storage pool (daemon URIs), else a file
+    volume: str | None = None  # its name in the pool
 
     @classmethod
     def from_json(cls, data: Any, machine_id: str) -> MachineDisk:
@@ -85,7 +93,15 @@ class MachineDisk:
         disk = cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
         if disk.role not in ROLES or disk.owner not in OWNERS or not isinstance(disk.path, str):
             raise ValueError(f"disk {disk.name!r} is not in vmctl's shape")
-        if disk.owner == "vmctl" and not owned_path_ok(Path(disk.path), machine_id):
+        if disk.pool is not None or disk.volume is not None:
+            from vmctl import storage
+
+            if storage.pool_name_problem(disk.pool) is not None or not isinstance(disk.volume, str):
+                raise ValueError(f"disk {disk.name!r} names no pool volume vmctl makes")
+            named = disk.role == "volume" and untrusted.file_name_problem(disk.volume) is None
+            if disk.owner == "vmctl" and not (storage.is_machine_volume(disk.volume, machine_id) or named):
+                raise ValueError(f"volume {disk.volume!r} is not one vmctl made for this machine")
+        elif disk.owner == "vmctl" and not owned_path_ok(Path(disk.path), machine_id):
             raise ValueError(f"disk {disk.path!r} is not in vmctl's folders")
         return disk
 
@@ -237,6 +253,23 @@ def plan(cfg: MachineConfig, machine_id: str, box: Box, *, machine_type: str, tp
     return disks
 
 
+def in_pool(disks: list[MachineDisk], pool: str, machine_id: str) -> list[MachineDisk]:
+    """DISKS as volumes of POOL: every disk vmctl makes (and named volumes) becomes the
+    volume vmctl-ID-FILE (a named volume keeps its name); host images (CD-ROMs, floppies the
+    Vagrantfile names) and libvirt's own TPM state stay what they are."""
+    from vmctl import storage
+
+    out = []
+    for d in disks:
+        if d.role == "volume":
+            out.append(replace(d, pool=pool, volume=d.name, path=""))
+        elif d.owner == "vmctl" and d.role in ("box", "extra", "floppy", "nvram"):
+            out.append(replace(d, pool=pool, volume=storage.machine_volume(machine_id, Path(d.path).name), path=""))
+        else:
+            out.append(d)
+    return out
+
+
 def seed_disk(seed: Path, attached: list[MachineDisk], *, machine_type: str) -> MachineDisk:
     """cloud-init's seed as a read-only CD-ROM after the machine's other disks: IDE on the
     "pc" machine (Debian's cloud kernel has no AHCI but reads it through ata_piix), SATA on q35."""
@@ -288,6 +321,7 @@ def merge(recorded: list[MachineDisk], planned: list[MachineDisk]) -> list[Machi
             if have.path != want.path and is_snapshot_overlay(have.path):
                 want.format = "qcow2"  # a snapshot moved the disk onto one of its qcow2 overlays
             want.path = have.path
+            want.pool, want.volume = have.pool, have.volume
             want.source = have.source or want.source
             want.source_format = have.source_format or want.source_format
             if have.size and want.size and want.size < have.size:
@@ -301,9 +335,13 @@ def merge(recorded: list[MachineDisk], planned: list[MachineDisk]) -> list[Machi
     return out
 
 
-def ensure(disk: MachineDisk, *, run: Any, emit: Any | None = None) -> None:
-    """Make DISK if it is vmctl's and missing, or grow it to its size. Idempotent."""
+def ensure(disk: MachineDisk, *, run: Any, emit: Any | None = None, conn: Any = None) -> None:
+    """Make DISK if it is vmctl's and missing, or grow it to its size. Idempotent. A pool
+    volume is made through CONN (an open hypervisor connection to its daemon)."""
     if disk.role in ("cdrom", "tpm") or not disk.attached:
+        return
+    if disk.pool is not None:
+        _ensure_volume(disk, conn, emit)
         return
     path = Path(disk.path)
     if disk.role == "floppy" and disk.owner != "vmctl":
@@ -324,6 +362,51 @@ def ensure(disk: MachineDisk, *, run: Any, emit: Any | None = None) -> None:
                 emit(f"growing the disk {disk.name} to {disk.size / 1024**3:.1f} GiB")
             run(["qemu-img", "resize", "-q", *(["-f", disk.format] if disk.format else []), str(path), str(disk.size)],
                 purpose=f"grow the disk {disk.name}")
+
+
+def _ensure_volume(disk: MachineDisk, c: Any, emit: Any | None) -> None:
+    """ensure() for a disk that is a volume of a storage pool; sets its path (on the
+    daemon's host). An overlay's backing is the box's volume (DISK.source, a path there)."""
+    from vmctl import storage
+
+    assert c is not None and disk.pool is not None and disk.volume is not None
+    pool, name = disk.pool, disk.volume
+    if disk.owner not in ("vmctl", "user") or (disk.role == "floppy" and disk.owner != "vmctl"):
+        return
+    path = c.volume_path(pool, name)
+    if path is None:
+        if disk.role == "box":
+            xml = storage.volume_xml(name, disk.size or 0, "qcow2", backing=disk.source,
+                                     backing_format="raw" if disk.source_format == "raw" else "qcow2")
+            path = c.create_volume(pool, xml)
+        elif disk.role == "nvram":
+            assert disk.source is not None
+            path = c.upload_volume(pool, name, disk.source)  # the template, a file on this computer
+        elif disk.role == "floppy":
+            path = c.create_volume(pool, storage.volume_xml(name, FLOPPY_BYTES, "raw"))
+        else:
+            path = c.create_volume(pool, storage.volume_xml(name, disk.size or 0, disk.format or "qcow2"))
+    elif disk.owner == "vmctl" and disk.role in ("box", "extra", "volume") and disk.size:
+        current = c.volume_capacity(pool, name)
+        if current is not None and disk.size > current:
+            if emit is not None:
+                emit(f"growing the disk {disk.name} to {disk.size / 1024**3:.1f} GiB")
+            c.resize_volume(pool, name, disk.size)
+    disk.path = path
+
+
+def remove_volumes(c: Any, disks: list[MachineDisk], machine_id: str, pool: str | None) -> None:
+    """Remove the pool volumes vmctl made for machine MACHINE_ID: those in its list, and any
+    other volume named for it in POOL (the cloud-init seed, one an interrupted up made)."""
+    from vmctl import storage
+
+    for d in disks:
+        if d.pool is not None and d.volume is not None and d.owner == "vmctl":
+            c.delete_volume(d.pool, d.volume)
+    if pool is not None:
+        for name in c.volume_names(pool, f"{storage.MACHINE_VOLUME_PREFIX}{machine_id}-"):
+            if storage.is_machine_volume(name, machine_id):
+                c.delete_volume(pool, name)
 
 
 def _create(disk: MachineDisk, run: Any) -> None:
@@ -373,7 +456,7 @@ def remove(disks: list[MachineDisk], machine_id: str) -> list[str]:
     its folder (by name, never a tree) and the folder. Idempotent. Returns what was left
     in the folder because vmctl did not make it."""
     for disk in disks:
-        if disk.owner == "vmctl" and disk.role == "volume" and owned_path_ok(Path(disk.path), machine_id):
+        if disk.pool is None and disk.owner == "vmctl" and disk.role == "volume" and owned_path_ok(Path(disk.path), machine_id):
             _unlink_file(Path(disk.path))
     left = paths.remove_owned_dir(paths.machines_dir() / machine_id, MACHINE_HOME_FILES,
                                   temp_prefixes=(*MACHINE_HOME_PREFIXES, f".{NVRAM_FILE}."))
@@ -397,6 +480,7 @@ def status_json(disks: list[MachineDisk]) -> list[dict[str, Any]]:
     """The machine's disks as `status --json` shows them."""
     return [
         {"name": d.name, "role": d.role, "path": d.path, "device": d.target, "bus": d.bus, "format": d.format,
-         "size": d.size, "owner": d.owner, "attached": d.attached, "readonly": d.readonly}
+         "size": d.size, "owner": d.owner, "attached": d.attached, "readonly": d.readonly,
+         **({"pool": d.pool, "volume": d.volume} if d.pool is not None else {})}
         for d in disks
     ]

@@ -167,6 +167,11 @@ def check_host(cfg: MachineConfig, host: Host) -> list[str]:
         if value and not os.path.isfile(value):
             raise MachineError(f"libvirt.{key} {value} does not exist")
     warnings += network_warnings(cfg, host)
+    from vmctl import storage
+
+    pool_note = storage.embedded_pool_warning(host.uri, lv)
+    if pool_note is not None:
+        warnings.append(pool_note)
     if lv.loader:
         nvram_template(lv)  # raises when there is none to copy
     if lv.nodeset is not None:
@@ -610,6 +615,7 @@ def _disks(cfg: MachineConfig, disks: list[MachineDisk], boot: _Boot) -> ddisks.
             detect_zeroes=o.get("detect_zeroes"), copy_on_read=o.get("copy_on_read"),
             readonly=d.readonly, shareable=bool(o.get("shareable")), serial=o.get("serial"), wwn=o.get("wwn"),
             address_type=o.get("address_type"), boot_order=boot.disks.get(d.target),
+            pool=d.pool, volume=d.volume,
         ))
     model = cfg.libvirt.disk_controller_model or "virtio-scsi"
     return ddisks.DisksSpec(tuple(out), scsi_controller_model=model)

@@ -175,9 +175,12 @@ class Machine(GuestMixin):
         # came with the project's files is never used.
         self._remove_state_files()
 
+        from vmctl import storage
+
         uri = hypervisor.resolve_uri(cfg.libvirt.uri)
         host = self._host(uri)
         self._check_host(host, emit)  # before anything is made: what cannot work here stops here
+        pool = storage.pool_for(uri, cfg.libvirt)
         machine_id = uuid.uuid4().hex[:12]
         home_dir = paths.machines_dir() / machine_id
         # Traversable but not listable: under a libvirt daemon (qemu:///system) QEMU runs as
@@ -195,11 +198,16 @@ class Machine(GuestMixin):
             box_version=box.version,
             macs=[network.mac_for(machine_id, i + 1) for i in range(len(cfg.private_networks))],
             uuid=cfg.libvirt.uuid or hardware.domain_uuid(machine_id),
+            pool=pool,
         )
         self._state = st
         self._state_loaded = True
         try:
-            images = [(Path(path), fmt, _virtual_size(Path(path)) or 0) for path, fmt in _box_disks(box)]
+            box_files = _box_disks(box)
+            images = [(Path(path), fmt, _virtual_size(Path(path)) or 0) for path, fmt in box_files]
+            if pool is not None:  # overlays are made on the box's volumes, not its local files
+                in_pool = self._box_in_pool(st, box, box_files, emit)
+                images = [(vol, fmt, size) for vol, (_, fmt, size) in zip(in_pool, images, strict=True)]
             first, *more = images
             st.disks = self._plan_disks(st, disks.Box(first[0], first[1], first[2], tuple(more)), host)
             self._reserve_ports(st, emit)
@@ -338,7 +346,8 @@ class Machine(GuestMixin):
                     # snapshot the machine uses other images (vmctl/vmstate.py).
                     from vmctl.machine import snapshots
 
-                    snapshots.fix_saved_xml(self, c)
+                    if st.pool is None:  # pool machines have no snapshots (and volume sources)
+                        snapshots.fix_saved_xml(self, c)
             self._triggers("after", "suspend", emit, emit)
 
     def resume(self, *, emit: Emit, emit_output: Emit) -> None:
@@ -406,13 +415,14 @@ class Machine(GuestMixin):
         from vmctl.machine import snapshots
 
         st = self.state
-        targets: list[tuple[str, str, str, list[disks.MachineDisk]]] = []  # (id, domain, uri, disks)
+        # (id, domain, uri, disks, storage pool)
+        targets: list[tuple[str, str, str, list[disks.MachineDisk], str | None]] = []
         if st is not None:
-            targets.append((st.id, st.domain, st.uri, st.disks))
+            targets.append((st.id, st.domain, st.uri, st.disks, st.pool))
         for e in self._index_entries():
             if (st is None or e.id != st.id) and MACHINE_ID_RE.fullmatch(e.id) and DOMAIN_NAME_RE.fullmatch(e.domain):
-                targets.append((e.id, e.domain, e.uri, []))
-        for machine_id, dom, uri, machine_disks in targets:
+                targets.append((e.id, e.domain, e.uri, [], None))
+        for machine_id, dom, uri, machine_disks, pool in targets:
             with hypervisor.connect(uri) as c:
                 xml = c.xml(dom)
                 meta = parse_machine_metadata(xml) if xml is not None else None
@@ -421,7 +431,12 @@ class Machine(GuestMixin):
                                 dom, machine_id, meta.get("id") if meta else "nothing")
                 else:
                     c.destroy(dom, True)  # its disks go next: nothing to flush
-                    c.undefine(dom)
+                    if pool is None:
+                        c.undefine(dom)
+                    else:
+                        c.undefine(dom, True)  # the NVRAM volume goes through the pool, next
+                if pool is not None or any(d.pool for d in machine_disks):
+                    disks.remove_volumes(c, machine_disks, machine_id, pool)
             snapshots.remove_files(paths.machines_dir() / machine_id)
             left = disks.remove(machine_disks, machine_id)
             if left:

@@ -131,6 +131,11 @@ def package(machine: Machine, output: Path, *, vagrantfile: Path | None, include
         raise MachineError("two included files have the same name", hint="rename one of them")
     with machine.locked():
         st = machine.require_state()
+        if st.pool is not None:
+            raise MachineError(
+                f"packaging is not supported on storage pools yet: machine {machine.name} keeps its disks in the "
+                f"libvirt storage pool {st.pool} ({st.uri})",
+                hint="package a machine made with vmctl's default embedded driver (no libvirt.uri / VMCTL_LIBVIRT_URI)")
         with hypervisor.connect(st.uri) as c:
             state = machine.status(c)
         private_key: Path | None = None

@@ -696,6 +696,13 @@ def save(m: Machine, name: str, *, force: bool, emit: Emit) -> Snapshot:
     if problem:
         raise SnapshotError(f"refusing the snapshot name {name!r}: {problem}")
     st = m.require_state()
+    if st.pool is not None:
+        raise SnapshotError(
+            f"snapshots are not supported on storage pools yet: machine {m.name} keeps its disks in the libvirt "
+            f"storage pool {st.pool} ({st.uri})",
+            hint="snapshots work with vmctl's default embedded driver (no libvirt.uri / VMCTL_LIBVIRT_URI); "
+            f"libvirt's own can be used meanwhile: virsh -c {st.uri} snapshot-create-as {st.domain} NAME",
+        )
     unheld = unheld_disks(st)
     if unheld:
         raise SnapshotError(

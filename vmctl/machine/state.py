@@ -76,6 +76,8 @@ class MachineState:
     root_grown: int | None = None  # the disk size the guest's root file system was last grown to
     # Every disk of the machine (disks.py), written before any of them is made.
     disks: list[MachineDisk] = field(default_factory=list)
+    # The libvirt storage pool its disks are volumes of (daemon URIs); None: files in VMCTL_HOME.
+    pool: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MachineState:
@@ -111,6 +113,11 @@ class MachineState:
             raise ValueError("a MAC address is not one")
         if self.uuid is not None and not (isinstance(self.uuid, str) and UUID_RE.fullmatch(self.uuid)):
             raise ValueError(f"uuid {self.uuid!r} is not a UUID")
+        if self.pool is not None:
+            from vmctl import storage
+
+            if storage.pool_name_problem(self.pool) is not None:
+                raise ValueError(f"pool {self.pool!r} is not a storage pool name")
 
     def all_disks(self) -> list[MachineDisk]:
         """Every disk of the machine; for a machine made before vmctl kept the list, its one disk."""

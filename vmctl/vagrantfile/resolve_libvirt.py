@@ -63,7 +63,8 @@ ARCH_SUPPORT_CPU = ("aarch64", "armv6l", "armv7b", "armv7l", "i686", "x86_64", "
 FEATURES = ("acpi", "apic", "pae", "hap", "viridian", "privnet", "pvspinlock", "pmu", "vmport", "vmcoreinfo",
             "smm", "ioapic", "gic", "htm", "nested-hv", "ccf-assist", "ras", "ps2", "msrs", "async-teardown")
 NIC_MODELS = ("virtio", "e1000", "e1000e", "rtl8139", "ne2k_pci", "pcnet", "vmxnet3", "i82559er")
-# Settings of the connection to libvirt: checked, not used yet (remote hosts are issue 18).
+# Settings of the connection to libvirt: checked; the pool settings are used with daemon URIs
+# (vmctl/storage.py), the others not yet (remote hosts are issue 18).
 CONNECTION = ("host", "port", "connect_via_ssh", "socket", "username", "password", "id_ssh_key_file",
               "proxy_command", "system_uri", "qemu_use_session", "storage_pool_name", "storage_pool_path",
               "snapshot_pool_name", "forward_ssh_port")
@@ -191,9 +192,13 @@ class _LibvirtResolver:
                 raise self.r.error(node, f"libvirt.{key} {values[key][:60]!r} is not a libvirt pool name")
             if key in ("system_uri",) and not re.fullmatch(r"[a-z0-9+]+://[^\s]*", values[key]):
                 raise self.r.error(node, f"libvirt.{key} {values[key][:60]!r} is not a libvirt URI")
-            if key not in ("host", "connect_via_ssh"):
-                self.r.warn(node, f"libvirt.{key} is checked but not used yet: vmctl uses one local libvirt "
-                            "(libvirt.uri or VMCTL_LIBVIRT_URI chooses which), and keeps disks in VMCTL_HOME")
+            if key == "storage_pool_path" and not re.fullmatch(r"/[A-Za-z0-9_.+/@-]{0,4095}", values[key]):
+                raise self.r.error(node, f"libvirt.storage_pool_path {values[key][:60]!r} is not an absolute path",
+                                   hint="a folder on the libvirt host, e.g. /var/lib/libvirt/images")
+            if key not in ("host", "connect_via_ssh", "storage_pool_name", "storage_pool_path"):
+                where = ("overlays go into libvirt.storage_pool_name's pool" if key == "snapshot_pool_name" else
+                         "vmctl uses one local libvirt (libvirt.uri or VMCTL_LIBVIRT_URI chooses which)")
+                self.r.warn(node, f"libvirt.{key} is checked but not used yet: {where}")
         if "uri" in values and not re.fullmatch(r"[a-z0-9+]+:///?[^\s]*", values["uri"]):
             raise self.r.error(self.node("uri"), f"@uri set to invalid uri '{values['uri'][:80]}'")
         session = values.get("qemu_use_session")

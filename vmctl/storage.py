@@ -1,0 +1,217 @@
+"""Where a machine's disks live: files in VMCTL_HOME, or volumes in a libvirt storage pool.
+
+The embedded driver (the default) runs QEMU as the user running vmctl, on this computer:
+disks are plain files under VMCTL_HOME (vmctl/machine/disks.py), as always. A libvirt
+daemon (qemu:///system, qemu:///session, later a remote host) runs QEMU as its own user,
+perhaps on another computer: there vmctl keeps every disk as a volume in the daemon's
+storage pool (libvirt.storage_pool_name, default "default") and moves images through
+libvirt's stream API, as vagrant-libvirt does. Nothing assumes that vmctl can read the
+pool's folder.
+
+Volume names (the pool is shared with other tools and other users of the daemon):
+    NAME_vmctl_box_VERSION_PROVIDER_diskN_DIGEST.img   a box disk, uploaded once per pool
+    vmctl-ID-FILE                                      machine ID's disk FILE (disk.qcow2,
+                                                       disk-vdb.qcow2, nvram.fd, cidata.iso ...)
+NAME is the box name with "/" written "-VAGRANTSLASH-" (Vagrant's escape), other characters
+outside libvirt's safe set as "_"; DIGEST (10 hex digits) is a hash of the exact box name,
+version, provider, disk number and the box file's sha256, so two boxes never share a volume
+even when their names reduce to the same characters, and a box added again with other
+content gets a new volume.
+
+This module holds the pure parts (the decision, names, XML) and the few steps that need a
+connection (vmctl.hypervisor.Connection's pool methods).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import xml.etree.ElementTree as ET
+from typing import TYPE_CHECKING, Any
+
+from vmctl import hypervisor
+from vmctl.errors import MachineError
+
+if TYPE_CHECKING:
+    from vmctl.vagrantfile.model import LibvirtSettings
+
+DEFAULT_POOL = "default"
+# The default pool's folder on a daemon's host, as libvirt and vagrant-libvirt make it.
+SYSTEM_POOL_PATH = "/var/lib/libvirt/images"
+SESSION_POOL_PATH = "~/.local/share/libvirt/images"
+# libvirt accepts nearly any pool name; vmctl (like vagrant-libvirt's users) keeps to these.
+POOL_NAME_RE = re.compile(r"[A-Za-z0-9_.+-]{1,100}")
+VOLUME_NAME_RE = re.compile(r"[A-Za-z0-9_+][A-Za-z0-9_.+-]{0,199}")
+MACHINE_VOLUME_PREFIX = "vmctl-"
+BOX_VOLUME_MARK = "_vmctl_box_"
+
+
+def pool_name_problem(name: object) -> str | None:
+    """Why NAME cannot be a storage pool's name here (None: it can)."""
+    if not isinstance(name, str) or not POOL_NAME_RE.fullmatch(name):
+        return "a pool name is 1-100 letters, digits, '_', '.', '+' or '-'"
+    if name in (".", ".."):
+        return "a pool name is not . or .."
+    return None
+
+
+def uses_pool(uri: str) -> bool:
+    """The decision: a daemon URI keeps disks in a pool, the embedded driver in VMCTL_HOME."""
+    return not hypervisor.is_embedded(uri)
+
+
+def pool_for(uri: str, lv: LibvirtSettings) -> str | None:
+    """The pool a new machine on URI keeps its disks in, or None for files in VMCTL_HOME."""
+    if not uses_pool(uri):
+        return None
+    name = DEFAULT_POOL if lv.storage_pool_name is None else lv.storage_pool_name
+    problem = pool_name_problem(name)
+    if problem is not None:
+        raise MachineError(f"libvirt.storage_pool_name {name[:60]!r}: {problem}")
+    return name
+
+
+def embedded_pool_warning(uri: str, lv: LibvirtSettings) -> str | None:
+    """What to say when pool settings are given but the embedded driver uses files."""
+    if uses_pool(uri):
+        return None
+    named = [k for k in ("storage_pool_name", "storage_pool_path") if getattr(lv, k, None)]
+    if not named:
+        return None
+    return (f"libvirt.{' and libvirt.'.join(named)}: applies to libvirt daemon URIs (qemu:///system ...); "
+            "the embedded driver keeps the disks in VMCTL_HOME")
+
+
+def new_pool_path(uri: str, name: str, configured: str | None) -> str | None:
+    """Where a missing pool NAME is made: storage_pool_path, else libvirt's default folder for
+    the "default" pool; None for another name with no path (vmctl does not guess one)."""
+    if configured:
+        return configured
+    if name != DEFAULT_POOL:
+        return None
+    if "session" in uri.split("?")[0]:
+        import os
+
+        return os.path.expanduser(SESSION_POOL_PATH)
+    return SYSTEM_POOL_PATH
+
+
+def machine_volume(machine_id: str, file_name: str) -> str:
+    """The volume of machine MACHINE_ID's disk that would be FILE_NAME in VMCTL_HOME."""
+    name = f"{MACHINE_VOLUME_PREFIX}{machine_id}-{file_name}"
+    check_volume_name(name)
+    return name
+
+
+def is_machine_volume(name: object, machine_id: str) -> bool:
+    return (isinstance(name, str) and name.startswith(f"{MACHINE_VOLUME_PREFIX}{machine_id}-")
+            and VOLUME_NAME_RE.fullmatch(name) is not None)
+
+
+def box_volume(name: str, version: str, provider: str, disk: int, content: str) -> str:
+    """The volume of disk number DISK (0 the boot disk) of box NAME VERSION for PROVIDER, whose
+    box file's digest is CONTENT (see the module's docstring)."""
+    digest = hashlib.sha256("\0".join((name, version, provider, str(disk), content)).encode()).hexdigest()[:10]
+    safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", name.replace("/", "-VAGRANTSLASH-"))
+    rest = f"{BOX_VOLUME_MARK}{re.sub(r'[^A-Za-z0-9_.+-]', '_', version)[:40]}_{provider[:20]}_disk{disk}_{digest}.img"
+    volume = safe[: 200 - len(rest)].lstrip(".-") + rest
+    check_volume_name(volume)
+    return volume
+
+
+def check_volume_name(name: str) -> None:
+    if not VOLUME_NAME_RE.fullmatch(name):
+        raise MachineError(f"{name[:80]!r} is not a storage volume name vmctl makes",
+                           hint="volume names are letters, digits, '_', '.', '+', '-', at most 200")
+
+
+# -- XML ---------------------------------------------------------------------------------------
+
+def pool_xml(name: str, path: str) -> str:
+    """A directory pool NAME in folder PATH (on the daemon's host)."""
+    if pool_name_problem(name) is not None:
+        raise ValueError(f"pool name {name!r}")
+    if not path.startswith("/") or any(c in path for c in "\n\r\0"):
+        raise ValueError(f"pool path {path!r} is not an absolute path")
+    pool = ET.Element("pool", type="dir")
+    ET.SubElement(pool, "name").text = name
+    target = ET.SubElement(pool, "target")
+    ET.SubElement(target, "path").text = path
+    perms = ET.SubElement(target, "permissions")
+    ET.SubElement(perms, "mode").text = "0711"  # QEMU passes through; nobody lists the volumes
+    return ET.tostring(pool, encoding="unicode")
+
+
+def volume_xml(name: str, capacity: int, fmt: str, *, backing: str | None = None,
+               backing_format: str | None = None) -> str:
+    """A volume NAME of CAPACITY bytes in format FMT (qcow2 | raw), 0600, made empty (sparse),
+    or as a qcow2 overlay on the volume at path BACKING."""
+    check_volume_name(name)
+    if fmt not in ("qcow2", "raw") or capacity < 0:
+        raise ValueError(f"volume format {fmt!r} / capacity {capacity}")
+    vol = ET.Element("volume")
+    ET.SubElement(vol, "name").text = name
+    ET.SubElement(vol, "capacity", unit="bytes").text = str(int(capacity))
+    ET.SubElement(vol, "allocation", unit="bytes").text = "0"
+    target = ET.SubElement(vol, "target")
+    ET.SubElement(target, "format", type=fmt)
+    perms = ET.SubElement(target, "permissions")
+    ET.SubElement(perms, "mode").text = "0600"
+    if backing is not None:
+        store = ET.SubElement(vol, "backingStore")
+        ET.SubElement(store, "path").text = backing
+        ET.SubElement(store, "format", type=backing_format or "qcow2")
+    return ET.tostring(vol, encoding="unicode")
+
+
+# -- steps with a connection -------------------------------------------------------------------
+
+def ensure_pool(c: Any, uri: str, name: str, configured_path: str | None) -> None:
+    """Pool NAME defined, started and autostarted on C's host (made as a directory pool when
+    missing, see new_pool_path)."""
+    c.ensure_pool(name, new_pool_path(uri, name, configured_path))
+
+
+def upload_box_disks(c: Any, uri: str, pool: str, box: Any, disks: list[tuple[Any, str]],
+                     notify: Any) -> list[str]:
+    """Each disk of BOX ((local image, format) in DISKS) as a volume in POOL, uploaded the first
+    time only; their paths on the daemon's host. The uploads are recorded in the box store
+    (for box remove), under a lock so two machines of one box upload it once."""
+    from vmctl.boxes import pools as box_pools
+    from vmctl.state import file_lock
+
+    paths_out = []
+    content = str(box.record.get("sha256") or f"{box.dir}:{box.record.get('added', '')}")
+    for i, (image, _fmt) in enumerate(disks):
+        volume = box_volume(box.name, box.version, box.provider, i, content)
+        lock = "pool-upload-" + hashlib.sha256(f"{uri}\0{pool}\0{volume}".encode()).hexdigest()[:16]
+        with file_lock(lock):
+            recorded = box_pools.recorded(box, uri, pool, volume)
+            existing = c.volume_path(pool, volume)
+            if existing is not None and recorded:
+                paths_out.append(existing)
+                continue
+            if existing is not None:  # an upload that was interrupted: its bytes are not trusted
+                c.delete_volume(pool, volume)
+            notify(f"uploading the box image {image.name} into the storage pool {pool} as {volume}")
+            path = c.upload_volume(pool, volume, str(image))
+            box_pools.record(box, uri, pool, volume)
+            paths_out.append(path)
+    return paths_out
+
+
+def remove_box_volumes(box: Any) -> list[tuple[dict[str, str], str | None]]:
+    """Remove BOX's volumes from every pool it was uploaded to: each recorded upload, with
+    None once removed (or found gone), else why it could not be."""
+    from vmctl.boxes import pools as box_pools
+    from vmctl.errors import VmctlError
+
+    out: list[tuple[dict[str, str], str | None]] = []
+    for entry in box_pools.entries(box):
+        try:
+            with hypervisor.connect(entry["uri"]) as c:
+                c.delete_volume(entry["pool"], entry["volume"])
+            out.append((entry, None))
+        except VmctlError as exc:
+            out.append((entry, exc.message))
+    return out
