@@ -77,10 +77,19 @@ def test_coreos_like_recipe_parses() -> None:
     assert recipe.kernel.root_modules is True
     assert {
         "systemd", "openssh-server", "sudo", "rsync", "podman", "podman-docker",
-        "etcd-server", "etcd-client", "busybox-static",
+        "etcd-server", "etcd-client", "busybox-static", "ignition", "python3-yaml", "openssl",
     } <= set(recipe.packages)  # fmt: skip
-    assert (COREOS / recipe.overlay / "etc" / "systemd" / "system" / "usr.mount").is_file()
-    assert os.access(COREOS / "customize.sh", os.X_OK)
+    # /usr is its own partition (twice), chosen and mounted read-only by the initramfs.
+    assert recipe.disk_layout is DiskLayoutMode.USR_AB
+    assert "root=PARTLABEL=ROOT" in recipe.kernel.cmdline.split()
+    assert {"qemu_fw_cfg", "softdog"} <= set(recipe.kernel.modules)
+    units = COREOS / recipe.overlay / "etc" / "systemd" / "system"
+    assert not (units / "usr.mount").exists()
+    assert (units / "update-usr-confirm.service").is_file()
+    for tool in ("update-usr", "coreos-cloudinit", "etcd-tls"):
+        assert os.access(COREOS / recipe.overlay / "usr" / "bin" / tool, os.X_OK)
+    for script in ("customize.sh", "etcdctl", "initramfs/init"):
+        assert os.access(COREOS / script, os.X_OK)
 
 
 def test_debian_recipe_parses() -> None:

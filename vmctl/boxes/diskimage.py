@@ -542,7 +542,9 @@ def step_error(step: str, stderr: bytes | None, status: int) -> BuildError:
         return disk_full_error(step)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith(("E:", "error", "Error"))] or lines
-    detail = "; ".join(errors[-3:])
+    # dpkg names the first package whose scripts failed (what apt's last lines do not say).
+    first_dpkg = next((line for line in lines if "dpkg: error processing" in line), None)
+    detail = "; ".join(([first_dpkg] if first_dpkg else []) + errors[-3:])
     return BuildError(
         f"{step} failed with exit status {status}" + (f": {detail}" if detail else ""),
         hint="run again with --debug to see the command",
