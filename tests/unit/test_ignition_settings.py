@@ -64,10 +64,16 @@ def test_not_enabled_gives_nothing_and_says_so(tmp_path: Path) -> None:
     assert any("config.ignition.enabled is not true" in w for w in warnings)
 
 
+def test_enabled_without_a_path_gives_nothing_and_says_so(tmp_path: Path) -> None:
+    # coreos-vagrant does this when it has no config.ign (vagrant-ignition then sends a key).
+    cfg, warnings = evaluate(tmp_path, "config.ignition.enabled = true")
+    assert fw_cfg(cfg) == {}
+    assert any("names no config" in w for w in warnings)
+
+
 @pytest.mark.parametrize(
     ("body", "files", "message"),
     [
-        ("config.ignition.enabled = true", None, "names no config"),
         ('config.ignition.enabled = true\nconfig.ignition.path = "missing.ign"', None, "does not exist"),
         ('config.ignition.enabled = true\nconfig.ignition.path = "/etc/passwd"', None, "outside the project"),
         ('config.ignition.enabled = true\nconfig.ignition.path = "../x.ign"', None, "outside the project"),

@@ -1005,8 +1005,11 @@ class Resolver:
                           "the machine gets no Ignition config (ignored)")
             return libvirt
         if text is None:
-            raise self.error(enabled_node, "config.ignition.enabled is true but config.ignition.path names no config",
-                             hint='config.ignition.path = "config.ign" (an Ignition config, spec 3.x, in the project)')
+            # vagrant-ignition then makes a config holding only the SSH key (coreos-vagrant
+            # relies on it); vmctl puts its own key in over SSH, so nothing is lost.
+            self.warn(enabled_node, "config.ignition.enabled is true but config.ignition.path names no config: "
+                      "the machine gets no Ignition config (vmctl installs its SSH key itself)")
+            return libvirt
         box = self.box_of(node)
         if box is not None:
             self.ignore_from_box(node, box, "hands the machine an Ignition config (config.ignition.path)")
