@@ -444,6 +444,9 @@ def connect(endpoint: Endpoint, timeout: float = 10.0) -> Session:
 STALE_ATTEMPT = 10.0
 
 
+MAX_FIRST_BANNER = 30.0  # seconds an attempt waits for a banner before the guest has answered
+
+
 def wait_until_welcomed(host: str, port: int, *, timeout: float = 15.0) -> bool:
     """Wait until a new connection to HOST:PORT gets the SSH server's banner; whether it did.
 
@@ -498,7 +501,8 @@ def wait_for_ssh(
     """
     pin = read_pin(endpoint.known_hosts, endpoint.alias)
     pinned_type = pin[0] if pin else None
-    deadline = time.monotonic() + timeout
+    started = time.monotonic()
+    deadline = started + timeout
     result: list[Session] = []
     fatal: list[BaseException] = []
     done = threading.Event()
@@ -514,7 +518,13 @@ def wait_for_ssh(
                 session = _attempt(endpoint, banner_timeout=30.0, pinned_type=pinned_type,
                                    handshake_timeout=60.0, on_banner=answering.set)
             else:
-                session = _attempt(endpoint, banner_timeout=3.0, pinned_type=pinned_type,
+                # Patience grows with the time waited: a guest that has not answered for a
+                # while is booting slowly (emulation on a busy host), and attempts abandoned
+                # after 3 s leave sshd children behind that swamp it (MaxStartups) once it
+                # listens; a quick boot still gets a new attempt every few seconds.
+                waited = time.monotonic() - started
+                banner = min(MAX_FIRST_BANNER, max(3.0, waited / 4))
+                session = _attempt(endpoint, banner_timeout=banner, pinned_type=pinned_type,
                                    on_banner=answering.set)
         except _Refused:
             refused.set()

@@ -26,6 +26,10 @@ in_root chown -R core:core /home/core
 in_root dpkg-divert --local --rename --divert /usr/bin/docker.podman-docker --add /usr/bin/docker
 install -m 0755 "$recipe/docker" "$root/usr/bin/docker"
 
+# --- etcdctl: preconfigured (/etc/etcd/etcdctl.env, written by etcd-tls) --------------------
+in_root dpkg-divert --local --rename --divert /usr/bin/etcdctl.etcd-client --add /usr/bin/etcdctl
+install -m 0755 "$recipe/etcdctl" "$root/usr/bin/etcdctl"
+
 # --- the image debian:bookworm, from Debian's packages, in podman's store --------------------
 # A second, minimal bookworm (minbase: what the Docker image holds, less docs and translations),
 # imported into /var/lib/containers/storage (overlay driver) so that it works with no registry.
@@ -47,8 +51,20 @@ unshare --mount --propagation private sh -c '
 rm -f "$image"
 rm -rf "$root/run/containers" "$root/run/libpod"
 
+# --- first boot (Ignition), cloud-config, the two /usr partitions ------------------------------
+# The initramfs runs Ignition on the boot that finds this file, then removes it.
+touch "$root/boot/ignition.firstboot"
+# coreos-vagrant's provisioning moves its user-data here (coreos-vagrant-user-data.path).
+mkdir -p "$root/var/lib/coreos-vagrant"
+# USR-A holds this /usr, of the box's version; USR-B is empty until `update-usr apply`.
+mkdir -p "$root/usr/lib/update-usr/health.d" "$root/etc/update-usr/health.d" "$root/var/lib/update-usr"
+echo "$VMCTL_BOX_VERSION" >"$root/usr/lib/update-usr/version"
+printf 'ACTIVE=USR-A\nPENDING=\nTRIAL=0\n' >"$root/var/lib/update-usr/boot"
+printf 'USR-A=%s\nUSR-B=\n' "$VMCTL_BOX_VERSION" >"$root/var/lib/update-usr/versions"
+
 # --- services: what runs at boot --------------------------------------------------------------
-in_root systemctl enable systemd-networkd.service systemd-resolved.service ssh.service
+in_root systemctl enable systemd-networkd.service systemd-resolved.service ssh.service \
+    update-usr-confirm.service coreos-vagrant-user-data.path coreos-vagrant-user-data.service
 # etcd is installed, not started: the machine's provisioning configures its cluster and starts it.
 in_root systemctl disable etcd.service
 # Podman's API (the Docker API, /run/docker.sock) starts when a client connects to its socket,

@@ -124,11 +124,13 @@ def boot(
     cpus: int = 1,
     user: str | None = None,
     firmware: str = "bios",
+    qemu_args: tuple[str, ...] = (),
 ) -> Guest:
     """Start QEMU (TCG) on OVERLAY and wait until an SSH login with the insecure key works.
 
     USER defaults to the box's config.ssh.username, else vagrant. FIRMWARE ("bios" or "uefi")
-    matters for a disk-booted box; a box with a kernel is booted directly.
+    matters for a disk-booted box; a box with a kernel is booted directly. QEMU_ARGS are added
+    to QEMU's command line (e.g. ``-fw_cfg name=opt/com.coreos/config,file=...``).
     """
     user = user or box_setting(box_dir, "username") or "vagrant"
     port = free_port()
@@ -141,6 +143,7 @@ def boot(
         "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
         "-device", "virtio-net-pci,netdev=n0,addr=0x10",
         "-monitor", f"unix:{overlay}.monitor,server=on,wait=off",
+        *qemu_args,
     ]  # fmt: skip
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)

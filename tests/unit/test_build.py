@@ -19,6 +19,7 @@ from vmctl.boxes.build import (
     BootMode,
     BuildResult,
     Cpio,
+    DiskLayoutMode,
     HostKernel,
     Recipe,
     build_recipe,
@@ -76,10 +77,19 @@ def test_coreos_like_recipe_parses() -> None:
     assert recipe.kernel.root_modules is True
     assert {
         "systemd", "openssh-server", "sudo", "rsync", "podman", "podman-docker",
-        "etcd-server", "etcd-client", "busybox-static",
+        "etcd-server", "etcd-client", "busybox-static", "ignition", "python3-yaml", "openssl",
     } <= set(recipe.packages)  # fmt: skip
-    assert (COREOS / recipe.overlay / "etc" / "systemd" / "system" / "usr.mount").is_file()
-    assert os.access(COREOS / "customize.sh", os.X_OK)
+    # /usr is its own partition (twice), chosen and mounted read-only by the initramfs.
+    assert recipe.disk_layout is DiskLayoutMode.USR_AB
+    assert "root=PARTLABEL=ROOT" in recipe.kernel.cmdline.split()
+    assert {"qemu_fw_cfg", "softdog"} <= set(recipe.kernel.modules)
+    units = COREOS / recipe.overlay / "etc" / "systemd" / "system"
+    assert not (units / "usr.mount").exists()
+    assert (units / "update-usr-confirm.service").is_file()
+    for tool in ("update-usr", "coreos-cloudinit", "etcd-tls"):
+        assert os.access(COREOS / recipe.overlay / "usr" / "bin" / tool, os.X_OK)
+    for script in ("customize.sh", "etcdctl", "initramfs/init"):
+        assert os.access(COREOS / script, os.X_OK)
 
 
 def test_debian_recipe_parses() -> None:
@@ -149,6 +159,35 @@ def test_bad_boot_settings_are_refused_naming_the_value(
         parse_recipe(folder)
     assert quoted in str(info.value)
     assert "recipe.toml" in str(info.value)
+
+
+def test_a_usr_ab_disk_layout(tmp_path: Path) -> None:
+    plain = parse_recipe(write_recipe(tmp_path / "p", MINIMAL))
+    assert plain.disk_layout is DiskLayoutMode.FILESYSTEM
+    text = MINIMAL + 'disk_size_gb = 4\n[disk]\nlayout = "usr-ab"\nusr_size_mb = 512\n'
+    recipe = parse_recipe(write_recipe(tmp_path / "r", text))
+    assert recipe.disk_layout is DiskLayoutMode.USR_AB and recipe.usr_size_mb == 512
+    default = parse_recipe(write_recipe(tmp_path / "d", MINIMAL + '[disk]\nlayout = "usr-ab"\n'))
+    assert default.usr_size_mb == 1024
+
+
+@pytest.mark.parametrize(
+    ("text", "quoted"),
+    [
+        (MINIMAL + '[disk]\nlayout = "lvm"\n', "disk.layout = 'lvm'"),
+        (MINIMAL + '[disk]\nlayout = "usr-ab"\nusr_size_mb = 10\n', "disk.usr_size_mb = 10"),
+        (MINIMAL + '[disk]\nlayout = "usr-ab"\nusr_size_mb = "1G"\n', "disk.usr_size_mb = '1G'"),
+        (MINIMAL + 'disk_size_gb = 1\n[disk]\nlayout = "usr-ab"\n', "disk.usr_size_mb = 1024"),
+        (MINIMAL + "[disk]\nusr_size_mb = 512\n", 'only for disk.layout = "usr-ab"'),
+        (MINIMAL + '[disk]\nlayout = "usr-ab"\nsize = 1\n', "unknown key disk.size"),
+        (DISK + '[disk]\nlayout = "usr-ab"\n', 'needs boot.mode = "kernel"'),
+        (MINIMAL + 'disk = "usr-ab"\n', "disk = 'usr-ab'"),
+    ],
+)
+def test_bad_disk_layouts_are_refused(tmp_path: Path, text: str, quoted: str) -> None:
+    with pytest.raises(BuildError) as info:
+        parse_recipe(write_recipe(tmp_path / "r", text, files={"initramfs/init": "#!/bin/sh\n"}))
+    assert quoted in str(info.value) and "recipe.toml" in str(info.value)
 
 
 def test_ssh_username_and_root_modules(tmp_path: Path) -> None:

@@ -20,6 +20,7 @@ from vmctl.boxes.diskimage import (
     Partition,
     embed_bios_boot,
     plan_disk,
+    plan_usr_disk,
     render_early_config,
     render_fstab,
     render_grub_config,
@@ -74,6 +75,84 @@ def test_sfdisk_script_names_every_partition_and_guid() -> None:
         f'uuid={layout.bios.uuid}, name="bios"'
     )
     assert lines[6].startswith(f"start={66 * MIB // SECTOR}, size={layout.root.sectors}, ")
+
+
+def test_a_usr_ab_layout_has_two_usr_partitions_and_the_root_to_the_end() -> None:
+    layout = plan_usr_disk(10 * GIB, 1024 * MIB, seed="key")
+    parts = [layout.usr_a, layout.usr_b, layout.root]
+    assert [p.name for p in parts] == ["USR-A", "USR-B", "ROOT"]
+    assert layout.usr_a.offset == 1 * MIB
+    assert layout.usr_a.size == layout.usr_b.size == 1024 * MIB
+    for before, after in zip(parts, parts[1:], strict=False):
+        assert before.start + before.sectors == after.start
+    end = layout.root.offset + layout.root.size
+    assert end <= 10 * GIB - 33 * SECTOR and 10 * GIB - end < 2 * MIB
+    assert layout.usr_a.type_guid == layout.usr_b.type_guid == "8484680C-9521-48C6-9C11-B0720656F69E"
+    assert layout.root.type_guid == diskimage.ROOT_TYPE
+    assert layout == plan_usr_disk(10 * GIB, 1024 * MIB, seed="key")
+    assert layout.root_uuid != plan_usr_disk(10 * GIB, 1024 * MIB, seed="other").root_uuid
+    ids = [layout.disk_guid, layout.usr_a.uuid, layout.usr_b.uuid, layout.root.uuid]
+    assert len(set(ids)) == 4
+    script = layout.sfdisk_script()
+    assert 'name="USR-A"' in script and 'name="USR-B"' in script and 'name="ROOT"' in script
+    with pytest.raises(BuildError, match="too small"):
+        plan_usr_disk(2 * GIB, 1024 * MIB, seed="key")
+    with pytest.raises(BuildError, match="whole number"):
+        plan_usr_disk(10 * GIB, 1000, seed="key")
+
+
+def test_a_usr_ab_disk_holds_usr_apart_from_the_root(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "usr" / "lib").mkdir(parents=True)
+    (root / "etc").mkdir()
+    (root / "usr" / "lib" / "os-release").write_text("ID=test\n")
+    (root / "etc" / "hostname").write_text("box\n")
+    (root / "bin").symlink_to("usr/bin")
+    work = tmp_path / "work"
+    work.mkdir()
+    layout = plan_usr_disk(600 * MIB, 128 * MIB, seed="unit")
+    disk = diskimage.make_usr_disk(root, work, layout)
+    assert sorted(p.name for p in work.iterdir()) == ["disk.raw"]
+    table = json.loads(
+        subprocess.run(["sfdisk", "-J", disk], capture_output=True, check=True).stdout
+    )["partitiontable"]
+    assert [(p["name"], p["start"], p["size"]) for p in table["partitions"]] == [
+        (p.name, p.start, p.sectors) for p in (layout.usr_a, layout.usr_b, layout.root)
+    ]
+
+    def extract(part: Partition, name: str) -> Path:
+        path = tmp_path / name
+        subprocess.run(
+            ["dd", f"if={disk}", f"of={path}", "bs=1M", f"skip={part.offset // MIB}",
+             f"count={part.size // MIB}", "conv=sparse", "status=none"],
+            check=True,
+        )  # fmt: skip
+        return path
+
+    def debugfs(image: Path, request: str) -> str:
+        return subprocess.run(["debugfs", "-R", request, image], capture_output=True, text=True,
+                              check=True).stdout  # fmt: skip
+
+    usr = extract(layout.usr_a, "usr.img")
+    assert debugfs(usr, "cat /lib/os-release") == "ID=test\n"
+    features = subprocess.run(["dumpe2fs", "-h", usr], capture_output=True, text=True).stdout
+    assert "has_journal" not in features  # mounted read-only only
+    rootfs = extract(layout.root, "root.img")
+    assert debugfs(rootfs, "cat /etc/hostname") == "box\n"
+    assert "os-release" not in debugfs(rootfs, "ls -l /usr/lib") and "lib" not in debugfs(rootfs, "ls /usr")
+    blkid = subprocess.run(["blkid", "-o", "export", rootfs], capture_output=True, text=True).stdout
+    assert f"UUID={layout.root_uuid}" in blkid
+    assert extract(layout.usr_b, "usr-b.img").read_bytes().count(0) == layout.usr_b.size  # empty
+
+
+def test_a_usr_too_big_for_its_partition_is_refused(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    (root / "usr").mkdir(parents=True)
+    (root / "usr" / "big").write_bytes(os.urandom(70 * MIB))
+    layout = plan_usr_disk(600 * MIB, 64 * MIB, seed="unit")
+    with pytest.raises(BuildError, match="does not fit") as info:
+        diskimage.make_usr_disk(root, tmp_path, layout)
+    assert "usr_size_mb" in (info.value.hint or "")
 
 
 # --- configuration files ---------------------------------------------------------------------

@@ -53,6 +53,7 @@ from vmctl.errors import BuildError, MissingToolError, VmctlError
 
 __all__ = [
     "BootMode",
+    "DiskLayoutMode",
     "BuildResult",
     "Recipe",
     "KernelSpec",
@@ -105,6 +106,13 @@ class BootMode(StrEnum):
     DISK = "disk"  # a GPT disk with GRUB for BIOS and UEFI, the kernel installed in the root
 
 
+class DiskLayoutMode(StrEnum):
+    """What box.img holds when the box boots directly: ``[disk] layout`` in recipe.toml."""
+
+    FILESYSTEM = "filesystem"  # the root file system itself, no partition table
+    USR_AB = "usr-ab"  # GPT: USR-A (/usr), USR-B (the next /usr, empty), ROOT (the rest)
+
+
 @dataclass(frozen=True)
 class KernelSpec:
     """Which kernel the box boots, and (direct kernel boot) how the initramfs is made.
@@ -145,6 +153,8 @@ class Recipe:
     ssh_username: str | None = None  # config.ssh.username in the box's Vagrantfile
     kernel: KernelSpec = field(default_factory=KernelSpec)
     boot: BootMode = BootMode.KERNEL
+    disk_layout: DiskLayoutMode = DiskLayoutMode.FILESYSTEM
+    usr_size_mb: int = 1024  # each /usr partition's size with disk_layout usr-ab
 
     @property
     def file_stem(self) -> str:
@@ -261,7 +271,7 @@ def parse_recipe(folder: Path) -> Recipe:
     known = {
         "name", "version", "description", "suite", "variant", "mirror", "security_mirror",
         "components", "packages", "dpkg_exclude", "dpkg_include", "overlay", "customize",
-        "disk_size_gb", "ssh_username", "kernel", "boot",
+        "disk_size_gb", "ssh_username", "kernel", "boot", "disk",
     }  # fmt: skip
     unknown = sorted(set(data) - known)
     if unknown:
@@ -305,6 +315,37 @@ def parse_recipe(folder: Path) -> Recipe:
     if mode not in {m.value for m in BootMode}:
         raise bad("boot.mode", mode, f"one of {', '.join(m.value for m in BootMode)}")
     boot = BootMode(mode)
+
+    disk_table = data.get("disk", {})
+    if not isinstance(disk_table, dict):
+        raise bad("disk", disk_table, "a table ([disk])")
+    unknown = sorted(set(disk_table) - {"layout", "usr_size_mb"})
+    if unknown:
+        raise BuildError(
+            f"{path}: unknown key disk.{unknown[0]}", hint="known keys: layout, usr_size_mb"
+        )
+    layout_text = text(disk_table, "layout", DiskLayoutMode.FILESYSTEM.value, "disk.")
+    if layout_text not in {m.value for m in DiskLayoutMode}:
+        raise bad("disk.layout", layout_text, f"one of {', '.join(m.value for m in DiskLayoutMode)}")
+    disk_layout = DiskLayoutMode(layout_text)
+    usr_size_mb = disk_table.get("usr_size_mb", 1024)
+    if disk_layout is DiskLayoutMode.USR_AB and boot is not BootMode.KERNEL:
+        raise BuildError(
+            f'{path}: disk.layout = "usr-ab" needs boot.mode = "kernel"',
+            hint="vmctl's initramfs chooses which /usr to mount; a disk-booted box has its own",
+        )
+    if "usr_size_mb" in disk_table and disk_layout is not DiskLayoutMode.USR_AB:
+        raise BuildError(f'{path}: disk.usr_size_mb is only for disk.layout = "usr-ab"')
+    if (
+        not isinstance(usr_size_mb, int)
+        or isinstance(usr_size_mb, bool)
+        or not 64 <= usr_size_mb <= 65536
+    ):
+        raise bad("disk.usr_size_mb", usr_size_mb, "a whole number of MiB between 64 and 65536")
+    if disk_layout is DiskLayoutMode.USR_AB and 2 * usr_size_mb + 256 > disk * 1024:
+        raise bad(
+            "disk.usr_size_mb", usr_size_mb, f"two /usr partitions and a root within {disk} GB"
+        )
 
     kernel_table = data.get("kernel", {})
     if not isinstance(kernel_table, dict):
@@ -381,6 +422,8 @@ def parse_recipe(folder: Path) -> Recipe:
         ssh_username=ssh_username,
         kernel=kernel,
         boot=boot,
+        disk_layout=disk_layout,
+        usr_size_mb=usr_size_mb,
     )
 
 
@@ -647,7 +690,7 @@ def build_into_cache(
             make_root(recipe, root)
             members, kernel_record = make_disk_image(recipe, root, work, grub, key, notify)
         else:
-            members, kernel_record = make_kernel_image(recipe, root, work, kernel, notify)
+            members, kernel_record = make_kernel_image(recipe, root, work, kernel, notify, key)
         notify(f"archive: {recipe.box_filename}")
         box = work / recipe.box_filename
         write_box(box, work, recipe, members)
@@ -678,9 +721,16 @@ def build_into_cache(
 
 
 def make_kernel_image(
-    recipe: Recipe, root: Path, work: Path, kernel: HostKernel | None, notify: Callable[[str], None]
+    recipe: Recipe,
+    root: Path,
+    work: Path,
+    kernel: HostKernel | None,
+    notify: Callable[[str], None],
+    key: str = "",
 ) -> tuple[tuple[str, ...], dict]:
-    """Direct kernel boot: WORK/box.img (the root file system), vmlinuz and initrd.img.
+    """Direct kernel boot: WORK/box.img (the root file system, or with ``[disk] layout =
+    "usr-ab"`` a GPT disk with two /usr partitions, identifiers seeded by KEY), vmlinuz and
+    initrd.img.
 
     Returns the archive's members made in WORK and the kernel's part of the build record.
     """
@@ -696,16 +746,28 @@ def make_kernel_image(
         install_modules(kernel, root)
     notify(f"initramfs: busybox + {', '.join(recipe.kernel.modules) or 'no modules'}")
     (work / "initrd.img").write_bytes(make_initramfs(recipe, root, kernel))
-    notify(f"filesystem: ext4, {recipe.disk_size_gb} GB")
     raw = work / "disk.raw"
-    make_ext4(root, raw, recipe.disk_size_gb * 1024**3)
+    record: dict = {}
+    if recipe.disk_layout is DiskLayoutMode.USR_AB:
+        layout = diskimage.plan_usr_disk(
+            recipe.disk_size_gb * 1024**3, recipe.usr_size_mb * diskimage.MIB, seed=key
+        )
+        notify(
+            f"disk: GPT, USR-A (/usr) + USR-B (empty), {recipe.usr_size_mb} MiB each, "
+            f"+ ROOT (ext4), {recipe.disk_size_gb} GB"
+        )
+        raw = diskimage.make_usr_disk(root, work, layout)
+        record["layout"] = DiskLayoutMode.USR_AB.value
+    else:
+        notify(f"filesystem: ext4, {recipe.disk_size_gb} GB")
+        make_ext4(root, raw, recipe.disk_size_gb * 1024**3)
     remove_tree(root)
     remove_tree(debs)
     remove_tree(work / "kernel")
     notify("qcow2: compressing the disk image")
     make_qcow2(raw, work / "box.img")
     raw.unlink()
-    record = {"kernel": f"{kernel.package}={kernel.version}", "kernel_source": source}
+    record = {"kernel": f"{kernel.package}={kernel.version}", "kernel_source": source, **record}
     return ("box.img", "vmlinuz", "initrd.img"), record
 
 
@@ -1248,7 +1310,10 @@ def prune_cache(builds: Path, name: str, *, keep: int, current: str) -> None:
 def check_free_space(folder: Path, recipe: Recipe) -> None:
     # The root directory, the ext4 image and the box, with room to spare; a disk-booted box
     # also has a kernel's modules in its root, and the whole disk beside the root's image.
+    # A disk with two /usr partitions holds /usr's image beside the root's.
     need = (3 if recipe.boot is BootMode.DISK else 1) * 1024**3
+    if recipe.disk_layout is DiskLayoutMode.USR_AB:
+        need += recipe.usr_size_mb * 1024**2
     free = shutil.disk_usage(folder).free
     if free < need:
         raise BuildError(

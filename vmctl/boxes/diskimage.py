@@ -25,10 +25,21 @@ folder its images are in, which only works with the target file system mounted).
 
 Every identifier (GPT GUIDs, the root's UUID, the FAT volume id) is derived from a seed, the
 build's cache key, so the same inputs give the same disk.
+
+A box booted directly (vmctl's own initramfs, no bootloader) may instead get a disk whose /usr
+lives apart from the root, twice, as CoreOS had it (``[disk] layout = "usr-ab"``):
+
+    1 MiB        GPT 1  USR-A: /usr (ext4 without a journal, mounted read-only)
+                 GPT 2  USR-B: the same size, empty: the next /usr is written here
+                 GPT 3  ROOT: the root file system without /usr's contents (ext4)
+
+made by ``make_usr_disk`` in the same way (no mount, no loop device); the initramfs finds the
+partitions by their GPT names and chooses the /usr to mount.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -44,11 +55,14 @@ __all__ = [
     "DiskLayout",
     "Grub",
     "Partition",
+    "UsrDiskLayout",
     "embed_bios_boot",
     "find_grub",
     "make_disk",
     "make_ext4",
+    "make_usr_disk",
     "plan_disk",
+    "plan_usr_disk",
     "render_early_config",
     "render_fstab",
     "render_grub_config",
@@ -63,6 +77,10 @@ GPT_BACKUP_SECTORS = 33  # the backup GPT at the end: 32 sectors of entries and 
 BIOS_BOOT_TYPE = "21686148-6449-6E6F-744E-656564454649"
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 ROOT_TYPE = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"
+USR_TYPE = "8484680C-9521-48C6-9C11-B0720656F69E"  # "Linux /usr (x86-64)"
+# The partition names of a disk with two /usr partitions (CoreOS's), which its initramfs looks for.
+USR_NAMES = ("USR-A", "USR-B")
+ROOT_NAME = "ROOT"
 GRUB_PC_DIR = Path("/usr/lib/grub/i386-pc")
 GRUB_EFI_DIR = Path("/usr/lib/grub/x86_64-efi")
 GRUB_PACKAGES = {"i386-pc": "grub-pc-bin", "x86_64-efi": "grub-efi-amd64-bin"}
@@ -119,30 +137,55 @@ class DiskLayout:
 
     def sfdisk_script(self) -> str:
         """Input for sfdisk: a GPT holding the three partitions, every GUID given."""
-        lines = [
-            "label: gpt",
-            f"label-id: {self.disk_guid}",
-            "unit: sectors",
-            "first-lba: 2048",
-        ]
-        for part in (self.bios, self.esp, self.root):
-            lines.append(
-                f"start={part.start}, size={part.sectors}, type={part.type_guid}, "
-                f'uuid={part.uuid}, name="{part.name}"'
-            )
-        return "\n".join(lines) + "\n"
+        return sfdisk_script(self.disk_guid, (self.bios, self.esp, self.root))
+
+
+@dataclass(frozen=True)
+class UsrDiskLayout:
+    """A disk with two /usr partitions and the root (direct kernel boot: no bootloader)."""
+
+    size: int  # bytes
+    disk_guid: str
+    usr_a: Partition
+    usr_b: Partition
+    root: Partition
+    usr_uuid: str  # USR-A's file system
+    root_uuid: str
+
+    def sfdisk_script(self) -> str:
+        return sfdisk_script(self.disk_guid, (self.usr_a, self.usr_b, self.root))
+
+
+def sfdisk_script(disk_guid: str, partitions: tuple[Partition, ...]) -> str:
+    """Input for sfdisk: a GPT holding PARTITIONS, every GUID and name given."""
+    lines = ["label: gpt", f"label-id: {disk_guid}", "unit: sectors", "first-lba: 2048"]
+    for part in partitions:
+        lines.append(
+            f"start={part.start}, size={part.sectors}, type={part.type_guid}, "
+            f'uuid={part.uuid}, name="{part.name}"'
+        )
+    return "\n".join(lines) + "\n"
+
+
+def derived_guid(seed: str, what: str) -> str:
+    """A GUID for WHAT, derived from SEED: equal inputs give equal disks."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"vmctl-box:{seed}:{what}")).upper()
+
+
+def _usable_end(size_bytes: int) -> int:
+    """The last whole MiB (in sectors) before the backup GPT."""
+    return (size_bytes // SECTOR - GPT_BACKUP_SECTORS) // (MIB // SECTOR) * (MIB // SECTOR)
 
 
 def plan_disk(size_bytes: int, seed: str) -> DiskLayout:
     """The layout of a disk of SIZE_BYTES: BIOS boot, ESP, and the root to the last whole MiB."""
-
     def guid(what: str) -> str:
-        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"vmctl-box:{seed}:{what}")).upper()
+        return derived_guid(seed, what)
 
     bios_start = MIB // SECTOR
     esp_start = bios_start + BIOS_BOOT_SIZE // SECTOR
     root_start = esp_start + ESP_SIZE // SECTOR
-    usable_end = (size_bytes // SECTOR - GPT_BACKUP_SECTORS) // (MIB // SECTOR) * (MIB // SECTOR)
+    usable_end = _usable_end(size_bytes)
     if usable_end - root_start < 256 * MIB // SECTOR:
         raise BuildError(f"a disk of {size_bytes} bytes is too small for a disk-booted box")
     return DiskLayout(
@@ -153,6 +196,35 @@ def plan_disk(size_bytes: int, seed: str) -> DiskLayout:
         root=Partition("root", ROOT_TYPE, guid("root"), root_start, usable_end - root_start),
         root_uuid=guid("root-filesystem").lower(),
         esp_volume_id=guid("esp-volume")[:8],
+    )
+
+
+def plan_usr_disk(size_bytes: int, usr_bytes: int, seed: str) -> UsrDiskLayout:
+    """The layout of a disk of SIZE_BYTES with two /usr partitions of USR_BYTES (whole MiB)
+    from 1 MiB on, and the root to the last whole MiB."""
+    if usr_bytes % MIB or usr_bytes < 64 * MIB:
+        raise BuildError(f"a /usr partition of {usr_bytes} bytes is not a whole number of MiB (at least 64)")
+    def guid(what: str) -> str:
+        return derived_guid(seed, what)
+
+    usr_sectors = usr_bytes // SECTOR
+    a_start = MIB // SECTOR
+    b_start = a_start + usr_sectors
+    root_start = b_start + usr_sectors
+    usable_end = _usable_end(size_bytes)
+    if usable_end - root_start < 256 * MIB // SECTOR:
+        raise BuildError(
+            f"a disk of {size_bytes} bytes is too small for two /usr partitions of "
+            f"{usr_bytes // MIB} MiB and a root of at least 256 MiB"
+        )
+    return UsrDiskLayout(
+        size=size_bytes,
+        disk_guid=guid("disk"),
+        usr_a=Partition(USR_NAMES[0], USR_TYPE, guid("usr-a"), a_start, usr_sectors),
+        usr_b=Partition(USR_NAMES[1], USR_TYPE, guid("usr-b"), b_start, usr_sectors),
+        root=Partition(ROOT_NAME, ROOT_TYPE, guid("root"), root_start, usable_end - root_start),
+        usr_uuid=guid("usr-a-filesystem").lower(),
+        root_uuid=guid("root-filesystem").lower(),
     )
 
 
@@ -333,12 +405,21 @@ def copy_into(image: Path, disk: Path, offset: int, limit: int) -> None:
 
 
 def make_ext4(
-    root: Path, image: Path, size_bytes: int, *, uuid: str | None = None, label: str = "root"
+    root: Path,
+    image: Path,
+    size_bytes: int,
+    *,
+    uuid: str | None = None,
+    label: str = "root",
+    journal: bool = True,
 ) -> None:
-    """mkfs.ext4 -d: ROOT becomes an ext4 image of SIZE_BYTES; nothing is mounted."""
+    """mkfs.ext4 -d: ROOT becomes an ext4 image of SIZE_BYTES; nothing is mounted. A file
+    system that is only ever mounted read-only needs no JOURNAL."""
     with open(image, "wb") as handle:
         handle.truncate(size_bytes)
     argv: list[str | Path] = ["mkfs.ext4", "-q", "-F", "-L", label, "-m", "1"]
+    if not journal:
+        argv += ["-O", "^has_journal", "-m", "0"]
     if uuid is not None:
         argv += ["-U", uuid, "-E", f"lazy_itable_init=0,lazy_journal_init=0,hash_seed={uuid}"]
     else:
@@ -378,7 +459,7 @@ def make_esp(image: Path, efi_binary: Path, layout: DiskLayout) -> None:
             raise step_error(step, proc.stderr, proc.returncode)
 
 
-def write_partition_table(disk: Path, layout: DiskLayout) -> None:
+def write_partition_table(disk: Path, layout: DiskLayout | UsrDiskLayout) -> None:
     with open(disk, "wb") as handle:
         handle.truncate(layout.size)
     proc = run.run(
@@ -413,6 +494,44 @@ def make_disk(root: Path, work: Path, layout: DiskLayout, grub: Grub, cmdline: s
     return disk
 
 
+def tree_bytes(folder: Path) -> int:
+    """The space FOLDER's files take (allocated blocks, links not followed)."""
+    total = 0
+    for dirpath, dirnames, filenames in os.walk(folder):
+        for name in (*dirnames, *filenames):
+            with contextlib.suppress(OSError):
+                total += os.lstat(os.path.join(dirpath, name)).st_blocks * 512
+    return total
+
+
+def make_usr_disk(root: Path, work: Path, layout: UsrDiskLayout) -> Path:
+    """The whole disk, WORK/disk.raw, from the root directory ROOT: its /usr goes into USR-A
+    (ROOT/usr is left an empty mount point), the rest into ROOT; USR-B stays empty (a hole).
+    Temporary images are made in WORK and removed; nothing is mounted."""
+    usr = root / "usr"
+    needed = tree_bytes(usr)
+    # ext4's own structures (inode tables, bitmaps) take some 5 % more; keep a margin.
+    if needed * 1.15 > layout.usr_a.size:
+        raise BuildError(
+            f"/usr ({needed // MIB} MiB) does not fit a /usr partition of {layout.usr_a.size // MIB} MiB",
+            hint="raise [disk] usr_size_mb in recipe.toml",
+        )
+    tree = work / "usr-tree"
+    os.rename(usr, tree)
+    usr.mkdir()
+    os.chmod(usr, 0o755)
+    usr_image, root_image, disk = work / "usr.img", work / "root.img", work / "disk.raw"
+    make_ext4(tree, usr_image, layout.usr_a.size, uuid=layout.usr_uuid, label="usr", journal=False)
+    shutil.rmtree(tree)
+    make_ext4(root, root_image, layout.root.size, uuid=layout.root_uuid, label="root")
+    write_partition_table(disk, layout)
+    copy_into(usr_image, disk, layout.usr_a.offset, layout.usr_a.size)
+    copy_into(root_image, disk, layout.root.offset, layout.root.size)
+    for path in (usr_image, root_image):
+        path.unlink()
+    return disk
+
+
 # --------------------------------------------------------------------------------------------
 # Errors of the build's steps (shared with build.py)
 
@@ -423,7 +542,9 @@ def step_error(step: str, stderr: bytes | None, status: int) -> BuildError:
         return disk_full_error(step)
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith(("E:", "error", "Error"))] or lines
-    detail = "; ".join(errors[-3:])
+    # dpkg names the first package whose scripts failed (what apt's last lines do not say).
+    first_dpkg = next((line for line in lines if "dpkg: error processing" in line), None)
+    detail = "; ".join(([first_dpkg] if first_dpkg else []) + errors[-3:])
     return BuildError(
         f"{step} failed with exit status {status}" + (f": {detail}" if detail else ""),
         hint="run again with --debug to see the command",

@@ -396,7 +396,10 @@ class BootMixin(StateMixin):
         from vmctl import ssh, term
 
         def alive() -> bool:
-            return self._qemu_running()
+            # A guest that powers itself off while booting (the coreos-like box does when
+            # Ignition rejects its config) leaves QEMU stopped but present until libvirt is
+            # told: QEMU's own state says so.
+            return self._qemu_running() and self.qemu_status() != "shutdown"
 
         with term.spinner(f"==> {self.name}: waiting for SSH on 127.0.0.1:{st.ssh_port}..."):
             return ssh.wait_for_ssh(

@@ -266,7 +266,7 @@ def want_str_list(ip: Interpreter, setting: str, value: Any, node: Node | None) 
 
 CORE_UNUSED_NAMESPACES = frozenset({"vagrant", "winrm", "winssh", "nfs", "push", "package", "cloud", "smb"})
 KNOWN_PLUGIN_NAMESPACES = frozenset({
-    "vbguest", "hostmanager", "proxy", "ignition", "cache", "disksize", "persistent_storage", "env",
+    "vbguest", "hostmanager", "proxy", "cache", "disksize", "persistent_storage", "env",
     "landrush", "dns", "hostsupdater", "berkshelf", "omnibus", "librarian_chef", "registration",
     "timezone", "vagrant_dns", "notify_forwarder", "winnfsd", "docker_compose", "reload", "scp",
     "sshfs", "bindfs", "triggers", "gatling", "cachier", "auto_network", "ca_certificates",
@@ -285,6 +285,7 @@ class ConfigRoot(RObject):
         self.vm = VmConfig(self, allow_define=allow_define)
         self.ssh = SshConfig(self)
         self.trigger = TriggerConfig(self)
+        self.ignition = IgnitionConfig(self)
         self.others: dict[str, AnyNamespace] = {}
 
     def ruby_to_s(self) -> str:
@@ -297,6 +298,8 @@ class ConfigRoot(RObject):
             return self.ssh
         if name == "trigger" and not args:
             return self.trigger
+        if name == "ignition" and not args:
+            return self.ignition
         if name in builtins.OBJECT and name not in ("to_s", "inspect"):
             return super().rb_send(ip, name, args, block, node)
         if name.endswith("=") or args:
@@ -764,6 +767,30 @@ class ProvisionerConfig(Namespace):
 
 
 # -- config.ssh -------------------------------------------------------------------------
+
+
+class IgnitionConfig(Namespace):
+    """The vagrant-ignition plugin's settings: an Ignition config handed to the machine at
+    its first boot, which vmctl puts in QEMU's fw_cfg as opt/com.coreos/config (where Fedora
+    CoreOS and the coreos-like box read it on QEMU)."""
+
+    prefix = "config.ignition"
+    settings = frozenset({"enabled", "path", "config_obj"})
+    # vagrant-ignition's VirtualBox-only settings (a config drive, a hostname and an address
+    # written into the config): nothing they do applies to a fw_cfg config.
+    ignored_settings = frozenset({"drive_name", "drive_root", "hostname", "ip"})
+
+    def check(self, ip: Interpreter, attr: str, value: Any, node: Node | None) -> Any:
+        if attr == "enabled":
+            return want_bool(ip, "config.ignition.enabled", value, node)
+        if attr == "path":
+            text = want_str(ip, "config.ignition.path", value, node)
+            if text is not None and any(ord(c) < 32 for c in text):
+                raise config_error(ip, node, "config.ignition.path holds a control character")
+            return text
+        # config_obj: the provider object vagrant-ignition attaches the config to
+        # (`config.ignition.config_obj = vb`); here that is always the libvirt machine.
+        return None
 
 
 class SshConfig(Namespace):

@@ -46,6 +46,7 @@ class Merged:
 
     vm: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     ssh: dict[str, tuple[Any, Any]] = field(default_factory=dict)
+    ignition: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     libvirt: dict[str, tuple[Any, Any]] = field(default_factory=dict)
     networks: dict[str, NetworkRec] = field(default_factory=dict)
     folders: dict[str, FolderRec] = field(default_factory=dict)
@@ -63,6 +64,7 @@ def merge_layers(layers: list[ConfigRoot]) -> Merged:
         vm = layer.vm
         out.vm.update(vm.values)
         out.ssh.update(layer.ssh.values)
+        out.ignition.update(layer.ignition.values)
         for key, net in vm.networks.items():
             out.networks[key] = net  # same id: the later layer's replaces the earlier
         for key, folder in vm.folders.items():

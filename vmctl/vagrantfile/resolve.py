@@ -3,6 +3,7 @@ checking each value where it was set: errors name the file and line of that sett
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import os
 import posixpath
@@ -12,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from vmctl import untrusted
 from vmctl.errors import ConfigError
+from vmctl.vagrantfile import recording
 from vmctl.vagrantfile.config import CloudInitRec, FolderRec, Ignored, ProvisionerRec, did_you_mean
 from vmctl.vagrantfile.inputs import READ_PATHS_VARIABLE, env_get, file_test, read_refusal
 from vmctl.vagrantfile.model import (
@@ -23,6 +25,7 @@ from vmctl.vagrantfile.model import (
     DockerRun,
     DockerSettings,
     ForwardedPort,
+    FwCfgEntry,
     IgnoredSetting,
     LibvirtSettings,
     MachineConfig,
@@ -67,6 +70,12 @@ def _ini_value(text: str) -> Any:
     except (ValueError, SyntaxError, MemoryError, RecursionError):
         return text
     return value if isinstance(value, str | int | float | bool) else text
+
+
+IGNITION_FW_CFG = "opt/com.coreos/config"  # where Ignition reads its config on QEMU
+# QEMU holds a fw_cfg file in memory; Ignition configs inline files as data: URLs, so allow
+# some room, but not a disk image.
+IGNITION_MAX_BYTES = 4 * 1024**2
 
 
 class Resolver:
@@ -1072,6 +1081,46 @@ class Resolver:
             raise self.error(node, "config.vm.box_download_checksum and box_download_checksum_type go together")
         return BoxDownload(**values)
 
+    def with_ignition(self, libvirt: LibvirtSettings) -> LibvirtSettings:
+        """config.ignition (the vagrant-ignition plugin's settings): the config file becomes
+        QEMU's fw_cfg entry opt/com.coreos/config, read by Ignition at the first boot."""
+        settings = self.merged.ignition
+        enabled, enabled_node = settings.get("enabled", (None, None))
+        text, node = settings.get("path", (None, None))
+        if not enabled:
+            if text is not None:
+                self.warn(node, "config.ignition.path is set but config.ignition.enabled is not true: "
+                          "the machine gets no Ignition config (ignored)")
+            return libvirt
+        if text is None:
+            # vagrant-ignition then makes a config holding only the SSH key (coreos-vagrant
+            # relies on it); vmctl puts its own key in over SSH, so nothing is lost.
+            self.warn(enabled_node, "config.ignition.enabled is true but config.ignition.path names no config: "
+                      "the machine gets no Ignition config (vmctl installs its SSH key itself)")
+            return libvirt
+        box = self.box_of(node)
+        if box is not None:
+            self.ignore_from_box(node, box, "hands the machine an Ignition config (config.ignition.path)")
+            return libvirt
+        path = self.host_path(text, node.source.path.parent if node is not None else self.ip.project_dir)
+        project = Path(os.path.realpath(self.ip.project_dir))
+        if not Path(os.path.realpath(path)).is_relative_to(project):
+            raise self.error(node, f"config.ignition.path {untrusted.visible(text)[:80]!r} is outside the project "
+                             f"({project})", hint="keep the Ignition config in the project's folder")
+        if not file_test(self.ip, "file?", Path(path)):
+            raise self.error(node, f"config.ignition.path: {path} does not exist (or is not a file)")
+        size = self.ip.recorder.note("size", path, recording.file_size(Path(path)))
+        if size is not None and size > IGNITION_MAX_BYTES:
+            raise self.error(node, f"config.ignition.path: {path} has {size} bytes, more than an Ignition config "
+                             f"may have here ({IGNITION_MAX_BYTES // 1024**2} MiB)",
+                             hint="fetch large files from a URL in the config rather than inlining them")
+        if any(e.name == IGNITION_FW_CFG for e in libvirt.fw_cfg) or any(
+                f"name={IGNITION_FW_CFG}" in arg for arg in libvirt.qemu_args):
+            raise self.error(node, f"config.ignition.path and libvirt's {IGNITION_FW_CFG} (sysinfo fw_cfg or "
+                             "qemuargs -fw_cfg) both give an Ignition config", hint="keep one of them")
+        entry = FwCfgEntry(name=IGNITION_FW_CFG, file=path)
+        return dataclasses.replace(libvirt, fw_cfg=(*libvirt.fw_cfg, entry))
+
     def ssh(self) -> SshSettings:
         values = {k: v for k, (v, _) in self.merged.ssh.items() if v is not None}
 
@@ -1240,7 +1289,7 @@ def resolve_machine(
         boot_timeout=vm.get("boot_timeout") or 300,
         primary=truthy(define_options.get("primary", False)),
         autostart=truthy(define_options.get("autostart", True)),
-        libvirt=r.libvirt(),
+        libvirt=r.with_ignition(r.libvirt()),
         forwarded_ports=tuple(ports),
         private_networks=tuple(networks),
         synced_folders=tuple(folders),
