@@ -43,12 +43,12 @@ if TYPE_CHECKING:
 # MachineState.from_json accepts; vmctl/state.py: IndexEntry.
 STATE_FIELDS = ("id", "domain", "uri", "disk", "console_log", "ssh_port", "ssh_user", "box_name", "box_version",
                 "forwards", "macs", "key_inserted", "provisioned", "halted", "phase", "created", "uuid",
-                "root_grown", "disks")
+                "root_grown", "disks", "pool")
 STATE_REQUIRED = ("id", "domain", "uri", "disk", "console_log", "ssh_port", "ssh_user")
 FORWARD_FIELDS = ("id", "guest", "host", "host_ip", "protocol", "guest_ip")
 FORWARD_REQUIRED = ("id", "guest", "host", "host_ip", "protocol")
 DISK_FIELDS = ("role", "name", "path", "owner", "target", "bus", "format", "size", "source", "source_format",
-               "attached", "readonly", "options")
+               "attached", "readonly", "options", "pool", "volume")
 DISK_REQUIRED = ("role", "name", "path")
 INDEX_FIELDS = ("id", "name", "project", "domain", "uri", "box_name", "box_version", "ports", "created")
 INDEX_REQUIRED = ("id", "name", "project", "domain", "uri")
@@ -348,6 +348,8 @@ def machine_state(folder: str, home: str, root: str, name: str) -> dict[str, Any
     data = _read_json(folder + "/state.json", follow_links=False)
     if not _fields_ok(data, STATE_FIELDS, STATE_REQUIRED, extra_ok=True):
         raise Fallback("state.json is not in the expected shape")
+    if data.get("pool") is not None:
+        raise Fallback("the disks are volumes of a storage pool")
     forwards = data.get("forwards", [])
     if not isinstance(forwards, list) or not all(
             _fields_ok(f, FORWARD_FIELDS, FORWARD_REQUIRED, extra_ok=False) for f in forwards):
@@ -397,6 +399,8 @@ def _disk_ok(data: object, machine_home: str, home: str) -> bool:
     if not _fields_ok(data, DISK_FIELDS, DISK_REQUIRED, extra_ok=True):
         return False
     assert isinstance(data, dict)
+    if data.get("pool") is not None or data.get("volume") is not None:
+        return False  # a pool volume: the full path checks it
     owner, path = data.get("owner", "vmctl"), data["path"]
     if data["role"] not in ROLES or owner not in OWNERS or not isinstance(path, str):
         return False
