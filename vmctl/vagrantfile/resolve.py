@@ -290,13 +290,7 @@ class Resolver:
         if kind == "dhcp" and dhcp is False:
             raise self.error(node, 'a private_network with type: "dhcp" needs its DHCP server: remove '
                              "libvirt__dhcp_enabled: false")
-        mac_value = options.get("libvirt__mac", options.get("mac"))
-        mac = None
-        if mac_value is not None:
-            mac = untrusted.parse_mac(self.want(node, "libvirt__mac", mac_value, str))
-            if mac is None:
-                raise self.error(node, f"libvirt__mac {untrusted.visible(str(mac_value))!r} is not a unicast MAC "
-                                 "address (aa:bb:cc:dd:ee:ff)")
+        mac = self.mac_option(node, options, "libvirt__mac", "libvirt__mac")
         iface = options.get("libvirt__iface_name")
         if iface is not None:
             iface = self.want(node, "libvirt__iface_name", iface, str)
@@ -392,13 +386,7 @@ class Resolver:
             subnet = str(ipaddress.ip_interface(f"{iface.ip}/{netmask}").network)
         else:
             subnet = ""
-        mac_value = options.get("libvirt__mac", options.get("mac"))
-        mac = None
-        if mac_value is not None:
-            mac = untrusted.parse_mac(self.want(node, "mac", mac_value, str))
-            if mac is None:
-                raise self.error(node, f"public_network mac {untrusted.visible(str(mac_value))!r} is not a unicast "
-                                 "MAC address (aa:bb:cc:dd:ee:ff)")
+        mac = self.mac_option(node, options, "mac", "public_network mac")
         auto = options.get("auto_config", True)
         return PrivateNetwork(
             ip=address, netmask=netmask, type="static" if address else "dhcp", subnet=subnet, mac=mac,
@@ -427,6 +415,17 @@ class Resolver:
                                  "(an IPv4 loopback address such as 127.0.0.1)")
             out[field] = address
         return out
+
+    def mac_option(self, node: Node, options: dict[str, Any], setting: str, label: str) -> str | None:
+        """A network's MAC address (libvirt__mac, or Vagrant's mac), checked; None if unset."""
+        value = options.get("libvirt__mac", options.get("mac"))
+        if value is None:
+            return None
+        mac = untrusted.parse_mac(self.want(node, setting, value, str))
+        if mac is None:
+            raise self.error(node, f"{label} {untrusted.visible(str(value))!r} is not a unicast MAC address "
+                             "(aa:bb:cc:dd:ee:ff)")
+        return mac
 
     def netmask(self, node: Node, value: Any, address: Any) -> str:
         v6 = address.version == 6
