@@ -28,7 +28,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 OPERATIONS = ("up", "ssh -c true", "status", "destroy -f")
@@ -211,22 +211,39 @@ class VagrantProject:
         return self.run(*name.split())
 
 
+@contextlib.contextmanager
+def sandboxed_project(box_file: Path, driver: str, memory: int, cpus: int, *, prefix: str,
+                      log: Callable[[str], None] | None = None) -> Iterator[VagrantProject]:
+    """A vagrant project with BOX_FILE added, in a new sandbox; on the way out, always:
+    `vagrant destroy -f`, the sandbox stopped, its folder removed."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    # QEMU runs as libvirt-qemu and must reach the kernel and initrd in VAGRANT_HOME.
+    root.chmod(0o755)
+    sandbox = Sandbox(root / "sandbox")
+    project: VagrantProject | None = None
+    try:
+        if log is not None:
+            log(f"vagrant: sandbox {sandbox.netns} (network + mount namespace, own libvirtd)")
+        sandbox.start()
+        project = VagrantProject(sandbox, root, driver, memory, cpus)
+        project.add_box(box_file)
+        yield project
+    finally:
+        try:
+            if project is not None:
+                project.run("destroy", "-f", check=False, timeout=300)
+        finally:
+            sandbox.stop()
+            shutil.rmtree(root, ignore_errors=True)
+
+
 def side_by_side(box_file: Path, vmctl: VmctlRunner, runs: int, driver: str, memory: int, cpus: int,
                  log: Callable[[str], None] = print) -> dict[str, tuple[list[float], list[float]]]:
     """For each of OPERATIONS, RUNS timings of vagrant's and of vmctl's, after one warm-up
     round of each (vagrant's first `up` also uploads the box into libvirt's storage pool).
     DRIVER is vagrant-libvirt's domain type: "kvm", or "qemu" for TCG."""
-    root = Path(tempfile.mkdtemp(prefix="vmctl-bench-vagrant-"))
-    # QEMU runs as libvirt-qemu and must reach the kernel and initrd in VAGRANT_HOME.
-    root.chmod(0o755)
-    sandbox = Sandbox(root / "sandbox")
-    project: VagrantProject | None = None
     samples: dict[str, tuple[list[float], list[float]]] = {op: ([], []) for op in OPERATIONS}
-    try:
-        log(f"vagrant: sandbox {sandbox.netns} (network + mount namespace, own libvirtd)")
-        sandbox.start()
-        project = VagrantProject(sandbox, root, driver, memory, cpus)
-        project.add_box(box_file)
+    with sandboxed_project(box_file, driver, memory, cpus, prefix="vmctl-bench-vagrant-", log=log) as project:
         for i in range(runs + 1):
             # Alternate who goes first, so a slow phase of the machine hits both alike.
             tools = [("vagrant", project.operation), ("vmctl", lambda op: vmctl(*op.split()))]
@@ -242,13 +259,6 @@ def side_by_side(box_file: Path, vmctl: VmctlRunner, runs: int, driver: str, mem
                         samples[op][0 if tool == "vagrant" else 1].append(seconds)
                     line.append(f"{tool} {op} {seconds:.2f} s")
             log(f"  {'warm-up' if i == 0 else f'round {i}'}: " + ", ".join(line))
-    finally:
-        try:
-            if project is not None:
-                project.run("destroy", "-f", check=False, timeout=300)
-        finally:
-            sandbox.stop()
-            shutil.rmtree(root, ignore_errors=True)
     return samples
 
 
@@ -256,24 +266,10 @@ def boots(box_file: Path, command: str, *, memory: int = 256, cpus: int = 1,
           log: Callable[[str], None] = print) -> str:
     """`vagrant up` of BOX_FILE under vagrant-libvirt (TCG) in a sandbox, then
     `vagrant ssh -c COMMAND`; its output. Always destroyed and cleaned up."""
-    root = Path(tempfile.mkdtemp(prefix="vmctl-vagrant-boots-"))
-    root.chmod(0o755)
-    sandbox = Sandbox(root / "sandbox")
-    project: VagrantProject | None = None
-    try:
-        sandbox.start()
-        project = VagrantProject(sandbox, root, "qemu", memory, cpus)
-        project.add_box(box_file)
+    with sandboxed_project(box_file, "qemu", memory, cpus, prefix="vmctl-vagrant-boots-") as project:
         seconds, _ = project.run("up", timeout=900)
         log(f"vagrant up: {seconds:.1f} s")
         return project.run("ssh", "-c", command)[1]
-    finally:
-        try:
-            if project is not None:
-                project.run("destroy", "-f", check=False, timeout=300)
-        finally:
-            sandbox.stop()
-            shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
