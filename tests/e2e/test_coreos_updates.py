@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import Vmctl, write_vagrantfile
 
+pytestmark = pytest.mark.host_wide  # one lane for host-wide state: tests/e2e/conftest.py
+
 # coreos-vagrant's Vagrantfile did exactly this with its user-data (2014).
 VAGRANTFILE = """
 Vagrant.configure("2") do |config|

@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 from conftest import Vmctl, write_vagrantfile
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="host networks need root (CI runs as root)")
+pytestmark = [pytest.mark.host_wide, pytest.mark.skipif(os.geteuid() != 0, reason="host networks need root (CI runs as root)")]
 
 NS = "vmctlt-ns"
 BRIDGE = "vmctltestbr0"

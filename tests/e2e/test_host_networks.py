@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import Vmctl, write_vagrantfile
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="host-only networks need root (CI runs as root)")
+pytestmark = [pytest.mark.host_wide, pytest.mark.skipif(os.geteuid() != 0, reason="host-only networks need root (CI runs as root)")]
 
 SHARED = "10.231.7"
 OTHER = "10.231.8"

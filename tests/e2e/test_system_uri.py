@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import Vmctl, write_vagrantfile
 
+pytestmark = pytest.mark.host_wide  # one lane for host-wide state: tests/e2e/conftest.py
+
 
 def ensure_daemons() -> None:
     for daemon in ("virtlogd", "libvirtd"):
