@@ -33,15 +33,12 @@ if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark e2e tests, and keep each module whole in one xdist lane (its tests share a booted
-    machine). Modules marked host_wide (host bridges, nftables, qemu:///system) share one
-    lane and so run one after another: two of them at once would meet on the host."""
+    """Mark e2e tests, and put the host-wide modules first: they share one lane (see
+    tests/conftest.py), the longest queue, so it should start at once."""
     for item in items:
-        if "/e2e/" not in str(item.fspath):
-            continue
-        item.add_marker(pytest.mark.e2e)
-        lane = "host-wide" if item.get_closest_marker("host_wide") else item.module.__name__
-        item.add_marker(pytest.mark.xdist_group(lane))
+        if "/e2e/" in str(item.fspath):
+            item.add_marker(pytest.mark.e2e)
+    items.sort(key=lambda item: not item.get_closest_marker("host_wide"))  # stable
 
 
 @dataclass
