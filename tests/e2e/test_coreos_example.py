@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import Vmctl
 
-pytestmark = pytest.mark.host_wide  # one lane for host-wide state: tests/e2e/conftest.py
+pytestmark = pytest.mark.host_wide  # one lane for host-wide state: tests/conftest.py
 
 REPO = Path(__file__).resolve().parents[2]
 INSECURE_BLOB = "AAAAC3NzaC1lZDI1NTE5AAAAIN1YdxBpNlzxDqfJyw/QKow1F+wvG9hXGoqiysfJOn5Y"

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from conftest import VMCTL, Vmctl, write_vagrantfile
 
-pytestmark = pytest.mark.host_wide  # one lane for host-wide state: tests/e2e/conftest.py
+pytestmark = pytest.mark.host_wide  # one lane for host-wide state: tests/conftest.py
 
 PROJECT = """
     Vagrant.configure("2") do |config|

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import Vmctl, write_vagrantfile
 
-pytestmark = pytest.mark.host_wide  # one lane for host-wide state: tests/e2e/conftest.py
+pytestmark = pytest.mark.host_wide  # one lane for host-wide state: tests/conftest.py
 
 
 def ensure_daemons() -> None:
