@@ -238,6 +238,8 @@ def _fork_worker(uri: str, lock_fd: int) -> _ForkedWorker | None:
 class WorkerConnection:
     """The Connection API, served by a vmctl.libvirt_worker process over a pipe."""
 
+    defines = True  # as Connection's
+
     def __init__(self, proc: subprocess.Popen[str] | _ForkedWorker, uri: str) -> None:
         self._proc = proc
         self._lock = threading.Lock()
@@ -461,6 +463,8 @@ class QemuConnection:
     QEMU directly (connect_qemu). libvirt's definition of the domain is not changed here:
     `define` is left to the next start (snapshots.ensure_defined)."""
 
+    defines = False  # define() does nothing: callers need not render the XML
+
     def __init__(self, worker: Any, uri: str, name: str) -> None:
         self._worker = worker
         self.uri = uri
@@ -574,6 +578,8 @@ CRASHED = "crashed"
 
 class Connection:
     """The few libvirt operations vmctl needs, with errors translated."""
+
+    defines = True  # define() defines the domain (QemuConnection's leaves it to the next start)
 
     def __init__(self, libvirt: Any, conn: libvirt.virConnect, uri: str) -> None:
         self._lv = libvirt

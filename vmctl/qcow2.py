@@ -67,16 +67,18 @@ def image_bytes(size: int, backing: str | None = None, backing_format: str = "qc
             + refcount_block.ljust(CLUSTER, b"\0") + b"\0" * (8 * l1_size))
 
 
-def create(path: Path, size: int, backing: Path | None = None, backing_format: str = "qcow2") -> None:
-    """Write an empty qcow2 image at PATH (a new file, 0600, synced), on BACKING (an
-    absolute path) if given. Images beyond MAX_SIZE need qemu-img."""
+def create(path: Path, size: int, backing: Path | None = None, backing_format: str = "qcow2", *,
+           sync: bool = True) -> None:
+    """Write an empty qcow2 image at PATH (a new file, 0600, synced unless not SYNC), on
+    BACKING (an absolute path) if given. Images beyond MAX_SIZE need qemu-img."""
     data = image_bytes(size, str(backing) if backing is not None else None, backing_format)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view):]
-        os.fsync(fd)
+        if sync:
+            os.fsync(fd)
     except BaseException:
         os.close(fd)
         path.unlink(missing_ok=True)

@@ -28,19 +28,24 @@ MAX_STATE_BYTES = 1024 * 1024
 
 def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    import tempfile  # not at import time: status and ssh read state, they rarely write it
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    # A new file of a random name, as tempfile.mkstemp makes one, without importing
+    # tempfile (with shutil and the compression modules): a snapshot of a running machine
+    # writes state on its timed path.
+    tmp = path.parent / f".{path.name}.{os.urandom(6).hex()}.tmp"
+    made = False
     try:
-        os.fchmod(fd, mode)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        made = True
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
-        with suppress(OSError):
-            os.unlink(tmp)
+        if made:
+            with suppress(OSError):
+                os.unlink(tmp)
         if exc.errno == errno.ENOSPC:
             raise VmctlError(f"no space left on the device to write {path}",
                              hint="free some disk space and run the command again") from exc

@@ -44,7 +44,6 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from vmctl.domain import QEMU_NS  # noqa: F401 - registers libvirt's namespace prefixes for ElementTree
 from vmctl.errors import HypervisorError
 
 log = logging.getLogger("vmctl.vmstate")
@@ -390,6 +389,10 @@ def fix_saved_xml(xml: str, sources: dict[str, str], formats: dict[str, str] | N
     a snapshot) and no <backingStore>: libvirt would otherwise reopen the images it knew
     when QEMU started (a layer of a snapshot, or a file that is gone) and impose their old
     backing chains instead of reading the chain from the images themselves."""
+    # Registers libvirt's namespace prefixes for ElementTree's output. Imported here, not at
+    # the top: vmctl.domain costs a snapshot of a running machine tens of milliseconds.
+    from vmctl.domain import QEMU_NS  # noqa: F401
+
     root = ET.fromstring(xml)
     for disk in root.iterfind("devices/disk"):
         target = disk.find("target")

@@ -89,6 +89,8 @@ class FakeLibvirt:
     """The Connection API the snapshot code uses, over a pretend domain: its state, the
     file each disk uses, and every call."""
 
+    defines = True
+
     def __init__(self, state: str = hypervisor.RUNNING) -> None:
         self.states: dict[str, str] = {}
         self.default = state

@@ -128,6 +128,8 @@ class GuestMixin(BootMixin):
 
     def shared_folders(self) -> list[tuple[Any, str, str]]:
         """The two-way folders as the domain shares them: (folder, virtiofs|9p, tag)."""
+        if not any(f.two_way and not f.disabled for f in self.config.synced_folders):
+            return []  # without importing hardware: snapshot save asks on its timed path
         from vmctl.machine import hardware
 
         st = self.require_state()
