@@ -39,9 +39,9 @@ def long_description(state: str) -> str:
 
 def status(names: list[str], *, as_json: bool) -> None:
     """Show the state of the project's machines (asks libvirt)."""
-    from vmctl import hypervisor, term
+    from vmctl import hypervisor, remote, term
     from vmctl.cli.common import project
-    from vmctl.errors import StateError
+    from vmctl.errors import HypervisorError, StateError
 
     mr = _machine_readable(as_json)
     proj = project("status", *names)
@@ -51,6 +51,7 @@ def status(names: list[str], *, as_json: bool) -> None:
             mr.provider(m.name)
     states: dict[str, str] = {}
     by_uri: dict[str, list] = {}
+    unknown: dict[str, str] = {}  # machine name: why its state is unknown
     unreadable = []  # machines whose state file is corrupt: ask libvirt by metadata
     for m in machines:
         try:
@@ -68,9 +69,18 @@ def status(names: list[str], *, as_json: bool) -> None:
         asked = [m for m in group if said[m.name] != "running"]
         states.update({m.name: hypervisor.RUNNING for m in group if m not in asked})
         if asked:
-            with hypervisor.connect(uri) as c:
+            try:
+                with hypervisor.connect(uri) as c:
+                    for m in asked:
+                        states[m.name] = m.status(c, qemu_said=said[m.name])
+            except HypervisorError as exc:
+                if remote.host_of(uri) is None:
+                    raise
+                # a host that cannot be reached does not fail the command for the others
                 for m in asked:
-                    states[m.name] = m.status(c, qemu_said=said[m.name])
+                    states[m.name], unknown[m.name] = "unknown", f"the libvirt host {remote.host_of(uri)} " \
+                        f"cannot be reached: {exc.message}"
+                term.warn(f"{', '.join(m.name for m in asked)}: state unknown: {unknown[asked[0].name]}")
     domains: dict[str, str | None] = {}
     if unreadable:
         with hypervisor.connect(hypervisor.resolve_uri()) as c:
@@ -86,6 +96,8 @@ def status(names: list[str], *, as_json: bool) -> None:
             if m in unreadable:
                 out.append({"name": m.name, "state": states[m.name], "domain": domains[m.name],
                             "ssh": None, "forwarded_ports": [], "state_file_error": True})
+            elif m.name in unknown:
+                out.append({**m.status_json(states[m.name]), "reason": unknown[m.name]})
             else:
                 out.append(m.status_json(states[m.name]))
         term.out_json({"machines": out})

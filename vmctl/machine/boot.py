@@ -45,6 +45,7 @@ class BootMixin(StateMixin):
     known_hosts: Path
 
     def endpoint(self) -> Endpoint:
+        from vmctl import remote
         from vmctl.ssh import Endpoint, insecure_private_keys
 
         st = self.require_state()
@@ -73,6 +74,7 @@ class BootMixin(StateMixin):
             pty=ssh.pty,
             shell=ssh.shell,
             sudo_command=ssh.sudo_command,
+            jump=remote.jump_of(st.uri),
         )
 
     def login_key(self) -> Path:
