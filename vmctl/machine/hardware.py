@@ -64,7 +64,7 @@ def check_remote(cfg: MachineConfig, host: Host) -> None:
            "UDP tunnels between hosts are not done yet)"] if cfg.private_networks else []),
         *([f"a {f.type} synced folder ({f.host}): it shares a folder of this computer"
            for f in cfg.synced_folders if not f.disabled and f.type in ("9p", "virtiofs", "nfs")]),
-        *(["libvirt.kernel / initrd / dtb (files of this computer)"] if lv.kernel or lv.initrd or lv.dtb else []),
+        *(["libvirt.dtb (a file of this computer)"] if lv.dtb else []),
         *(["CD-ROM images (files of this computer)"] if any(c.path for c in lv.cdroms) else []),
         *(["host PCI or USB devices"] if lv.pcis or lv.usbs else []),
     ]
