@@ -155,8 +155,9 @@ def test_a_machine_on_a_remote_host_over_qemu_ssh(vmctl: Vmctl, tiny_box: Path, 
         listening = subprocess.run(remote_host.sandbox.command("ss", "-ltnH"), capture_output=True, text=True,
                                    check=True).stdout
         assert f"127.0.0.1:{m['ssh']['port']} " in listening
-        # ssh, and a provisioner ran through the hop
-        assert run("ssh", "-c", "hostname; cat /tmp/provisioned").stdout.split() == ["far-away", "provisioned"]
+        # ssh, and a provisioner and the rsync folder went through the hop
+        assert run("ssh", "-c", "hostname; cat /tmp/provisioned; ls /vagrant").stdout.split() == [
+            "far-away", "provisioned", "Vagrantfile"]
         # ssh-config as plain ssh uses it: its ProxyCommand's ssh reads the user's ~/.ssh/config
         config = project / "ssh.config"
         config.write_text(run("ssh-config").stdout)

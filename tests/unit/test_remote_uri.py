@@ -103,3 +103,15 @@ def test_ssh_and_ssh_config_go_through_the_host(tmp_path: Path) -> None:
 def test_a_vagrantfile_uri_may_not_run_anything(uri: str, words: str | None) -> None:
     problem = remote.uri_problem(uri)
     assert problem is None if words is None else words in (problem or "")
+
+
+def test_the_ansible_inventory_carries_the_hop(tmp_path: Path) -> None:
+    from vmctl.provision.ansible import InventoryHost, ssh_common_args
+
+    hop = remote.Jump("kvm1", "me", 2222).proxy_command()
+    h = InventoryHost(name="default", port=2201, user="vagrant", key=tmp_path / "k", known_hosts=tmp_path / "kh",
+                      alias="vmctl-x", proxy_command=hop)
+    words = shlex.split(ssh_common_args(h))  # as ansible splits it
+    assert words[-2:] == ["-o", f"ProxyCommand={hop}"]
+    assert "ProxyCommand" not in ssh_common_args(InventoryHost(
+        name="default", port=2201, user="vagrant", key=tmp_path / "k", known_hosts=tmp_path / "kh", alias="vmctl-x"))
