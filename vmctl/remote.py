@@ -5,7 +5,7 @@ A guest's forwarded ports are QEMU user-network forwards: they bind 127.0.0.1 of
 QEMU runs on. On a remote host vmctl reaches them with OpenSSH through that host (`ssh -W`,
 what ProxyJump expands to), so the user's own ~/.ssh/config and agent apply to the hop.
 
-Only `os`, `re` and `shlex` here: the status command and the ssh paths import it.
+Only `os`, `re` and `shlex` at the top (urllib when a URI names a host): `status` imports it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from __future__ import annotations
 import os
 import re
 import shlex
-from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 # The connection settings whose presence makes vagrant-libvirt build the URI (cfg
 # _default_uri): `driver` and `port` alone do not.
@@ -36,6 +35,8 @@ def compose_uri(settings: dict[str, object], home: str | None = None) -> str | N
     setting without effect); and no `no_verify=1`: the host's key is checked as OpenSSH does."""
     if not any(settings.get(k) is not None for k in COMPOSING):
         return None
+    from urllib.parse import quote
+
     home = home if home is not None else os.path.expanduser("~")
     driver = str(settings.get("driver") or "kvm")
     scheme = "qemu" if driver in ("kvm", "qemu") else driver
@@ -110,8 +111,10 @@ def host_of(uri: str | None) -> str | None:
 
 def jump_of(uri: str | None) -> Jump | None:
     """How OpenSSH reaches the host of URI, or None for a URI on this computer."""
-    if not uri or "://" not in uri:
+    if not uri or not re.match(r"[a-z0-9+]+://[^/]", uri):
         return None
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
     parts = urlsplit(uri)
     host = parts.hostname or ""
     if host in LOCAL_HOSTS or parts.netloc.rsplit("@", 1)[-1] in LOCAL_HOSTS:
@@ -132,6 +135,8 @@ def uri_problem(uri: str) -> str | None:
     """Why a libvirt URI from a Vagrantfile is refused, or None. It must parse; its host and
     user may not pass for options of ssh; it may name no transport or parameter that runs a
     command or writes a file on this computer or the host."""
+    from urllib.parse import parse_qsl, unquote
+
     if any(ord(c) < 33 or c == "\x7f" for c in uri):
         return "it holds a space or a control character"
     m = re.fullmatch(r"([a-z0-9]+)(?:\+([a-z0-9]+))?://([^/?#]*)(/[^?#]*)?(?:\?([^#]*))?", uri)

@@ -148,6 +148,8 @@ def test_a_machine_on_a_remote_host_over_qemu_ssh(vmctl: Vmctl, tiny_box: Path, 
         run("up")
         [m] = json.loads(run("status", "--json").stdout)["machines"]
         assert (m["state"], m["host"]) == ("running", f"root@{ALIAS}")
+        assert f"root@{ALIAS}" in run("status").stdout
+        assert f"(host 127.0.0.1 of root@{ALIAS}, tcp)" in run("port").stdout
         # the domain and its volumes are the remote host's, the forward binds its 127.0.0.1
         assert m["domain"] in remote_host.virsh("list", "--name").split()
         volumes = remote_host.virsh("vol-list", "default")

@@ -105,8 +105,12 @@ def status(names: list[str], *, as_json: bool) -> None:
         rows = []
         for m in machines:
             dom = domains.get(m.name) if m in unreadable else (m.state.domain if m.state else None)
-            rows.append([m.name, states[m.name], dom or "-"])
-        term.table(["name", "state", "domain"], rows)
+            host = remote.host_of(m.state.uri) if m not in unreadable and m.state else None
+            rows.append([m.name, states[m.name], dom or "-", host or "this computer"])
+        if any(row[3] != "this computer" for row in rows):
+            term.table(["name", "state", "domain", "host"], rows)
+        else:
+            term.table(["name", "state", "domain"], [row[:3] for row in rows])
     if unreadable:
         raise SystemExit(1)
 
@@ -143,7 +147,7 @@ def _status_machine_readable(mr: Any, states: list[tuple[str, str]]) -> None:
 
 def global_status(*, as_json: bool, prune: bool) -> None:
     """Show every vmctl machine on this host, whatever its project."""
-    from vmctl import hypervisor, term
+    from vmctl import hypervisor, remote, term
     from vmctl.errors import StateError
     from vmctl.machine import stopped_on_purpose
     from vmctl.state import index_lock, load_index, save_index
@@ -188,7 +192,7 @@ def global_status(*, as_json: bool, prune: bool) -> None:
         entries = {k: v for k, v in entries.items() if k not in gone}
     items = sorted(entries.values(), key=lambda e: (e.project, e.name))
     found = [{"id": e.id, "name": e.name, "project": e.project, "state": states.get(e.id, "unknown"),
-              "domain": e.domain, "uri": e.uri, "ports": e.ports} for e in items]
+              "domain": e.domain, "uri": e.uri, "host": remote.host_of(e.uri), "ports": e.ports} for e in items]
     if mr:
         _global_status_machine_readable(mr, found)
     elif as_json:
