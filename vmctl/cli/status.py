@@ -77,10 +77,10 @@ def status(names: list[str], *, as_json: bool) -> None:
                 if remote.host_of(uri) is None:
                     raise
                 # a host that cannot be reached does not fail the command for the others
+                why = f"the libvirt host {remote.host_of(uri)} cannot be reached: {exc.message}"
                 for m in asked:
-                    states[m.name], unknown[m.name] = "unknown", f"the libvirt host {remote.host_of(uri)} " \
-                        f"cannot be reached: {exc.message}"
-                term.warn(f"{', '.join(m.name for m in asked)}: state unknown: {unknown[asked[0].name]}")
+                    states[m.name], unknown[m.name] = "unknown", why
+                term.warn(f"{', '.join(m.name for m in asked)}: state unknown: {why}")
     domains: dict[str, str | None] = {}
     if unreadable:
         with hypervisor.connect(hypervisor.resolve_uri()) as c:
