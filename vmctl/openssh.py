@@ -27,12 +27,12 @@ class Login:
     fast path must not load dataclasses."""
 
     __slots__ = ("port", "user", "alias", "known_hosts", "key", "keys_only", "connect_timeout",
-                 "forward_agent", "forward_x11", "forward_env", "config_file", "extra_args")
+                 "forward_agent", "forward_x11", "forward_env", "config_file", "extra_args", "proxy_command")
 
     def __init__(self, *, port: int, user: str, alias: str, known_hosts: str, key: str,
                  keys_only: bool = True, connect_timeout: int | None = None, forward_agent: bool = False,
                  forward_x11: bool = False, forward_env: Sequence[str] = (), config_file: str | None = None,
-                 extra_args: Sequence[str] = ()) -> None:
+                 extra_args: Sequence[str] = (), proxy_command: str | None = None) -> None:
         self.port = port
         self.user = user
         self.alias = alias
@@ -45,6 +45,8 @@ class Login:
         self.forward_env = tuple(forward_env)
         self.config_file = config_file
         self.extra_args = tuple(extra_args)
+        # how the guest's port on a remote libvirt host is reached (vmctl.remote.Jump)
+        self.proxy_command = proxy_command
 
 
 def read_pin(known_hosts: str | os.PathLike[str], alias: str) -> tuple[str, str] | None:
@@ -85,7 +87,16 @@ def options(login: Login, *, plain: bool = False) -> list[str]:
         ]  # fmt: skip
     if pin:
         opts[0:0] = ["-o", f"HostKeyAlgorithms={pin[0]}"]
+    if login.proxy_command is not None:
+        opts += ["-o", f"ProxyCommand={_proxy_value(login.proxy_command)}"]
     return opts + _session_options(login)
+
+
+def _proxy_value(command: str) -> str:
+    """A ProxyCommand (vmctl.remote.Jump built it, quoting every word): one line."""
+    if any(ord(c) < 32 or c == "\x7f" for c in command):
+        raise SSHError("the command that reaches the libvirt host holds a control character")
+    return command
 
 
 def _session_options(login: Login) -> list[str]:
@@ -155,6 +166,7 @@ def config_block(host: str, login: Login) -> str:
         f"  IdentityFile {config_value(login.key)}",
         f"  IdentitiesOnly {'yes' if login.keys_only else 'no'}",
         "  LogLevel ERROR",
+        *([f"  ProxyCommand {_proxy_value(login.proxy_command)}"] if login.proxy_command is not None else []),
     ]
     if login.connect_timeout:
         lines.append(f"  ConnectTimeout {int(login.connect_timeout)}")

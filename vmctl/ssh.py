@@ -77,6 +77,9 @@ class Endpoint:
     pty: bool = False
     shell: str | None = None  # what runs vmctl's scripts in the guest (config.ssh.shell); None: sh
     sudo_command: str | None = None  # config.ssh.sudo_command, "%c" standing for the command
+    # The remote libvirt host the guest runs on (vmctl.remote.Jump): HOST:PORT are its own
+    # 127.0.0.1, reached through `ssh -W` to it. None: this computer.
+    jump: Any = None
 
 
 def guest_command(endpoint: Endpoint, script: str, *, privileged: bool) -> str:
@@ -281,6 +284,16 @@ def _socket(host: str, port: int, timeout: float) -> socket.socket:
     return sock
 
 
+def _jump_socket(endpoint: Endpoint) -> Any:
+    """A socket-like pipe to ENDPOINT's port on its libvirt host: OpenSSH's `ssh -W` there
+    (with the user's own config and agent for the host)."""
+    import shlex
+
+    import paramiko
+
+    return paramiko.ProxyCommand(shlex.join(endpoint.jump.argv(endpoint.host, str(endpoint.port))))
+
+
 class _NotReady(Exception):
     """The guest is not answering SSH yet (try again)."""
 
@@ -300,7 +313,8 @@ def _handshake(endpoint: Endpoint, banner_timeout: float, pinned_type: str | Non
     _quiet_paramiko()
 
     try:
-        sock = _socket(endpoint.host, endpoint.port, timeout=banner_timeout)
+        sock = (_socket(endpoint.host, endpoint.port, timeout=banner_timeout) if endpoint.jump is None
+                else _jump_socket(endpoint))
     except ConnectionRefusedError as exc:
         raise _Refused() from exc
     except OSError as exc:
@@ -632,6 +646,7 @@ def login_of(endpoint: Endpoint, key: Path) -> Any:
         forward_env=endpoint.forward_env,
         config_file=str(endpoint.config_file) if endpoint.config_file is not None else None,
         extra_args=endpoint.extra_args,
+        proxy_command=endpoint.jump.proxy_command() if endpoint.jump is not None else None,
     )
 
 

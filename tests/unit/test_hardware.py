@@ -466,9 +466,6 @@ def test_launch_security_puts_virtio_devices_behind_the_iommu(tmp_path: Path, ho
 # -- what stops `up` -----------------------------------------------------------------------------
 
 @pytest.mark.parametrize(("provider", "words"), [
-    ('libvirt.host = "example.com"', "remote libvirt hosts are not supported yet"),
-    ('libvirt.uri = "qemu+ssh://me@example.com/system"', "remote libvirt hosts are not supported yet"),
-    ("libvirt.connect_via_ssh = true", "remote libvirt hosts are not supported yet"),
     ("libvirt.mgmt_attach = false", "no way into the machine"),
     ('libvirt.pci bus: "0x06", slot: "0x12", function: "0x5"', "qemu:///system"),
     ('libvirt.usb vendor: "0x1234"', "qemu:///system"),
@@ -525,11 +522,13 @@ def test_memtune_hard_limit_needs_the_privilege_to_raise_memlock(tmp_path: Path,
         hardware.check_host(machine(tmp_path, 'libvirt.memtune type: "hard_limit", value: 2097152'), TCG)
 
 
-def test_uri_host() -> None:
-    assert hardware.uri_host("qemu+ssh://me@example.com:22/system") == "example.com"
-    assert hardware.uri_host("qemu:///system") is None
-    assert hardware.uri_host("qemu+ssh://localhost/system") is None
-    assert hardware.uri_host(None) is None
+def test_a_remote_host_refuses_what_needs_this_computers_files(tmp_path: Path) -> None:
+    far = hardware.Host(accel="tcg", uri="qemu+ssh://me@kvm1/system", embedded=False)
+    cfg = machine(tmp_path, "", extra='config.vm.network "private_network", ip: "10.1.2.3"')
+    with pytest.raises(MachineError, match="remote libvirt host me@kvm1.*private networks.*UDP tunnels") as info:
+        hardware.check_host(cfg, far)
+    assert info.value.hint
+    assert hardware.check_host(machine(tmp_path, ""), far) == []  # rsync folders are fine
 
 
 def test_a_multi_disk_box_gives_each_disk_its_overlay(tmp_path: Path, home: Path) -> None:

@@ -368,6 +368,8 @@ def machine_state(folder: str, home: str, root: str, name: str) -> dict[str, Any
         raise Fallback("disk or console log elsewhere")
     if not isinstance(uri, str) or any(c in uri for c in "\n\r\0"):
         raise Fallback("not a URI")
+    if re.match(r"[a-z0-9+]+://[^/]", uri):
+        raise Fallback("a remote libvirt host (the full path adds the hop to it)")
     if not all(_port_ok(p) for p in [data["ssh_port"], *(f["host"] for f in forwards), *(f["guest"] for f in forwards)]):
         raise Fallback("not a port")
     macs = data.get("macs", [])

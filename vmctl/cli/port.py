@@ -42,8 +42,12 @@ def port(name: str | None, *, as_json: bool, guest: str | None) -> None:
             mr.emit("ui", "info", f"{str(p['guest']).rjust(6)} (guest) => {p['host']} (host)")
             mr.emit("forwarded_port", p["guest"], p["host"], target=m.name)
         return
+    from vmctl import remote
+
+    st = m.state
+    on = f" of {where}" if st is not None and (where := remote.host_of(st.uri)) else ""  # the libvirt host's address
     for p in ports:
-        term.out(f"{p['guest']:>6} (guest) => {p['host']} (host {p['host_ip']}, {p['protocol']})")
+        term.out(f"{p['guest']:>6} (guest) => {p['host']} (host {p['host_ip']}{on}, {p['protocol']})")
 
 
 def _print_single(machine: str, ports: list[dict], guest: str, *, as_json: bool) -> None:

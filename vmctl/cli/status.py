@@ -39,9 +39,9 @@ def long_description(state: str) -> str:
 
 def status(names: list[str], *, as_json: bool) -> None:
     """Show the state of the project's machines (asks libvirt)."""
-    from vmctl import hypervisor, term
+    from vmctl import hypervisor, remote, term
     from vmctl.cli.common import project
-    from vmctl.errors import StateError
+    from vmctl.errors import HypervisorError, StateError
 
     mr = _machine_readable(as_json)
     proj = project("status", *names)
@@ -51,6 +51,7 @@ def status(names: list[str], *, as_json: bool) -> None:
             mr.provider(m.name)
     states: dict[str, str] = {}
     by_uri: dict[str, list] = {}
+    unknown: dict[str, str] = {}  # machine name: why its state is unknown
     unreadable = []  # machines whose state file is corrupt: ask libvirt by metadata
     for m in machines:
         try:
@@ -68,9 +69,18 @@ def status(names: list[str], *, as_json: bool) -> None:
         asked = [m for m in group if said[m.name] != "running"]
         states.update({m.name: hypervisor.RUNNING for m in group if m not in asked})
         if asked:
-            with hypervisor.connect(uri) as c:
+            try:
+                with hypervisor.connect(uri) as c:
+                    for m in asked:
+                        states[m.name] = m.status(c, qemu_said=said[m.name])
+            except HypervisorError as exc:
+                if remote.host_of(uri) is None:
+                    raise
+                # a host that cannot be reached does not fail the command for the others
+                why = f"the libvirt host {remote.host_of(uri)} cannot be reached: {exc.message}"
                 for m in asked:
-                    states[m.name] = m.status(c, qemu_said=said[m.name])
+                    states[m.name], unknown[m.name] = "unknown", why
+                term.warn(f"{', '.join(m.name for m in asked)}: state unknown: {why}")
     domains: dict[str, str | None] = {}
     if unreadable:
         with hypervisor.connect(hypervisor.resolve_uri()) as c:
@@ -86,6 +96,8 @@ def status(names: list[str], *, as_json: bool) -> None:
             if m in unreadable:
                 out.append({"name": m.name, "state": states[m.name], "domain": domains[m.name],
                             "ssh": None, "forwarded_ports": [], "state_file_error": True})
+            elif m.name in unknown:
+                out.append({**m.status_json(states[m.name]), "reason": unknown[m.name]})
             else:
                 out.append(m.status_json(states[m.name]))
         term.out_json({"machines": out})
@@ -93,8 +105,12 @@ def status(names: list[str], *, as_json: bool) -> None:
         rows = []
         for m in machines:
             dom = domains.get(m.name) if m in unreadable else (m.state.domain if m.state else None)
-            rows.append([m.name, states[m.name], dom or "-"])
-        term.table(["name", "state", "domain"], rows)
+            host = remote.host_of(m.state.uri) if m not in unreadable and m.state else None
+            rows.append([m.name, states[m.name], dom or "-", host or "this computer"])
+        if any(row[3] != "this computer" for row in rows):
+            term.table(["name", "state", "domain", "host"], rows)
+        else:
+            term.table(["name", "state", "domain"], [row[:3] for row in rows])
     if unreadable:
         raise SystemExit(1)
 
@@ -131,7 +147,7 @@ def _status_machine_readable(mr: Any, states: list[tuple[str, str]]) -> None:
 
 def global_status(*, as_json: bool, prune: bool) -> None:
     """Show every vmctl machine on this host, whatever its project."""
-    from vmctl import hypervisor, term
+    from vmctl import hypervisor, remote, term
     from vmctl.errors import StateError
     from vmctl.machine import stopped_on_purpose
     from vmctl.state import index_lock, load_index, save_index
@@ -176,7 +192,7 @@ def global_status(*, as_json: bool, prune: bool) -> None:
         entries = {k: v for k, v in entries.items() if k not in gone}
     items = sorted(entries.values(), key=lambda e: (e.project, e.name))
     found = [{"id": e.id, "name": e.name, "project": e.project, "state": states.get(e.id, "unknown"),
-              "domain": e.domain, "uri": e.uri, "ports": e.ports} for e in items]
+              "domain": e.domain, "uri": e.uri, "host": remote.host_of(e.uri), "ports": e.ports} for e in items]
     if mr:
         _global_status_machine_readable(mr, found)
     elif as_json:

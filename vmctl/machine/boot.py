@@ -45,6 +45,7 @@ class BootMixin(StateMixin):
     known_hosts: Path
 
     def endpoint(self) -> Endpoint:
+        from vmctl import remote
         from vmctl.ssh import Endpoint, insecure_private_keys
 
         st = self.require_state()
@@ -73,6 +74,7 @@ class BootMixin(StateMixin):
             pty=ssh.pty,
             shell=ssh.shell,
             sudo_command=ssh.sudo_command,
+            jump=remote.jump_of(st.uri),
         )
 
     def login_key(self) -> Path:
@@ -223,7 +225,7 @@ class BootMixin(StateMixin):
         return [Path(p) for p in found]
 
     def _render(self, st: MachineState, host: hardware.Host | None = None, emit: Emit | None = None) -> str:
-        from vmctl import domain, network
+        from vmctl import domain, network, remote
         from vmctl.machine import hardware
 
         cfg = self.config
@@ -259,12 +261,32 @@ class BootMixin(StateMixin):
 
                 seed_disk = replace(seed_disk, pool=st.pool, volume=storage.machine_volume(st.id, disks.SEED_FILE))
             attached = [*attached, seed_disk]
+        if st.pool is not None and remote.host_of(st.uri) is not None:
+            cfg = self._boot_files_on_host(st, cfg)
         spec, notes = hardware.build(cfg, st, attached, project_root=self.project_root, host=host,
                                      private_nics=tuple(nics), forwards=tuple(forwards))
         if emit is not None:
             for note in notes:
                 emit(f"==> {self.name}: {note}")
         return domain.render_domain(spec)
+
+    def _boot_files_on_host(self, st: MachineState, cfg: Any) -> Any:
+        """CFG for a kernel-booted machine on a remote libvirt host: its kernel and initrd, files
+        of this computer, become volumes of the machine in its pool (uploaded once; destroy
+        removes them with its other volumes), named by their paths on that host."""
+        from dataclasses import replace
+
+        from vmctl import storage
+
+        assert st.pool is not None
+        on_host = {}
+        with hypervisor.connect(st.uri) as c:
+            for key in ("kernel", "initrd"):
+                local = getattr(cfg.libvirt, key)
+                if local:
+                    volume = storage.machine_volume(st.id, key)
+                    on_host[key] = c.volume_path(st.pool, volume) or c.upload_volume(st.pool, volume, local)
+        return replace(cfg, libvirt=replace(cfg.libvirt, **on_host)) if on_host else cfg
 
     def _public_nic(self, st: MachineState, host: hardware.Host, index: int) -> domain.PublicNic:
         """The NIC of the public_network at INDEX among the machine's networks. With the

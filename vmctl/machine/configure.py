@@ -231,7 +231,8 @@ class GuestMixin(BootMixin):
         endpoint = self.endpoint()
         return InventoryHost(name=self.name, port=st.ssh_port, user=st.ssh_user, key=self.login_key(),
                              known_hosts=self.known_hosts, alias=endpoint.alias,
-                             pin=read_pin(self.known_hosts, endpoint.alias))
+                             pin=read_pin(self.known_hosts, endpoint.alias),
+                             proxy_command=endpoint.jump.proxy_command() if endpoint.jump is not None else None)
 
     # --- cloud-init -------------------------------------------------------------------
 

@@ -50,13 +50,29 @@ class Host:
         return self.uri.startswith("qemu:///system")
 
 
-def uri_host(uri: str | None) -> str | None:
-    """The remote host a libvirt URI names, or None for a local one."""
-    if not uri:
-        return None
-    m = re.match(r"[a-z0-9+]+://([^/?]*)", uri)
-    host = (m.group(1) if m else "").rsplit("@", 1)[-1].split(":")[0]
-    return host if host and host not in ("localhost", "127.0.0.1", "::1") else None
+def check_remote(cfg: MachineConfig, host: Host) -> None:
+    """Stop where a setting needs this computer's files or devices and the machine is to
+    run on a remote libvirt host (docs/remote.md: what is not done yet)."""
+    from vmctl import remote
+
+    where = remote.host_of(host.uri)
+    if where is None:
+        return
+    lv = cfg.libvirt
+    needs = [
+        *(["private networks (host-only bridges and multicast segments are this computer's; "
+           "UDP tunnels between hosts are not done yet)"] if cfg.private_networks else []),
+        *([f"a {f.type} synced folder ({f.host}): it shares a folder of this computer"
+           for f in cfg.synced_folders if not f.disabled and f.type in ("9p", "virtiofs", "nfs")]),
+        *(["libvirt.dtb (a file of this computer)"] if lv.dtb else []),
+        *(["CD-ROM images (files of this computer)"] if any(c.path for c in lv.cdroms) else []),
+        *(["host PCI or USB devices"] if lv.pcis or lv.usbs else []),
+    ]
+    if needs:
+        raise MachineError(f"the machine is to run on the remote libvirt host {where}, and it asks for "
+                           + "; ".join(needs),
+                           hint="run it on this computer (no libvirt.host / remote libvirt.uri), or remove "
+                           "these settings (rsync folders work on remote hosts)")
 
 
 def check_host(cfg: MachineConfig, host: Host) -> list[str]:
@@ -64,12 +80,10 @@ def check_host(cfg: MachineConfig, host: Host) -> list[str]:
     would make it work; return warnings for what is applied but harmlessly not honoured."""
     lv = cfg.libvirt
     warnings: list[str] = []
-    remote = lv.host if lv.host and lv.host not in ("localhost", "127.0.0.1") else uri_host(lv.uri)
-    if remote or lv.connect_via_ssh:
-        raise MachineError(f"remote libvirt hosts are not supported yet (libvirt.{'host' if lv.host else 'uri'} "
-                           f"names {remote or 'an ssh connection'})",
-                           hint="remove libvirt.host / connect_via_ssh (and any remote libvirt.uri): vmctl then runs "
-                           "the machine on this computer")
+    check_remote(cfg, host)
+    if lv.uri and host.uri != lv.uri and os.environ.get("VMCTL_LIBVIRT_URI"):
+        warnings.append(f"VMCTL_LIBVIRT_URI ({host.uri}) is used instead of the Vagrantfile's libvirt connection "
+                        f"({lv.uri}); unset it to use the Vagrantfile's")
     if lv.mgmt_attach is False:
         raise MachineError("libvirt.mgmt_attach = false leaves vmctl no way into the machine: vmctl reaches it over "
                            "SSH through its management NIC (QEMU user networking on 127.0.0.1)",

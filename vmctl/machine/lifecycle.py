@@ -259,12 +259,15 @@ class Machine(GuestMixin):
             timer.mark("provision")
         finally:
             session.close()
-        from vmctl import ssh
+        from vmctl import remote, ssh
 
-        if not ssh.wait_until_welcomed("127.0.0.1", st.ssh_port):
+        where = remote.host_of(st.uri)
+        # (on a remote host the port is the host's: every hop's connection is one ssh -W away)
+        if where is None and not ssh.wait_until_welcomed("127.0.0.1", st.ssh_port):
             log.debug("%s: the guest's SSH server sent no banner to a new connection within 15 s", self.name)
         timer.mark("ssh welcomes")
-        emit(f"==> {self.name}: machine is ready (SSH on 127.0.0.1:{st.ssh_port}; log in with: vmctl ssh {self.name})")
+        on = f"127.0.0.1:{st.ssh_port}" + (f" of {where}" if where else "")
+        emit(f"==> {self.name}: machine is ready (SSH on {on}; log in with: vmctl ssh {self.name})")
 
     def halt(self, *, force: bool, emit: Emit, timeout: float | None = None) -> None:
         with self.locked():
@@ -458,11 +461,12 @@ class Machine(GuestMixin):
         self.foreign_state = False
 
     def status_json(self, state: str) -> dict[str, Any]:
+        from vmctl import remote
         from vmctl.machine import snapshots
 
         st = self.state
         if st is None:
-            return {"name": self.name, "state": state, "domain": None, "ssh": None, "forwarded_ports": [], "disks": [],
+            return {"name": self.name, "state": state, "domain": None, "host": None, "ssh": None, "forwarded_ports": [], "disks": [],
                     "networks": [],
                     "snapshots": 0}
         key = st.key_inserted and self.key_file.exists()
@@ -470,6 +474,7 @@ class Machine(GuestMixin):
             "name": self.name,
             "state": state,
             "domain": st.domain,
+            "host": remote.host_of(st.uri),
             "ssh": {
                 "host": "127.0.0.1",
                 "port": st.ssh_port,

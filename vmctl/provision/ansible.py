@@ -67,6 +67,7 @@ class InventoryHost:
     alias: str  # the HostKeyAlias its host key is pinned under
     pin: tuple[str, str] | None = None  # the pinned host key: (algorithm, base64)
     host: str = "127.0.0.1"
+    proxy_command: str | None = None  # the hop to a remote libvirt host (vmctl.remote.Jump)
 
 
 # --- the inventory -----------------------------------------------------------------------------
@@ -84,6 +85,8 @@ def ssh_common_args(h: InventoryHost) -> str:
     ]
     if h.pin:
         options.insert(0, f"HostKeyAlgorithms={h.pin[0]}")
+    if h.proxy_command is not None:  # vmctl's own hop, never the Vagrantfile's (docs/remote.md)
+        options.append(f"ProxyCommand={h.proxy_command}")
     return shlex.join([word for option in options for word in ("-o", option)])
 
 

@@ -20,7 +20,7 @@ import uuid as uuidlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vmctl import untrusted
+from vmctl import remote, untrusted
 from vmctl.vagrantfile.inputs import file_test
 from vmctl.vagrantfile.libvirt import Entry
 from vmctl.vagrantfile.model import (
@@ -63,8 +63,8 @@ ARCH_SUPPORT_CPU = ("aarch64", "armv6l", "armv7b", "armv7l", "i686", "x86_64", "
 FEATURES = ("acpi", "apic", "pae", "hap", "viridian", "privnet", "pvspinlock", "pmu", "vmport", "vmcoreinfo",
             "smm", "ioapic", "gic", "htm", "nested-hv", "ccf-assist", "ras", "ps2", "msrs", "async-teardown")
 NIC_MODELS = ("virtio", "e1000", "e1000e", "rtl8139", "ne2k_pci", "pcnet", "vmxnet3", "i82559er")
-# Settings of the connection to libvirt: checked; the pool settings are used with daemon URIs
-# (vmctl/storage.py), the others not yet (remote hosts are issue 18).
+# Settings of the connection to libvirt: checked, then composed into the URI as vagrant-libvirt
+# does (vmctl/remote.py); the pool settings are used with daemon URIs (vmctl/storage.py).
 CONNECTION = ("host", "port", "connect_via_ssh", "socket", "username", "password", "id_ssh_key_file",
               "proxy_command", "system_uri", "qemu_use_session", "storage_pool_name", "storage_pool_path",
               "snapshot_pool_name", "forward_ssh_port")
@@ -184,27 +184,54 @@ class _LibvirtResolver:
                 self.r.ignore_from_box(node, box, f"sets libvirt.{key}, a setting of the connection to libvirt")
                 values.pop(key)
                 continue
-            if key == "host" and not re.fullmatch(r"[A-Za-z0-9_.:\[\]-]{1,253}", values[key]):
-                raise self.r.error(node, f"libvirt.host {values[key][:60]!r} is not a host name")
-            if key == "username" and untrusted.user_name_problem(values[key]):
-                raise self.r.error(node, f"libvirt.username {values[key][:40]!r} is not a user name")
-            if key in ("storage_pool_name", "snapshot_pool_name") and not re.fullmatch(r"[A-Za-z0-9_.+-]{1,100}", values[key]):
-                raise self.r.error(node, f"libvirt.{key} {values[key][:60]!r} is not a libvirt pool name")
-            if key in ("system_uri",) and not re.fullmatch(r"[a-z0-9+]+://[^\s]*", values[key]):
-                raise self.r.error(node, f"libvirt.{key} {values[key][:60]!r} is not a libvirt URI")
-            if key == "storage_pool_path" and not re.fullmatch(r"/[A-Za-z0-9_.+/@-]{0,4095}", values[key]):
-                raise self.r.error(node, f"libvirt.storage_pool_path {values[key][:60]!r} is not an absolute path",
-                                   hint="a folder on the libvirt host, e.g. /var/lib/libvirt/images")
-            if key not in ("host", "connect_via_ssh", "storage_pool_name", "storage_pool_path"):
-                where = ("overlays go into libvirt.storage_pool_name's pool" if key == "snapshot_pool_name" else
-                         "vmctl uses one local libvirt (libvirt.uri or VMCTL_LIBVIRT_URI chooses which)")
-                self.r.warn(node, f"libvirt.{key} is checked but not used yet: {where}")
+            self.check_connection(key, values[key], node)
         if "uri" in values and not re.fullmatch(r"[a-z0-9+]+:///?[^\s]*", values["uri"]):
             raise self.r.error(self.node("uri"), f"@uri set to invalid uri '{values['uri'][:80]}'")
+        if "uri" in values:
+            problem = remote.uri_problem(values["uri"])
+            if problem is not None:
+                raise self.r.error(self.node("uri"), f"libvirt.uri {untrusted.visible(values['uri'])[:80]!r}: {problem}")
+        else:
+            composed = remote.compose_uri(values)
+            if composed is not None:  # as vagrant-libvirt builds it (docs/remote.md)
+                values["uri"] = composed
         session = values.get("qemu_use_session")
         if "uri" in values and values["uri"].startswith("qemu") and "session" in values["uri"] and session is False:
             raise self.r.error(self.node("uri"), "the URI and qemu_use_session configuration conflict: "
                                f"uri:'{values['uri']}' qemu_use_session:'false'")
+
+    def check_connection(self, key: str, value: Any, node: Node | None) -> None:
+        """One connection setting from the Vagrantfile: refused when it could pass for an
+        option of ssh or run a command; a warning when it is checked but has no effect."""
+        if key == "host" and not remote.HOST_RE.fullmatch(value):
+            raise self.r.error(node, f"libvirt.host {untrusted.visible(value)[:60]!r} is not a host name")
+        if key == "username" and untrusted.user_name_problem(value):
+            raise self.r.error(node, f"libvirt.username {untrusted.visible(value)[:40]!r} is not a user name")
+        if key == "id_ssh_key_file" and not (re.fullmatch(r"/[^\x00-\x1f\x7f]{0,4095}", value)
+                                             or untrusted.file_name_problem(value) is None):
+            raise self.r.error(node, f"libvirt.id_ssh_key_file {untrusted.visible(value)[:60]!r} is neither an "
+                               "absolute path nor a file name in ~/.ssh")
+        if key == "socket" and not re.fullmatch(r"/[A-Za-z0-9_.+/@-]{0,4095}", value):
+            raise self.r.error(node, f"libvirt.socket {untrusted.visible(value)[:60]!r} is not an absolute path")
+        if key == "proxy_command":  # docs/reliability.md, threat model
+            self.r.warn(node, "libvirt.proxy_command is ignored: it runs a command on this computer, which vmctl "
+                        "does not let a Vagrantfile do; vmctl reaches the libvirt host with your own ssh, so put a "
+                        "ProxyJump or ProxyCommand for the host in ~/.ssh/config (docs/remote.md)")
+        if key in ("storage_pool_name", "snapshot_pool_name") and not re.fullmatch(r"[A-Za-z0-9_.+-]{1,100}", value):
+            raise self.r.error(node, f"libvirt.{key} {value[:60]!r} is not a libvirt pool name")
+        if key == "system_uri" and not re.fullmatch(r"[a-z0-9+]+://[^\s]*", value):
+            raise self.r.error(node, f"libvirt.{key} {value[:60]!r} is not a libvirt URI")
+        if key == "storage_pool_path" and not re.fullmatch(r"/[A-Za-z0-9_.+/@-]{0,4095}", value):
+            raise self.r.error(node, f"libvirt.storage_pool_path {value[:60]!r} is not an absolute path",
+                               hint="a folder on the libvirt host, e.g. /var/lib/libvirt/images")
+        unused = {
+            "password": "vmctl reaches a remote host with ssh keys or the agent (OpenSSH's own authentication)",
+            "system_uri": "vmctl lists no networks or DHCP leases through libvirt",
+            "snapshot_pool_name": "overlays go into libvirt.storage_pool_name's pool",
+            "forward_ssh_port": "vmctl always forwards the guest's SSH port on the libvirt host's 127.0.0.1",
+        }
+        if key in unused:
+            self.r.warn(node, f"libvirt.{key} is checked but not used: {unused[key]}")
 
     def naming(self, values: dict[str, Any]) -> None:
         if "uuid" in values and values["uuid"] != "":
