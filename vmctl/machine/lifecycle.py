@@ -542,6 +542,8 @@ class Machine(GuestMixin):
                 ip = self._libvirt_lease(st.uri, host_net.name, mac)
             elif host_net is not None and net.type == "dhcp" and mac:
                 ip = hostnet.dhcp_address(host_net, mac)
+            if ip is None and net.type == "dhcp" and mac:
+                ip = st.dhcp_addresses.get(mac)  # as the guest last said (a public network's)
             item: dict[str, Any] = {"type": net.type, "ip": ip, "netmask": net.netmask, "subnet": net.subnet,
                                     "name": net.name, "mac": mac}
             if net.public:
