@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import xml.etree.ElementTree as ET
+from pathlib import Path
 
 import pytest
 
@@ -161,3 +162,26 @@ def test_a_nic_on_a_libvirt_network_is_an_interface_of_type_network() -> None:
     with pytest.raises(ValueError):
         build_interfaces(ET.Element("devices"), NetworkSpec(management=None, private=(
             BridgeNic(mac="52:54:00:00:00:01", bridge="vmnet-x", tap=None, network="a/b"),)))
+
+
+def test_the_dhcp_address_a_guest_reports_is_checked_before_it_is_kept(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    from vmctl import guest
+    from vmctl.machine.state import MachineState
+
+    assert guest.dhcp_address_said("noise\nvmctl-address 10.231.24.117/24\n") == "10.231.24.117"
+    assert guest.dhcp_address_said("vmctl-address 10.0.0.1;reboot/24\n") is None
+    assert guest.dhcp_address_said("") is None
+    monkeypatch.setenv("VMCTL_HOME", str(tmp_path))
+    from vmctl import paths
+
+    home = paths.machines_dir() / "0123456789ab"
+    base = {"id": "0123456789ab", "domain": "vmctl-p-default-0123456789ab", "uri": "qemu:///system",
+            "disk": str(home / "disk.qcow2"), "console_log": str(home / "console.log"), "ssh_port": 2222,
+            "ssh_user": "vagrant"}
+    st = MachineState.from_json({**base, "dhcp_addresses": {"52:54:00:00:00:01": "10.231.24.117"}})
+    assert st.dhcp_addresses == {"52:54:00:00:00:01": "10.231.24.117"}
+    assert MachineState.from_json(base).dhcp_addresses == {}
+    for bad in ({"52:54:00:00:00:01": "10.231.24.117; x"}, {"not a mac": "10.0.0.1"}, ["10.0.0.1"]):
+        with pytest.raises(ValueError, match="DHCP address"):
+            MachineState.from_json({**base, "dhcp_addresses": bad})
