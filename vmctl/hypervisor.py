@@ -1047,6 +1047,9 @@ class Connection:
             if not net.isActive():
                 net.create()
         except self._lv.libvirtError as exc:
+            with suppress(self._lv.libvirtError):
+                if net.isActive():
+                    return  # started meanwhile by another vmctl (machines come up in parallel)
             raise HypervisorError(f"libvirt could not start the network {name}: {_first_line(exc)}",
                                   hint="see which interface or network holds that subnet (ip route; virsh "
                                   "net-list --all), or choose another subnet") from exc
@@ -1061,7 +1064,7 @@ class Connection:
                 net.destroy()
             net.undefine()
         except lv.libvirtError as exc:
-            if exc.get_error_code() != lv.VIR_ERR_NO_NETWORK:
+            if self._network(name) is not None:  # not removed meanwhile by another vmctl
                 raise HypervisorError(f"libvirt could not remove the network {name}: {_first_line(exc)}") from exc
 
     def network_users(self, name: str) -> list[str]:

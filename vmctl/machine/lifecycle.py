@@ -436,10 +436,11 @@ class Machine(GuestMixin):
                     else:
                         c.undefine(dom, True)  # the NVRAM volume goes through the pool, next
                     if not hypervisor.is_embedded(uri):
-                        # The libvirt networks vmctl defined that no domain names any more go.
+                        # The libvirt networks vmctl defined that no domain names any more go (those
+                        # the Vagrantfile names too: the domain may be gone after a killed destroy).
                         from vmctl import libvirtnet
 
-                        libvirtnet.release(c, libvirtnet.used_networks(xml))
+                        libvirtnet.release(c, libvirtnet.used_networks(xml) or self._libvirt_network_names())
                 if pool is not None or any(d.pool for d in machine_disks):
                     disks.remove_volumes(c, machine_disks, machine_id, pool)
             snapshots.remove_files(paths.machines_dir() / machine_id)
@@ -499,6 +500,15 @@ class Machine(GuestMixin):
         except HypervisorError as exc:
             log.debug("the guest agent did not answer: %s", exc)
             return None
+
+    def _libvirt_network_names(self) -> list[str]:
+        from vmctl import libvirtnet
+
+        try:
+            return [h.name for _, h in self.host_networks() if isinstance(h, libvirtnet.LibvirtNetwork)]
+        except VmctlError as exc:  # a Vagrantfile that no longer makes sense: the domain's XML said
+            log.debug("destroy: %s", exc)
+            return []
 
     def _libvirt_lease(self, uri: str, network: str, mac: str) -> str | None:
         from vmctl import libvirtnet
