@@ -176,24 +176,36 @@ def overlapping(lnet: LibvirtNetwork, networks: Iterable[Existing]) -> Existing 
 
 # --- through a connection (hypervisor.Connection's network operations) ------------------------
 
+def check(conn: Any, wanted: Iterable[LibvirtNetwork]) -> None:
+    """Stop where a network in WANTED cannot be had on CONN's daemon: the one of its name is
+    not what the Vagrantfile says, or (missing) its subnet is another network's. Nothing is
+    changed: `up` asks before it makes anything."""
+    others: list[Existing] | None = None
+    for lnet in wanted:
+        xml = conn.network_xml(lnet.name)
+        if xml is not None:
+            check_existing(lnet, parse_network(xml))
+            continue
+        if others is None:
+            others = [parse_network(x) for x in conn.network_xmls().values()]
+        other = overlapping(lnet, others)
+        if other is not None:
+            hint = (f"to use that network, name it: libvirt__network_name: \"{other.name}\"" if not lnet.named
+                    else "choose another subnet, or that network's name")
+            raise MachineError(f"the private network {lnet.spec.subnet} overlaps the libvirt network {other.name} "
+                               f"({', '.join(s for _, s in other.subnets)})", hint=hint)
+
+
 def ensure(conn: Any, wanted: Iterable[LibvirtNetwork]) -> None:
     """Every network in WANTED defined (by vmctl, when missing) and active on CONN's daemon.
     Idempotent: run before every start."""
+    wanted = list(wanted)
+    check(conn, wanted)
     for lnet in wanted:
-        xml = conn.network_xml(lnet.name)
-        if xml is None:
-            others = [parse_network(x) for x in conn.network_xmls().values()]
-            other = overlapping(lnet, others)
-            if other is not None:
-                hint = (f"to use that network, name it: libvirt__network_name: \"{other.name}\"" if not lnet.named
-                        else "choose another subnet, or that network's name")
-                raise MachineError(f"the private network {lnet.spec.subnet} overlaps the libvirt network {other.name} "
-                                   f"({', '.join(s for _, s in other.subnets)})", hint=hint)
+        if conn.network_xml(lnet.name) is None:
             log.debug("defining the libvirt network %s", lnet.name)
-            if not conn.define_network(network_xml(lnet)):
-                xml = conn.network_xml(lnet.name)  # another vmctl defined it meanwhile
-        if xml is not None:
-            check_existing(lnet, parse_network(xml))
+            if not conn.define_network(network_xml(lnet)):  # another vmctl defined it meanwhile
+                check_existing(lnet, parse_network(conn.network_xml(lnet.name) or ""))
         conn.start_network(lnet.name)
 
 

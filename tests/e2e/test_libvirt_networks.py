@@ -152,10 +152,23 @@ def test_a_public_network_on_a_device_is_libvirts_macvtap(vmctl: Vmctl, machine:
                  timeout=60).returncode == 0
 
 
-def test_a_network_the_user_defined_is_used_and_kept(vmctl: Vmctl, machine: Path) -> None:
+def test_a_network_the_user_defined_is_used_and_kept(vmctl: Vmctl, machine: Path, tmp_path: Path) -> None:
     users = networks(vmctl, machine)[2]
     assert users["mode"] == "libvirt" and users["network"] == USER_NET and users["bridge"] == "vme2e-usr"
     assert icmp_ping(f"{USERS}.10")
+    # Its subnet without its name: refused before anything is made, with the name to use.
+    other = tmp_path / "other"
+    other.mkdir()
+    write_vagrantfile(other, f"""
+        Vagrant.configure("2") do |config|
+          config.vm.box = "vmctl/tiny"
+          config.vm.network "private_network", ip: "{USERS}.20"
+        end
+    """)
+    refused = vmctl("up", cwd=other, env=ENV, check=False)
+    assert refused.returncode == 1 and f"overlaps the libvirt network {USER_NET}" in refused.stderr, refused.stderr
+    assert f'libvirt__network_name: "{USER_NET}"' in refused.stderr
+    assert vmctl("status", "--json", cwd=other, env=ENV).json()["machines"][0]["state"] == "not_created"
     mine = {n["network"] for n in networks(vmctl, machine) if n["mode"] == "libvirt"} - {USER_NET}
     assert mine <= libvirt_networks()
     vmctl("destroy", "-f", cwd=machine, env=ENV)

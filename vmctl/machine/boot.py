@@ -181,6 +181,13 @@ class BootMixin(StateMixin):
 
         for warning in hardware.check_host(self.config, host):
             emit(f"==> {self.name}: warning: {warning}")
+        if host.daemon_networks:
+            from vmctl import libvirtnet
+
+            nets = [h for _, h in self.host_networks(host) if isinstance(h, libvirtnet.LibvirtNetwork)]
+            if nets:
+                with hypervisor.connect(host.uri) as c:
+                    libvirtnet.check(c, nets)  # the daemon's networks agree, before anything is made
 
     def _plan_disks(self, st: MachineState, box: disks.Box, host: hardware.Host) -> list[disks.MachineDisk]:
         from vmctl.machine import hardware
