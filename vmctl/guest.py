@@ -89,11 +89,13 @@ def write_hosts_block(s: Session, entries: list[tuple[str, list[str]]]) -> None:
 
 def configure_private_networks(
     s: Session, networks: list[tuple[PrivateNetwork, str]]
-) -> None:
+) -> dict[str, str]:
     """Give each (network, mac) NIC its static address, or run DHCP on it (type "dhcp"): a
     systemd-networkd file where networkd runs, `ip` (or busybox udhcpc, or dhclient)
     otherwise (reapplied on every boot). A DHCP private network gives only an address:
-    vmctl's DHCP servers hand out no router and no DNS server."""
+    vmctl's DHCP servers hand out no router and no DNS server. Returns the addresses the
+    DHCP NICs got (MAC -> IPv4 address; a NIC with none yet is left out)."""
+    addresses: dict[str, str] = {}
     for net, mac in networks:
         if not net.auto_config:
             continue
@@ -132,7 +134,21 @@ else
 fi
 """
             what = f"configure the {'public' if net.public else 'private'} network {cidr}"
-        s.check(f"sudo -n sh -c {shlex.quote(script)}", what=what)
+        out = s.check(f"sudo -n sh -c {shlex.quote(script)}", what=what)
+        if net.type == "dhcp":
+            address = dhcp_address_said(out.decode(errors="replace"))
+            if address is not None:
+                addresses[mac] = address
+    return addresses
+
+
+def dhcp_address_said(output: str) -> str | None:
+    """The address _DHCP_SCRIPT's last line reports, checked (None: none yet)."""
+    for line in output.splitlines():
+        if line.startswith("vmctl-address "):
+            with contextlib.suppress(ValueError):
+                return str(ipaddress.IPv4Address(line.split()[1].split("/")[0]))
+    return None
 
 
 # DHCP on the NIC $dev (networkd's file $f): the address only, no routes and no DNS.
@@ -158,6 +174,15 @@ else
   echo "the guest has no DHCP client (udhcpc, dhclient or systemd-networkd)" >&2
   exit 4
 fi
+# The address it got (networkd's DHCP runs on after this script: waited for, 10 s at most).
+i=0
+while [ $i -lt 20 ]; do
+  set -- $(ip -4 -o addr show dev "$dev" 2>/dev/null)
+  [ -n "${4:-}" ] && break
+  sleep 0.5
+  i=$((i + 1))
+done
+[ -z "${4:-}" ] || echo "vmctl-address $4"
 """
 
 

@@ -1,11 +1,12 @@
 """Host-only networks: the bridges (and DHCP servers) that let the host reach a machine's
 private_network address, as vagrant-libvirt's libvirt networks do.
 
-Which kind a private network gets (`mode`): a host-only bridge when vmctl runs as root on
-this host (the only way it can make a host interface), the subnet is private IPv4 address
-space (untrusted.host_network_problem: RFC 1918), and no
-`libvirt__tunnel_type` asks for an unprivileged tunnel ("mcast", "udp"); otherwise the
-multicast segment on loopback (vmctl/domain/network.py), which the host cannot reach.
+Which kind a private network gets (`mode`): when the subnet is private IPv4 address space
+(untrusted.host_network_problem: RFC 1918) and no `libvirt__tunnel_type` asks for an
+unprivileged tunnel ("mcast", "udp"), a libvirt network the daemon makes when vmctl talks
+to a libvirt daemon (vmctl/libvirtnet.py), else a host-only bridge vmctl makes itself when
+it runs as root with the embedded driver (this module); otherwise the multicast segment on
+loopback (vmctl/domain/network.py), which the host cannot reach.
 
 A host-only network is a Linux bridge named `vmctl-` + a hash of (VMCTL_HOME, the network's
 key) (15 characters, IFNAMSIZ), holding the host's address (the subnet's first, or
@@ -63,36 +64,41 @@ IFNAMSIZ = 15  # characters, without the NUL
 
 # --- the pure part: which kind, names, plans --------------------------------------------------
 
-def mode(net: PrivateNetwork, *, is_root: bool) -> str:
-    """"bridge" (a host-only network the host reaches), "mcast" (a multicast segment on
-    loopback: machines only), "udp" (the point-to-point tunnel a Vagrantfile asked for) or
-    "public" (a public_network: a host device, not a network vmctl makes)."""
+def mode(net: PrivateNetwork, *, is_root: bool, daemon: bool = False) -> str:
+    """"bridge" (a host-only network vmctl makes, the host reaches it), "libvirt" (a
+    host-only network the libvirt daemon makes: DAEMON, vmctl/libvirtnet.py), "mcast" (a
+    multicast segment on loopback: machines only), "udp" (the point-to-point tunnel a
+    Vagrantfile asked for) or "public" (a public_network: a host device, not a network
+    vmctl makes). The one place that decides."""
     if net.public:
         return "public"
     if net.tunnel_type is not None:
         return net.tunnel_type
-    if not is_root or untrusted.host_network_problem(net.subnet):
+    if untrusted.host_network_problem(net.subnet):
         return "mcast"
-    return "bridge"
+    if daemon:
+        return "libvirt"
+    return "bridge" if is_root else "mcast"
 
 
-def reachability_note(net: PrivateNetwork, *, is_root: bool) -> str | None:
+def reachability_note(net: PrivateNetwork, *, is_root: bool, daemon: bool = False) -> str | None:
     """What to tell a user whose private network the host cannot reach (None: it can, or
     the user asked for a tunnel)."""
-    if net.tunnel_type is not None or mode(net, is_root=is_root) in ("bridge", "public"):
+    if net.tunnel_type is not None or mode(net, is_root=is_root, daemon=daemon) in ("bridge", "libvirt", "public"):
         return None
     where = net.ip or net.subnet
     if ipaddress.ip_network(net.subnet).version != 4:
         return (f"the private network {where} is IPv6: vmctl makes it a multicast segment between machines, which "
                 "the host cannot reach; use forwarded ports to reach the machine from the host")
     problem = untrusted.host_network_problem(net.subnet)
-    if problem and is_root:
+    if problem and (is_root or daemon):
         return (f"the host cannot reach the private network address {where}: {problem}, so vmctl makes it a "
                 "segment between machines; choose a private subnet (e.g. 192.168.56.0/24) for a host-only network, "
                 "or use forwarded ports")
     return (f"the host cannot reach the private network address {where}: only root can make the host interface "
-            "(a bridge) for it, so it is a segment between machines; run vmctl as root for a host-only network, "
-            "or use forwarded ports (config.vm.network \"forwarded_port\") to reach the machine from the host")
+            "(a bridge) for it, so it is a segment between machines; run vmctl as root, or through a libvirt "
+            "daemon (libvirt.uri = \"qemu:///system\"), for a host-only network, or use forwarded ports "
+            "(config.vm.network \"forwarded_port\") to reach the machine from the host")
 
 
 def bridge_name(home: str, key: str) -> str:

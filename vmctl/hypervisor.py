@@ -1010,6 +1010,98 @@ class Connection:
                                   f"{_first_line(exc)}") from exc
         return True
 
+    # --- networks (vmctl/libvirtnet.py): daemon URIs only -----------------------------------
+
+    def _network(self, name: str) -> Any | None:
+        try:
+            return self._conn.networkLookupByName(name)
+        except self._lv.libvirtError as exc:
+            if exc.get_error_code() == self._lv.VIR_ERR_NO_NETWORK:
+                return None
+            raise HypervisorError(f"libvirt could not look up the network {name}: {_first_line(exc)}") from exc
+
+    def network_xml(self, name: str) -> str | None:
+        net = self._network(name)
+        return str(net.XMLDesc(0)) if net is not None else None
+
+    def network_xmls(self) -> dict[str, str]:
+        """Every network of the daemon (name -> XML)."""
+        try:
+            return {str(n.name()): str(n.XMLDesc(0)) for n in self._conn.listAllNetworks(0)}
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt could not list its networks: {_first_line(exc)}") from exc
+
+    def define_network(self, xml: str) -> bool:
+        """Define the network XML describes, to start with the daemon; False when one of that
+        name exists already (defined meanwhile by another process)."""
+        lv = self._lv
+        try:
+            net = self._conn.networkDefineXML(xml)
+        except lv.libvirtError as exc:
+            if exc.get_error_code() == lv.VIR_ERR_NETWORK_EXIST or "already exists" in str(exc):
+                return False
+            raise HypervisorError(f"libvirt could not define the network: {_first_line(exc)}") from exc
+        with suppress(lv.libvirtError):
+            net.setAutostart(1)  # machines with libvirt.autostart find it after a reboot
+        return True
+
+    def start_network(self, name: str) -> None:
+        net = self._network(name)
+        if net is None:
+            raise HypervisorError(f"libvirt has no network named {name}")
+        try:
+            if not net.isActive():
+                net.create()
+        except self._lv.libvirtError as exc:
+            with suppress(self._lv.libvirtError):
+                if net.isActive():
+                    return  # started meanwhile by another vmctl (machines come up in parallel)
+            raise HypervisorError(f"libvirt could not start the network {name}: {_first_line(exc)}",
+                                  hint="see which interface or network holds that subnet (ip route; virsh "
+                                  "net-list --all), or choose another subnet") from exc
+
+    def remove_network(self, name: str) -> None:
+        lv = self._lv
+        net = self._network(name)
+        if net is None:
+            return
+        try:
+            if net.isActive():
+                net.destroy()
+            net.undefine()
+        except lv.libvirtError as exc:
+            if self._network(name) is not None:  # not removed meanwhile by another vmctl
+                raise HypervisorError(f"libvirt could not remove the network {name}: {_first_line(exc)}") from exc
+
+    def network_users(self, name: str) -> list[str]:
+        """The domains (defined, running or not) with a NIC on the network NAME."""
+        from vmctl import libvirtnet
+
+        try:
+            domains = self._conn.listAllDomains()
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt could not list domains: {_first_line(exc)}") from exc
+        users = []
+        for dom in domains:
+            try:
+                xml = dom.XMLDesc(self._lv.VIR_DOMAIN_XML_INACTIVE)
+            except self._lv.libvirtError:
+                continue  # undefined meanwhile
+            if name in libvirtnet.used_networks(xml):
+                users.append(str(dom.name()))
+        return users
+
+    def network_leases(self, name: str, mac: str) -> list[str]:
+        """The IPv4 addresses the network's DHCP server leased to MAC."""
+        net = self._network(name)
+        if net is None:
+            return []
+        try:
+            leases = net.DHCPLeases(mac.lower())
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt could not read the leases of {name}: {_first_line(exc)}") from exc
+        return [str(x["ipaddr"]) for x in leases if x.get("type") == self._lv.VIR_IP_ADDR_TYPE_IPV4]
+
     def domain_names(self, prefix: str = "") -> list[str]:
         try:
             return sorted(

@@ -56,10 +56,10 @@ def test_lifecycle_on_qemu_system(vmctl: Vmctl, tiny_box: Path, project: Path) -
         info = virsh("pool-info", "default").stdout
         assert "running" in info and "Autostart:      yes" in info
         assert vmctl("ssh", "-c", "hostname", cwd=project, env=env).stdout.strip() == "system-uri"
-        # As root, the private network is a host-only bridge libvirtd attaches the machine to:
-        # the host reaches the guest's SSH server on the private address.
+        # The private network is a libvirt network libvirtd made (vmctl/libvirtnet.py): the
+        # host reaches the guest's SSH server on the private address.
         [net] = m["networks"]
-        assert net["mode"] == "bridge"
+        assert net["mode"] == "libvirt" and net["network"] in virsh("net-list", "--name").stdout.split()
         with socket.create_connection(("10.231.9.10", 22), timeout=15) as s:
             assert s.recv(64).startswith(b"SSH-")
         vmctl("halt", cwd=project, env=env)
@@ -70,6 +70,7 @@ def test_lifecycle_on_qemu_system(vmctl: Vmctl, tiny_box: Path, project: Path) -
                             capture_output=True, text=True, check=True).stdout.split()
     assert m["domain"] not in listed
     assert not Path("/sys/class/net", net["bridge"]).exists()
+    assert net["network"] not in virsh("net-list", "--all", "--name").stdout.split()
     left = pool_volumes("default")
     assert not [v for v in left if v.startswith(overlay["volume"].removesuffix("disk.qcow2"))], left
     # The tiny box's volume stays for the session's other machines; the host is left as found

@@ -43,7 +43,7 @@ if TYPE_CHECKING:
 # MachineState.from_json accepts; vmctl/state.py: IndexEntry.
 STATE_FIELDS = ("id", "domain", "uri", "disk", "console_log", "ssh_port", "ssh_user", "box_name", "box_version",
                 "forwards", "macs", "key_inserted", "provisioned", "halted", "phase", "created", "uuid",
-                "root_grown", "disks", "pool")
+                "root_grown", "disks", "pool", "dhcp_addresses")
 STATE_REQUIRED = ("id", "domain", "uri", "disk", "console_log", "ssh_port", "ssh_user")
 FORWARD_FIELDS = ("id", "guest", "host", "host_ip", "protocol", "guest_ip")
 FORWARD_REQUIRED = ("id", "guest", "host", "host_ip", "protocol")

@@ -136,13 +136,17 @@ def host_notes(project: ProjectConfig) -> list[str]:
     """What this host makes of the private networks: those it cannot reach, said plainly."""
     import os
 
-    from vmctl import hostnet
+    from vmctl import hostnet, hypervisor
+    from vmctl.machine import hardware
 
     is_root = os.geteuid() == 0
     notes = []
     for machine in project.machines:
+        uri = hypervisor.resolve_uri(machine.libvirt.uri)
+        daemon = hardware.Host(accel="tcg", uri=uri, embedded=hypervisor.is_embedded(uri),
+                               is_root=is_root).daemon_networks
         for net in machine.private_networks:
-            note = hostnet.reachability_note(net, is_root=is_root)
+            note = hostnet.reachability_note(net, is_root=is_root, daemon=daemon)
             if note:
                 notes.append(f"{machine.name}: {note}")
     return notes

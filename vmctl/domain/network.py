@@ -13,7 +13,8 @@ slot, or it collides with libvirt's own devices.
 A private network on a host-only bridge (vmctl/hostnet.py, as root) is a libvirt
 <interface type='bridge'> instead: libvirt makes the tap (named by vmctl), puts it on the
 bridge and removes it when QEMU ends. It takes the same PCI slot a multicast NIC in its
-place would, so the guest's interface order follows the Vagrantfile's either way.
+place would, so the guest's interface order follows the Vagrantfile's either way. On a
+libvirt network a daemon made (vmctl/libvirtnet.py) it is an <interface type='network'>.
 
 The strings made here are QEMU option strings (comma-separated options): every part is
 checked where the string is made.
@@ -73,10 +74,14 @@ class UdpNic:
 
 @dataclass(frozen=True)
 class BridgeNic:
+    """A NIC on a host-only network: a bridge vmctl made (<interface type='bridge'>), or the
+    libvirt network NETWORK a daemon made (<interface type='network'>; BRIDGE is unused)."""
+
     mac: str
     bridge: str  # a bridge vmctl made (vmctl-...)
-    tap: str  # the host's tap device libvirt makes for it
+    tap: str | None  # the host's tap device libvirt makes for it (None: libvirt names it)
     boot_order: int | None = None
+    network: str | None = None
 
 
 @dataclass(frozen=True)
@@ -207,9 +212,15 @@ def build_interfaces(devices: ET.Element, spec: NetworkSpec) -> None:
             raise ValueError(f"MAC address {nic.mac!r}")
         source = nic.bridge if isinstance(nic, BridgeNic) else nic.dev
         for name in (source, nic.tap):
-            if not _IFNAME.fullmatch(name):
+            if name is not None and not _IFNAME.fullmatch(name):
                 raise ValueError(f"interface name {name!r}")
-        if isinstance(nic, PublicNic) and nic.attach == "direct" and nic.premade:
+        if isinstance(nic, BridgeNic) and nic.network is not None:
+            if not nic.network or any(c in nic.network for c in "/\\\0\n"):
+                raise ValueError(f"libvirt network name {nic.network!r}")
+            iface = sub(devices, "interface", type="network")
+            sub(iface, "mac", address=nic.mac)
+            sub(iface, "source", network=nic.network)
+        elif isinstance(nic, PublicNic) and nic.attach == "direct" and nic.premade:
             iface = sub(devices, "interface", type="ethernet")
             sub(iface, "mac", address=nic.mac)
         elif isinstance(nic, PublicNic) and nic.attach == "direct":
@@ -226,7 +237,7 @@ def build_interfaces(devices: ET.Element, spec: NetworkSpec) -> None:
             raise ValueError(f"public NIC attachment {nic.attach!r}")
         if isinstance(nic, PublicNic) and nic.premade:
             sub(iface, "target", dev=nic.tap, managed="no")
-        else:
+        elif nic.tap is not None:
             sub(iface, "target", dev=nic.tap)
         sub(iface, "model", type=spec.private_model)
         if nic.boot_order is not None:

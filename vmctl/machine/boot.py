@@ -27,7 +27,7 @@ from vmctl.machine.state import ForwardState, MachineState, StateMixin
 from vmctl.state import IndexEntry, index_lock, load_index, save_index, write_atomic
 
 if TYPE_CHECKING:
-    from vmctl import domain, hostnet
+    from vmctl import domain, hostnet, libvirtnet
     from vmctl.machine import hardware
     from vmctl.machine.lifecycle import Emit
     from vmctl.ssh import Endpoint, Session
@@ -183,6 +183,13 @@ class BootMixin(StateMixin):
 
         for warning in hardware.check_host(self.config, host):
             emit(f"==> {self.name}: warning: {warning}")
+        if host.daemon_networks:
+            from vmctl import libvirtnet
+
+            nets = [h for _, h in self.host_networks(host) if isinstance(h, libvirtnet.LibvirtNetwork)]
+            if nets:
+                with hypervisor.connect(host.uri) as c:
+                    libvirtnet.check(c, nets)  # the daemon's networks agree, before anything is made
 
     def _plan_disks(self, st: MachineState, box: disks.Box, host: hardware.Host) -> list[disks.MachineDisk]:
         from vmctl.machine import hardware
@@ -233,7 +240,7 @@ class BootMixin(StateMixin):
         guest_port = cfg.ssh.port or cfg.ssh.guest_port or 22
         forwards = [domain.Forward("127.0.0.1", st.ssh_port, guest_port)]
         forwards += [domain.Forward(f.host_ip, f.host, f.guest, f.protocol, f.guest_ip) for f in st.forwards if f.id != "ssh"]
-        from vmctl import hostnet
+        from vmctl import hostnet, libvirtnet
 
         nics: list[domain.McastNic | domain.UdpNic | domain.BridgeNic | domain.PublicNic] = []
         planned = self.host_networks(host)
@@ -241,6 +248,9 @@ class BootMixin(StateMixin):
             mac = net.mac or mac
             if net.public:
                 nics.append(self._public_nic(st, host, i))
+            elif isinstance(planned[i][1], libvirtnet.LibvirtNetwork):
+                lnet = planned[i][1]
+                nics.append(domain.BridgeNic(mac=mac, bridge=lnet.spec.bridge, tap=net.iface_name, network=lnet.name))
             elif planned[i][1] is not None:
                 bridge = planned[i][1].bridge
                 nics.append(domain.BridgeNic(mac=mac, bridge=bridge, tap=net.iface_name or hostnet.tap_name(st.id, i)))
@@ -305,17 +315,31 @@ class BootMixin(StateMixin):
             return f"name:{net.name}"
         return f"project:{self.project_root}:{net.subnet}"
 
-    def host_networks(self, host: hardware.Host | None = None) -> list[tuple[Any, hostnet.HostNetwork | None]]:
-        """Each private network with the host-only network it is on (None: a tunnel, multicast
-        or udp, between machines)."""
-        from vmctl import hostnet
+    def _network_host(self, uri: str) -> hardware.Host:
+        """What host_networks needs to know of the host (no KVM probe)."""
+        from vmctl.machine import hardware
 
-        is_root = host.is_root if host is not None else os.geteuid() == 0
+        return hardware.Host(accel="tcg", uri=uri, embedded=hypervisor.is_embedded(uri), is_root=os.geteuid() == 0)
+
+    def host_networks(self, host: hardware.Host | None = None
+                      ) -> list[tuple[Any, hostnet.HostNetwork | libvirtnet.LibvirtNetwork | None]]:
+        """Each private network with the host-only network it is on: one vmctl makes
+        (hostnet.HostNetwork), one a libvirt daemon makes (libvirtnet.LibvirtNetwork), or None
+        (a tunnel, multicast or udp, between machines). hostnet.mode decides which."""
+        from vmctl import hostnet, libvirtnet
+
+        if host is None:
+            st = self.state
+            host = self._network_host(st.uri if st is not None else hypervisor.resolve_uri(self.config.libvirt.uri))
         home = str(paths.vmctl_home())
-        out: list[tuple[Any, hostnet.HostNetwork | None]] = []
+        out: list[tuple[Any, hostnet.HostNetwork | libvirtnet.LibvirtNetwork | None]] = []
         prefixes = None
         for net in self.config.private_networks:
-            planned = hostnet.plan(net, home) if hostnet.mode(net, is_root=is_root) == "bridge" else None
+            kind = hostnet.mode(net, is_root=host.is_root, daemon=host.daemon_networks)
+            if kind == "libvirt":
+                out.append((net, libvirtnet.plan(net)))
+                continue
+            planned = hostnet.plan(net, home) if kind == "bridge" else None
             if planned is not None:
                 # One of the host's own networks there: a segment instead (check_host warns).
                 prefixes = prefixes if prefixes is not None else hostnet.IpOps().host_prefixes()
@@ -324,17 +348,24 @@ class BootMixin(StateMixin):
             out.append((net, planned))
         return out
 
-    def _ensure_networks(self, st: MachineState) -> None:
+    def _ensure_networks(self, st: MachineState, c: Any = None) -> None:
         """Make (or find) the host-only networks the machine is on, and record it as their
-        user; it leaves the ones it is no longer on (hostnet.py)."""
-        from vmctl import hostnet
-        from vmctl.machine import hardware
+        user; it leaves the ones it is no longer on (hostnet.py). On a daemon (C, its
+        connection), the libvirt networks are defined and started (libvirtnet.py)."""
+        from vmctl import hostnet, libvirtnet
 
-        wanted = [h for _, h in self.host_networks() if h is not None]
+        host = self._network_host(st.uri)
+        planned = [h for _, h in self.host_networks(host) if h is not None]
+        wanted = [h for h in planned if isinstance(h, hostnet.HostNetwork)]
         if wanted or hostnet.networks_dir().exists():
             hostnet.ensure(st.id, wanted)
-        host = hardware.Host(accel="tcg", uri=st.uri, embedded=hypervisor.is_embedded(st.uri),
-                             is_root=os.geteuid() == 0)
+        daemon_nets = [h for h in planned if isinstance(h, libvirtnet.LibvirtNetwork)]
+        if daemon_nets:
+            if c is None:
+                with hypervisor.connect(st.uri) as conn:
+                    libvirtnet.ensure(conn, daemon_nets)
+            else:
+                libvirtnet.ensure(c, daemon_nets)
         publics = [self._public_nic(st, host, i) for i, n in enumerate(self.config.private_networks) if n.public]
         taps = [hostnet.Macvtap(name=n.tap, lower=n.dev, mode=n.mode, mac=n.mac) for n in publics if n.premade]
         hostnet.ensure_macvtaps(st.id, taps)
@@ -394,7 +425,7 @@ class BootMixin(StateMixin):
         from vmctl.machine import snapshots
 
         snapshots.ensure_defined(self, c)  # type: ignore[arg-type]
-        self._ensure_networks(st)
+        self._ensure_networks(st, c)
         if st.halted:
             st.halted = False
             self.save()

@@ -39,8 +39,11 @@ class GuestMixin(BootMixin):
             guest.set_hostname(session, cfg.hostname, hosts=cfg.allow_hosts_modification)
         if cfg.private_networks:
             emit(f"==> {self.name}: configuring {'networks' if any(n.public for n in cfg.private_networks) else 'private networks'}...")
-            guest.configure_private_networks(
+            got = guest.configure_private_networks(
                 session, [(net, net.mac or mac) for net, mac in zip(cfg.private_networks, st.macs, strict=False)])
+            if got != st.dhcp_addresses:
+                st.dhcp_addresses = got
+                self.save()
         self.update_hosts(session)
         self._grow_root(session, emit=emit)
         self.sync_folders(session, emit=emit)

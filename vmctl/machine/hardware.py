@@ -49,6 +49,16 @@ class Host:
     def system(self) -> bool:
         return self.uri.startswith("qemu:///system")
 
+    @property
+    def daemon_networks(self) -> bool:
+        """Whether a private network is a libvirt network the daemon makes (libvirtnet.py):
+        a system daemon, here or remote (root's qemu:///session is the system daemon too)."""
+        if self.embedded:
+            return False
+        m = re.match(r"qemu(?:\+[a-z0-9]+)?://[^/]*/(system|session)\b", self.uri)
+        which = m.group(1) if m else None
+        return which == "system" or (which == "session" and self.is_root and uri_host(self.uri) is None)
+
 
 def check_remote(cfg: MachineConfig, host: Host) -> None:
     """Stop where a setting needs this computer's files or devices and the machine is to
@@ -211,10 +221,23 @@ def network_warnings(cfg: MachineConfig, host: Host) -> list[str]:
                 warnings.append(f"public_network mode: {net.macvtap_mode} is a macvtap setting; {dev} is a "
                                 "bridge, which the machine's NIC joins as it is")
             continue
-        if net.forward_mode != "none" and hostnet.mode(net, is_root=host.is_root) != "bridge":
+        kind = hostnet.mode(net, is_root=host.is_root, daemon=host.daemon_networks)
+        if net.forward_mode != "none" and kind not in ("bridge", "libvirt"):
             warnings.append(f"libvirt__forward_mode: {net.forward_mode} is not applied to the private network "
                             f"{net.ip or net.subnet}: it is not a host-only network here, so nothing is forwarded")
-        if hostnet.mode(net, is_root=host.is_root) == "bridge":
+        if kind == "libvirt":
+            from vmctl import libvirtnet
+
+            libvirtnet.plan(net)  # stops on what cannot be (the host's own address, a bad name)
+            if net.iface_name and uri_host(host.uri) is None and os.path.exists(f"/sys/class/net/{net.iface_name}"):
+                raise MachineError(f"libvirt__iface_name {net.iface_name}: the host has an interface of that name "
+                                   "already", hint="choose another name, or leave libvirt__iface_name out")
+            remote = uri_host(host.uri)
+            if remote is not None:
+                warnings.append(f"the private network {net.ip or net.subnet} is a libvirt network on {remote}: that "
+                                "host reaches the address, this one does not (use forwarded ports from here)")
+            continue
+        if kind == "bridge":
             planned = hostnet.plan(net, str(paths.vmctl_home()))  # stops on what cannot be (the host's own address)
             prefixes = prefixes if prefixes is not None else hostnet.IpOps().host_prefixes()
             overlap = hostnet.foreign_overlap(planned, prefixes)
@@ -232,12 +255,13 @@ def network_warnings(cfg: MachineConfig, host: Host) -> list[str]:
 
             why = (f"libvirt__tunnel_type asks for a {net.tunnel_type} tunnel" if net.tunnel_type
                    else f"its subnet overlaps the host's network {overlap}" if overlap
-                   else untrusted.host_network_problem(net.subnet) if host.is_root
-                   else "only root can make one (a bridge and its DHCP server)")
+                   else untrusted.host_network_problem(net.subnet) if host.is_root or host.daemon_networks
+                   else "only root can make one (a bridge and its DHCP server) with vmctl's embedded driver")
             raise MachineError(f"the private network {net.subnet} wants DHCP, which needs a host-only network: {why}",
-                               hint="run vmctl as root with a private subnet, or give the machine a static ip: (and "
-                               "no libvirt__dhcp_enabled)")
-        note = hostnet.overlap_note(net, overlap) if overlap else hostnet.reachability_note(net, is_root=host.is_root)
+                               hint="run vmctl as root or through a libvirt daemon (libvirt.uri = \"qemu:///system\") "
+                               "with a private subnet, or give the machine a static ip: (and no libvirt__dhcp_enabled)")
+        note = (hostnet.overlap_note(net, overlap) if overlap
+                else hostnet.reachability_note(net, is_root=host.is_root, daemon=host.daemon_networks))
         if note:
             warnings.append(note)
         if net.iface_name:

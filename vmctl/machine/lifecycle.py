@@ -438,6 +438,12 @@ class Machine(GuestMixin):
                         c.undefine(dom)
                     else:
                         c.undefine(dom, True)  # the NVRAM volume goes through the pool, next
+                    if not hypervisor.is_embedded(uri):
+                        # The libvirt networks vmctl defined that no domain names any more go (those
+                        # the Vagrantfile names too: the domain may be gone after a killed destroy).
+                        from vmctl import libvirtnet
+
+                        libvirtnet.release(c, libvirtnet.used_networks(xml) or self._libvirt_network_names())
                 if pool is not None or any(d.pool for d in machine_disks):
                     disks.remove_volumes(c, machine_disks, machine_id, pool)
             snapshots.remove_files(paths.machines_dir() / machine_id)
@@ -500,6 +506,37 @@ class Machine(GuestMixin):
             log.debug("the guest agent did not answer: %s", exc)
             return None
 
+    def _libvirt_network_names(self) -> list[str]:
+        from vmctl import libvirtnet
+
+        try:
+            return [h.name for _, h in self.host_networks() if isinstance(h, libvirtnet.LibvirtNetwork)]
+        except VmctlError as exc:  # a Vagrantfile that no longer makes sense: the domain's XML said
+            log.debug("destroy: %s", exc)
+            return []
+
+    def _libvirt_lease(self, uri: str, network: str, mac: str) -> str | None:
+        from vmctl import libvirtnet
+
+        try:
+            with hypervisor.connect(uri) as c:
+                return libvirtnet.dhcp_address(c, network, mac)
+        except HypervisorError as exc:
+            log.debug("status: no lease from the libvirt network %s: %s", network, exc)
+            return None
+
+    def _libvirt_bridge(self, uri: str, lnet: Any) -> str | None:
+        """The bridge of the libvirt network LNET as the daemon has it (None: not there)."""
+        from vmctl import libvirtnet
+
+        try:
+            with hypervisor.connect(uri) as c:
+                xml = c.network_xml(lnet.name)
+        except HypervisorError as exc:
+            log.debug("status: the libvirt network %s: %s", lnet.name, exc)
+            return None
+        return libvirtnet.parse_network(xml).bridge if xml else None
+
     def networks_json(self) -> list[dict[str, Any]]:
         """The private networks: where each is (a host-only bridge or a multicast segment)
         and the machine's address on it (for DHCP, the lease dnsmasq gave; None before one)."""
@@ -510,13 +547,18 @@ class Machine(GuestMixin):
         except MachineError as exc:  # the Vagrantfile changed to something up would refuse
             log.debug("status: %s", exc)
             planned = [(net, None) for net in self.config.private_networks]
+        from vmctl import hostnet, libvirtnet
+        from vmctl.machine import hardware
+
         for i, (net, host_net) in enumerate(planned):
             mac = net.mac or (st.macs[i] if i < len(st.macs) else None)
             ip = net.ip
-            if host_net is not None and net.type == "dhcp" and mac:
-                from vmctl import hostnet
-
+            if isinstance(host_net, libvirtnet.LibvirtNetwork) and net.type == "dhcp" and mac:
+                ip = self._libvirt_lease(st.uri, host_net.name, mac)
+            elif host_net is not None and net.type == "dhcp" and mac:
                 ip = hostnet.dhcp_address(host_net, mac)
+            if ip is None and net.type == "dhcp" and mac:
+                ip = st.dhcp_addresses.get(mac)  # as the guest last said (a public network's)
             item: dict[str, Any] = {"type": net.type, "ip": ip, "netmask": net.netmask, "subnet": net.subnet,
                                     "name": net.name, "mac": mac}
             if net.public:
@@ -525,6 +567,10 @@ class Machine(GuestMixin):
                     item["attach"] = net.attach
                 if net.attach != "bridge":
                     item["macvtap_mode"] = net.macvtap_mode
+            elif isinstance(host_net, libvirtnet.LibvirtNetwork):
+                item.update(mode="libvirt", network=host_net.name, bridge=self._libvirt_bridge(st.uri, host_net),
+                            host_ip=host_net.spec.host_ip, host_reachable=hardware.uri_host(st.uri) is None,
+                            forward_mode=host_net.spec.forward_mode)
             elif host_net is not None:
                 item.update(mode="bridge", bridge=host_net.bridge, host_ip=host_net.host_ip,
                             host_reachable=True, forward_mode=host_net.forward_mode)

@@ -78,6 +78,9 @@ class MachineState:
     disks: list[MachineDisk] = field(default_factory=list)
     # The libvirt storage pool its disks are volumes of (daemon URIs); None: files in VMCTL_HOME.
     pool: str | None = None
+    # The addresses the guest's DHCP NICs got when vmctl last configured them (MAC -> IPv4):
+    # what status shows of a DHCP public_network, whose server vmctl cannot ask.
+    dhcp_addresses: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> MachineState:
@@ -111,6 +114,10 @@ class MachineState:
             raise ValueError("a port is not a port number")
         if not isinstance(self.macs, list) or not all(isinstance(m, str) and MAC_RE.fullmatch(m) for m in self.macs):
             raise ValueError("a MAC address is not one")
+        if not isinstance(self.dhcp_addresses, dict) or not all(
+                isinstance(m, str) and MAC_RE.fullmatch(m) and isinstance(a, str) and _is_ipv4(a)
+                for m, a in self.dhcp_addresses.items()):
+            raise ValueError("a DHCP address is not one")
         if self.uuid is not None and not (isinstance(self.uuid, str) and UUID_RE.fullmatch(self.uuid)):
             raise ValueError(f"uuid {self.uuid!r} is not a UUID")
         if self.pool is not None:
@@ -123,6 +130,16 @@ class MachineState:
         """Every disk of the machine; for a machine made before vmctl kept the list, its one disk."""
         return self.disks or [MachineDisk(role="box", name="box", path=self.disk, target="vda", bus="virtio",
                                           format="qcow2")]
+
+
+def _is_ipv4(text: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.IPv4Address(text)
+    except ValueError:
+        return False
+    return True
 
 
 class Timer:
