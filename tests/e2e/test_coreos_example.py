@@ -36,7 +36,7 @@ def eventually(vmctl: Vmctl, project: Path, machine: str, command: str, expect: 
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
-        r = vmctl("ssh", machine, "-c", command, cwd=project, env=env, check=False, timeout=120)
+        r = vmctl("ssh", machine, "-c", command, cwd=project, env=env, check=False, timeout=300)
         last = r.stdout + r.stderr
         if r.returncode == 0 and expect in r.stdout:
             return r.stdout
@@ -52,7 +52,7 @@ def etcd_tls(project: Path) -> None:
 def assert_tls_only(vmctl: Vmctl, project: Path, machine: str, ip: str, env: dict[str, str]) -> None:
     """etcd on IP answers only TLS clients with a certificate of the cluster's CA."""
     def ssh(command: str) -> Result:
-        return vmctl("ssh", machine, "-c", command, cwd=project, env=env, check=False, timeout=120)
+        return vmctl("ssh", machine, "-c", command, cwd=project, env=env, check=False, timeout=300)
 
     etcdctl = "/usr/bin/etcdctl.etcd-client --dial-timeout=3s --command-timeout=5s"
     # Plain http: etcdctl gets no answer, and an HTTP GET never reaches etcd.
@@ -77,7 +77,7 @@ def test_example_one_machine(vmctl: Vmctl, coreos_box: Path, tmp_path: Path, des
     assert m["name"] == "core-01" and m["state"] == "running" and m["ssh"]["user"] == "core"
 
     def ssh(command: str) -> str:
-        return vmctl("ssh", "-c", command, cwd=project, env=env, timeout=120).stdout
+        return vmctl("ssh", "-c", command, cwd=project, env=env, timeout=300).stdout
 
     assert ssh("whoami").strip() == "core"
     assert ssh("hostname").strip() == "core-01"
