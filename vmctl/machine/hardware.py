@@ -25,6 +25,7 @@ from vmctl.domain import disks as ddisks
 from vmctl.domain import filesystems as dfs
 from vmctl.domain import firmware as dfw
 from vmctl.errors import MachineError, MissingToolError
+from vmctl.remote import host_of as uri_host
 
 if TYPE_CHECKING:
     from vmctl.machine.disks import MachineDisk
