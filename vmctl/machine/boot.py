@@ -181,6 +181,7 @@ class BootMixin(StateMixin):
         but not honoured."""
         from vmctl.machine import hardware
 
+        self._join_hosts(host.uri)
         for warning in hardware.check_host(self.config, host):
             emit(f"==> {self.name}: warning: {warning}")
         if host.daemon_networks:
@@ -190,6 +191,36 @@ class BootMixin(StateMixin):
             if nets:
                 with hypervisor.connect(host.uri) as c:
                     libvirtnet.check(c, nets)  # the daemon's networks agree, before anything is made
+
+    def _join_hosts(self, uri: str) -> None:
+        """The private networks this machine shares with a machine of the project on another
+        libvirt host become udp tunnels to it (vmctl/tunnels.py), in self.config for this run."""
+        if self.peers is None or not any(not n.public for n in self.config.private_networks):
+            return
+        from dataclasses import replace
+
+        from vmctl import tunnels
+
+        def member(m: Any, machine_uri: str) -> tunnels.Member:
+            return tunnels.Member(m.name, machine_uri, tuple((m._segment(n), n) for n in m.config.private_networks))
+
+        others = []
+        for peer in self.peers():
+            if peer.name == self.name:
+                continue
+            st = peer.state
+            others.append(member(peer, st.uri if st is not None else hypervisor.resolve_uri(peer.config.libvirt.uri)))
+        addresses: dict[str | None, str] = {}
+
+        def address_of(machine_uri: str) -> str:
+            key = tunnels.host_key(machine_uri)
+            if key not in addresses:
+                addresses[key] = tunnels.host_address(machine_uri)
+            return addresses[key]
+
+        nets = tunnels.plan(member(self, uri), others, address_of)
+        if list(nets) != list(self.config.private_networks):
+            self.config = replace(self.config, private_networks=tuple(nets))
 
     def _plan_disks(self, st: MachineState, box: disks.Box, host: hardware.Host) -> list[disks.MachineDisk]:
         from vmctl.machine import hardware
@@ -255,8 +286,12 @@ class BootMixin(StateMixin):
                 bridge = planned[i][1].bridge
                 nics.append(domain.BridgeNic(mac=mac, bridge=bridge, tap=net.iface_name or hostnet.tap_name(st.id, i)))
             elif net.tunnel_type == "udp":
-                nics.append(domain.UdpNic(mac=mac, remote=net.tunnel_ip, port=net.tunnel_port,
-                                          local=net.tunnel_local_ip, local_port=net.tunnel_local_port))
+                if net.tunnel_port is None or net.tunnel_local_port is None:
+                    raise MachineError("libvirt__tunnel_type: \"udp\" between two machines of one host needs "
+                                       "libvirt__tunnel_port: and libvirt__tunnel_local_port: (the two machines name "
+                                       "each other's ports)", hint="add both ports to the network in both machines")
+                nics.append(domain.UdpNic(mac=mac, remote=net.tunnel_ip or "127.0.0.1", port=net.tunnel_port,
+                                          local=net.tunnel_local_ip or "127.0.0.1", local_port=net.tunnel_local_port))
             else:
                 group, port = network.mcast_group(self._segment(net))
                 nics.append(domain.McastNic(mac=mac, group=group, port=port))
