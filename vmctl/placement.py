@@ -39,15 +39,14 @@ def hosts(value: str | None = None) -> list[str]:
     return out
 
 
-def choose(free: dict[str, int | None], need: int) -> str | None:
+def choose(free: dict[str, int | None]) -> str | None:
     """The URI of FREE (bytes free, None: not reached; in VMCTL_HOSTS's order) with the most
-    free memory, or None when none was reached. NEED (bytes) is the machine's memory: a host
-    where it fits is preferred to one where it does not, whatever their free memory."""
+    free memory, or None when none was reached. Where none has room for the machine, it
+    still goes to the one with the most (libvirt lets a host overcommit its memory)."""
     reached = [(uri, mem) for uri, mem in free.items() if mem is not None]
     if not reached:
         return None
-    best = max(reached, key=lambda item: (item[1] >= need, item[1]))  # max keeps the first of equals
-    return best[0]
+    return max(reached, key=lambda item: item[1])[0]  # max keeps the first of equals
 
 
 def place(machines: Sequence[Machine], emit: Callable[[str], None],
@@ -73,7 +72,7 @@ def place(machines: Sequence[Machine], emit: Callable[[str], None],
     out: dict[str, str] = {}
     for m in new:
         need = m.config.memory * MIB
-        uri = choose(free, need)
+        uri = choose(free)
         if uri is None:
             raise MachineError(f"none of the hosts of {ENV} can be reached ({', '.join(uris)})",
                                hint="check that each host's libvirtd answers (virsh -c URI list), or unset "

@@ -4,8 +4,9 @@ Two "remote hosts" on this machine (tests/e2e/remote_hosts.py): each a libvirtd 
 a network and mount namespace of its own, joined to this machine by a veth pair and to each
 other by another, reached as the aliases `vmctl-host-a` and `vmctl-host-b` of the user's
 ~/.ssh/config (in vmctl's own mount namespace). A two-machine project names one host per
-machine (a per-machine provider block) and shares a private network between them, which
-vmctl makes a UDP tunnel between the two hosts' addresses. One `up` serves every check.
+machine: alpha in a per-machine provider block, beta by placement (VMCTL_HOSTS lists a host
+that cannot be reached and host b); they share a private network, which vmctl makes a UDP
+tunnel between the two hosts' addresses. One `up` serves every check.
 """
 
 from __future__ import annotations
@@ -42,14 +43,9 @@ Vagrant.configure("2") do |config|
       lv.uri = "qemu+ssh://root@vmctl-host-a/system"
     end
   end
-  config.vm.define "beta" do |m|
+  config.vm.define "beta" do |m|  # names no host: placed by VMCTL_HOSTS
     m.vm.hostname = "beta"
     m.vm.network "private_network", ip: "192.168.91.11"
-    m.vm.provider :libvirt do |lv|
-      lv.host = "vmctl-host-b"
-      lv.username = "root"
-      lv.connect_via_ssh = true
-    end
   end
 end
 """
@@ -63,8 +59,9 @@ class Cluster:
     vmctl: Vmctl
     machines: dict[str, dict]  # status --json after up, by name
 
-    def run(self, *args: str, check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(self.user.command(*VMCTL, *args, cwd=self.folder), env=self.vmctl.env,
+    def run(self, *args: str, check: bool = True, timeout: float = 600,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(self.user.command(*VMCTL, *args, cwd=self.folder), env={**self.vmctl.env, **(env or {})},
                               capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         assert not check or proc.returncode == 0, f"vmctl {args} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
         return proc
@@ -94,7 +91,10 @@ def cluster(vmctl: Vmctl, tiny_box: Path) -> Iterator[Cluster]:
         folder.mkdir()
         write_vagrantfile(folder, PROJECT)
         c = Cluster(folder, user, {"alpha": a, "beta": b}, vmctl, {})
-        c.run("up", timeout=900)
+        hosts = "qemu+ssh://root@vmctl-nowhere/system, qemu+ssh://root@vmctl-host-b/system"
+        up = c.run("up", timeout=900, env={"VMCTL_HOSTS": hosts})
+        assert "vmctl-nowhere is left out" in up.stdout + up.stderr, up.stdout + up.stderr
+        assert "beta: placed on root@vmctl-host-b" in up.stderr, up.stderr  # (progress goes to stderr)
         c.machines = {m["name"]: m for m in json.loads(c.run("status", "--json").stdout)["machines"]}
         yield c
     finally:

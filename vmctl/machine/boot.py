@@ -209,7 +209,8 @@ class BootMixin(StateMixin):
             if peer.name == self.name:
                 continue
             st = peer.state
-            others.append(member(peer, st.uri if st is not None else hypervisor.resolve_uri(peer.config.libvirt.uri)))
+            others.append(member(peer, st.uri if st is not None else self.placement.get(peer.name)
+                                 or hypervisor.resolve_uri(peer.config.libvirt.uri)))
         addresses: dict[str | None, str] = {}
 
         def address_of(machine_uri: str) -> str:
