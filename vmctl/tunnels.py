@@ -61,6 +61,20 @@ def where(uri: str) -> str:
     return remote.host_of(uri) or "this computer"
 
 
+def crossing(me: Member, others: Sequence[Member]) -> set[int]:
+    """The indices of ME's networks that it shares with a machine of OTHERS on another host
+    (those plan makes tunnels of), without asking for any address."""
+    out = set()
+    for i, (key, net) in enumerate(me.networks):
+        if net.public:
+            continue
+        hosts = {host_key(m.uri) for m in others if m.name != me.name
+                 for k, n in m.networks if k == key and not n.public}
+        if hosts - {host_key(me.uri)}:
+            out.add(i)
+    return out
+
+
 def plan(me: Member, others: Sequence[Member], address_of: Callable[[str], str]) -> list[PrivateNetwork]:
     """ME's networks, each one it shares with a machine of OTHERS on another host made the udp
     tunnel to that machine (tunnel_* filled in); the rest as they are. ADDRESS_OF(uri): the

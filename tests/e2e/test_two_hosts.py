@@ -117,6 +117,7 @@ def test_each_machine_runs_on_its_own_host(cluster: Cluster) -> None:
     text = cluster.run("status").stdout
     assert "root@vmctl-host-a" in text and "root@vmctl-host-b" in text
     # the private network is a udp socket from each host's address to the other's
+    assert [(n["mode"], n["ip"]) for n in m["alpha"]["networks"]] == [("udp", "192.168.91.10")]
     a, b = cluster.hosts["alpha"], cluster.hosts["beta"]
     xml = a.virsh("dumpxml", m["alpha"]["domain"])
     assert f"localaddr={a.ip}:" in xml and f"udp={b.ip}:" in xml, xml

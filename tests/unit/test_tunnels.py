@@ -53,6 +53,14 @@ def test_what_the_vagrantfile_wrote_is_used_and_the_other_end_agrees() -> None:
         "10.9.0.1", 41001, "198.51.100.20", 41002)
 
 
+def test_crossing_names_the_networks_that_go_to_another_host_without_asking_addresses() -> None:
+    web = tunnels.Member("web", A, (("wire", net()), ("local", net("192.168.80.10")), ("wire", net(public=True))))
+    db = tunnels.Member("db", B, (("wire", net("192.168.90.11")),))
+    cache = tunnels.Member("cache", A, (("local", net("192.168.80.11")),))
+    assert tunnels.crossing(web, [web, db, cache]) == {0}
+    assert tunnels.crossing(cache, [web, db, cache]) == set()
+
+
 def test_machines_on_one_host_keep_their_network() -> None:
     web, db = member("web", A, net()), member("db", A.replace("root@", ""), net("192.168.90.11"))
     assert tunnels.plan(web, [web, db], address_of) == [net()]

@@ -192,13 +192,11 @@ class BootMixin(StateMixin):
                 with hypervisor.connect(host.uri) as c:
                     libvirtnet.check(c, nets)  # the daemon's networks agree, before anything is made
 
-    def _join_hosts(self, uri: str) -> None:
-        """The private networks this machine shares with a machine of the project on another
-        libvirt host become udp tunnels to it (vmctl/tunnels.py), in self.config for this run."""
+    def _members(self, uri: str) -> tuple[Any, list[Any]] | None:
+        """This machine on URI and the project's other machines where they run (or will run),
+        as vmctl/tunnels.py sees them; None when this one has no private network."""
         if self.peers is None or not any(not n.public for n in self.config.private_networks):
-            return
-        from dataclasses import replace
-
+            return None
         from vmctl import tunnels
 
         def member(m: Any, machine_uri: str) -> tunnels.Member:
@@ -211,6 +209,18 @@ class BootMixin(StateMixin):
             st = peer.state
             others.append(member(peer, st.uri if st is not None else self.placement.get(peer.name)
                                  or hypervisor.resolve_uri(peer.config.libvirt.uri)))
+        return member(self, uri), others
+
+    def _join_hosts(self, uri: str) -> None:
+        """The private networks this machine shares with a machine of the project on another
+        libvirt host become udp tunnels to it (vmctl/tunnels.py), in self.config for this run."""
+        members = self._members(uri)
+        if members is None:
+            return
+        from dataclasses import replace
+
+        from vmctl import tunnels
+
         addresses: dict[str | None, str] = {}
 
         def address_of(machine_uri: str) -> str:
@@ -219,7 +229,7 @@ class BootMixin(StateMixin):
                 addresses[key] = tunnels.host_address(machine_uri)
             return addresses[key]
 
-        nets = tunnels.plan(member(self, uri), others, address_of)
+        nets = tunnels.plan(*members, address_of)
         if list(nets) != list(self.config.private_networks):
             self.config = replace(self.config, private_networks=tuple(nets))
 
@@ -267,6 +277,7 @@ class BootMixin(StateMixin):
         from vmctl import domain, network, remote
         from vmctl.machine import hardware
 
+        self._join_hosts(st.uri)  # (done already in an up; not in a snapshot's restore)
         cfg = self.config
         host = host or self._host(st.uri)
         guest_port = cfg.ssh.port or cfg.ssh.guest_port or 22
@@ -370,7 +381,18 @@ class BootMixin(StateMixin):
         home = str(paths.vmctl_home())
         out: list[tuple[Any, hostnet.HostNetwork | libvirtnet.LibvirtNetwork | None]] = []
         prefixes = None
-        for net in self.config.private_networks:
+        members = self._members(host.uri)
+        crossing: set[int] = set()
+        if members is not None:
+            from vmctl import tunnels
+
+            crossing = tunnels.crossing(*members)  # a udp tunnel to another host: no host network
+        for i, net in enumerate(self.config.private_networks):
+            if i in crossing:
+                from dataclasses import replace
+
+                out.append((replace(net, tunnel_type="udp"), None))
+                continue
             kind = hostnet.mode(net, is_root=host.is_root, daemon=host.daemon_networks)
             if kind == "libvirt":
                 out.append((net, libvirtnet.plan(net)))
