@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 # The domain XML, the hardware plan, host networks and the host's ports are imported where a
 # machine is booted: status, ssh, ssh-config and port go through this module and need none of them.
 from vmctl import hypervisor, paths
-from vmctl.errors import BoxError, HypervisorError, MachineError
+from vmctl.errors import BoxError, HypervisorError, MachineError, VmctlError
 from vmctl.machine import disks
 from vmctl.machine.state import ForwardState, MachineState, StateMixin
 from vmctl.state import IndexEntry, index_lock, load_index, save_index, write_atomic
@@ -206,7 +206,10 @@ class BootMixin(StateMixin):
         for peer in self.peers():
             if peer.name == self.name:
                 continue
-            st = peer.state
+            try:
+                st = peer.state
+            except VmctlError:  # its own commands say what is wrong with its state
+                st = None
             others.append(member(peer, st.uri if st is not None else self.placement.get(peer.name)
                                  or hypervisor.resolve_uri(peer.config.libvirt.uri)))
         return member(self, uri), others
