@@ -25,12 +25,12 @@ from __future__ import annotations
 
 import hashlib
 import socket
-import subprocess
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 from vmctl import remote, untrusted
-from vmctl.errors import MachineError
+from vmctl import run as funnel
+from vmctl.errors import MachineError, VmctlError
 from vmctl.vagrantfile.model import PrivateNetwork
 
 PORTS = (40000, 50000)
@@ -142,10 +142,10 @@ def host_address(uri: str, *, run: Callable[[list[str]], str] | None = None) -> 
         argv = ["ssh", "-G", *(["-l", jump.user] if jump.user else []), *(["-p", str(jump.port)] if jump.port else []),
                 "--", name]
         try:
-            out = run(argv) if run is not None else subprocess.run(
-                argv, capture_output=True, text=True, timeout=20, check=True, stdin=subprocess.DEVNULL).stdout
-        except (OSError, subprocess.SubprocessError) as exc:
-            raise MachineError(f"could not ask OpenSSH for the address of {jump.host} (ssh -G): {exc}",
+            out = run(argv) if run is not None else funnel.run(
+                argv, purpose=f"learn the address of {jump.host} (ssh -G)", timeout=20).stdout.decode(errors="replace")
+        except VmctlError as exc:
+            raise MachineError(f"could not ask OpenSSH for the address of {jump.host}: {exc.message}",
                                hint="set libvirt__tunnel_ip and libvirt__tunnel_local_ip on the network") from exc
         for line in out.splitlines():
             word, _, value = line.partition(" ")
