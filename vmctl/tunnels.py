@@ -13,8 +13,8 @@ _local_port) is used as it is; vmctl fills in the rest:
   HostName OpenSSH would connect to (`ssh -G`, so an alias of ~/.ssh/config counts), then
   resolved to an IPv4 address if it is a name; for tcp/tls URIs, the URI's host resolved.
   The hosts must reach each other at those addresses (docs/remote.md).
-- the port: one per wire, the same at both ends (tunnel_port), from a hash of its key, in
-  40000-49999.
+- the ports: each end's own, from a hash of the wire's key and the machine's name, in
+  40000-49999 (tunnel_port).
 
 A tunnel joins two NICs: a wire with three or more machines on more than one host is
 refused (QEMU's udp socket has one peer), and so are DHCP on such a wire (no host serves it)
@@ -52,8 +52,10 @@ def host_key(uri: str) -> str | None:
     return jump.host.lower() if jump is not None else None
 
 
-def tunnel_port(key: str) -> int:
-    digest = hashlib.sha256(f"udp-tunnel\0{key}".encode()).digest()
+def tunnel_port(key: str, machine: str) -> int:
+    """The port MACHINE's end of the tunnel of network KEY listens on. Each end has its own,
+    so the tunnel works even when both "hosts" turn out to be one address."""
+    digest = hashlib.sha256(f"udp-tunnel\0{key}\0{machine}".encode()).digest()
     return PORTS[0] + int.from_bytes(digest[:4], "big") % (PORTS[1] - PORTS[0])
 
 
@@ -105,7 +107,6 @@ def plan(me: Member, others: Sequence[Member], address_of: Callable[[str], str])
             raise MachineError(f"the private network {label} of {me.name} wants DHCP, and its machines are on two hosts "
                                f"({where(me.uri)}, {where(peer.uri)}): the UDP tunnel between them has no DHCP server",
                                hint="give each machine a static ip: on this network")
-        port = tunnel_port(key)
         remote_ip = net.tunnel_ip or pnet.tunnel_local_ip
         local_ip = net.tunnel_local_ip or pnet.tunnel_ip
         for end, uri in ((remote_ip, peer.uri), (local_ip, me.uri)):
@@ -114,9 +115,9 @@ def plan(me: Member, others: Sequence[Member], address_of: Callable[[str], str])
         filled = replace(
             net, tunnel_type="udp",
             tunnel_ip=remote_ip or address_of(peer.uri),
-            tunnel_port=net.tunnel_port or pnet.tunnel_local_port or port,
+            tunnel_port=net.tunnel_port or pnet.tunnel_local_port or tunnel_port(key, peer.name),
             tunnel_local_ip=local_ip or address_of(me.uri),
-            tunnel_local_port=net.tunnel_local_port or pnet.tunnel_port or port,
+            tunnel_local_port=net.tunnel_local_port or pnet.tunnel_port or tunnel_port(key, me.name),
         )
         for address in (filled.tunnel_ip, filled.tunnel_local_ip):
             assert address is not None

@@ -32,12 +32,12 @@ def test_a_network_across_two_hosts_becomes_a_udp_tunnel_between_their_addresses
     web, db = member("web", A, net("192.168.90.10")), member("db", B, net("192.168.90.11"))
     [a] = tunnels.plan(web, [web, db], address_of)
     [b] = tunnels.plan(db, [web, db], address_of)
-    port = tunnels.tunnel_port("wire")
-    assert 40000 <= port < 50000
+    web_port, db_port = tunnels.tunnel_port("wire", "web"), tunnels.tunnel_port("wire", "db")
+    assert 40000 <= web_port < 50000 and 40000 <= db_port < 50000 and web_port != db_port
     assert (a.tunnel_type, a.tunnel_ip, a.tunnel_port, a.tunnel_local_ip, a.tunnel_local_port) == (
-        "udp", "198.51.100.20", port, "192.0.2.10", port)
+        "udp", "198.51.100.20", db_port, "192.0.2.10", web_port)
     assert (b.tunnel_ip, b.tunnel_port, b.tunnel_local_ip, b.tunnel_local_port) == (
-        "192.0.2.10", port, "198.51.100.20", port)
+        "192.0.2.10", web_port, "198.51.100.20", db_port)
     assert a.ip == "192.168.90.10"  # the guest's own settings stay
 
 
