@@ -116,6 +116,9 @@ def test_each_machine_runs_on_its_own_host(cluster: Cluster) -> None:
         assert host.virsh("list", "--name").split() == [m[name]["domain"]]
     text = cluster.run("status").stdout
     assert "root@vmctl-host-a" in text and "root@vmctl-host-b" in text
+    listed = json.loads(cluster.run("global-status", "--json").stdout)["machines"]
+    assert {(x["name"], x["state"], x["host"]) for x in listed if x["project"] == str(cluster.folder)} == {
+        ("alpha", "running", "root@vmctl-host-a"), ("beta", "running", "root@vmctl-host-b")}
     # the private network is a udp socket from each host's address to the other's
     assert [(n["mode"], n["ip"]) for n in m["alpha"]["networks"]] == [("udp", "192.168.91.10")]
     a, b = cluster.hosts["alpha"], cluster.hosts["beta"]
