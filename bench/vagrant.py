@@ -79,9 +79,9 @@ def vagrant_env(home: Path) -> dict[str, str]:
 class Sandbox:
     """A network and a mount namespace with their own libvirtd and virtlogd."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, netns: str | None = None) -> None:
         self.root = root
-        self.netns = f"vmctl-bench-{os.getpid()}"
+        self.netns = netns or f"vmctl-bench-{os.getpid()}"  # NETNS: several sandboxes at once
         self.holder: subprocess.Popen[bytes] | None = None
         self.netns_added = False
 

@@ -1010,6 +1010,13 @@ class Connection:
                                   f"{_first_line(exc)}") from exc
         return True
 
+    def free_memory(self) -> int:
+        """The host's free memory in bytes (libvirt's getFreeMemory: all its NUMA nodes)."""
+        try:
+            return int(self._conn.getFreeMemory())
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt could not tell the free memory of {self.uri}: {_first_line(exc)}") from exc
+
     # --- networks (vmctl/libvirtnet.py): daemon URIs only -----------------------------------
 
     def _network(self, name: str) -> Any | None:

@@ -117,6 +117,11 @@ def up_machines(
 ) -> list[tuple[str, VmctlError]]:
     """Bring MACHINES up, in parallel by default; return the failures (name, error).
     ONLY: --provision-with; DESTROY_ON_ERROR: see Machine.up."""
+    from vmctl import placement
+
+    placed = placement.place(machines, emit)  # VMCTL_HOSTS: where the new machines go
+    for m in machines:
+        m.placement = placed
     cancel = threading.Event()
     failures: list[tuple[str, VmctlError]] = []
 

@@ -141,6 +141,22 @@ def host_network_problem(subnet: str) -> str | None:
     return None
 
 
+def tunnel_address_problem(text: object) -> str | None:
+    """Why TEXT cannot be an end of a UDP tunnel (libvirt__tunnel_ip / tunnel_local_ip, or a
+    host's address vmctl learned), or None: one IPv4 unicast address (loopback included), no
+    name, no multicast, broadcast or unspecified address, nothing that QEMU's option string
+    could take for another option."""
+    address = parse_address(text)
+    if address is None or ":" in address or address != text:
+        return "it is not an IPv4 address"
+    import ipaddress
+
+    ip = ipaddress.ip_address(address)
+    if ip.is_multicast or ip.is_unspecified or address == "255.255.255.255" or ip.is_reserved:
+        return "a tunnel's end is one host's unicast address (no multicast, broadcast, 0.0.0.0 or reserved address)"
+    return None
+
+
 def is_loopback(address: str) -> bool:
     import ipaddress
 

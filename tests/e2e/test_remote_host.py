@@ -1,11 +1,10 @@
 """A machine on a remote libvirt host over qemu+ssh.
 
-The "remote host" is on this machine: a network and mount namespace with its own libvirtd
-(bench/vagrant.py's Sandbox) and its own sshd, joined to the host by a veth pair. vmctl runs
-in a mount namespace of its own whose /root holds the user's ~/.ssh (and /root/.pyenv, the
-Python of the venv): a config with the
-alias `vmctl-remote` for the host, a test-only key and the host's pinned key. Nothing is
-written to the real /root. The Vagrantfile names the host as vagrant-libvirt users do
+The "remote host" is on this machine (tests/e2e/remote_hosts.py): a network and mount
+namespace with its own libvirtd (bench/vagrant.py's Sandbox) and its own sshd, joined to the
+host by a veth pair. vmctl runs in a mount namespace of its own whose /root holds the user's
+~/.ssh: a config with the alias `vmctl-remote` for the host, a test-only key and the host's
+pinned key. Nothing is written to the real /root. The Vagrantfile names the host as vagrant-libvirt users do
 (libvirt.host, username, connect_via_ssh), so the URI is composed from those settings.
 """
 
@@ -15,98 +14,37 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from conftest import VMCTL, Vmctl, write_vagrantfile
+from remote_hosts import RemoteHost as Host
+from remote_hosts import User
 
 pytestmark = pytest.mark.host_wide  # a network namespace, a veth pair, /run/sshd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-from bench.vagrant import Sandbox  # noqa: E402
-
 ALIAS = "vmctl-remote"
-HOST_IP, REMOTE_IP = "10.233.18.1", "10.233.18.2"
 
 
-class RemoteHost:
+class RemoteHost(Host):
+    """The host and its user (remote_hosts.py)."""
+
     def __init__(self, root: Path) -> None:
-        self.root = root
-        self.sandbox = Sandbox(root / "host")
-        self.sshd: subprocess.Popen[bytes] | None = None
-        self.holder: subprocess.Popen[bytes] | None = None  # the user's side: /root = root/home
+        super().__init__(root, ALIAS, 18, "rh")
+        self.person = User(root)
 
-    def virsh(self, *args: str) -> str:
-        return subprocess.run(self.sandbox.command("virsh", "-c", "qemu:///system", *args), capture_output=True,
-                              text=True, check=True, timeout=60).stdout
-
-    def start_sshd(self) -> None:
-        d = self.root / "sshd"
-        self.sshd = subprocess.Popen(self.sandbox.command("/usr/sbin/sshd", "-D", "-f", str(d / "sshd_config"),
-                                                          "-E", str(d / "log")), stdin=subprocess.DEVNULL)
-        deadline = time.monotonic() + 20
-        while b"Server listening" not in (d / "log").read_bytes() if (d / "log").exists() else True:
-            assert time.monotonic() < deadline and self.sshd.poll() is None, "sshd did not start"
-            time.sleep(0.1)
-
-    def stop_sshd(self) -> None:
-        if self.sshd is not None:
-            self.sshd.terminate()
-            self.sshd.wait(10)
-            self.sshd = None
-
-    def start(self) -> None:
-        self.sandbox.start()
-        netns = self.sandbox.netns
-        subprocess.run(["ip", "link", "add", "vmctl-rh0", "type", "veth", "peer", "name", "vmctl-rh1",
-                        "netns", netns], check=True)
-        subprocess.run(["ip", "addr", "add", f"{HOST_IP}/30", "dev", "vmctl-rh0"], check=True)
-        subprocess.run(["ip", "link", "set", "vmctl-rh0", "up"], check=True)
-        subprocess.run(["ip", "-n", netns, "addr", "add", f"{REMOTE_IP}/30", "dev", "vmctl-rh1"], check=True)
-        subprocess.run(["ip", "-n", netns, "link", "set", "vmctl-rh1", "up"], check=True)
-        # the host's sshd: a host key, the user's test-only key authorized for root
-        d = self.root / "sshd"
-        d.mkdir()
-        home = self.root / "home" / ".ssh"
-        home.mkdir(parents=True, mode=0o700)
-        for key in (d / "host_key", home / "id_ed25519"):
-            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(key)], check=True)
-        shutil.copy(home / "id_ed25519.pub", d / "authorized_keys")
-        (d / "sshd_config").write_text(
-            f"ListenAddress {REMOTE_IP}\nHostKey {d}/host_key\nAuthorizedKeysFile {d}/authorized_keys\n"
-            "PermitRootLogin prohibit-password\nPasswordAuthentication no\nUsePAM no\nStrictModes no\n"
-            f"PidFile {d}/pid\nAllowTcpForwarding yes\n")
-        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation folder
-        self.start_sshd()
-        # the user's ~/.ssh: the alias, the key, the host's key known
-        host_key = (d / "host_key.pub").read_text().split()[:2]
-        (home / "known_hosts").write_text(f"{REMOTE_IP} {' '.join(host_key)}\n")
-        (home / "config").write_text(
-            f"Host {ALIAS}\n  HostName {REMOTE_IP}\n  IdentityFile ~/.ssh/id_ed25519\n  IdentitiesOnly yes\n"
-            "  StrictHostKeyChecking yes\n  BatchMode yes\n")
-        self.holder = subprocess.Popen(
-            ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-             f"mkdir {self.root}/home/.pyenv && mount --bind /root/.pyenv {self.root}/home/.pyenv && "
-             f"mount --rbind {self.root}/home /root && echo ready && exec sleep infinity >/dev/null"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
-        assert self.holder.stdout is not None and self.holder.stdout.readline().strip() == b"ready"
-        self.holder.stdout.close()
+    def start(self) -> None:  # type: ignore[override]
+        super().start(self.person)
+        self.person.start()
 
     def user(self, *argv: str, cwd: Path) -> list[str]:
-        """ARGV run as the user whose ~/.ssh names the host."""
-        assert self.holder is not None
-        return ["nsenter", f"--mount=/proc/{self.holder.pid}/ns/mnt", f"--wd={cwd}", *argv]
+        return self.person.command(*argv, cwd=cwd)
 
     def stop(self) -> None:
-        self.stop_sshd()
-        if self.holder is not None:
-            self.holder.kill()
-            self.holder.wait()
-        self.sandbox.stop()  # deleting the namespace deletes the veth pair
+        super().stop()
+        self.person.stop()
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +74,7 @@ def test_a_machine_on_a_remote_host_over_qemu_ssh(vmctl: Vmctl, tiny_box: Path, 
           config.vm.box = "vmctl/tiny"
           config.vm.hostname = "far-away"
           config.vm.provision "shell", inline: "echo provisioned > /tmp/provisioned"
+          config.vm.network "private_network", ip: "192.168.92.10"
           config.vm.provider :libvirt do |lv|
             lv.host = "{ALIAS}"
             lv.username = "root"
@@ -154,6 +93,10 @@ def test_a_machine_on_a_remote_host_over_qemu_ssh(vmctl: Vmctl, tiny_box: Path, 
         assert m["domain"] in remote_host.virsh("list", "--name").split()
         volumes = remote_host.virsh("vol-list", "default")
         assert all(d["volume"] in volumes for d in m["disks"] if d.get("volume"))
+        # the private network is a libvirt network of the host's daemon: that host reaches the guest
+        assert "vmctl-192.168.92.0-24" in remote_host.virsh("net-list", "--name").split()
+        banner = remote_host.run("timeout", "20", "bash", "-c", "exec 3<>/dev/tcp/192.168.92.10/22; head -c 4 <&3")
+        assert banner.stdout == "SSH-"  # the guest's sshd, from the host, over the network
         listening = subprocess.run(remote_host.sandbox.command("ss", "-ltnH"), capture_output=True, text=True,
                                    check=True).stdout
         assert f"127.0.0.1:{m['ssh']['port']} " in listening
@@ -178,5 +121,6 @@ def test_a_machine_on_a_remote_host_over_qemu_ssh(vmctl: Vmctl, tiny_box: Path, 
         assert m["domain"] not in remote_host.virsh("list", "--all", "--name").split()
         left = remote_host.virsh("vol-list", "default")
         assert not [d for d in m["disks"] if d.get("volume") and d["volume"] in left], left
+        assert "vmctl-192.168.92.0-24" not in remote_host.virsh("net-list", "--all", "--name").split()
     finally:
         run("destroy", "-f", check=False)

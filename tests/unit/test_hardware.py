@@ -524,11 +524,18 @@ def test_memtune_hard_limit_needs_the_privilege_to_raise_memlock(tmp_path: Path,
 
 def test_a_remote_host_refuses_what_needs_this_computers_files(tmp_path: Path) -> None:
     far = hardware.Host(accel="tcg", uri="qemu+ssh://me@kvm1/system", embedded=False)
-    cfg = machine(tmp_path, "", extra='config.vm.network "private_network", ip: "10.1.2.3"')
-    with pytest.raises(MachineError, match="remote libvirt host me@kvm1.*private networks.*UDP tunnels") as info:
+    cfg = machine(tmp_path, "", extra='config.vm.network "public_network", dev: "br0"')
+    with pytest.raises(MachineError, match="remote libvirt host me@kvm1.*public network on br0") as info:
         hardware.check_host(cfg, far)
     assert info.value.hint
     assert hardware.check_host(machine(tmp_path, ""), far) == []  # rsync folders are fine
+    # A private network is a libvirt network of the host's system daemon (that host reaches it) ...
+    private = machine(tmp_path, "", extra='config.vm.network "private_network", ip: "10.1.2.3"')
+    assert any("libvirt network on me@kvm1" in w for w in hardware.check_host(private, far))
+    # ... but a remote session daemon has none, and vmctl's own bridges are this computer's.
+    session = hardware.Host(accel="tcg", uri="qemu+ssh://me@kvm1/session", embedded=False, is_root=True)
+    with pytest.raises(MachineError, match="private network 10.1.2.3 as a host-only network"):
+        hardware.check_host(private, session)
 
 
 def test_a_multi_disk_box_gives_each_disk_its_overlay(tmp_path: Path, home: Path) -> None:

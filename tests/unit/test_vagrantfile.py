@@ -480,7 +480,7 @@ def test_private_network_libvirt_options(tmp_path: Path) -> None:
     """).machines
     a, b, c, d, e = m.private_networks
     assert (e.tunnel_type, e.tunnel_ip, e.tunnel_port, e.tunnel_local_ip, e.tunnel_local_port) == (
-        "udp", "127.0.0.1", 40002, "127.0.0.2", 40001)
+        "udp", None, 40002, "127.0.0.2", 40001)  # what is not written is filled in at up (tunnels.py)
     assert (a.type, a.ip, a.subnet, a.netmask) == ("dhcp", None, "172.28.128.0/24", "255.255.255.0")
     assert (b.subnet, b.dhcp_start, b.dhcp_stop, b.name) == ("10.7.0.0/16", "10.7.1.10", "10.7.1.20", "lab")
     assert (c.ip, c.host_ip, c.mac, c.iface_name, c.dhcp_enabled) == (
@@ -541,11 +541,18 @@ def test_public_networks(tmp_path: Path) -> None:
         ('config.vm.network "private_network"', "needs ip:"),
         ('config.vm.network "private_network", type: "dhcp", libvirt__dhcp_enabled: false', "needs its DHCP server"),
         ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__tunnel_type: "gre"', '"mcast"'),
-        ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__tunnel_type: "udp"', "needs libvirt__tunnel_port"),
+        ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__tunnel_type: "udp", libvirt__tunnel_port: 0',
+         "not a port number"),
         ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__tunnel_type: "udp", libvirt__tunnel_port: 5000, '
-         'libvirt__tunnel_local_port: 5001, libvirt__tunnel_ip: "192.0.2.7"', "stay on this host"),
+         'libvirt__tunnel_local_ip: "127.0.0.1", libvirt__tunnel_ip: "192.0.2.7"', "one is a loopback address"),
         ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__tunnel_type: "udp", libvirt__tunnel_port: 5000, '
-         'libvirt__tunnel_local_port: 5001, libvirt__tunnel_local_ip: "127.0.0.1,udp=1.2.3.4:5"', "stay on this host"),
+         'libvirt__tunnel_local_port: 5001, libvirt__tunnel_local_ip: "127.0.0.1,udp=1.2.3.4:5"', "not an IPv4 address"),
+        ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__tunnel_type: "udp", '
+         'libvirt__tunnel_ip: "kvm1.example"', "not an IPv4 address"),
+        ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__tunnel_type: "udp", '
+         'libvirt__tunnel_ip: "239.1.2.3"', "unicast"),
+        ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__tunnel_type: "udp", '
+         'libvirt__tunnel_local_ip: "0.0.0.0"', "unicast"),
         ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__forward_mode: "open"', "none (isolated), nat or route"),
         ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__forward_mode: "masq"', "modes are"),
         ('config.vm.network "private_network", ip: "10.0.0.5", libvirt__forward_mode: "nat", '

@@ -7,7 +7,8 @@ address (127.0.0.1 by default): an empty one would bind every interface. Private
 are unprivileged QEMU multicast sockets bound to loopback (`localaddr=127.0.0.1`): libvirt
 9.0's <interface type='mcast'> has no way to say so (its schema refuses <local>, and it
 drops the element), and without it the segment's traffic goes out on the host's default
-interface, where anyone on the LAN could join the group. Each NIC needs an explicit PCI
+interface, where anyone on the LAN could join the group. A "udp" tunnel is a socket from one
+address to one other (loopback on one host, the two hosts' addresses between two hosts). Each NIC needs an explicit PCI
 slot, or it collides with libvirt's own devices.
 
 A private network on a host-only bridge (vmctl/hostnet.py, as root) is a libvirt
@@ -62,10 +63,11 @@ class McastNic:
 
 @dataclass(frozen=True)
 class UdpNic:
-    """A point-to-point UDP tunnel on loopback (libvirt__tunnel_type: "udp")."""
+    """A point-to-point UDP tunnel (libvirt__tunnel_type: "udp"): on loopback between two
+    machines of one host, or between two hosts' addresses (vmctl/tunnels.py)."""
 
     mac: str
-    remote: str  # loopback address
+    remote: str  # IPv4 unicast address (the other end's host)
     port: int
     local: str
     local_port: int
@@ -176,12 +178,13 @@ def private_args(spec: NetworkSpec) -> list[str]:
         if isinstance(nic, UdpNic):
             ends = []
             for address, port in ((nic.remote, nic.port), (nic.local, nic.local_port)):
-                parsed = untrusted.parse_address(address)
-                if parsed is None or ":" in parsed or not ipaddress.ip_address(parsed).is_loopback:
+                if untrusted.tunnel_address_problem(address) is not None:
                     raise ValueError(f"udp tunnel address {address!r}")
                 if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
                     raise ValueError(f"udp tunnel port {port!r}")
-                ends.append(f"{parsed}:{port}")
+                ends.append(f"{address}:{port}")
+            if untrusted.is_loopback(nic.remote) != untrusted.is_loopback(nic.local):
+                raise ValueError(f"udp tunnel from {nic.local!r} to {nic.remote!r}: one end on loopback only")
             netdev = f"socket,id=vmpriv{i},udp={ends[0]},localaddr={ends[1]}"
         else:
             group = untrusted.parse_address(nic.group)

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 # The domain XML, the hardware plan, host networks and the host's ports are imported where a
 # machine is booted: status, ssh, ssh-config and port go through this module and need none of them.
 from vmctl import hypervisor, paths
-from vmctl.errors import BoxError, HypervisorError, MachineError
+from vmctl.errors import BoxError, HypervisorError, MachineError, VmctlError
 from vmctl.machine import disks
 from vmctl.machine.state import ForwardState, MachineState, StateMixin
 from vmctl.state import IndexEntry, index_lock, load_index, save_index, write_atomic
@@ -181,6 +181,7 @@ class BootMixin(StateMixin):
         but not honoured."""
         from vmctl.machine import hardware
 
+        self._join_hosts(host.uri)
         for warning in hardware.check_host(self.config, host):
             emit(f"==> {self.name}: warning: {warning}")
         if host.daemon_networks:
@@ -190,6 +191,50 @@ class BootMixin(StateMixin):
             if nets:
                 with hypervisor.connect(host.uri) as c:
                     libvirtnet.check(c, nets)  # the daemon's networks agree, before anything is made
+
+    def _members(self, uri: str) -> tuple[Any, list[Any]] | None:
+        """This machine on URI and the project's other machines where they run (or will run),
+        as vmctl/tunnels.py sees them; None when this one has no private network."""
+        if self.peers is None or not any(not n.public for n in self.config.private_networks):
+            return None
+        from vmctl import tunnels
+
+        def member(m: Any, machine_uri: str) -> tunnels.Member:
+            return tunnels.Member(m.name, machine_uri, tuple((m._segment(n), n) for n in m.config.private_networks))
+
+        others = []
+        for peer in self.peers():
+            if peer.name == self.name:
+                continue
+            try:
+                st = peer.state
+            except VmctlError:  # its own commands say what is wrong with its state
+                st = None
+            others.append(member(peer, st.uri if st is not None else self.placement.get(peer.name)
+                                 or hypervisor.resolve_uri(peer.config.libvirt.uri)))
+        return member(self, uri), others
+
+    def _join_hosts(self, uri: str) -> None:
+        """The private networks this machine shares with a machine of the project on another
+        libvirt host become udp tunnels to it (vmctl/tunnels.py), in self.config for this run."""
+        members = self._members(uri)
+        if members is None:
+            return
+        from dataclasses import replace
+
+        from vmctl import tunnels
+
+        addresses: dict[str | None, str] = {}
+
+        def address_of(machine_uri: str) -> str:
+            key = tunnels.host_key(machine_uri)
+            if key not in addresses:
+                addresses[key] = tunnels.host_address(machine_uri)
+            return addresses[key]
+
+        nets = tunnels.plan(*members, address_of)
+        if list(nets) != list(self.config.private_networks):
+            self.config = replace(self.config, private_networks=tuple(nets))
 
     def _plan_disks(self, st: MachineState, box: disks.Box, host: hardware.Host) -> list[disks.MachineDisk]:
         from vmctl.machine import hardware
@@ -235,6 +280,7 @@ class BootMixin(StateMixin):
         from vmctl import domain, network, remote
         from vmctl.machine import hardware
 
+        self._join_hosts(st.uri)  # (done already in an up; not in a snapshot's restore)
         cfg = self.config
         host = host or self._host(st.uri)
         guest_port = cfg.ssh.port or cfg.ssh.guest_port or 22
@@ -255,8 +301,12 @@ class BootMixin(StateMixin):
                 bridge = planned[i][1].bridge
                 nics.append(domain.BridgeNic(mac=mac, bridge=bridge, tap=net.iface_name or hostnet.tap_name(st.id, i)))
             elif net.tunnel_type == "udp":
-                nics.append(domain.UdpNic(mac=mac, remote=net.tunnel_ip, port=net.tunnel_port,
-                                          local=net.tunnel_local_ip, local_port=net.tunnel_local_port))
+                if net.tunnel_port is None or net.tunnel_local_port is None:
+                    raise MachineError("libvirt__tunnel_type: \"udp\" between two machines of one host needs "
+                                       "libvirt__tunnel_port: and libvirt__tunnel_local_port: (the two machines name "
+                                       "each other's ports)", hint="add both ports to the network in both machines")
+                nics.append(domain.UdpNic(mac=mac, remote=net.tunnel_ip or "127.0.0.1", port=net.tunnel_port,
+                                          local=net.tunnel_local_ip or "127.0.0.1", local_port=net.tunnel_local_port))
             else:
                 group, port = network.mcast_group(self._segment(net))
                 nics.append(domain.McastNic(mac=mac, group=group, port=port))
@@ -334,7 +384,18 @@ class BootMixin(StateMixin):
         home = str(paths.vmctl_home())
         out: list[tuple[Any, hostnet.HostNetwork | libvirtnet.LibvirtNetwork | None]] = []
         prefixes = None
-        for net in self.config.private_networks:
+        members = self._members(host.uri)
+        crossing: set[int] = set()
+        if members is not None:
+            from vmctl import tunnels
+
+            crossing = tunnels.crossing(*members)  # a udp tunnel to another host: no host network
+        for i, net in enumerate(self.config.private_networks):
+            if i in crossing:
+                from dataclasses import replace
+
+                out.append((replace(net, tunnel_type="udp"), None))
+                continue
             kind = hostnet.mode(net, is_root=host.is_root, daemon=host.daemon_networks)
             if kind == "libvirt":
                 out.append((net, libvirtnet.plan(net)))

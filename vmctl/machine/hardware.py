@@ -69,10 +69,16 @@ def check_remote(cfg: MachineConfig, host: Host) -> None:
     where = remote.host_of(host.uri)
     if where is None:
         return
+    from vmctl import hostnet
+
     lv = cfg.libvirt
+    nets = [n for n in cfg.private_networks
+            if n.public or hostnet.mode(n, is_root=host.is_root, daemon=host.daemon_networks) == "bridge"]
     needs = [
-        *(["private networks (host-only bridges and multicast segments are this computer's; "
-           "UDP tunnels between hosts are not done yet)"] if cfg.private_networks else []),
+        *([f"the public network on {n.devs[0] if n.devs else 'a host device'} (a device of the host, which vmctl does "
+           "not look up on a remote host)" for n in nets if n.public]),
+        *([f"the private network {n.ip or n.subnet} as a host-only network: a remote qemu:///session has no libvirt "
+           "networks (use .../system), and vmctl's own bridges are this computer's" for n in nets if not n.public]),
         *([f"a {f.type} synced folder ({f.host}): it shares a folder of this computer"
            for f in cfg.synced_folders if not f.disabled and f.type in ("9p", "virtiofs", "nfs")]),
         *(["libvirt.dtb (a file of this computer)"] if lv.dtb else []),
@@ -223,6 +229,12 @@ def network_warnings(cfg: MachineConfig, host: Host) -> list[str]:
                                 "bridge, which the machine's NIC joins as it is")
             continue
         kind = hostnet.mode(net, is_root=host.is_root, daemon=host.daemon_networks)
+        if kind == "udp" and (net.tunnel_port is None or net.tunnel_local_port is None):
+            raise MachineError(f"the private network {net.ip or net.subnet} is a udp tunnel (libvirt__tunnel_type: "
+                               "\"udp\") between two machines of one host: it needs libvirt__tunnel_port: and "
+                               "libvirt__tunnel_local_port: (the two machines name each other's ports)",
+                               hint="add both ports to the network in both machines (vmctl chooses them only between "
+                               "machines on two hosts)")
         if net.forward_mode != "none" and kind not in ("bridge", "libvirt"):
             warnings.append(f"libvirt__forward_mode: {net.forward_mode} is not applied to the private network "
                             f"{net.ip or net.subnet}: it is not a host-only network here, so nothing is forwarded")

@@ -64,6 +64,9 @@ class Machine(GuestMixin):
         # The project's machines (for the ansible inventory), set by the project; and the
         # provisioners that run once for the whole project, which _provision leaves to it.
         self.peers: Callable[[], list[Machine]] | None = None
+        # Where this `up` placed the project's new machines that name no host (name -> URI,
+        # vmctl/placement.py: VMCTL_HOSTS), set by the project.
+        self.placement: dict[str, str] = {}
         self.deferred: list[tuple[int, Any]] = []
 
 
@@ -177,7 +180,7 @@ class Machine(GuestMixin):
 
         from vmctl import storage
 
-        uri = hypervisor.resolve_uri(cfg.libvirt.uri)
+        uri = self.placement.get(self.name) or hypervisor.resolve_uri(cfg.libvirt.uri)
         host = self._host(uri)
         self._check_host(host, emit)  # before anything is made: what cannot work here stops here
         pool = storage.pool_for(uri, cfg.libvirt)

@@ -43,7 +43,9 @@ class PrivateNetwork(Frozen):
     mac: str | None = None  # libvirt__mac
     iface_name: str | None = None  # libvirt__iface_name: the host's tap device
     tunnel_type: str | None = None  # libvirt__tunnel_type: "mcast" (a segment) or "udp" (point to point)
-    # The "udp" tunnel's ends (loopback addresses; the ports are required for it).
+    # The "udp" tunnel's ends as the Vagrantfile wrote them (IPv4 unicast addresses; None: not
+    # written: 127.0.0.1 on one host, the hosts' addresses between two hosts (vmctl/tunnels.py);
+    # the ports: chosen by vmctl between two hosts, required on one).
     tunnel_ip: str | None = None
     tunnel_port: int | None = None
     tunnel_local_ip: str | None = None

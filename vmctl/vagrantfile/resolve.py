@@ -395,25 +395,32 @@ class Resolver:
         )
 
     def udp_tunnel(self, node: Node, options: dict[str, Any]) -> dict[str, Any]:
-        """The ends of a "udp" tunnel: QEMU sends the NIC's frames to tunnel_ip:tunnel_port
-        from tunnel_local_ip:tunnel_local_port. Loopback only, like vmctl's multicast
-        segments: a machine's frames never leave this host."""
+        """The ends of a "udp" tunnel as written: QEMU sends the NIC's frames to
+        tunnel_ip:tunnel_port from tunnel_local_ip:tunnel_local_port. What is not written is
+        filled in at `up` (vmctl/tunnels.py): 127.0.0.1 when both machines are on one host
+        (where the ports are required, as in vagrant-libvirt), the two hosts' addresses and a
+        port of vmctl's choice when they are on two hosts."""
         out: dict[str, Any] = {}
         for key, field in (("libvirt__tunnel_port", "tunnel_port"), ("libvirt__tunnel_local_port", "tunnel_local_port")):
             if options.get(key) is None:
-                raise self.error(node, f'libvirt__tunnel_type: "udp" needs {key}: (the two machines name each '
-                                 "other's ports)")
+                continue
             port = self.want(node, key, options[key], int)
             if isinstance(port, bool) or not 1 <= port <= 65535:
                 raise self.error(node, f"{key} {port} is not a port number (1-65535)")
             out[field] = int(port)
         for key, field in (("libvirt__tunnel_ip", "tunnel_ip"), ("libvirt__tunnel_local_ip", "tunnel_local_ip")):
-            value = options.get(key, "127.0.0.1")
-            address = untrusted.parse_address(self.want(node, key, value, str))
-            if address is None or ":" in address or not untrusted.is_loopback(address):
-                raise self.error(node, f"{key} {untrusted.visible(str(value))!r}: vmctl's udp tunnels stay on this host "
-                                 "(an IPv4 loopback address such as 127.0.0.1)")
-            out[field] = address
+            if options.get(key) is None:
+                continue
+            value = self.want(node, key, options[key], str)
+            problem = untrusted.tunnel_address_problem(value)
+            if problem:
+                raise self.error(node, f"{key} {untrusted.visible(str(value))!r}: {problem} (the address of a "
+                                 "host end of the tunnel, such as 127.0.0.1 or 192.0.2.7)")
+            out[field] = value
+        loopback = [untrusted.is_loopback(out[f]) for f in ("tunnel_ip", "tunnel_local_ip") if f in out]
+        if len(set(loopback)) > 1:
+            raise self.error(node, "libvirt__tunnel_ip and libvirt__tunnel_local_ip: one is a loopback address and "
+                             "the other is not (a tunnel stays on one host, or goes between two hosts' addresses)")
         return out
 
     def mac_option(self, node: Node, options: dict[str, Any], setting: str, label: str) -> str | None:
