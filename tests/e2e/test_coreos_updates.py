@@ -1,11 +1,15 @@
-"""The coreos-like box's own CoreOS parts, through vmctl, on one shared machine (issue 17):
-an Ignition config at first boot (from fw_cfg, given by `config.ignition`), the 2014
-coreos-vagrant cloud-config pattern, then A/B /usr updates with `vmctl reload` and an automatic
-rollback. The tests run in file order and share the machine (booted once)."""
+"""The coreos-like box's own CoreOS parts, through vmctl (issue 17): Ignition configs from
+fw_cfg handed over the three ways (a config Ignition rejects by `libvirt.qemuargs`, a good one by
+`libvirt.sysinfo`, each on its own short-lived machine), then one shared machine: an Ignition
+config at first boot (`config.ignition`), the 2014 coreos-vagrant cloud-config pattern, A/B /usr
+updates with `vmctl reload` (whose first boot also runs Ignition again, with a config from
+`libvirt.qemuargs`) and automatic rollbacks: a /usr that does not boot, and one that boots but
+fails its health check. The shared machine's tests run in file order (booted once)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -119,6 +123,64 @@ def test_a_config_ignition_rejects_fails_up_with_its_message(
         vmctl("destroy", "-f", cwd=project, check=False, timeout=300)
 
 
+# vagrant-libvirt's sysinfo Hash with vmctl's "fw_cfg" block: the config by file (relative to
+# the Vagrantfile), beside an SMBIOS block.
+SYSINFO_VAGRANTFILE = """
+Vagrant.configure("2") do |config|
+  config.vm.box = "vmctl/coreos-like"
+  config.vm.synced_folder ".", "/vagrant", disabled: true
+  config.vm.boot_timeout = 900  # TCG on a shared host: a first boot has taken over 300 s
+  config.vm.provider :libvirt do |libvirt|
+    libvirt.sysinfo = {
+      'system' => { 'serial' => 'ign-by-sysinfo' },
+      'fw_cfg' => { 'opt/com.coreos/config' => { 'file' => 'sysinfo.ign' } }
+    }
+  end
+end
+"""
+
+
+def hello_unit(marker: str, out: str) -> str:
+    """A oneshot unit for multi-user.target that copies MARKER to OUT (in /run: this boot's)."""
+    return ("[Unit]\nDescription=From Ignition\n[Service]\nType=oneshot\nRemainAfterExit=yes\n"
+            f"ExecStart=/bin/sh -c 'cat {marker} > {out}'\n[Install]\nWantedBy=multi-user.target\n")
+
+
+def small_ignition(name: str, text: str) -> dict:
+    """A config with a file /etc/NAME-marker holding TEXT and an enabled NAME.service that
+    copies it to /run/NAME-hello, plus a key for core."""
+    return {
+        "ignition": {"version": "3.3.0"},
+        "passwd": {"users": [{"name": "core", "sshAuthorizedKeys": [IGNITION_KEY]}]},
+        "storage": {"files": [{"path": f"/etc/{name}-marker", "mode": 420,
+                               "contents": {"source": "data:," + text.replace(" ", "%20") + "%0A"}}]},
+        "systemd": {"units": [{"name": f"{name}.service", "enabled": True,
+                               "contents": hello_unit(f"/etc/{name}-marker", f"/run/{name}-hello")}]},
+    }  # fmt: skip
+
+
+def test_ignition_by_libvirt_sysinfo_fw_cfg(
+    vmctl: Vmctl, coreos_box: Path, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    project = tmp_path_factory.mktemp("sysinfo-ignition")
+    project.chmod(0o755)
+    write_vagrantfile(project, SYSINFO_VAGRANTFILE)
+    (project / "sysinfo.ign").write_text(json.dumps(small_ignition("sysinfo", "from libvirt.sysinfo")))
+    try:
+        vmctl("up", cwd=project, timeout=900)
+        # The file was written and the unit enabled before systemd started: it ran on this boot,
+        # before the first login (vmctl's, with its own key: Ignition's key was added beside it).
+        out = run(vmctl, project, "cat /run/sysinfo-hello /etc/sysinfo-marker; systemctl is-enabled sysinfo.service")
+        assert out == "from libvirt.sysinfo\n" * 2 + "enabled\n"
+        assert IGNITION_KEY in run(vmctl, project, "cat ~/.ssh/authorized_keys.d/ignition")
+        assert IGNITION_KEY not in run(vmctl, project, "cat ~/.ssh/authorized_keys")
+        assert "Ignition finished successfully" in run(vmctl, project, "sudo cat /var/log/ignition.log")
+        # The SMBIOS block of the same Hash reached the machine too.
+        assert run(vmctl, project, "sudo cat /sys/class/dmi/id/product_serial") == "ign-by-sysinfo\n"
+    finally:
+        vmctl("destroy", "-f", cwd=project, check=False, timeout=300)
+
+
 @pytest.fixture(scope="module")
 def machine(vmctl: Vmctl, coreos_box: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     project = tmp_path_factory.mktemp("coreos-updates")
@@ -133,6 +195,16 @@ def machine(vmctl: Vmctl, coreos_box: Path, tmp_path_factory: pytest.TempPathFac
         vmctl("destroy", "-f", cwd=project, check=False, timeout=300)
 
 
+# The shared machine's Vagrantfile from the update on: the Ignition config by qemuargs instead.
+QEMUARGS_VAGRANTFILE = VAGRANTFILE.replace(
+    '  config.ignition.enabled = true\n  config.ignition.path = "config.ign"\n', ""
+).replace(
+    "    libvirt.memory = 1024\n",
+    '    libvirt.memory = 1024\n    libvirt.qemuargs value: "-fw_cfg"\n'
+    '    libvirt.qemuargs value: "name=opt/com.coreos/config,file=PROJECT/qemu.ign"\n',
+)
+
+
 def run(vmctl: Vmctl, project: Path, command: str, timeout: float = 300) -> str:
     return vmctl("ssh", "-c", command, cwd=project, timeout=timeout).stdout
 
@@ -142,7 +214,10 @@ def eventually(vmctl: Vmctl, project: Path, command: str, done, timeout: float =
     deadline = time.monotonic() + timeout
     last = ""
     while time.monotonic() < deadline:
-        r = vmctl("ssh", "-c", command, cwd=project, check=False, timeout=120)
+        try:
+            r = vmctl("ssh", "-c", command, cwd=project, check=False, timeout=120)
+        except subprocess.TimeoutExpired:  # a session caught by a reboot
+            continue
         last = r.stdout + r.stderr
         if r.returncode == 0 and done(r.stdout):
             return r.stdout
@@ -200,6 +275,13 @@ def test_usr_update_then_automatic_rollback(vmctl: Vmctl, machine: Path) -> None
     pending = usr_status(vmctl, machine)
     assert pending["pending"] == "USR-B" and pending["versions"]["USR-B"] == "9.0.1"
 
+    # That boot also runs Ignition again (armed by /boot/ignition.firstboot, as on Fedora
+    # CoreOS), with a config that libvirt.qemuargs -fw_cfg hands over this time: the reload
+    # defines the machine as the Vagrantfile says now.
+    write_vagrantfile(machine, QEMUARGS_VAGRANTFILE.replace("PROJECT", str(machine)))
+    (machine / "qemu.ign").write_text(json.dumps(small_ignition("qemuargs", "from libvirt.qemuargs")))
+    run(vmctl, machine, "sudo touch /boot/ignition.firstboot")
+
     # Tried on the next boot, kept once the machine is up and healthy.
     vmctl("reload", cwd=machine, timeout=900)
     now = json.loads(eventually(vmctl, machine, "update-usr status --json",
@@ -210,6 +292,9 @@ def test_usr_update_then_automatic_rollback(vmctl: Vmctl, machine: Path) -> None
     assert "ro" in run(vmctl, machine, "findmnt -no OPTIONS /usr").strip().split(",")
     touch = vmctl("ssh", "-c", "sudo touch /usr/x", cwd=machine, check=False)
     assert touch.returncode != 0 and "Read-only file system" in touch.stderr
+    out = run(vmctl, machine, "cat /run/qemuargs-hello /etc/qemuargs-marker; systemctl is-enabled qemuargs.service")
+    assert out == "from libvirt.qemuargs\n" * 2 + "enabled\n"
+    assert run(vmctl, machine, "test -e /boot/ignition.firstboot || echo once") == "once\n"
 
     # A broken /usr (no systemd in it): apply refuses it, --force writes it, and the boot
     # that tries it goes back to USR-B by itself, saying why.
@@ -228,3 +313,40 @@ def test_usr_update_then_automatic_rollback(vmctl: Vmctl, machine: Path) -> None
     assert run(vmctl, machine, "cat /usr/share/update-marker") == "update 9.0.1\n"
     human = run(vmctl, machine, "update-usr status")
     assert "last rollback:" in human and "USR-A (version 9.0.2) abandoned for USR-B" in human
+
+
+def test_a_usr_failing_its_health_check_is_rolled_back(vmctl: Vmctl, machine: Path) -> None:
+    # After the test above: USR-B (9.0.1) runs, USR-A holds the broken 9.0.2.
+    before = usr_status(vmctl, machine)
+    assert before["active"] == "USR-B" and before["confirmed"] and before["pending"] is None
+    boots = len(run(vmctl, machine, "sudo journalctl --list-boots --no-pager -q").splitlines())
+
+    # A /usr that boots to multi-user.target, but whose own health check says it is not fit.
+    run(vmctl, machine, "sudo rm -f /var/tmp/usr.img && "
+        "sudo mkdir -p /var/tmp/up3/lib/update-usr/health.d /var/tmp/up3/share /var/tmp/work3 /var/tmp/newusr3 && "
+        "printf '#!/bin/sh\\necho schema 7 not migrated\\nexit 1\\n' | "
+        "sudo tee /var/tmp/up3/lib/update-usr/health.d/fail >/dev/null && "
+        "sudo chmod 755 /var/tmp/up3/lib/update-usr/health.d/fail && "
+        "echo update 9.0.3 | sudo tee /var/tmp/up3/share/update-marker >/dev/null && "
+        "sudo mount -t overlay overlay -o lowerdir=/usr,upperdir=/var/tmp/up3,workdir=/var/tmp/work3 "
+        "/var/tmp/newusr3 && sudo update-usr pack --version 9.0.3 /var/tmp/newusr3 /var/tmp/usr3.img && "
+        "sudo umount /var/tmp/newusr3 && sudo update-usr apply /var/tmp/usr3.img", timeout=900)
+    assert usr_status(vmctl, machine)["pending"] == "USR-A"
+
+    # A reboot from inside this time. The trial boot reaches multi-user, update-usr-confirm
+    # finds the check failing and reboots; the boot after that is on USR-B again, by itself.
+    run(vmctl, machine, "sudo systemd-run --quiet --on-active=2 /usr/bin/systemctl reboot")
+    back = json.loads(eventually(vmctl, machine, "update-usr status --json",
+                                 lambda s: (json.loads(s)["last_rollback"] or {}).get("version") == "9.0.3",
+                                 timeout=900))  # fmt: skip
+    assert back["active"] == "USR-B" and back["pending"] is None and back["confirmed"]
+    rollback = back["last_rollback"]
+    assert rollback["from"] == "USR-A" and rollback["to"] == "USR-B", rollback
+    assert rollback["reason"] == ("the health check on USR-A failed: "
+                                  "/usr/lib/update-usr/health.d/fail exited 1: schema 7 not migrated"), rollback
+    assert run(vmctl, machine, "cat /usr/share/update-marker") == "update 9.0.1\n"
+    assert run(vmctl, machine, "test -e /usr/lib/update-usr/health.d/fail || echo gone") == "gone\n"
+    # Two boots since the reboot: the trial (which got as far as the health check) and this one.
+    assert len(run(vmctl, machine, "sudo journalctl --list-boots --no-pager -q").splitlines()) == boots + 2
+    trial = run(vmctl, machine, "sudo journalctl -b -1 -u update-usr-confirm.service --no-pager -o cat")
+    assert "the health check on USR-A failed" in trial and "rebooting onto USR-B" in trial, trial
