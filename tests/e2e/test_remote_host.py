@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -46,10 +49,12 @@ class RemoteHost:
 
     def start_sshd(self) -> None:
         d = self.root / "sshd"
+        log = d / "log"
+        seen = log.stat().st_size if log.exists() else 0  # a restart: its own "Server listening" line
         self.sshd = subprocess.Popen(self.sandbox.command("/usr/sbin/sshd", "-D", "-f", str(d / "sshd_config"),
-                                                          "-E", str(d / "log")), stdin=subprocess.DEVNULL)
+                                                          "-E", str(log)), stdin=subprocess.DEVNULL)
         deadline = time.monotonic() + 20
-        while b"Server listening" not in (d / "log").read_bytes() if (d / "log").exists() else True:
+        while b"Server listening" not in (log.read_bytes()[seen:] if log.exists() else b""):
             assert time.monotonic() < deadline and self.sshd.poll() is None, "sshd did not start"
             time.sleep(0.1)
 
@@ -58,6 +63,17 @@ class RemoteHost:
             self.sshd.terminate()
             self.sshd.wait(10)
             self.sshd = None
+
+    def drop(self) -> None:
+        """The link to the host drops: its sshd, and every session it serves (libvirt's
+        connection, the hops to the guest), killed by pid (all of them this test's)."""
+        self.stop_sshd()
+        for pid in self.sandbox.netns_pids():
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
+                    os.kill(pid, signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                pass  # gone meanwhile
 
     def start(self) -> None:
         self.sandbox.start()
@@ -122,20 +138,22 @@ def remote_host() -> Iterator[RemoteHost]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and a libvirtd need root (CI runs as root)")
-def test_a_machine_on_a_remote_host_over_qemu_ssh(vmctl: Vmctl, tiny_box: Path, project: Path,
-                                                   remote_host: RemoteHost) -> None:
+def runner(vmctl: Vmctl, project: Path, remote_host: RemoteHost):  # type: ignore[no-untyped-def]
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         proc = subprocess.run(remote_host.user(*VMCTL, *args, cwd=project), env=vmctl.env, capture_output=True,
                               text=True, timeout=600, stdin=subprocess.DEVNULL)
         assert not check or proc.returncode == 0, f"vmctl {args} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
         return proc
 
+    return run
+
+
+def remote_vagrantfile(project: Path, provision: str = "") -> None:
     write_vagrantfile(project, f"""
         Vagrant.configure("2") do |config|
           config.vm.box = "vmctl/tiny"
           config.vm.hostname = "far-away"
-          config.vm.provision "shell", inline: "echo provisioned > /tmp/provisioned"
+          {provision}
           config.vm.provider :libvirt do |lv|
             lv.host = "{ALIAS}"
             lv.username = "root"
@@ -144,6 +162,19 @@ def test_a_machine_on_a_remote_host_over_qemu_ssh(vmctl: Vmctl, tiny_box: Path, 
           end
         end
     """)
+
+
+def machine_volumes(remote_host: RemoteHost) -> list[str]:
+    """The volumes of vmctl machines in the host's pool, vmctl-ID-FILE (not the box's)."""
+    return [name for line in remote_host.virsh("vol-list", "default").splitlines()
+            if re.match(r"vmctl-[0-9a-f]{12}-", name := line.strip().split(" ")[0])]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and a libvirtd need root (CI runs as root)")
+def test_a_machine_on_a_remote_host_over_qemu_ssh(vmctl: Vmctl, tiny_box: Path, project: Path,
+                                                   remote_host: RemoteHost) -> None:
+    run = runner(vmctl, project, remote_host)
+    remote_vagrantfile(project, 'config.vm.provision "shell", inline: "echo provisioned > /tmp/provisioned"')
     try:
         run("up")
         [m] = json.loads(run("status", "--json").stdout)["machines"]
@@ -167,16 +198,91 @@ def test_a_machine_on_a_remote_host_over_qemu_ssh(vmctl: Vmctl, tiny_box: Path, 
         plain = subprocess.run(remote_host.user("ssh", "-F", str(config), "default", "echo", "plain", cwd=project),
                                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         assert plain.stdout.strip() == "plain", plain.stderr
-        # the host down: the machine's state is unknown, with the reason, and status does not fail
+        # port --json: where the ports are; port --tunnel: a local end for each, through the same hop
+        ports = json.loads(run("port", "--json").stdout)["ports"]
+        assert {(p["guest"], p["host"], p["libvirt_host"], p["tunnel"]) for p in ports} == {
+            (22, m["ssh"]["port"], f"root@{ALIAS}", None)}
+        tunnel = subprocess.Popen(remote_host.user(*VMCTL, "port", "--tunnel", "--json", cwd=project), env=vmctl.env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        try:
+            assert tunnel.stdout is not None
+            text = ""
+            while not text.endswith("\n}\n"):  # the one JSON document, printed once the tunnels listen
+                line = tunnel.stdout.readline()
+                assert line, f"port --tunnel ended: {tunnel.wait()} {tunnel.stderr.read() if tunnel.stderr else ''}"
+                text += line
+            opened = json.loads(text)
+            [p] = opened["ports"]
+            local = p["tunnel"]["local_port"]
+            assert p["tunnel"]["local_ip"] == "127.0.0.1" and ALIAS in opened["tunnel_command"]
+            with socket.create_connection(("127.0.0.1", local), timeout=30) as conn:
+                conn.settimeout(30)
+                assert conn.recv(64).startswith(b"SSH-2.0-")  # the guest's sshd, through the host
+        finally:
+            tunnel.send_signal(signal.SIGINT)  # Ctrl-C
+            _, err = tunnel.communicate(timeout=30)
+        assert tunnel.returncode == 0 and "tunnels closed" in err, err
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", local), timeout=5).close()
+        # the host down: the machine's state is unknown, with the reason, and status does not fail;
+        # destroy cannot reach it: it says so and keeps the machine's record for the next try
         remote_host.stop_sshd()
         try:
             [m2] = json.loads(run("status", "--json").stdout)["machines"]
             assert m2["state"] == "unknown" and ALIAS in m2["reason"], m2
+            failed = run("destroy", "-f", check=False)
+            assert failed.returncode == 1 and "error:" in failed.stderr and ALIAS in failed.stderr, failed.stderr
         finally:
             remote_host.start_sshd()
+        assert m["domain"] in remote_host.virsh("list", "--name").split()
         run("destroy", "-f")
         assert m["domain"] not in remote_host.virsh("list", "--all", "--name").split()
         left = remote_host.virsh("vol-list", "default")
         assert not [d for d in m["disks"] if d.get("volume") and d["volume"] in left], left
     finally:
         run("destroy", "-f", check=False)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and a libvirtd need root (CI runs as root)")
+def test_the_link_to_the_host_drops_during_up(vmctl: Vmctl, tiny_box: Path, project: Path,
+                                               remote_host: RemoteHost) -> None:
+    """The link drops once the machine's volumes and domain are on the host: up fails with a
+    clear error, status says the host is unreachable and then that the machine is half-made,
+    the next up finishes the job (removes that, makes the machine) and destroy leaves nothing."""
+    run = runner(vmctl, project, remote_host)
+    remote_vagrantfile(project)
+    assert not machine_volumes(remote_host)
+    up = subprocess.Popen(remote_host.user(*VMCTL, "up", cwd=project), env=vmctl.env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not [n for n in remote_host.virsh("list", "--all", "--name").split() if n.startswith("vmctl-")]:
+            assert up.poll() is None, f"up ended before the domain was defined: {up.communicate()}"
+            assert time.monotonic() < deadline, "no domain after 300 s"
+            time.sleep(0.1)
+        remote_host.drop()
+        out, err = up.communicate(timeout=300)
+        assert up.returncode == 1, (out, err)
+        assert "error:" in err and "could not be removed" in err and "vmctl destroy -f default" in err, err
+        orphans = machine_volumes(remote_host)
+        assert orphans  # what the fault left on the host: the next commands must remove it
+        [m] = json.loads(run("status", "--json").stdout)["machines"]
+        assert m["state"] == "unknown" and ALIAS in m["reason"] and m["interrupted"] is True, m
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        remote_host.start_sshd()
+    try:
+        assert "interrupted `vmctl up`" in run("status").stderr
+        again = run("up")
+        assert "cleaning up an interrupted creation" in again.stderr + again.stdout
+        [m] = json.loads(run("status", "--json").stdout)["machines"]
+        assert m["state"] == "running" and "interrupted" not in m, m
+        assert not set(orphans) & set(machine_volumes(remote_host))  # the first up's volumes went
+        assert [n for n in remote_host.virsh("list", "--all", "--name").split() if n.startswith("vmctl-")] == [
+            m["domain"]]
+    finally:
+        run("destroy", "-f", check=False)
+    assert not [n for n in remote_host.virsh("list", "--all", "--name").split() if n.startswith("vmctl-")]
+    assert not machine_volumes(remote_host)
