@@ -21,7 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -243,46 +243,69 @@ def test_a_machine_on_a_remote_host_over_qemu_ssh(vmctl: Vmctl, tiny_box: Path, 
         run("destroy", "-f", check=False)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and a libvirtd need root (CI runs as root)")
-def test_the_link_to_the_host_drops_during_up(vmctl: Vmctl, tiny_box: Path, project: Path,
-                                               remote_host: RemoteHost) -> None:
-    """The link drops once the machine's volumes and domain are on the host: up fails with a
-    clear error, status says the host is unreachable and then that the machine is half-made,
-    the next up finishes the job (removes that, makes the machine) and destroy leaves nothing."""
-    run = runner(vmctl, project, remote_host)
-    remote_vagrantfile(project)
-    assert not machine_volumes(remote_host)
+def domains(remote_host: RemoteHost) -> set[str]:
+    return {n for n in remote_host.virsh("list", "--all", "--name").split() if n.startswith("vmctl-")}
+
+
+def up_dropped_when(vmctl: Vmctl, project: Path, remote_host: RemoteHost,
+                    made: Callable[[], bool]) -> tuple[str, str]:
+    """`vmctl up`, the link to the host dropped as soon as MADE() says what it waits for is
+    on the host; up's stdout and stderr (it must fail). The host stays down: start_sshd()."""
     up = subprocess.Popen(remote_host.user(*VMCTL, "up", cwd=project), env=vmctl.env, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
     try:
         deadline = time.monotonic() + 300
-        while not [n for n in remote_host.virsh("list", "--all", "--name").split() if n.startswith("vmctl-")]:
-            assert up.poll() is None, f"up ended before the domain was defined: {up.communicate()}"
-            assert time.monotonic() < deadline, "no domain after 300 s"
-            time.sleep(0.1)
+        while not made():
+            assert up.poll() is None, f"up ended before the fault: {up.communicate()}"
+            assert time.monotonic() < deadline, "nothing made after 300 s"
+            time.sleep(0.05)
         remote_host.drop()
         out, err = up.communicate(timeout=300)
-        assert up.returncode == 1, (out, err)
-        assert "error:" in err and "could not be removed" in err and "vmctl destroy -f default" in err, err
-        orphans = machine_volumes(remote_host)
-        assert orphans  # what the fault left on the host: the next commands must remove it
-        [m] = json.loads(run("status", "--json").stdout)["machines"]
-        assert m["state"] == "unknown" and ALIAS in m["reason"] and m["interrupted"] is True, m
     finally:
         if up.poll() is None:
             up.kill()
             up.wait()
+    assert up.returncode == 1, (out, err)
+    assert "error:" in err and "could not be removed" in err and "vmctl destroy -f default" in err, err
+    return out, err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and a libvirtd need root (CI runs as root)")
+def test_the_link_to_the_host_drops_during_up(vmctl: Vmctl, tiny_box: Path, project: Path,
+                                               remote_host: RemoteHost) -> None:
+    """The link drops twice during up: once the machine's first volume is made, then (the
+    next up) once its domain is defined. Each up fails with a clear error and the hint; status
+    says the host is unreachable, then that the machine is half-made; the next up finishes the
+    job (removes what is left, makes the machine) and destroy leaves no domain or volume."""
+    run = runner(vmctl, project, remote_host)
+    remote_vagrantfile(project)
+    assert not machine_volumes(remote_host) and not domains(remote_host)
+    left: set[str] = set()
+    try:
+        up_dropped_when(vmctl, project, remote_host, lambda: bool(machine_volumes(remote_host)))
+        left |= set(machine_volumes(remote_host))
+        assert left  # what the fault left on the host: the next commands must remove it
+        [m] = json.loads(run("status", "--json").stdout)["machines"]
+        assert m["state"] == "unknown" and ALIAS in m["reason"] and m["interrupted"] is True, m
+    finally:
         remote_host.start_sshd()
     try:
         assert "interrupted `vmctl up`" in run("status").stderr
+        before = domains(remote_host)
+        try:
+            out, err = up_dropped_when(vmctl, project, remote_host, lambda: bool(domains(remote_host) - before))
+            assert "cleaning up an interrupted creation" in out + err
+            left |= set(machine_volumes(remote_host)) | {f"domain {d}" for d in domains(remote_host)}
+        finally:
+            remote_host.start_sshd()
         again = run("up")
         assert "cleaning up an interrupted creation" in again.stderr + again.stdout
         [m] = json.loads(run("status", "--json").stdout)["machines"]
         assert m["state"] == "running" and "interrupted" not in m, m
-        assert not set(orphans) & set(machine_volumes(remote_host))  # the first up's volumes went
-        assert [n for n in remote_host.virsh("list", "--all", "--name").split() if n.startswith("vmctl-")] == [
-            m["domain"]]
+        now = set(machine_volumes(remote_host)) | {f"domain {d}" for d in domains(remote_host)}
+        assert not left & now, left & now  # the interrupted ups' volumes and domain went
+        assert domains(remote_host) == {m["domain"]}
     finally:
         run("destroy", "-f", check=False)
-    assert not [n for n in remote_host.virsh("list", "--all", "--name").split() if n.startswith("vmctl-")]
+    assert not domains(remote_host)
     assert not machine_volumes(remote_host)

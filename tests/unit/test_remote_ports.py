@@ -178,3 +178,15 @@ def test_an_ssh_that_fails_before_the_tunnels_open_is_a_clear_error(tmp_path: Pa
     t = tunnel.Tunnel(guest=22, remote_ip="127.0.0.1", remote_port=2200, local_port=tunnel.ephemeral_port())
     with pytest.raises(VmctlError, match=r"ssh to root@kvm1 ended \(exit status 255\) before the tunnels were open"):
         tunnel.hold(Jump("kvm1", "root"), [t], ready=lambda: None)
+
+
+def test_a_half_made_machine_is_interrupted_only_when_no_command_is_at_work_on_it(machine) -> None:  # type: ignore[no-untyped-def]
+    """An up that lost its host leaves phase "creating" behind: status says so, unless an up
+    holds the machine's lock right now (then it is being made, not half-made)."""
+    from vmctl.state import file_lock
+
+    assert machine.state.phase == "creating" and machine.interrupted()
+    with file_lock(machine.lock_name()):
+        assert not machine.interrupted()
+    machine.state.phase = "created"
+    assert not machine.interrupted()
