@@ -138,9 +138,13 @@ def remote_host() -> Iterator[RemoteHost]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def runner(vmctl: Vmctl, project: Path, remote_host: RemoteHost):  # type: ignore[no-untyped-def]
+def runner(vmctl: Vmctl, project: Path, remote_host: RemoteHost,  # type: ignore[no-untyped-def]
+           home: Path | None = None):
+    """vmctl run as the user in PROJECT (with its own VMCTL_HOME: another user of the host)."""
+    env = {**vmctl.env, **({"VMCTL_HOME": str(home)} if home else {})}
+
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(remote_host.user(*VMCTL, *args, cwd=project), env=vmctl.env, capture_output=True,
+        proc = subprocess.run(remote_host.user(*VMCTL, *args, cwd=project), env=env, capture_output=True,
                               text=True, timeout=600, stdin=subprocess.DEVNULL)
         assert not check or proc.returncode == 0, f"vmctl {args} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
         return proc
@@ -166,7 +170,12 @@ def remote_vagrantfile(project: Path, provision: str = "") -> None:
 
 def machine_volumes(remote_host: RemoteHost) -> list[str]:
     """The volumes of vmctl machines in the host's pool, vmctl-ID-FILE (not the box's)."""
-    return [name for line in remote_host.virsh("vol-list", "default").splitlines()
+    listed = subprocess.run(remote_host.sandbox.command("virsh", "-c", "qemu:///system", "vol-list", "default"),
+                            capture_output=True, text=True, timeout=60)
+    if listed.returncode != 0:
+        assert "no storage pool" in listed.stderr, listed.stderr  # not made yet: the first up makes it
+        return []
+    return [name for line in listed.stdout.splitlines()
             if re.match(r"vmctl-[0-9a-f]{12}-", name := line.strip().split(" ")[0])]
 
 
@@ -224,6 +233,26 @@ def test_a_machine_on_a_remote_host_over_qemu_ssh(vmctl: Vmctl, tiny_box: Path, 
         assert tunnel.returncode == 0 and "tunnels closed" in err, err
         with pytest.raises(OSError):
             socket.create_connection(("127.0.0.1", local), timeout=5).close()
+        # another user (another VMCTL_HOME) on the same host: its machine takes other ports at
+        # once (no collision to fix), and shares the box volume instead of sending it again
+        other = project.parent / "other"
+        other.mkdir(mode=0o755)
+        other_home = Path(tempfile.mkdtemp(prefix="vmctl-e2e-other-"))
+        other_home.chmod(0o755)
+        run2 = runner(vmctl, other, remote_host, home=other_home)
+        remote_vagrantfile(other)
+        try:
+            run2("box", "add", str(tiny_box / "vmctl-tiny.json"))
+            up2 = run2("up")
+            assert "uploading the box image" not in up2.stdout + up2.stderr, up2.stderr
+            assert "fixed port collision" not in up2.stdout + up2.stderr, up2.stderr
+            [o] = json.loads(run2("status", "--json").stdout)["machines"]
+            assert o["ssh"]["port"] != m["ssh"]["port"] and o["domain"] != m["domain"]
+            assert run2("ssh", "-c", "echo second").stdout.strip() == "second"
+        finally:
+            run2("destroy", "-f", check=False)
+            shutil.rmtree(other_home, ignore_errors=True)
+        assert run("ssh", "-c", "echo first").stdout.strip() == "first"  # the first user's machine: unharmed
         # the host down: the machine's state is unknown, with the reason, and status does not fail;
         # destroy cannot reach it: it says so and keeps the machine's record for the next try
         remote_host.stop_sshd()

@@ -243,10 +243,11 @@ class Machine(GuestMixin):
                         from vmctl import remote
 
                         where = remote.host_of(st.uri)
-                        exc.hint = (f"what was made{' on ' + where if where else ''} could not be removed "
-                                    f"({cleanup_exc.message.splitlines()[0][:200]}); it is recorded: vmctl destroy -f "
-                                    f"{self.name} removes it, vmctl up {self.name} starts over, once "
-                                    f"{where or 'libvirt'} can be reached")
+                        why = cleanup_exc.message.splitlines()[0][:200]
+                        exc.hint = (f"what this up made{' on ' + where if where else ''} could not be removed"
+                                    + ("" if why == exc.message.splitlines()[0][:200] else f" ({why})")
+                                    + f"; it is recorded: once {where or 'libvirt'} can be reached, "
+                                    f"vmctl destroy -f {self.name} removes it (vmctl up {self.name} starts over)")
             else:
                 exc.hint = (f"the machine is kept as it is (--no-destroy-on-error): look at it, "
                             f"then remove it with vmctl destroy -f {self.name}")
