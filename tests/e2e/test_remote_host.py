@@ -253,6 +253,24 @@ def test_a_machine_on_a_remote_host_over_qemu_ssh(vmctl: Vmctl, tiny_box: Path, 
             run2("destroy", "-f", check=False)
             shutil.rmtree(other_home, ignore_errors=True)
         assert run("ssh", "-c", "echo first").stdout.strip() == "first"  # the first user's machine: unharmed
+        # halted, its SSH port taken on the host meanwhile: up chooses another (QEMU could not
+        # bind it; vmctl cannot try the host's ports from here) and says so, as Vagrant does
+        run("halt")
+        old = m["ssh"]["port"]
+        blocker = subprocess.Popen(remote_host.sandbox.command(
+            "python3", "-c", "import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); "
+            "s.listen(); print('ready', flush=True); time.sleep(600)", str(old)),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        try:
+            assert blocker.stdout is not None and blocker.stdout.readline().strip() == b"ready"
+            restarted = run("up")
+            assert f"fixed port collision for 22 => {old}: now on port " in restarted.stderr + restarted.stdout
+            [m3] = json.loads(run("status", "--json").stdout)["machines"]
+            assert m3["state"] == "running" and m3["ssh"]["port"] != old
+            assert run("ssh", "-c", "echo moved").stdout.strip() == "moved"
+        finally:
+            blocker.kill()
+            blocker.wait()
         # the host down: the machine's state is unknown, with the reason, and status does not fail;
         # destroy cannot reach it: it says so and keeps the machine's record for the next try
         remote_host.stop_sshd()

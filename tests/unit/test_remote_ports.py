@@ -190,3 +190,21 @@ def test_a_half_made_machine_is_interrupted_only_when_no_command_is_at_work_on_i
         assert not machine.interrupted()
     machine.state.phase = "created"
     assert not machine.interrupted()
+
+
+@pytest.mark.parametrize(("message", "busy", "local", "first", "again"), [
+    ("Could not set up host forwarding rule 'tcp:127.0.0.1:2200-:22'", False, False, False, True),
+    ("Address already in use", False, True, False, True),
+    # libvirt 9 often says only that QEMU died early: a remote host gets one more try
+    ("failed to connect to monitor socket: Connection refused", False, False, True, True),
+    ("failed to connect to monitor socket: Connection refused", False, False, False, False),
+    # on this computer: when one of the machine's ports is taken
+    ("internal error: qemu unexpectedly closed the monitor", True, True, False, True),
+    ("internal error: qemu unexpectedly closed the monitor", False, True, True, False),
+    ("unsupported configuration: no such device", True, False, True, False),
+])
+def test_a_start_that_failed_is_retried_with_other_ports_only_for_a_likely_clash(
+        message: str, busy: bool, local: bool, first: bool, again: bool) -> None:
+    from vmctl.machine.boot import port_clash
+
+    assert port_clash(message, busy=busy, local=local, first=first) is again

@@ -92,11 +92,8 @@ def _tunnel(m: Any, ports: list[dict], guest: str | None, *, as_json: bool) -> N
         return
     m.require_running()  # QEMU's forwards exist only while it runs
     tunnels = tunnel.plan(ports, lambda port: network.port_is_free("127.0.0.1", port))
-    by_port = {t.remote_port: t for t in tunnels}
-    for p in ports:
-        t = by_port.get(p["host"]) if p["protocol"] == "tcp" else None
-        if t is not None:
-            p["tunnel"] = {"local_ip": "127.0.0.1", "local_port": t.local_port}
+    for p, t in zip([p for p in ports if p["protocol"] == "tcp"], tunnels, strict=True):  # plan keeps the order
+        p["tunnel"] = {"local_ip": "127.0.0.1", "local_port": t.local_port}
     if not tunnels:
         raise UsageError(f"machine {m.name} forwards no TCP port: UDP ports cannot go through an SSH tunnel")
 

@@ -460,14 +460,12 @@ class BootMixin(StateMixin):
                 c.start(st.domain)
                 return
             except HypervisorError as exc:
-                if "host forwarding" not in exc.message and "Address already in use" not in exc.message:
-                    raise
-                if attempt == 4:
-                    raise
                 taken = {st.ssh_port, *(f.host for f in st.forwards)}
                 # (a remote host's ports cannot be tried from here: all of them are chosen again)
                 local = remote.host_of(st.uri) is None
                 busy = {p for p in taken if local and not network.port_is_free("127.0.0.1", p)}
+                if not port_clash(exc.message, busy=bool(busy), local=local, first=attempt == 0) or attempt == 4:
+                    raise
                 log.debug("start: ports %s taken meanwhile, choosing again", busy or taken)
                 self._reserve_ports(st, emit, exclude=busy or taken)
                 self.save()
@@ -584,6 +582,20 @@ class BootMixin(StateMixin):
             return ""
         tail = [line for line in text.replace("\r", "").splitlines() if line.strip()][-lines:]
         return "\n".join("    " + line for line in tail)
+
+
+def port_clash(message: str, *, busy: bool, local: bool, first: bool) -> bool:
+    """Whether a failed start (libvirt's MESSAGE) is worth another with other host ports.
+    QEMU says "Could not set up host forwarding rule" when a port is taken, but libvirt 9
+    often reports only that QEMU died before its monitor answered; QEMU's own words are in the
+    host's log, out of reach over a remote connection. Then: on this computer, when one of
+    the machine's ports is BUSY; on a remote host, once (the FIRST failure): a taken port is
+    the likely cause of a machine that started before, and a second failure is the error."""
+    if "host forwarding" in message or "Address already in use" in message:
+        return True
+    if "monitor" not in message:  # "failed to connect to monitor socket", "unexpectedly closed the monitor"
+        return False
+    return busy if local else first
 
 
 def download_options(dl: Any) -> Any:
