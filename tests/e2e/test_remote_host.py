@@ -323,7 +323,8 @@ def test_the_link_to_the_host_drops_during_up(vmctl: Vmctl, tiny_box: Path, proj
     """The link drops twice during up: once the machine's first volume is made, then (the
     next up) once its domain is defined. Each up fails with a clear error and the hint; status
     says the host is unreachable, then that the machine is half-made; the next up finishes the
-    job (removes what is left, makes the machine) and destroy leaves no domain or volume."""
+    job (removes what is left, makes the machine). The link drops during destroy -g too; the
+    next destroy leaves no domain or volume."""
     run = runner(vmctl, project, remote_host)
     remote_vagrantfile(project)
     assert not machine_volumes(remote_host) and not domains(remote_host)
@@ -352,6 +353,26 @@ def test_the_link_to_the_host_drops_during_up(vmctl: Vmctl, tiny_box: Path, proj
         now = set(machine_volumes(remote_host)) | {f"domain {d}" for d in domains(remote_host)}
         assert not left & now, left & now  # the interrupted ups' volumes and domain went
         assert domains(remote_host) == {m["domain"]}
+        # the link drops during destroy -g (while the guest is asked to shut down): destroy
+        # fails and keeps the record; the next destroy removes everything
+        destroy = subprocess.Popen(remote_host.user(*VMCTL, "destroy", "-f", "-g", cwd=project), env=vmctl.env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        try:
+            assert destroy.stderr is not None
+            said = ""
+            while "shutting down gracefully" not in said:
+                line = destroy.stderr.readline()
+                assert line, f"destroy ended first: {said}"
+                said += line
+            remote_host.drop()
+            out, err = destroy.communicate(timeout=300)
+            assert destroy.returncode == 1 and "error:" in err, (out, said + err)
+        finally:
+            if destroy.poll() is None:
+                destroy.kill()
+                destroy.wait()
+            remote_host.start_sshd()
+        assert m["domain"] in domains(remote_host) and machine_volumes(remote_host)
     finally:
         run("destroy", "-f", check=False)
     assert not domains(remote_host)
