@@ -1117,6 +1117,26 @@ class Connection:
         except self._lv.libvirtError as exc:
             raise HypervisorError(f"libvirt could not list domains: {exc}") from exc
 
+    def machine_domain_xmls(self) -> dict[str, str]:
+        """The XML of every domain the connection sees that vmctl made (its metadata says
+        so), running or not, by name: what another user's vmctl on a shared host holds."""
+        from vmctl.domain import parse_machine_metadata
+
+        try:
+            domains = self._conn.listAllDomains()
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt could not list domains: {_first_line(exc)}") from exc
+        out = {}
+        for dom in domains:
+            try:
+                xml = dom.XMLDesc(0)
+                name = str(dom.name())
+            except self._lv.libvirtError:
+                continue  # undefined meanwhile
+            if parse_machine_metadata(xml) is not None:
+                out[name] = xml
+        return out
+
     def find_machine_domain(self, project: str, machine: str) -> str | None:
         """The domain vmctl made for MACHINE of PROJECT, found by its metadata (used when
         the project's state file is lost or corrupt)."""

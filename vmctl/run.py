@@ -137,6 +137,21 @@ def feed(
     return subprocess.CompletedProcess(args, status, b"".join(out), b"".join(err))
 
 
+def spawn(argv: Sequence[str | Path], *, purpose: str) -> subprocess.Popen[bytes]:
+    """Start ARGV and return it running (stdin and stdout closed, stderr ours: what it says
+    is for the user): a process that lives until the user stops it (`port --tunnel`'s ssh)."""
+    import shlex
+    import subprocess
+
+    args = [str(a) for a in argv]
+    args[0] = require_tool(args[0], purpose) if "/" not in args[0] else args[0]
+    log.debug("run: %s", shlex.join(args))
+    try:
+        return subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    except OSError as exc:
+        raise VmctlError(f"could not run {args[0]}: {exc.strerror}") from exc
+
+
 def last_line(data: bytes | None) -> str:
     if not data:
         return ""

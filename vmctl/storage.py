@@ -10,6 +10,7 @@ pool's folder.
 
 Volume names (the pool is shared with other tools and other users of the daemon):
     NAME_vmctl_box_VERSION_PROVIDER_diskN_DIGEST.img   a box disk, uploaded once per pool
+    NAME_vmctl_box_VERSION_PROVIDER_diskN_DIGEST.ok    empty: made once that upload was whole
     vmctl-ID-FILE                                      machine ID's disk FILE (disk.qcow2,
                                                        disk-vdb.qcow2, nvram.fd, cidata.iso ...)
 NAME is the box name with "/" written "-VAGRANTSLASH-" (Vagrant's escape), other characters
@@ -119,6 +120,15 @@ def box_volume(name: str, version: str, provider: str, disk: int, content: str) 
     return volume
 
 
+def upload_mark(volume: str) -> str:
+    """The empty volume that says box volume VOLUME was uploaded whole (made after its last
+    byte): what another VMCTL_HOME on the same host (another user) trusts and shares, where
+    its own record of the upload is missing."""
+    mark = (volume[: -len(".img")] if volume.endswith(".img") else volume[:196]) + ".ok"
+    check_volume_name(mark)
+    return mark
+
+
 def check_volume_name(name: str) -> None:
     if not VOLUME_NAME_RE.fullmatch(name):
         raise MachineError(f"{name[:80]!r} is not a storage volume name vmctl makes",
@@ -188,13 +198,17 @@ def upload_box_disks(c: Any, uri: str, pool: str, box: Any, disks: list[tuple[An
         with file_lock(lock):
             recorded = box_pools.recorded(box, uri, pool, volume)
             existing = c.volume_path(pool, volume)
-            if existing is not None and recorded:
+            if existing is not None and (recorded or c.volume_path(pool, upload_mark(volume)) is not None):
+                # ours, or uploaded whole by another user's vmctl (then not recorded: this
+                # VMCTL_HOME's box remove leaves it to its owner); never deleted from under them
                 paths_out.append(existing)
                 continue
             if existing is not None:  # an upload that was interrupted: its bytes are not trusted
                 c.delete_volume(pool, volume)
             notify(f"uploading the box image {image.name} into the storage pool {pool} as {volume}")
             path = c.upload_volume(pool, volume, str(image))
+            c.delete_volume(pool, upload_mark(volume))
+            c.create_volume(pool, volume_xml(upload_mark(volume), 0, "raw"))
             box_pools.record(box, uri, pool, volume)
             paths_out.append(path)
     return paths_out
@@ -210,6 +224,7 @@ def remove_box_volumes(box: Any) -> list[tuple[dict[str, str], str | None]]:
     for entry in box_pools.entries(box):
         try:
             with hypervisor.connect(entry["uri"]) as c:
+                c.delete_volume(entry["pool"], upload_mark(entry["volume"]))  # first: a half-removed box is not "whole"
                 c.delete_volume(entry["pool"], entry["volume"])
             out.append((entry, None))
         except VmctlError as exc:

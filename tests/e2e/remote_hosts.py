@@ -13,7 +13,9 @@ between hosts send to).
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -88,6 +90,17 @@ class RemoteHost:
             self.sshd.terminate()
             self.sshd.wait(10)
             self.sshd = None
+
+    def drop(self) -> None:
+        """The link to the host drops: its sshd, and every session it serves (libvirt's
+        connection, the hops to the guest), killed by pid (all of them this test's)."""
+        self.stop_sshd()
+        for pid in self.sandbox.netns_pids():
+            try:
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
+                    os.kill(pid, signal.SIGKILL)
+            except (OSError, ProcessLookupError):
+                pass  # gone meanwhile
 
     def start(self, user: User) -> None:
         """Start the host and make it known to USER (an alias, the host's key, USER's key

@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
+import socket
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -60,21 +64,26 @@ def remote_host() -> Iterator[RemoteHost]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and a libvirtd need root (CI runs as root)")
-def test_a_machine_on_a_remote_host_over_qemu_ssh(vmctl: Vmctl, tiny_box: Path, project: Path,
-                                                   remote_host: RemoteHost) -> None:
+def runner(vmctl: Vmctl, project: Path, remote_host: RemoteHost,  # type: ignore[no-untyped-def]
+           home: Path | None = None):
+    """vmctl run as the user in PROJECT (with its own VMCTL_HOME: another user of the host)."""
+    env = {**vmctl.env, **({"VMCTL_HOME": str(home)} if home else {})}
+
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(remote_host.user(*VMCTL, *args, cwd=project), env=vmctl.env, capture_output=True,
+        proc = subprocess.run(remote_host.user(*VMCTL, *args, cwd=project), env=env, capture_output=True,
                               text=True, timeout=600, stdin=subprocess.DEVNULL)
         assert not check or proc.returncode == 0, f"vmctl {args} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
         return proc
 
+    return run
+
+
+def remote_vagrantfile(project: Path, provision: str = "") -> None:
     write_vagrantfile(project, f"""
         Vagrant.configure("2") do |config|
           config.vm.box = "vmctl/tiny"
           config.vm.hostname = "far-away"
-          config.vm.provision "shell", inline: "echo provisioned > /tmp/provisioned"
-          config.vm.network "private_network", ip: "192.168.92.10"
+          {provision}
           config.vm.provider :libvirt do |lv|
             lv.host = "{ALIAS}"
             lv.username = "root"
@@ -83,6 +92,25 @@ def test_a_machine_on_a_remote_host_over_qemu_ssh(vmctl: Vmctl, tiny_box: Path, 
           end
         end
     """)
+
+
+def machine_volumes(remote_host: RemoteHost) -> list[str]:
+    """The volumes of vmctl machines in the host's pool, vmctl-ID-FILE (not the box's)."""
+    listed = subprocess.run(remote_host.sandbox.command("virsh", "-c", "qemu:///system", "vol-list", "default"),
+                            capture_output=True, text=True, timeout=60)
+    if listed.returncode != 0:
+        assert "no storage pool" in listed.stderr, listed.stderr  # not made yet: the first up makes it
+        return []
+    return [name for line in listed.stdout.splitlines()
+            if re.match(r"vmctl-[0-9a-f]{12}-", name := line.strip().split(" ")[0])]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and a libvirtd need root (CI runs as root)")
+def test_a_machine_on_a_remote_host_over_qemu_ssh(vmctl: Vmctl, tiny_box: Path, project: Path,
+                                                   remote_host: RemoteHost) -> None:
+    run = runner(vmctl, project, remote_host)
+    remote_vagrantfile(project, 'config.vm.provision "shell", inline: "echo provisioned > /tmp/provisioned"\n'
+                       '          config.vm.network "private_network", ip: "192.168.92.10"')
     try:
         run("up")
         [m] = json.loads(run("status", "--json").stdout)["machines"]
@@ -110,13 +138,81 @@ def test_a_machine_on_a_remote_host_over_qemu_ssh(vmctl: Vmctl, tiny_box: Path, 
         plain = subprocess.run(remote_host.user("ssh", "-F", str(config), "default", "echo", "plain", cwd=project),
                                capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
         assert plain.stdout.strip() == "plain", plain.stderr
-        # the host down: the machine's state is unknown, with the reason, and status does not fail
+        # port --json: where the ports are; port --tunnel: a local end for each, through the same hop
+        ports = json.loads(run("port", "--json").stdout)["ports"]
+        assert {(p["guest"], p["host"], p["libvirt_host"], p["tunnel"]) for p in ports} == {
+            (22, m["ssh"]["port"], f"root@{ALIAS}", None)}
+        tunnel = subprocess.Popen(remote_host.user(*VMCTL, "port", "--tunnel", "--json", cwd=project), env=vmctl.env,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        try:
+            assert tunnel.stdout is not None
+            text = ""
+            while not text.endswith("\n}\n"):  # the one JSON document, printed once the tunnels listen
+                line = tunnel.stdout.readline()
+                assert line, f"port --tunnel ended: {tunnel.wait()} {tunnel.stderr.read() if tunnel.stderr else ''}"
+                text += line
+            opened = json.loads(text)
+            [p] = opened["ports"]
+            local = p["tunnel"]["local_port"]
+            assert p["tunnel"]["local_ip"] == "127.0.0.1" and ALIAS in opened["tunnel_command"]
+            with socket.create_connection(("127.0.0.1", local), timeout=30) as conn:
+                conn.settimeout(30)
+                assert conn.recv(64).startswith(b"SSH-2.0-")  # the guest's sshd, through the host
+        finally:
+            tunnel.send_signal(signal.SIGINT)  # Ctrl-C
+            _, err = tunnel.communicate(timeout=30)
+        assert tunnel.returncode == 0 and "tunnels closed" in err, err
+        with pytest.raises(OSError):
+            socket.create_connection(("127.0.0.1", local), timeout=5).close()
+        # another user (another VMCTL_HOME) on the same host: its machine takes other ports at
+        # once (no collision to fix), and shares the box volume instead of sending it again
+        other = project.parent / "other"
+        other.mkdir(mode=0o755)
+        other_home = Path(tempfile.mkdtemp(prefix="vmctl-e2e-other-"))
+        other_home.chmod(0o755)
+        run2 = runner(vmctl, other, remote_host, home=other_home)
+        remote_vagrantfile(other)
+        try:
+            run2("box", "add", str(tiny_box / "vmctl-tiny.json"))
+            up2 = run2("up")
+            assert "uploading the box image" not in up2.stdout + up2.stderr, up2.stderr
+            assert "fixed port collision" not in up2.stdout + up2.stderr, up2.stderr
+            [o] = json.loads(run2("status", "--json").stdout)["machines"]
+            assert o["ssh"]["port"] != m["ssh"]["port"] and o["domain"] != m["domain"]
+            assert run2("ssh", "-c", "echo second").stdout.strip() == "second"
+        finally:
+            run2("destroy", "-f", check=False)
+            shutil.rmtree(other_home, ignore_errors=True)
+        assert run("ssh", "-c", "echo first").stdout.strip() == "first"  # the first user's machine: unharmed
+        # halted, its SSH port taken on the host meanwhile: up chooses another (QEMU could not
+        # bind it; vmctl cannot try the host's ports from here) and says so, as Vagrant does
+        run("halt")
+        old = m["ssh"]["port"]
+        blocker = subprocess.Popen(remote_host.sandbox.command(
+            "python3", "-c", "import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); "
+            "s.listen(); print('ready', flush=True); time.sleep(600)", str(old)),
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
+        try:
+            assert blocker.stdout is not None and blocker.stdout.readline().strip() == b"ready"
+            restarted = run("up")
+            assert f"fixed port collision for 22 => {old}: now on port " in restarted.stderr + restarted.stdout
+            [m3] = json.loads(run("status", "--json").stdout)["machines"]
+            assert m3["state"] == "running" and m3["ssh"]["port"] != old
+            assert run("ssh", "-c", "echo moved").stdout.strip() == "moved"
+        finally:
+            blocker.kill()
+            blocker.wait()
+        # the host down: the machine's state is unknown, with the reason, and status does not fail;
+        # destroy cannot reach it: it says so and keeps the machine's record for the next try
         remote_host.stop_sshd()
         try:
             [m2] = json.loads(run("status", "--json").stdout)["machines"]
             assert m2["state"] == "unknown" and ALIAS in m2["reason"], m2
+            failed = run("destroy", "-f", check=False)
+            assert failed.returncode == 1 and "error:" in failed.stderr and ALIAS in failed.stderr, failed.stderr
         finally:
             remote_host.start_sshd()
+        assert m["domain"] in remote_host.virsh("list", "--name").split()
         run("destroy", "-f")
         assert m["domain"] not in remote_host.virsh("list", "--all", "--name").split()
         left = remote_host.virsh("vol-list", "default")
@@ -124,3 +220,92 @@ def test_a_machine_on_a_remote_host_over_qemu_ssh(vmctl: Vmctl, tiny_box: Path, 
         assert "vmctl-192.168.92.0-24" not in remote_host.virsh("net-list", "--all", "--name").split()
     finally:
         run("destroy", "-f", check=False)
+
+
+def domains(remote_host: RemoteHost) -> set[str]:
+    return {n for n in remote_host.virsh("list", "--all", "--name").split() if n.startswith("vmctl-")}
+
+
+def up_dropped_when(vmctl: Vmctl, project: Path, remote_host: RemoteHost,
+                    made: Callable[[], bool]) -> tuple[str, str]:
+    """`vmctl up`, the link to the host dropped as soon as MADE() says what it waits for is
+    on the host; up's stdout and stderr (it must fail). The host stays down: start_sshd()."""
+    up = subprocess.Popen(remote_host.user(*VMCTL, "up", cwd=project), env=vmctl.env, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 300
+        while not made():
+            assert up.poll() is None, f"up ended before the fault: {up.communicate()}"
+            assert time.monotonic() < deadline, "nothing made after 300 s"
+            time.sleep(0.05)
+        remote_host.drop()
+        out, err = up.communicate(timeout=300)
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+    assert up.returncode == 1, (out, err)
+    assert "error:" in err and "could not be removed" in err and "vmctl destroy -f default" in err, err
+    return out, err
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and a libvirtd need root (CI runs as root)")
+def test_the_link_to_the_host_drops_during_up(vmctl: Vmctl, tiny_box: Path, project: Path,
+                                               remote_host: RemoteHost) -> None:
+    """The link drops twice during up: once the machine's first volume is made, then (the
+    next up) once its domain is defined. Each up fails with a clear error and the hint; status
+    says the host is unreachable, then that the machine is half-made; the next up finishes the
+    job (removes what is left, makes the machine). The link drops during destroy -g too; the
+    next destroy leaves no domain or volume."""
+    run = runner(vmctl, project, remote_host)
+    remote_vagrantfile(project)
+    assert not machine_volumes(remote_host) and not domains(remote_host)
+    left: set[str] = set()
+    try:
+        up_dropped_when(vmctl, project, remote_host, lambda: bool(machine_volumes(remote_host)))
+        left |= set(machine_volumes(remote_host))
+        assert left  # what the fault left on the host: the next commands must remove it
+        [m] = json.loads(run("status", "--json").stdout)["machines"]
+        assert m["state"] == "unknown" and ALIAS in m["reason"] and m["interrupted"] is True, m
+    finally:
+        remote_host.start_sshd()
+    try:
+        assert "interrupted `vmctl up`" in run("status").stderr
+        before = domains(remote_host)
+        try:
+            out, err = up_dropped_when(vmctl, project, remote_host, lambda: bool(domains(remote_host) - before))
+            assert "cleaning up an interrupted creation" in out + err
+            left |= set(machine_volumes(remote_host)) | {f"domain {d}" for d in domains(remote_host)}
+        finally:
+            remote_host.start_sshd()
+        again = run("up")
+        assert "cleaning up an interrupted creation" in again.stderr + again.stdout
+        [m] = json.loads(run("status", "--json").stdout)["machines"]
+        assert m["state"] == "running" and "interrupted" not in m, m
+        now = set(machine_volumes(remote_host)) | {f"domain {d}" for d in domains(remote_host)}
+        assert not left & now, left & now  # the interrupted ups' volumes and domain went
+        assert domains(remote_host) == {m["domain"]}
+        # the link drops during destroy -g (while the guest is asked to shut down): destroy
+        # fails and keeps the record; the next destroy removes everything
+        destroy = subprocess.Popen(remote_host.user(*VMCTL, "destroy", "-f", "-g", cwd=project), env=vmctl.env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+        try:
+            assert destroy.stderr is not None
+            said = ""
+            while "shutting down gracefully" not in said:
+                line = destroy.stderr.readline()
+                assert line, f"destroy ended first: {said}"
+                said += line
+            remote_host.drop()
+            out, err = destroy.communicate(timeout=300)
+            assert destroy.returncode == 1 and "error:" in err, (out, said + err)
+        finally:
+            if destroy.poll() is None:
+                destroy.kill()
+                destroy.wait()
+            remote_host.start_sshd()
+        assert m["domain"] in domains(remote_host) and machine_volumes(remote_host)
+    finally:
+        run("destroy", "-f", check=False)
+    assert not domains(remote_host)
+    assert not machine_volumes(remote_host)

@@ -354,6 +354,20 @@ def test_port_machine_readable_and_guest(project: Path) -> None:
     assert run_main("port", "--guest", "http").code == 2
 
 
+
+def test_port_tunnel_on_this_computer_lists_the_ports_and_ends(project: Path) -> None:
+    """A machine on this computer has nothing to tunnel: --tunnel lists its ports, says so,
+    and ends with 0 (a script may use --tunnel for any machine)."""
+    created(project, forwards=((80, 8080),))
+    out = run_main("port", "--tunnel")
+    assert out.code == 0
+    assert lines(out) == ["    22 (guest) => 2222 (host 127.0.0.1, tcp)", "    80 (guest) => 8080 (host 127.0.0.1, tcp)"]
+    assert "runs on this computer" in out.stderr and "nothing to tunnel" in out.stderr
+    got = json.loads(run_main("port", "--json").stdout)
+    assert got["libvirt_host"] is None
+    assert [(p["host"], p["libvirt_host"], p["tunnel"]) for p in got["ports"]] == [(2222, None, None), (8080, None, None)]
+    assert run_main("port", "--tunnel", "--machine-readable").code == 2
+
 # --- box list --------------------------------------------------------------------------
 
 def test_box_list_machine_readable_and_box_info(project: Path, box_make: Any) -> None:

@@ -263,3 +263,62 @@ def test_pool_settings_from_a_vagrantfile_are_checked_and_never_silently_ignored
     host = hardware.Host(accel="tcg", uri=EMBEDDED, embedded=True)
     assert any("storage_pool_name and libvirt.storage_pool_path" in w
                for w in hardware.check_host(cfg, host))  # type: ignore[arg-type]
+
+
+def test_a_box_volume_another_user_uploaded_whole_is_shared_never_deleted(tmp_path: Path,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two VMCTL_HOMEs (two users) on one libvirt host: the second finds the box volume the
+    first uploaded. Its upload mark says it is whole: it is used as it is, not deleted and sent
+    again (the first user's machines are backed by it), and not recorded as the second's.
+    Without the mark (an upload cut off) it is deleted and uploaded again, then marked."""
+    from vmctl.boxes import pools
+
+    class Pool:
+        def __init__(self) -> None:
+            self.volumes: set[str] = set()
+            self.log: list[str] = []
+
+        def volume_path(self, pool: str, name: str) -> str | None:
+            return f"/pools/{pool}/{name}" if name in self.volumes else None
+
+        def delete_volume(self, pool: str, name: str) -> bool:
+            self.log.append(f"delete {name}")
+            gone = name in self.volumes
+            self.volumes.discard(name)
+            return gone
+
+        def upload_volume(self, pool: str, name: str, local: str) -> str:
+            self.log.append(f"upload {name}")
+            self.volumes.add(name)
+            return f"/pools/{pool}/{name}"
+
+        def create_volume(self, pool: str, xml: str) -> str:
+            name = ET.fromstring(xml).findtext("name") or ""
+            self.log.append(f"create {name}")
+            self.volumes.add(name)
+            return f"/pools/{pool}/{name}"
+
+    image = tmp_path / "box.img"
+    image.write_bytes(b"qcow2")
+    box = SimpleNamespace(dir=tmp_path, name="vmctl/tiny", version="1.0.0", provider="libvirt",
+                          record={"sha256": "ab" * 32})
+    volume = storage.box_volume("vmctl/tiny", "1.0.0", "libvirt", 0, "ab" * 32)
+    mark = storage.upload_mark(volume)
+    assert mark.endswith("_libvirt_disk0_" + volume.rsplit("_", 1)[1].removesuffix(".img") + ".ok")
+    conn = Pool()
+    # user one uploads it: the volume, then its mark
+    monkeypatch.setenv("VMCTL_HOME", str(tmp_path / "one"))
+    storage.upload_box_disks(conn, "qemu+ssh://h/system", "default", box, [(image, "qcow2")], notify=lambda _t: None)
+    assert conn.log == [f"upload {volume}", f"delete {mark}", f"create {mark}"]
+    # user two: used as it is, and not recorded as theirs
+    monkeypatch.setenv("VMCTL_HOME", str(tmp_path / "two"))
+    (tmp_path / pools.POOLS_RECORD).unlink()  # the record lives in the box folder of each home's store
+    conn.log.clear()
+    got = storage.upload_box_disks(conn, "qemu+ssh://h/system", "default", box, [(image, "qcow2")],
+                                   notify=lambda _t: None)
+    assert got == [f"/pools/default/{volume}"] and conn.log == []
+    assert not pools.recorded(box, "qemu+ssh://h/system", "default", volume)  # type: ignore[arg-type]
+    # an upload that was cut off (no mark): not trusted
+    conn.volumes.discard(mark)
+    storage.upload_box_disks(conn, "qemu+ssh://h/system", "default", box, [(image, "qcow2")], notify=lambda _t: None)
+    assert conn.log == [f"delete {volume}", f"upload {volume}", f"delete {mark}", f"create {mark}"]

@@ -111,6 +111,11 @@ def status(names: list[str], *, as_json: bool) -> None:
             term.table(["name", "state", "domain", "host"], rows)
         else:
             term.table(["name", "state", "domain"], [row[:3] for row in rows])
+    for m in machines:
+        if m not in unreadable and m.name not in unknown and m.interrupted():
+            where = remote.host_of(m.state.uri)
+            term.warn(f"{m.name}: an interrupted `vmctl up` left it half-made{' on ' + where if where else ''}: "
+                      f"vmctl up {m.name} removes that and makes it again, vmctl destroy {m.name} removes it")
     if unreadable:
         raise SystemExit(1)
 

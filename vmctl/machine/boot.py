@@ -432,37 +432,53 @@ class BootMixin(StateMixin):
         hostnet.ensure_macvtaps(st.id, taps)
 
     def _reserve_ports(self, st: MachineState, emit: Emit, exclude: set[int] | None = None) -> None:
-        """Choose host ports unique among every vmctl machine here, and record them."""
-        from vmctl import network
+        """Choose host ports unique among every vmctl machine that could collide, and record
+        them. The ports bind 127.0.0.1 of the host QEMU runs on, so reserved are: the
+        ports of this VMCTL_HOME's machines (the index), those of every vmctl domain the
+        libvirt connection sees (another user's, on a shared or remote daemon), and
+        EXCLUDE. A port is tried by binding it only when QEMU runs on this computer; for a
+        remote host the start's retry on "Address already in use" is the safety net. A
+        machine whose SSH port had to change says so, as Vagrant does."""
+        from vmctl import network, remote
 
         exclude = exclude or set()
+        probe = remote.host_of(st.uri) is None
+        on_daemon = self._ports_of_daemon(st)  # a libvirt call: before the index lock
+
+        def free(host_ip: str, port: int) -> bool:
+            return not probe or network.port_is_free(host_ip, port)
+
         with index_lock():
             entries = load_index()
-            reserved = {p for e in entries.values() if e.id != st.id for p in e.ports} | exclude
+            reserved = {p for e in entries.values() if e.id != st.id for p in e.ports} | exclude | on_daemon
             ssh_fwd = next((f for f in self.config.forwarded_ports if f.id == "ssh" or f.guest == 22 and f.id in (None, "ssh") and f.host), None)
-            if ssh_fwd is not None and ssh_fwd.host and ssh_fwd.host not in reserved and network.port_is_free("127.0.0.1", ssh_fwd.host):
-                ssh_port = ssh_fwd.host
+            wanted = st.ssh_port or (ssh_fwd.host if ssh_fwd is not None else None)  # a restart keeps its port
+            if wanted and wanted not in reserved and free("127.0.0.1", wanted):
+                ssh_port = wanted
             else:
-                picked = network.pick_port(network.SSH_PORT_RANGE, reserved)
+                picked = network.pick_port(network.SSH_PORT_RANGE, reserved, probe=probe)
                 if picked is None:
                     raise MachineError(
                         "no free port for SSH in 2200-2299",
                         hint="destroy machines you no longer need (vmctl global-status --prune)",
                     )
                 ssh_port = picked
+                if wanted:
+                    guest_port = self.config.ssh.port or self.config.ssh.guest_port or 22
+                    emit(f"==> {self.name}: fixed port collision for {guest_port} => {wanted}: now on port {ssh_port}.")
             reserved.add(ssh_port)
             forwards: list[ForwardState] = []
             for f in self.config.forwarded_ports:
                 if f is ssh_fwd:
                     continue
                 host = f.host
-                if host is None or host in reserved or not network.port_is_free(f.host_ip, host):
+                if host is None or host in reserved or not free(f.host_ip, host):
                     if host is not None and not f.auto_correct:
                         raise MachineError(
                             f"host port {host} (forwarded to guest port {f.guest}) is already in use",
                             hint="choose another host port, or set auto_correct: true on the forwarded_port",
                         )
-                    new = network.pick_port(network.AUTO_CORRECT_RANGE, reserved, f.host_ip)
+                    new = network.pick_port(network.AUTO_CORRECT_RANGE, reserved, f.host_ip, probe=probe)
                     if new is None:
                         raise MachineError(f"no free host port for guest port {f.guest}")
                     if host is not None:
@@ -480,9 +496,19 @@ class BootMixin(StateMixin):
             )  # fmt: skip
             save_index(entries)
 
+    def _ports_of_daemon(self, st: MachineState) -> set[int]:
+        """The host ports of the other vmctl domains a libvirt daemon holds (none for the
+        embedded driver: its root is this VMCTL_HOME's alone, and the index knows them)."""
+        from vmctl import network
+
+        if hypervisor.is_embedded(st.uri):
+            return set()
+        with hypervisor.connect(st.uri) as c:
+            return network.ports_of_machines(c.machine_domain_xmls(), st.id)
+
     def _start_with_port_retry(self, c: hypervisor.Connection, st: MachineState, emit: Emit) -> None:
         """Start the domain; if a port was taken between choice and start, choose again."""
-        from vmctl import network
+        from vmctl import network, remote
         from vmctl.machine import snapshots
 
         snapshots.ensure_defined(self, c)  # type: ignore[arg-type]
@@ -495,12 +521,12 @@ class BootMixin(StateMixin):
                 c.start(st.domain)
                 return
             except HypervisorError as exc:
-                if "host forwarding" not in exc.message and "Address already in use" not in exc.message:
-                    raise
-                if attempt == 4:
-                    raise
                 taken = {st.ssh_port, *(f.host for f in st.forwards)}
-                busy = {p for p in taken if not network.port_is_free("127.0.0.1", p)}
+                # (a remote host's ports cannot be tried from here: all of them are chosen again)
+                local = remote.host_of(st.uri) is None
+                busy = {p for p in taken if local and not network.port_is_free("127.0.0.1", p)}
+                if not port_clash(exc.message, busy=bool(busy), local=local, first=attempt == 0) or attempt == 4:
+                    raise
                 log.debug("start: ports %s taken meanwhile, choosing again", busy or taken)
                 self._reserve_ports(st, emit, exclude=busy or taken)
                 self.save()
@@ -617,6 +643,20 @@ class BootMixin(StateMixin):
             return ""
         tail = [line for line in text.replace("\r", "").splitlines() if line.strip()][-lines:]
         return "\n".join("    " + line for line in tail)
+
+
+def port_clash(message: str, *, busy: bool, local: bool, first: bool) -> bool:
+    """Whether a failed start (libvirt's MESSAGE) is worth another with other host ports.
+    QEMU says "Could not set up host forwarding rule" when a port is taken, but libvirt 9
+    often reports only that QEMU died before its monitor answered; QEMU's own words are in the
+    host's log, out of reach over a remote connection. Then: on this computer, when one of
+    the machine's ports is BUSY; on a remote host, once (the FIRST failure): a taken port is
+    the likely cause of a machine that started before, and a second failure is the error."""
+    if "host forwarding" in message or "Address already in use" in message:
+        return True
+    if "monitor" not in message:  # "failed to connect to monitor socket", "unexpectedly closed the monitor"
+        return False
+    return busy if local else first
 
 
 def download_options(dl: Any) -> Any:

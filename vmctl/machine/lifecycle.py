@@ -240,7 +240,17 @@ class Machine(GuestMixin):
                 try:
                     self._cleanup()
                 except VmctlError as cleanup_exc:
+                    # (its libvirt host lost, typically): what was made is recorded in state.json
                     log.debug("cleanup failed: %s", cleanup_exc)
+                    if isinstance(exc, VmctlError):
+                        from vmctl import remote
+
+                        where = remote.host_of(st.uri)
+                        why = cleanup_exc.message.splitlines()[0][:200]
+                        exc.hint = (f"what this up made{' on ' + where if where else ''} could not be removed"
+                                    + ("" if why == exc.message.splitlines()[0][:200] else f" ({why})")
+                                    + f"; it is recorded: once {where or 'libvirt'} can be reached, "
+                                    f"vmctl destroy -f {self.name} removes it (vmctl up {self.name} starts over)")
             else:
                 exc.hint = (f"the machine is kept as it is (--no-destroy-on-error): look at it, "
                             f"then remove it with vmctl destroy -f {self.name}")
@@ -484,6 +494,7 @@ class Machine(GuestMixin):
             "state": state,
             "domain": st.domain,
             "host": remote.host_of(st.uri),
+            **({"interrupted": True} if self.interrupted() else {}),  # a half-made machine: see status
             "ssh": {
                 "host": "127.0.0.1",
                 "port": st.ssh_port,

@@ -245,6 +245,19 @@ class StateMixin:
                 snapshots.recover(self)  # type: ignore[arg-type]
             yield
 
+    def interrupted(self) -> bool:
+        """Whether an `up` that made the machine stopped before it was done (killed, or its
+        libvirt host was lost and what it had made could not be removed) and no command is
+        at work on it now: the next `up` removes the rest and starts over, `destroy` removes it."""
+        st = self.state
+        if st is None or st.phase == "created":
+            return False
+        try:
+            with file_lock(self.lock_name(), wait=False):
+                return True
+        except MachineError:
+            return False  # an up is at work on it
+
     @property
     def uri(self) -> str:
         if self.state is not None:
