@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vmctl import network, tunnel
+from vmctl import network, port_tunnel
 from vmctl.remote import Jump
 
 NS = 'xmlns:qemu="http://libvirt.org/schemas/domain/qemu/1.0"'
@@ -103,28 +103,28 @@ PORTS = [
 
 def test_a_tunnel_keeps_the_port_number_when_it_is_free_here() -> None:
     spare = iter([40001, 40002])
-    got = tunnel.plan(PORTS, is_free=lambda port: port != 8080, spare=lambda: next(spare))
+    got = port_tunnel.plan(PORTS, is_free=lambda port: port != 8080, spare=lambda: next(spare))
     assert [(t.guest, t.local_port, t.remote_ip, t.remote_port) for t in got] == [
         (22, 2200, "127.0.0.1", 2200), (80, 40001, "127.0.0.1", 8080), (443, 8443, "::1", 8443)]
 
 
 def test_two_tunnels_never_share_a_local_port() -> None:
     spare = iter([40001, 2200, 40002])
-    got = tunnel.plan([PORTS[0], {**PORTS[0], "guest": 23}], is_free=lambda port: True, spare=lambda: next(spare))
+    got = port_tunnel.plan([PORTS[0], {**PORTS[0], "guest": 23}], is_free=lambda port: True, spare=lambda: next(spare))
     assert [t.local_port for t in got] == [2200, 40001]
 
 
 def test_the_tunnels_ssh_command_goes_through_the_same_hop_as_vmctl_ssh() -> None:
-    got = tunnel.plan(PORTS, is_free=lambda port: True)
-    argv = tunnel.ssh_argv(Jump("kvm1", "root", 2222, "/home/u/.ssh/kvm"), got)
+    got = port_tunnel.plan(PORTS, is_free=lambda port: True)
+    argv = port_tunnel.ssh_argv(Jump("kvm1", "root", 2222, "/home/u/.ssh/kvm"), got)
     assert argv == [
         "ssh", "-N", "-o", "BatchMode=yes", "-o", "ExitOnForwardFailure=yes", "-o", "ServerAliveInterval=15",
         "-o", "ServerAliveCountMax=3", "-l", "root", "-p", "2222", "-i", "/home/u/.ssh/kvm",
         "-L", "127.0.0.1:2200:127.0.0.1:2200", "-L", "127.0.0.1:8080:127.0.0.1:8080",
         "-L", "127.0.0.1:8443:[::1]:8443", "--", "kvm1"]
     # an alias of the user's ssh config: nothing but the name, the config supplies the rest
-    assert tunnel.ssh_argv(Jump("[fe80::1]"), got[:1])[-3:] == ["127.0.0.1:2200:127.0.0.1:2200", "--", "fe80::1"]
-    assert tunnel.command_line(Jump("my host"), got[:1]).endswith("-- 'my host'")
+    assert port_tunnel.ssh_argv(Jump("[fe80::1]"), got[:1])[-3:] == ["127.0.0.1:2200:127.0.0.1:2200", "--", "fe80::1"]
+    assert port_tunnel.command_line(Jump("my host"), got[:1]).endswith("-- 'my host'")
 
 
 @pytest.mark.parametrize(("host_ip", "target"), [
@@ -132,7 +132,7 @@ def test_the_tunnels_ssh_command_goes_through_the_same_hop_as_vmctl_ssh() -> Non
     ("::", "127.0.0.1"), ("[::]", "127.0.0.1"), ("192.168.1.5", "192.168.1.5"), ("::1", "::1"),
 ])
 def test_a_wildcard_forward_is_reached_on_the_hosts_loopback(host_ip: str | None, target: str) -> None:
-    assert tunnel.target_address(host_ip) == target
+    assert port_tunnel.target_address(host_ip) == target
 
 
 def test_listening_ports_are_read_without_binding_them() -> None:
@@ -141,7 +141,7 @@ def test_listening_ports_are_read_without_binding_them() -> None:
             "   1: 00000000:1F90 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 2\n"
             "   2: 0100007F:0899 0100007F:D2F0 01 00000000:00000000 00:00000000 00000000     0        0 3\n"
             "   3: 0502A8C0:0050 00000000:0000 0A 00000000:00000000 00:00000000 00000000     0        0 4\n")
-    assert tunnel.parse_listening(text) == {2200, 8080}
+    assert port_tunnel.parse_listening(text) == {2200, 8080}
 
 
 def test_the_tunnel_holds_until_ctrl_c_and_takes_ssh_down(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -152,7 +152,7 @@ def test_the_tunnel_holds_until_ctrl_c_and_takes_ssh_down(tmp_path: Path, monkey
                     "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); "
                     "s.bind((\"127.0.0.1\", int(\"'\"$PORT\"'\"))); s.listen(); time.sleep(60)'\n")
     fake.chmod(0o755)
-    port = tunnel.ephemeral_port()
+    port = port_tunnel.ephemeral_port()
     monkeypatch.setenv("PORT", str(port))
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
     started: list[object] = []
@@ -161,10 +161,10 @@ def test_the_tunnel_holds_until_ctrl_c_and_takes_ssh_down(tmp_path: Path, monkey
         started.append(1)
         raise KeyboardInterrupt
 
-    t = tunnel.Tunnel(guest=22, remote_ip="127.0.0.1", remote_port=2200, local_port=port)
-    assert tunnel.hold(Jump("kvm1"), [t], ready=ready, timeout=20) == 0
+    t = port_tunnel.Tunnel(guest=22, remote_ip="127.0.0.1", remote_port=2200, local_port=port)
+    assert port_tunnel.hold(Jump("kvm1"), [t], ready=ready, timeout=20) == 0
     assert started == [1]
-    assert port not in tunnel.listening()
+    assert port not in port_tunnel.listening()
 
 
 def test_an_ssh_that_fails_before_the_tunnels_open_is_a_clear_error(tmp_path: Path,
@@ -175,9 +175,9 @@ def test_an_ssh_that_fails_before_the_tunnels_open_is_a_clear_error(tmp_path: Pa
     fake.write_text("#!/bin/sh\necho 'ssh: connect to host kvm1 port 22: Connection refused' >&2\nexit 255\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{tmp_path}:{os.environ['PATH']}")
-    t = tunnel.Tunnel(guest=22, remote_ip="127.0.0.1", remote_port=2200, local_port=tunnel.ephemeral_port())
+    t = port_tunnel.Tunnel(guest=22, remote_ip="127.0.0.1", remote_port=2200, local_port=port_tunnel.ephemeral_port())
     with pytest.raises(VmctlError, match=r"ssh to root@kvm1 ended \(exit status 255\) before the tunnels were open"):
-        tunnel.hold(Jump("kvm1", "root"), [t], ready=lambda: None)
+        port_tunnel.hold(Jump("kvm1", "root"), [t], ready=lambda: None)
 
 
 def test_a_half_made_machine_is_interrupted_only_when_no_command_is_at_work_on_it(machine) -> None:  # type: ignore[no-untyped-def]

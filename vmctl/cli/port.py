@@ -15,7 +15,7 @@ DETAILS = ("The forwarded ports for the machine are listed below. They may diffe
 def port(name: str | None, *, as_json: bool, guest: str | None, tunnel: bool = False) -> None:
     """Show the forwarded ports of a machine; with GUEST, only the host port for that
     guest port (as Vagrant's `port --guest`). TUNNEL: for a machine on a remote libvirt
-    host, keep local forwards to its TCP ports open until Ctrl-C (vmctl/tunnel.py)."""
+    host, keep local forwards to its TCP ports open until Ctrl-C (vmctl/port_tunnel.py)."""
     from vmctl import remote, term
     from vmctl.cli.common import project
     from vmctl.errors import UsageError
@@ -67,7 +67,7 @@ def _tunnel(m: Any, ports: list[dict], guest: str | None, *, as_json: bool) -> N
     until Ctrl-C. A machine on this computer has nothing to tunnel: its ports are listed,
     a note says so, and the command ends (exit 0), so a script may use --tunnel for any
     machine."""
-    from vmctl import network, remote, term, tunnel
+    from vmctl import network, port_tunnel, remote, term
     from vmctl.errors import UsageError
 
     if guest is not None:
@@ -91,7 +91,7 @@ def _tunnel(m: Any, ports: list[dict], guest: str | None, *, as_json: bool) -> N
                   "nothing to tunnel")
         return
     m.require_running()  # QEMU's forwards exist only while it runs
-    tunnels = tunnel.plan(ports, lambda port: network.port_is_free("127.0.0.1", port))
+    tunnels = port_tunnel.plan(ports, lambda port: network.port_is_free("127.0.0.1", port))
     for p, t in zip([p for p in ports if p["protocol"] == "tcp"], tunnels, strict=True):  # plan keeps the order
         p["tunnel"] = {"local_ip": "127.0.0.1", "local_port": t.local_port}
     if not tunnels:
@@ -100,7 +100,7 @@ def _tunnel(m: Any, ports: list[dict], guest: str | None, *, as_json: bool) -> N
     def ready() -> None:
         if as_json:
             term.out_json({"name": m.name, "libvirt_host": jump.spec(), "ports": ports,
-                           "tunnel_command": tunnel.command_line(jump, tunnels)})
+                           "tunnel_command": port_tunnel.command_line(jump, tunnels)})
         else:
             for p in ports:
                 there = f"{p['host_ip']}:{p['host']} of {jump.spec()}"
@@ -112,7 +112,7 @@ def _tunnel(m: Any, ports: list[dict], guest: str | None, *, as_json: bool) -> N
                 term.out(f"{p['guest']:>6} (guest) => 127.0.0.1:{local} here => {there}{moved}")
         term.info(f"==> {m.name}: tunnels open through {jump.spec()}; press Ctrl-C to close them.")
 
-    tunnel.hold(jump, tunnels, ready=ready)
+    port_tunnel.hold(jump, tunnels, ready=ready)
     term.info(f"==> {m.name}: tunnels closed.")
 
 
