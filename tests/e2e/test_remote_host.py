@@ -110,7 +110,13 @@ def test_a_machine_on_a_remote_host_over_qemu_ssh(vmctl: Vmctl, tiny_box: Path, 
                                                    remote_host: RemoteHost) -> None:
     run = runner(vmctl, project, remote_host)
     remote_vagrantfile(project, 'config.vm.provision "shell", inline: "echo provisioned > /tmp/provisioned"\n'
+                       '          config.vm.provision "ansible", playbook: "playbook.yml"\n'
                        '          config.vm.network "private_network", ip: "192.168.92.10"')
+    # ansible-playbook runs on this computer and reaches the guest through the host (the
+    # inventory's ProxyCommand); `raw` needs no Python in the tiny box
+    (project / "playbook.yml").write_text(
+        "- hosts: all\n  gather_facts: false\n  tasks:\n"
+        "    - raw: echo \"ran by ansible on {{ inventory_hostname }}\" > /tmp/ansible-was-here\n")
     try:
         run("up")
         [m] = json.loads(run("status", "--json").stdout)["machines"]
@@ -130,7 +136,8 @@ def test_a_machine_on_a_remote_host_over_qemu_ssh(vmctl: Vmctl, tiny_box: Path, 
         assert f"127.0.0.1:{m['ssh']['port']} " in listening
         # ssh, and a provisioner and the rsync folder went through the hop
         assert run("ssh", "-c", "hostname; cat /tmp/provisioned; ls /vagrant").stdout.split() == [
-            "far-away", "provisioned", "Vagrantfile"]
+            "far-away", "provisioned", "Vagrantfile", "playbook.yml"]
+        assert run("ssh", "-c", "cat /tmp/ansible-was-here").stdout == "ran by ansible on default\n"
         # ssh-config as plain ssh uses it: its ProxyCommand's ssh reads the user's ~/.ssh/config
         config = project / "ssh.config"
         config.write_text(run("ssh-config").stdout)
@@ -185,11 +192,13 @@ def test_a_machine_on_a_remote_host_over_qemu_ssh(vmctl: Vmctl, tiny_box: Path, 
             shutil.rmtree(other_home, ignore_errors=True)
         assert run("ssh", "-c", "echo first").stdout.strip() == "first"  # the first user's machine: unharmed
         # halted, its SSH port taken on the host meanwhile: up chooses another (QEMU could not
-        # bind it; vmctl cannot try the host's ports from here) and says so, as Vagrant does
+        # bind it; vmctl cannot try the host's ports from here) and says so, as Vagrant does.
+        # (SO_REUSEADDR, as QEMU binds: a connection of ansible's to the port may linger in TIME_WAIT)
         run("halt")
         old = m["ssh"]["port"]
         blocker = subprocess.Popen(remote_host.sandbox.command(
-            "python3", "-c", "import socket, sys, time; s = socket.socket(); s.bind(('127.0.0.1', int(sys.argv[1]))); "
+            "python3", "-c", "import socket, sys, time; s = socket.socket(); "
+            "s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('127.0.0.1', int(sys.argv[1]))); "
             "s.listen(); print('ready', flush=True); time.sleep(600)", str(old)),
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
         try:

@@ -13,7 +13,7 @@ import logging
 import os
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -508,7 +508,6 @@ class BootMixin(StateMixin):
 
     def _start_with_port_retry(self, c: hypervisor.Connection, st: MachineState, emit: Emit) -> None:
         """Start the domain; if a port was taken between choice and start, choose again."""
-        from vmctl import network, remote
         from vmctl.machine import snapshots
 
         snapshots.ensure_defined(self, c)  # type: ignore[arg-type]
@@ -516,9 +515,17 @@ class BootMixin(StateMixin):
         if st.halted:
             st.halted = False
             self.save()
+        self._start_choosing_ports(c, st, emit, c.start)
+
+    def _start_choosing_ports(self, c: hypervisor.Connection, st: MachineState, emit: Emit,
+                              start: Callable[[str], object]) -> None:
+        """START(domain); when a host port was taken between choice and start (port_clash),
+        choose the ports again, define the domain anew and try again (five tries)."""
+        from vmctl import network, remote
+
         for attempt in range(5):
             try:
-                c.start(st.domain)
+                start(st.domain)
                 return
             except HypervisorError as exc:
                 taken = {st.ssh_port, *(f.host for f in st.forwards)}

@@ -1127,23 +1127,10 @@ def _load(m: Machine, st: MachineState, c: Any, container: Path, snap: Snapshot,
 
 def _start_paused(m: Machine, st: MachineState, c: Any) -> None:
     """Start the domain paused; choose the host ports again if one was taken meanwhile."""
-    from vmctl import network
-
     if st.halted:
         st.halted = False
         m.save()
-    for attempt in range(5):
-        try:
-            c.start_paused(st.domain)
-            return
-        except HypervisorError as exc:
-            if attempt == 4 or ("host forwarding" not in exc.message and "Address already in use" not in exc.message):
-                raise
-            taken = {st.ssh_port, *(f.host for f in st.forwards)}
-            busy = {p for p in taken if not network.port_is_free("127.0.0.1", p)}
-            m._reserve_ports(st, lambda _line: None, exclude=busy or taken)
-            m.save()
-            c.define(m._render(st))
+    m._start_choosing_ports(c, st, lambda _line: None, c.start_paused)
 
 
 # --- merging deleted snapshots' layers -----------------------------------------------------------
