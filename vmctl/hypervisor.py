@@ -948,6 +948,27 @@ class Connection:
         except self._lv.libvirtError as exc:
             raise HypervisorError(f"libvirt could not list the volumes of {pool}: {_first_line(exc)}") from exc
 
+    def volumes_backed_by(self, pool: str, path: str) -> list[str]:
+        """The volumes of POOL whose backing file is PATH (overlays standing on it, whoever
+        made them: libvirt reads each qcow2 header when the pool is refreshed)."""
+        import xml.etree.ElementTree as ET
+
+        p = self._require_pool(pool)
+        try:
+            p.refresh(0)
+            volumes = p.listAllVolumes(0)
+        except self._lv.libvirtError as exc:
+            raise HypervisorError(f"libvirt could not list the volumes of {pool}: {_first_line(exc)}") from exc
+        out = []
+        for vol in volumes:
+            try:
+                backing = ET.fromstring(vol.XMLDesc(0)).findtext("backingStore/path")
+            except (self._lv.libvirtError, ET.ParseError):
+                continue  # gone meanwhile, or not readable: not standing on PATH as far as we know
+            if backing == path:
+                out.append(str(vol.name()))
+        return sorted(out)
+
     def create_volume(self, pool: str, xml: str) -> str:
         """A new volume from XML (vmctl.storage.volume_xml); its path."""
         p = self._require_pool(pool)

@@ -199,8 +199,11 @@ def upload_box_disks(c: Any, uri: str, pool: str, box: Any, disks: list[tuple[An
             recorded = box_pools.recorded(box, uri, pool, volume)
             existing = c.volume_path(pool, volume)
             if existing is not None and (recorded or c.volume_path(pool, upload_mark(volume)) is not None):
-                # ours, or uploaded whole by another user's vmctl (then not recorded: this
-                # VMCTL_HOME's box remove leaves it to its owner); never deleted from under them
+                # ours, or uploaded whole by another user's vmctl: used as it is, and recorded
+                # here too, so whichever box remove finds no overlay on it removes it
+                # (remove_box_volumes); never deleted and sent again from under them
+                if not recorded:
+                    box_pools.record(box, uri, pool, volume)
                 paths_out.append(existing)
                 continue
             if existing is not None:  # an upload that was interrupted: its bytes are not trusted
@@ -214,9 +217,15 @@ def upload_box_disks(c: Any, uri: str, pool: str, box: Any, disks: list[tuple[An
     return paths_out
 
 
+class Kept(str):
+    """Why a box volume was left in its pool on purpose (other volumes stand on it)."""
+
+
 def remove_box_volumes(box: Any) -> list[tuple[dict[str, str], str | None]]:
     """Remove BOX's volumes from every pool it was uploaded to: each recorded upload, with
-    None once removed (or found gone), else why it could not be."""
+    None once removed (or found gone), else why it could not be, or a Kept reason: a volume
+    that another machine's overlay stands on (another VMCTL_HOME's or user's, sharing the
+    upload) stays, with its upload mark."""
     from vmctl.boxes import pools as box_pools
     from vmctl.errors import VmctlError
 
@@ -224,6 +233,12 @@ def remove_box_volumes(box: Any) -> list[tuple[dict[str, str], str | None]]:
     for entry in box_pools.entries(box):
         try:
             with hypervisor.connect(entry["uri"]) as c:
+                path = c.volume_path(entry["pool"], entry["volume"])
+                users = c.volumes_backed_by(entry["pool"], path) if path is not None else []
+                if users:
+                    out.append((entry, Kept(f"{len(users)} volume(s) of other machines stand on it "
+                                            f"({', '.join(users[:3])}{', ...' if len(users) > 3 else ''})")))
+                    continue
                 c.delete_volume(entry["pool"], upload_mark(entry["volume"]))  # first: a half-removed box is not "whole"
                 c.delete_volume(entry["pool"], entry["volume"])
             out.append((entry, None))

@@ -269,7 +269,8 @@ def test_a_box_volume_another_user_uploaded_whole_is_shared_never_deleted(tmp_pa
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     """Two VMCTL_HOMEs (two users) on one libvirt host: the second finds the box volume the
     first uploaded. Its upload mark says it is whole: it is used as it is, not deleted and sent
-    again (the first user's machines are backed by it), and not recorded as the second's.
+    again (the first user's machines are backed by it), and recorded as the second's too (box
+    remove deletes it only when no overlay stands on it).
     Without the mark (an upload cut off) it is deleted and uploaded again, then marked."""
     from vmctl.boxes import pools
 
@@ -310,15 +311,46 @@ def test_a_box_volume_another_user_uploaded_whole_is_shared_never_deleted(tmp_pa
     monkeypatch.setenv("VMCTL_HOME", str(tmp_path / "one"))
     storage.upload_box_disks(conn, "qemu+ssh://h/system", "default", box, [(image, "qcow2")], notify=lambda _t: None)
     assert conn.log == [f"upload {volume}", f"delete {mark}", f"create {mark}"]
-    # user two: used as it is, and not recorded as theirs
+    # user two: used as it is, and recorded as theirs too
     monkeypatch.setenv("VMCTL_HOME", str(tmp_path / "two"))
     (tmp_path / pools.POOLS_RECORD).unlink()  # the record lives in the box folder of each home's store
     conn.log.clear()
     got = storage.upload_box_disks(conn, "qemu+ssh://h/system", "default", box, [(image, "qcow2")],
                                    notify=lambda _t: None)
     assert got == [f"/pools/default/{volume}"] and conn.log == []
-    assert not pools.recorded(box, "qemu+ssh://h/system", "default", volume)  # type: ignore[arg-type]
+    assert pools.recorded(box, "qemu+ssh://h/system", "default", volume)  # type: ignore[arg-type]
+    (tmp_path / pools.POOLS_RECORD).unlink()
     # an upload that was cut off (no mark): not trusted
     conn.volumes.discard(mark)
     storage.upload_box_disks(conn, "qemu+ssh://h/system", "default", box, [(image, "qcow2")], notify=lambda _t: None)
     assert conn.log == [f"delete {volume}", f"upload {volume}", f"delete {mark}", f"create {mark}"]
+
+
+def test_box_remove_keeps_a_box_volume_other_machines_stand_on(tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another VMCTL_HOME's (another user's) overlay on the shared box volume: box remove
+    keeps the volume and its upload mark, and says why; once no overlay stands on it, it goes.
+    libvirt's test driver, held open so that its pool lives across vmctl's connections."""
+    import libvirt
+
+    from vmctl.boxes import pools
+
+    monkeypatch.setenv("VMCTL_HOME", str(tmp_path / "home"))
+    held = libvirt.open("test:///default")
+    try:
+        pool = held.storagePoolLookupByName("default-pool")
+        volume = storage.box_volume("vmctl/tiny", "1.0.0", "libvirt", 0, "cd" * 32)
+        box_vol = pool.createXML(storage.volume_xml(volume, 1 << 20, "qcow2"), 0)
+        pool.createXML(storage.volume_xml(storage.upload_mark(volume), 0, "raw"), 0)
+        overlay = pool.createXML(storage.volume_xml("vmctl-0123456789ab-disk.qcow2", 1 << 20, "qcow2",
+                                                    backing=box_vol.path()), 0)
+        box = SimpleNamespace(dir=tmp_path)
+        pools.record(box, "test:///default", "default-pool", volume)  # type: ignore[arg-type]
+        [(_, kept)] = storage.remove_box_volumes(box)
+        assert isinstance(kept, storage.Kept) and "vmctl-0123456789ab-disk.qcow2" in kept
+        assert {volume, storage.upload_mark(volume)} <= set(pool.listVolumes())
+        overlay.delete(0)
+        assert storage.remove_box_volumes(box) == [(pools.entries(box)[0], None)]  # type: ignore[arg-type]
+        assert not {volume, storage.upload_mark(volume)} & set(pool.listVolumes())
+    finally:
+        held.close()

@@ -191,6 +191,9 @@ def release_pool_volumes(box: Any, in_use: bool) -> None:
         where = f"the volume {e['volume']} in the storage pool {e['pool']} at {e['uri']}"
         if problem is None:
             term.info(f"removed {where}")
+        elif isinstance(problem, storage.Kept):
+            term.warn(f"kept {where}: {problem} (another VMCTL_HOME's or user's machines share it; their box "
+                      "remove removes it once none stands on it)")
         else:
             term.warn(f"could not remove {where}: {problem} (remove it by hand: virsh -c {e['uri']} vol-delete "
                       f"--pool {e['pool']} {e['volume']})")
