@@ -79,9 +79,12 @@ def vagrant_env(home: Path) -> dict[str, str]:
 class Sandbox:
     """A network and a mount namespace with their own libvirtd and virtlogd."""
 
-    def __init__(self, root: Path, netns: str | None = None) -> None:
+    def __init__(self, root: Path, netns: str | None = None, *, listen_tcp: bool = False) -> None:
         self.root = root
         self.netns = netns or f"vmctl-bench-{os.getpid()}"  # NETNS: several sandboxes at once
+        # LISTEN_TCP: libvirtd also answers qemu+tcp:// on port 16509 of the namespace, with no
+        # authentication (a test's namespace only: nothing but this machine reaches it)
+        self.listen_tcp = listen_tcp
         self.holder: subprocess.Popen[bytes] | None = None
         self.netns_added = False
 
@@ -105,6 +108,9 @@ class Sandbox:
         etc = self.root / "etc" / "libvirt"
         for conf in Path("/etc/libvirt").glob("*.conf"):
             shutil.copy(conf, etc / conf.name)
+        if self.listen_tcp:
+            with (etc / "libvirtd.conf").open("a") as f:
+                f.write('\nlisten_tls = 0\nlisten_tcp = 1\nauth_tcp = "none"\n')
         # `ip netns exec` gives the holder a sysfs of the network namespace (libvirt's
         # network driver reads /sys/class/net); `--propagation private` keeps the binds
         # from reaching the host.
@@ -118,7 +124,8 @@ class Sandbox:
             raise RuntimeError(f"vagrant sandbox: the mount namespace was not set up ({self.holder.wait()})")
         self.holder.stdout.close()
         for daemon in ("virtlogd", "libvirtd"):
-            subprocess.run(self.command(daemon, "-d", "-p", str(self.root / f"{daemon}.pid")),
+            listen = ["--listen"] if daemon == "libvirtd" and self.listen_tcp else []
+            subprocess.run(self.command(daemon, "-d", *listen, "-p", str(self.root / f"{daemon}.pid")),
                            stdin=subprocess.DEVNULL, check=True, timeout=60)
         # libvirt's QEMU capabilities probe, once, before anything is timed (vmctl's
         # warm-up pays its own).

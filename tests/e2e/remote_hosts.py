@@ -59,12 +59,13 @@ class User:
 class RemoteHost:
     """A libvirtd and an sshd in a namespace of their own, reached as ALIAS at 10.233.NET.2."""
 
-    def __init__(self, root: Path, alias: str, net: int, tag: str, netns: str | None = None) -> None:
+    def __init__(self, root: Path, alias: str, net: int, tag: str, netns: str | None = None, *,
+                 listen_tcp: bool = False) -> None:
         self.root = root
         self.alias = alias
         self.host_ip, self.ip = f"10.233.{net}.1", f"10.233.{net}.2"
         self.veth = (f"vmctl-{tag}0", f"vmctl-{tag}1")  # here, there
-        self.sandbox = Sandbox(root / "host", netns=netns)
+        self.sandbox = Sandbox(root / "host", netns=netns, listen_tcp=listen_tcp)
         self.sshd: subprocess.Popen[bytes] | None = None
 
     def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
