@@ -936,6 +936,20 @@ class Connection:
         vol = self._volume(pool, name)
         return str(vol.path()) if vol is not None else None
 
+    def volume_ctime(self, pool: str, name: str) -> float | None:
+        """When volume NAME's file changed state last (seconds since the epoch), where the
+        pool says (directory pools do); None otherwise, or if there is no such volume."""
+        import xml.etree.ElementTree as ET
+
+        vol = self._volume(pool, name)
+        if vol is None:
+            return None
+        try:
+            text = ET.fromstring(vol.XMLDesc(0)).findtext("target/timestamps/ctime")
+            return float(text) if text else None
+        except (self._lv.libvirtError, ET.ParseError, ValueError):
+            return None
+
     def volume_capacity(self, pool: str, name: str) -> int | None:
         vol = self._volume(pool, name)
         return int(vol.info()[1]) if vol is not None else None

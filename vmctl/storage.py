@@ -11,6 +11,7 @@ pool's folder.
 Volume names (the pool is shared with other tools and other users of the daemon):
     NAME_vmctl_box_VERSION_PROVIDER_diskN_DIGEST.img   a box disk, uploaded once per pool
     NAME_vmctl_box_VERSION_PROVIDER_diskN_DIGEST.ok    empty: made once that upload was whole
+    NAME_vmctl_box_VERSION_PROVIDER_diskN_DIGEST.lock  empty: a vmctl is uploading it (any user)
     vmctl-ID-FILE                                      machine ID's disk FILE (disk.qcow2,
                                                        disk-vdb.qcow2, nvram.fd, cidata.iso ...)
 NAME is the box name with "/" written "-VAGRANTSLASH-" (Vagrant's escape), other characters
@@ -27,11 +28,15 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 import xml.etree.ElementTree as ET
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from vmctl import hypervisor
-from vmctl.errors import MachineError
+from vmctl import hypervisor, paths
+from vmctl.errors import HypervisorError, MachineError
 
 if TYPE_CHECKING:
     from vmctl.vagrantfile.model import LibvirtSettings
@@ -129,6 +134,72 @@ def upload_mark(volume: str) -> str:
     return mark
 
 
+def upload_lock(volume: str) -> str:
+    """The empty volume a vmctl makes before it uploads box volume VOLUME and removes after:
+    libvirt makes a volume or refuses because it exists, so two users' vmctl (two
+    VMCTL_HOMEs, whose file locks do not see each other) never upload one volume at once."""
+    lock = (volume[: -len(".img")] if volume.endswith(".img") else volume[:194]) + ".lock"
+    check_volume_name(lock)
+    return lock
+
+
+# How long a vmctl waits for another's upload of the same box volume, and the age after
+# which an upload lock is taken to be that of a vmctl killed mid-upload.
+UPLOAD_WAIT = 1800.0
+STALE_UPLOAD_LOCK = 86400.0
+
+
+@contextmanager
+def _upload_turn(c: Any, uri: str, pool: str, volume: str, notify: Callable[[str], None], ours: Path, *,
+                 clock: Callable[[], float] = time.time, sleep: Callable[[float], None] = time.sleep,
+                 ) -> Iterator[bool]:
+    """True: this vmctl holds VOLUME's upload lock (removed on the way out, whatever
+    happens); False: another vmctl's upload of it finished while this one waited.
+    OURS is a local file that exists while this VMCTL_HOME holds the lock volume (the caller
+    holds this VMCTL_HOME's file lock for VOLUME): found at the start, it says the lock volume
+    is left from this VMCTL_HOME's own upload that was killed or lost its connection."""
+    lock = upload_lock(volume)
+    if ours.exists():
+        notify(f"removing the upload lock {lock} left by an interrupted upload of this vmctl's")
+        c.delete_volume(pool, lock)
+        ours.unlink()
+    deadline = clock() + UPLOAD_WAIT
+    waiting = False
+    while True:
+        if c.volume_path(pool, volume) is not None and c.volume_path(pool, upload_mark(volume)) is not None:
+            yield False  # uploaded whole (by another vmctl, while this one waited)
+            return
+        try:
+            ours.touch(mode=0o600)
+            c.create_volume(pool, volume_xml(lock, 0, "raw"))
+            break
+        except HypervisorError:
+            ours.unlink()
+            if c.volume_path(pool, lock) is None:
+                raise  # not the lock's existence: libvirt's own error
+        made = c.volume_ctime(pool, lock)
+        if made is not None and clock() - made > STALE_UPLOAD_LOCK:
+            notify(f"removing the upload lock {lock} of a vmctl that stopped uploading a day ago")
+            c.delete_volume(pool, lock)
+            continue
+        if clock() > deadline:
+            raise MachineError(f"another vmctl has been uploading {volume} into the storage pool {pool} at {uri} for "
+                               f"over {int(UPLOAD_WAIT // 60)} minutes",
+                               hint=f"if no vmctl is uploading it, remove its lock: virsh -c {uri} vol-delete "
+                               f"--pool {pool} {lock}")
+        if not waiting:
+            notify(f"waiting for another vmctl's upload of {volume} into the storage pool {pool}")
+            waiting = True
+        sleep(2.0)
+    try:
+        yield True
+    finally:
+        # (the connection gone: the next upload finds the lock, waits, and takes it once stale)
+        with suppress(HypervisorError):
+            c.delete_volume(pool, lock)
+            ours.unlink()
+
+
 def check_volume_name(name: str) -> None:
     if not VOLUME_NAME_RE.fullmatch(name):
         raise MachineError(f"{name[:80]!r} is not a storage volume name vmctl makes",
@@ -206,14 +277,22 @@ def upload_box_disks(c: Any, uri: str, pool: str, box: Any, disks: list[tuple[An
                     box_pools.record(box, uri, pool, volume)
                 paths_out.append(existing)
                 continue
-            if existing is not None:  # an upload that was interrupted: its bytes are not trusted
-                c.delete_volume(pool, volume)
-            notify(f"uploading the box image {image.name} into the storage pool {pool} as {volume}")
-            path = c.upload_volume(pool, volume, str(image))
-            c.delete_volume(pool, upload_mark(volume))
-            c.create_volume(pool, volume_xml(upload_mark(volume), 0, "raw"))
-            box_pools.record(box, uri, pool, volume)
-            paths_out.append(path)
+            with _upload_turn(c, uri, pool, volume, notify, paths.locks_dir() / f"{lock}.holds-volume") as mine:
+                existing = c.volume_path(pool, volume)
+                if not mine or (existing is not None and c.volume_path(pool, upload_mark(volume)) is not None):
+                    # another user's vmctl uploaded it whole while this one waited for its turn
+                    assert existing is not None
+                    box_pools.record(box, uri, pool, volume)
+                    paths_out.append(existing)
+                    continue
+                if existing is not None:  # an upload that was interrupted: its bytes are not trusted
+                    c.delete_volume(pool, volume)
+                notify(f"uploading the box image {image.name} into the storage pool {pool} as {volume}")
+                path = c.upload_volume(pool, volume, str(image))
+                c.delete_volume(pool, upload_mark(volume))
+                c.create_volume(pool, volume_xml(upload_mark(volume), 0, "raw"))
+                box_pools.record(box, uri, pool, volume)
+                paths_out.append(path)
     return paths_out
 
 

@@ -12,7 +12,7 @@ import pytest
 from libvirt_schema import validate, validate_domain
 
 from vmctl import domain, storage
-from vmctl.errors import MachineError
+from vmctl.errors import HypervisorError, MachineError
 
 EMBEDDED = "qemu:///embed?root=/home/u/.local/share/vmctl/libvirt"
 
@@ -295,9 +295,14 @@ def test_a_box_volume_another_user_uploaded_whole_is_shared_never_deleted(tmp_pa
 
         def create_volume(self, pool: str, xml: str) -> str:
             name = ET.fromstring(xml).findtext("name") or ""
+            if name in self.volumes:
+                raise HypervisorError(f"storage volume '{name}' exists already")
             self.log.append(f"create {name}")
             self.volumes.add(name)
             return f"/pools/{pool}/{name}"
+
+        def volume_ctime(self, pool: str, name: str) -> float | None:
+            return self.ctime.get(name) if name in self.volumes else None
 
     image = tmp_path / "box.img"
     image.write_bytes(b"qcow2")
@@ -305,12 +310,15 @@ def test_a_box_volume_another_user_uploaded_whole_is_shared_never_deleted(tmp_pa
                           record={"sha256": "ab" * 32})
     volume = storage.box_volume("vmctl/tiny", "1.0.0", "libvirt", 0, "ab" * 32)
     mark = storage.upload_mark(volume)
+    lock = storage.upload_lock(volume)
     assert mark.endswith("_libvirt_disk0_" + volume.rsplit("_", 1)[1].removesuffix(".img") + ".ok")
+    assert lock == mark.removesuffix(".ok") + ".lock"
     conn = Pool()
+    conn.ctime = {}
     # user one uploads it: the volume, then its mark
     monkeypatch.setenv("VMCTL_HOME", str(tmp_path / "one"))
     storage.upload_box_disks(conn, "qemu+ssh://h/system", "default", box, [(image, "qcow2")], notify=lambda _t: None)
-    assert conn.log == [f"upload {volume}", f"delete {mark}", f"create {mark}"]
+    assert conn.log == [f"create {lock}", f"upload {volume}", f"delete {mark}", f"create {mark}", f"delete {lock}"]
     # user two: used as it is, and recorded as theirs too
     monkeypatch.setenv("VMCTL_HOME", str(tmp_path / "two"))
     (tmp_path / pools.POOLS_RECORD).unlink()  # the record lives in the box folder of each home's store
@@ -323,7 +331,8 @@ def test_a_box_volume_another_user_uploaded_whole_is_shared_never_deleted(tmp_pa
     # an upload that was cut off (no mark): not trusted
     conn.volumes.discard(mark)
     storage.upload_box_disks(conn, "qemu+ssh://h/system", "default", box, [(image, "qcow2")], notify=lambda _t: None)
-    assert conn.log == [f"delete {volume}", f"upload {volume}", f"delete {mark}", f"create {mark}"]
+    assert conn.log == [f"create {lock}", f"delete {volume}", f"upload {volume}", f"delete {mark}", f"create {mark}",
+                        f"delete {lock}"]
 
 
 def test_box_remove_keeps_a_box_volume_other_machines_stand_on(tmp_path: Path,
@@ -354,3 +363,77 @@ def test_box_remove_keeps_a_box_volume_other_machines_stand_on(tmp_path: Path,
         assert not {volume, storage.upload_mark(volume)} & set(pool.listVolumes())
     finally:
         held.close()
+
+
+def test_a_second_vmctl_waits_for_the_upload_lock_of_the_first(tmp_path: Path) -> None:
+    """Two users upload one box volume: the second finds the first's lock volume and waits
+    for its mark (then shares the volume); a lock a day old is a killed vmctl's and is taken;
+    a lock this VMCTL_HOME left (its local record says so) is removed at once; a wait past
+    UPLOAD_WAIT stops with the command that removes the lock."""
+    ours = tmp_path / "holds-volume"
+    volume = storage.box_volume("vmctl/tiny", "1.0.0", "libvirt", 0, "ef" * 32)
+    lock, mark = storage.upload_lock(volume), storage.upload_mark(volume)
+
+    class Pool:
+        def __init__(self, *names: str) -> None:
+            self.volumes, self.ctime, self.log = set(names), {lock: 1000.0}, []
+
+        def create_volume(self, pool: str, xml: str) -> str:
+            name = ET.fromstring(xml).findtext("name") or ""
+            if name in self.volumes:
+                raise HypervisorError(f"storage volume '{name}' exists already")
+            self.volumes.add(name)
+            self.log.append(f"create {name}")
+            return name
+
+        def volume_path(self, pool: str, name: str) -> str | None:
+            return name if name in self.volumes else None
+
+        def volume_ctime(self, pool: str, name: str) -> float | None:
+            return self.ctime.get(name) if name in self.volumes else None
+
+        def delete_volume(self, pool: str, name: str) -> bool:
+            self.log.append(f"delete {name}")
+            self.volumes.discard(name)
+            return True
+
+    now = [2000.0]
+    said: list[str] = []
+
+    def turn(conn: Pool) -> bool:
+        def sleep(seconds: float) -> None:
+            now[0] += seconds
+            if now[0] > 2010:  # the other vmctl's upload ends
+                conn.volumes |= {volume, mark}
+                conn.volumes.discard(lock)
+        with storage._upload_turn(conn, "qemu+ssh://h/system", "default", volume, said.append, ours,
+                                  clock=lambda: now[0], sleep=sleep) as mine:
+            assert ours.exists() == mine  # held: recorded here
+            return mine
+
+    # another's upload in progress: wait, then share it (no lock of ours made or removed)
+    busy = Pool(lock, volume)
+    assert turn(busy) is False and busy.log == [] and "waiting for another vmctl's upload" in said[0]
+    # a lock a day old: taken, and removed again on the way out
+    stale = Pool(lock)
+    now[0] = 1000.0 + storage.STALE_UPLOAD_LOCK + 1
+    assert turn(stale) is True and stale.log == [f"delete {lock}", f"create {lock}", f"delete {lock}"]
+    assert not ours.exists()
+    # this VMCTL_HOME's own lock, left by an upload that lost its connection: removed at once
+    left = Pool(lock)
+    left.ctime[lock] = now[0] = 3000.0
+    ours.touch()
+    assert turn(left) is True and left.log == [f"delete {lock}", f"create {lock}", f"delete {lock}"]
+    assert "interrupted upload" in said[-1] and not ours.exists()
+    # a live lock that never goes: an error naming the command that removes it
+    stuck = Pool(lock)
+    stuck.ctime[lock] = now[0] = 5000.0
+
+    def never(seconds: float) -> None:
+        now[0] += seconds
+
+    with pytest.raises(MachineError) as err, storage._upload_turn(stuck, "qemu+ssh://h/system", "default", volume,
+                                                                  said.append, ours, clock=lambda: now[0],
+                                                                  sleep=never):
+        pass
+    assert f"vol-delete --pool default {lock}" in (err.value.hint or "")
