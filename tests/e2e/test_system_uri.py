@@ -126,7 +126,10 @@ def test_disks_are_volumes_of_a_storage_pool(vmctl: Vmctl, tiny_box: Path, tmp_p
         overlay, extra = by_name["box"], by_name["vdb"]
         assert overlay["pool"] == extra["pool"] == pool
         volumes = pool_volumes(pool)
-        [box_volume] = [v for v in volumes if "_vmctl_box_" in v]
+        # the box's volume, and the empty mark that says its upload was whole (no upload lock left)
+        [box_volume] = [v for v in volumes if "_vmctl_box_" in v and v.endswith(".img")]
+        mark = box_volume.removesuffix(".img") + ".ok"
+        assert [v for v in volumes if "_vmctl_box_" in v and not v.endswith(".img")] == [mark]
         assert box_volume.startswith("e2e-VAGRANTSLASH-pool-tiny_vmctl_box_")
         assert {overlay["volume"], extra["volume"]} <= set(volumes)
         assert overlay["volume"].startswith("vmctl-") and overlay["volume"].endswith("-disk.qcow2")
@@ -145,7 +148,7 @@ def test_disks_are_volumes_of_a_storage_pool(vmctl: Vmctl, tiny_box: Path, tmp_p
         second = vmctl("up", cwd=projects[1], env=env)
         assert "uploading the box image" not in second.stderr
         [m2] = vmctl("status", "--json", cwd=projects[1], env=env).json()["machines"]
-        assert [v for v in pool_volumes(pool) if "_vmctl_box_" in v] == [box_volume]
+        assert [v for v in pool_volumes(pool) if "_vmctl_box_" in v] == sorted([box_volume, mark])
         # A stopped machine starts again from its volumes (its disks planned again, none made anew).
         before = pool_volumes(pool)
         vmctl("reload", cwd=projects[1], env=env)
@@ -157,7 +160,7 @@ def test_disks_are_volumes_of_a_storage_pool(vmctl: Vmctl, tiny_box: Path, tmp_p
         vmctl("destroy", "-f", cwd=projects[0], env=env)
         vmctl("destroy", "-f", cwd=projects[1], env=env)
         left = pool_volumes(pool)
-        assert left == [box_volume], left
+        assert sorted(left) == sorted([box_volume, mark]), left
         assert m["domain"] not in virsh("list", "--all", "--name").stdout.split()
         assert m2["domain"] not in virsh("list", "--all", "--name").stdout.split()
         removed = vmctl("box", "remove", box)
