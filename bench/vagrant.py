@@ -79,12 +79,16 @@ def vagrant_env(home: Path) -> dict[str, str]:
 class Sandbox:
     """A network and a mount namespace with their own libvirtd and virtlogd."""
 
-    def __init__(self, root: Path, netns: str | None = None, *, listen_tcp: bool = False) -> None:
+    def __init__(self, root: Path, netns: str | None = None, *, listen_tcp: bool = False,
+                 tls: Path | None = None) -> None:
         self.root = root
         self.netns = netns or f"vmctl-bench-{os.getpid()}"  # NETNS: several sandboxes at once
         # LISTEN_TCP: libvirtd also answers qemu+tcp:// on port 16509 of the namespace, with no
-        # authentication (a test's namespace only: nothing but this machine reaches it)
+        # authentication (a test's namespace only: nothing but this machine reaches it).
+        # TLS: a folder with cacert.pem, servercert.pem and serverkey.pem: libvirtd also answers
+        # qemu+tls:// on port 16514, to clients with a certificate of that CA.
         self.listen_tcp = listen_tcp
+        self.tls = tls
         self.holder: subprocess.Popen[bytes] | None = None
         self.netns_added = False
 
@@ -108,9 +112,14 @@ class Sandbox:
         etc = self.root / "etc" / "libvirt"
         for conf in Path("/etc/libvirt").glob("*.conf"):
             shutil.copy(conf, etc / conf.name)
-        if self.listen_tcp:
+        if self.listen_tcp or self.tls:
             with (etc / "libvirtd.conf").open("a") as f:
-                f.write('\nlisten_tls = 0\nlisten_tcp = 1\nauth_tcp = "none"\n')
+                f.write(f"\nlisten_tcp = {int(self.listen_tcp)}\nauth_tcp = \"none\"\n")
+                if self.tls:
+                    f.write(f'listen_tls = 1\nca_file = "{self.tls}/cacert.pem"\n'
+                            f'cert_file = "{self.tls}/servercert.pem"\nkey_file = "{self.tls}/serverkey.pem"\n')
+                else:
+                    f.write("listen_tls = 0\n")
         # `ip netns exec` gives the holder a sysfs of the network namespace (libvirt's
         # network driver reads /sys/class/net); `--propagation private` keeps the binds
         # from reaching the host.
@@ -124,7 +133,7 @@ class Sandbox:
             raise RuntimeError(f"vagrant sandbox: the mount namespace was not set up ({self.holder.wait()})")
         self.holder.stdout.close()
         for daemon in ("virtlogd", "libvirtd"):
-            listen = ["--listen"] if daemon == "libvirtd" and self.listen_tcp else []
+            listen = ["--listen"] if daemon == "libvirtd" and (self.listen_tcp or self.tls) else []
             subprocess.run(self.command(daemon, "-d", *listen, "-p", str(self.root / f"{daemon}.pid")),
                            stdin=subprocess.DEVNULL, check=True, timeout=60)
         # libvirt's QEMU capabilities probe, once, before anything is timed (vmctl's

@@ -56,16 +56,45 @@ class User:
             self.holder = None
 
 
+def make_pki(folder: Path, ip: str) -> Path:
+    """A test CA, a server certificate for IP and a client certificate, as libvirt names them:
+    FOLDER holds the server's (cacert.pem, servercert.pem, serverkey.pem), FOLDER/client the
+    client's (cacert.pem, clientcert.pem, clientkey.pem). Returns FOLDER."""
+    client = folder / "client"
+    client.mkdir(parents=True)
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=folder, check=True, capture_output=True, timeout=60)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "cacert.pem",
+            "-days", "2", "-subj", "/CN=vmctl e2e CA")
+    for name, subject, ext in (
+        ("server", f"/CN={ip}", f"subjectAltName=IP:{ip}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n"),
+        ("client", "/CN=vmctl e2e client", "extendedKeyUsage=clientAuth\nbasicConstraints=CA:FALSE\n"),
+    ):
+        (folder / f"{name}.ext").write_text(ext)
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", f"{name}key.pem", "-out", f"{name}.csr",
+                "-subj", subject)
+        openssl("x509", "-req", "-in", f"{name}.csr", "-CA", "cacert.pem", "-CAkey", "ca.key", "-CAcreateserial",
+                "-out", f"{name}cert.pem", "-days", "2", "-extfile", f"{name}.ext")
+    for name in ("cacert.pem", "clientcert.pem", "clientkey.pem"):
+        shutil.copy(folder / name, client / name)
+    return folder
+
+
 class RemoteHost:
     """A libvirtd and an sshd in a namespace of their own, reached as ALIAS at 10.233.NET.2."""
 
     def __init__(self, root: Path, alias: str, net: int, tag: str, netns: str | None = None, *,
-                 listen_tcp: bool = False) -> None:
+                 listen_tcp: bool = False, tls: bool = False) -> None:
         self.root = root
         self.alias = alias
         self.host_ip, self.ip = f"10.233.{net}.1", f"10.233.{net}.2"
         self.veth = (f"vmctl-{tag}0", f"vmctl-{tag}1")  # here, there
-        self.sandbox = Sandbox(root / "host", netns=netns, listen_tcp=listen_tcp)
+        # TLS: a CA, the host's certificate (for its address) and the user's, in root/pki;
+        # the user's side (pkipath= of a qemu+tls URI) is root/pki/client
+        self.pki = make_pki(root / "pki", self.ip) if tls else None
+        self.sandbox = Sandbox(root / "host", netns=netns, listen_tcp=listen_tcp, tls=self.pki)
         self.sshd: subprocess.Popen[bytes] | None = None
 
     def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:

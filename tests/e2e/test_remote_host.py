@@ -36,7 +36,7 @@ class RemoteHost(Host):
     """The host and its user (remote_hosts.py)."""
 
     def __init__(self, root: Path) -> None:
-        super().__init__(root, ALIAS, 18, "rh", listen_tcp=True)  # qemu+ssh, and qemu+tcp
+        super().__init__(root, ALIAS, 18, "rh", listen_tcp=True, tls=True)  # qemu+ssh, +tcp and +tls
         self.person = User(root)
 
     def start(self) -> None:  # type: ignore[override]
@@ -321,17 +321,20 @@ def test_the_link_to_the_host_drops_during_up(vmctl: Vmctl, tiny_box: Path, proj
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="namespaces and a libvirtd need root (CI runs as root)")
-def test_a_machine_on_a_remote_host_over_qemu_tcp(vmctl: Vmctl, tiny_box: Path, project: Path,
-                                                  remote_host: RemoteHost) -> None:
-    """libvirt's own TCP transport (libvirt.uri = qemu+tcp://ADDRESS/system): the connection is
-    not SSH; the guest is still reached with OpenSSH through the host (the user's SSH settings
-    for that address)."""
+@pytest.mark.parametrize("transport", ["tcp", "tls"])
+def test_a_machine_on_a_remote_host_over_qemu_tcp_and_tls(vmctl: Vmctl, tiny_box: Path, project: Path,
+                                                          remote_host: RemoteHost, transport: str) -> None:
+    """libvirt's own transports (libvirt.uri = qemu+tcp://ADDRESS/system, and qemu+tls:// with
+    the user's certificates in pkipath=): the connection is not SSH; the guest is still reached
+    with OpenSSH through the host (the user's SSH settings for that address)."""
     run = runner(vmctl, project, remote_host)
+    assert remote_host.pki is not None
+    query = f"?pkipath={remote_host.pki / 'client'}" if transport == "tls" else ""
     write_vagrantfile(project, f"""
         Vagrant.configure("2") do |config|
           config.vm.box = "vmctl/tiny"
           config.vm.provider :libvirt do |lv|
-            lv.uri = "qemu+tcp://{remote_host.ip}/system"
+            lv.uri = "qemu+{transport}://{remote_host.ip}/system{query}"
             lv.memory = 256
           end
         end
@@ -341,7 +344,7 @@ def test_a_machine_on_a_remote_host_over_qemu_tcp(vmctl: Vmctl, tiny_box: Path, 
         [m] = json.loads(run("status", "--json").stdout)["machines"]
         assert (m["state"], m["host"]) == ("running", remote_host.ip), m
         assert m["domain"] in remote_host.virsh("list", "--name").split()
-        assert run("ssh", "-c", "echo over-tcp").stdout.strip() == "over-tcp"
+        assert run("ssh", "-c", f"echo over-{transport}").stdout.strip() == f"over-{transport}"
         run("destroy", "-f")
         assert m["domain"] not in remote_host.virsh("list", "--all", "--name").split()
         assert not machine_volumes(remote_host)
