@@ -15,7 +15,7 @@ from vmctl.boxes.download import Checksum, hash_local, parse_checksum, partial_p
 from vmctl.boxes.download import download as fetch
 from vmctl.errors import BoxError, ChecksumError, DownloadError
 
-DATA = os.urandom(600_000)
+DATA = b"\x1f\x8b" + os.urandom(599_998)  # starts as a gzip file does (random bytes could start with "{" and look like a catalog)
 TYPES = ["sha256", "sha512", "sha384", "sha1", "md5"]
 
 
